@@ -1,0 +1,302 @@
+// End to end: real slps and slpc processes, real TLS and UDP on loopback, certificates made by
+// this run. Each test asserts on the bytes that arrived.
+
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import {
+  BUN, Child, ROOT, freePort, makePki, rawTlsClient, removeDir, rss, sendUdp, sleep, stalledClient, startClient, startServer, tempDir,
+  udpSink, until, type Pki,
+} from "./test/kit.ts";
+
+let dir: string;
+let pki: Pki;
+const children: Child[] = [];
+const sinks: { close(): void }[] = [];
+
+beforeAll(() => {
+  dir = tempDir();
+  pki = makePki(dir);
+});
+afterEach(async () => {
+  for (const child of children.splice(0)) {
+    child.kill("SIGKILL");
+    await child.proc.exited;
+  }
+  for (const sink of sinks.splice(0)) sink.close();
+});
+afterAll(() => removeDir(dir));
+
+function track<T extends Child>(child: T): T {
+  children.push(child);
+  return child;
+}
+
+async function sink() {
+  const s = await udpSink();
+  sinks.push(s);
+  return s;
+}
+
+const server = async (args: string[] = [], opts = {}) => track(await startServer(pki, args, opts));
+const client = async (tlsPort: number, forwardPort?: number, args: string[] = [], certName = "client") =>
+  track(await startClient(pki, tlsPort, forwardPort, args, undefined, certName));
+
+const numbered = (n: number, prefix = "msg") => Array.from({ length: n }, (_, i) => Buffer.from(`<13>${prefix} ${i}`));
+
+describe("delivery", () => {
+  test("awkward messages arrive byte for byte and in order", async () => {
+    const s = await server();
+    const out = await sink();
+    await client(s.tlsPort, out.port);
+    const messages = [
+      Buffer.from("<13>plain"),
+      Buffer.from("<13>line one\nline two\n"),
+      Buffer.from("<13>nul\0inside\0"),
+      Buffer.from([0x3c, 0x31, 0x33, 0x3e, 0xff, 0xfe, 0xc3, 0x28, 0x80]), // not UTF-8
+      Buffer.from("12 looks like a frame header"),
+      Buffer.alloc(65507, 0x61),
+      Buffer.from("<13>after the big one"),
+    ];
+    await sendUdp(s.udpPort, messages);
+    await until("all messages", () => out.messages.length >= messages.length);
+    expect(out.messages).toEqual(messages);
+  });
+
+  test("three clients each get every message", async () => {
+    const s = await server();
+    const outs = await Promise.all([sink(), sink(), sink()]);
+    await Promise.all(outs.map((out) => client(s.tlsPort, out.port)));
+    await s.waitFor(/3 in all/);
+    const messages = numbered(300);
+    for (let i = 0; i < messages.length; i += 50) {
+      await sendUdp(s.udpPort, messages.slice(i, i + 50));
+      await until("batch", () => outs.every((out) => out.messages.length >= i + 50));
+    }
+    for (const out of outs) expect(out.messages).toEqual(messages);
+  });
+
+  test("--stdout prints one line per message with its own LF escaped", async () => {
+    const s = await server();
+    const c = await client(s.tlsPort);
+    await sendUdp(s.udpPort, [Buffer.from("<13>one\ntwo"), Buffer.from("<13>three")]);
+    await until("two lines", () => c.stdout.toString().split("\n").length >= 3);
+    expect(c.stdout.toString()).toBe("<13>one\\ntwo\n<13>three\n");
+  });
+
+  test("an --issuer in either form admits a certificate from that intermediate", async () => {
+    for (const issuer of ["/C=US/O=Example/CN=Example CA A", "CN=Example CA A,O=Example,C=US"]) {
+      const s = await server(["--issuer", issuer]);
+      const out = await sink();
+      await client(s.tlsPort, out.port, [], "clientA");
+      await sendUdp(s.udpPort, [Buffer.from("<13>for A")]);
+      await until("message", () => out.messages.length === 1);
+      expect(out.messages[0]!.toString()).toBe("<13>for A");
+    }
+  });
+});
+
+describe("refusal", () => {
+  /** Starts a server and a legitimate client, connects `intruder`, and lets messages flow past both. */
+  async function intruderGetsNothing(intruder: (port: number) => Child, serverArgs: string[] = [], refusedLog?: RegExp) {
+    const s = await server(serverArgs);
+    const out = await sink();
+    await client(s.tlsPort, out.port, [], serverArgs.length ? "clientA" : "client");
+    const bad = track(intruder(s.tlsPort));
+    if (refusedLog) await s.waitFor(refusedLog);
+    const messages = numbered(20, "secret");
+    for (let round = 0; round < 5; round++) {
+      await sendUdp(s.udpPort, messages.slice(round * 4, round * 4 + 4));
+      await sleep(50);
+    }
+    await until("legitimate client got all", () => out.messages.length === messages.length);
+    await sleep(200);
+    expect(bad.stdout.length).toBe(0);
+    expect(s.stderr).toContain("refused 127.0.0.1:");
+    return s;
+  }
+
+  test("a client certificate from another CA receives no log data", async () => {
+    const s = await intruderGetsNothing((port) => rawTlsClient(port, pki.ca, pki.cert("stranger")), [], /refused/);
+    expect(s.stderr).toMatch(/refused .*certificate refused/);
+  });
+
+  test("a client without a certificate receives no log data", async () => {
+    await intruderGetsNothing((port) => rawTlsClient(port, pki.ca), [], /refused/);
+  });
+
+  test("an expired client certificate receives no log data", async () => {
+    const s = await intruderGetsNothing((port) => rawTlsClient(port, pki.ca, pki.cert("expired")), [], /refused/);
+    expect(s.stderr).toMatch(/expired/i);
+  });
+
+  test("a certificate from another intermediate of the same root is refused by --issuer", async () => {
+    const s = await intruderGetsNothing(
+      // -cert_chain: s_client sends the intermediate too, so the chain verifies and only --issuer refuses it.
+      (port) => rawTlsClient(port, pki.ca, pki.cert("clientB0"), ["-cert_chain", `${pki.dir}/interB.pem`]),
+      ["--issuer", "/C=US/O=Example/CN=Example CA A"],
+      /refused/,
+    );
+    expect(s.stderr).toContain("issuer /C=US/O=Example/CN=Example CA B is not --issuer /C=US/O=Example/CN=Example CA A");
+  });
+
+  test("a TLS 1.2 client receives no log data", async () => {
+    await intruderGetsNothing((port) => rawTlsClient(port, pki.ca, pki.cert("client"), ["-tls1_2"]), [], /refused/);
+  });
+
+  test("one client over --max-clients is refused with the reason", async () => {
+    const s = await server(["--max-clients", "1"]);
+    const out = await sink();
+    await client(s.tlsPort, out.port);
+    const extra = track(rawTlsClient(s.tlsPort, pki.ca, pki.cert("client")));
+    await s.waitFor(/refused .*already 1 clients \(--max-clients 1\)/);
+    await sendUdp(s.udpPort, [Buffer.from("<13>only one")]);
+    await until("message", () => out.messages.length === 1);
+    await sleep(200);
+    expect(extra.stdout.length).toBe(0);
+  });
+
+  test("a connection that never starts its handshake is closed after --handshake-timeout", async () => {
+    const s = await server(["--handshake-timeout", "0.5"]);
+    let closed = false;
+    await Bun.connect({ hostname: "127.0.0.1", port: s.tlsPort, socket: { data() {}, close: () => void (closed = true) } });
+    await s.waitFor(/no TLS handshake within 0.5 s/, 3000);
+    await until("close", () => closed, 2000);
+  });
+
+  test("slpc refuses a server whose certificate does not carry the expected name", async () => {
+    const s = await server();
+    const c = track(new Child([BUN, "slpc.ts", "--server", `127.0.0.1:${s.tlsPort}`, "--servername", "elsewhere.example",
+      "--ca", pki.ca, ...Object.values(pki.cert("client")).flatMap((f, i) => [i ? "--key" : "--cert", f]), "--stdout", "--retry-min", "0.2"]));
+    await c.waitFor(/server certificate refused: .*elsewhere\.example/);
+    await sendUdp(s.udpPort, [Buffer.from("<13>not for you")]);
+    await sleep(300);
+    expect(c.stdout.length).toBe(0);
+    expect(s.stderr).not.toMatch(/client .* connected/);
+  });
+});
+
+describe("resilience", () => {
+  test("a client reconnects after the server restarts", async () => {
+    const first = await server();
+    const out = await sink();
+    const c = await client(first.tlsPort, out.port);
+    await sendUdp(first.udpPort, [Buffer.from("<13>before")]);
+    await until("first", () => out.messages.length === 1);
+    first.kill("SIGTERM");
+    expect(await first.exit()).toBe(0);
+    const second = await server([], { udpPort: first.udpPort, tlsPort: first.tlsPort });
+    await second.waitFor(/client .* connected/);
+    await sendUdp(second.udpPort, [Buffer.from("<13>after")]);
+    await until("second", () => out.messages.length === 2);
+    expect(out.messages.map(String)).toEqual(["<13>before", "<13>after"]);
+    expect(c.stderr).toMatch(/disconnected from[\s\S]*retrying[\s\S]*connected to/);
+  });
+
+  test("a client that stops reading slows nobody and the server's memory stays bounded", async () => {
+    const s = await server(["--queue", "1MiB"]);
+    const out = await sink();
+    await client(s.tlsPort, out.port);
+    track(await stalledClient(s.tlsPort, pki.ca, pki.cert("client")));
+    await s.waitFor(/2 in all/);
+    const before = rss(s.pid);
+    const message = Buffer.alloc(16_000, 0x62);
+    const total = 4_000; // 64 MB: far more than the stalled client's queue may hold
+    // Sent in small batches, each waited for, so that no UDP buffer on the way overflows.
+    for (let sent = 0; sent < total; sent += 10) {
+      await sendUdp(s.udpPort, Array(10).fill(message));
+      await until(`the reading client keeps up (${out.messages.length} of ${sent + 10})`, () => out.messages.length >= sent + 10, 10_000);
+    }
+    expect(out.messages.length).toBe(total);
+    await s.waitFor(/dropped \d+ oldest messages/, 3000);
+    const growth = rss(s.pid) - before;
+    expect(growth).toBeLessThan(48 * 1024 * 1024);
+  });
+
+  test("SIGTERM and SIGINT end both programs with exit 0 within 2 s", async () => {
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      const s = await server();
+      const c = await client(s.tlsPort);
+      const started = performance.now();
+      c.kill(signal);
+      s.kill(signal);
+      expect(await c.exit(2000)).toBe(0);
+      expect(await s.exit(2000)).toBe(0);
+      expect(performance.now() - started).toBeLessThan(2000);
+    }
+  });
+});
+
+describe("command line", () => {
+  async function run(cmd: string[]) {
+    const child = new Child(cmd);
+    const code = await child.exit();
+    await sleep(20);
+    return { code, stderr: child.stderr, stdout: child.stdout.toString() };
+  }
+
+  test.each([
+    [["slps.ts", "--listen", "nowhere"], /^slps: --listen "nowhere": expected HOST:PORT \(the port is missing\)\n$/],
+    [["slps.ts", "--max-clients", "lots"], /^slps: --max-clients "lots": expected a whole number\n$/],
+    [["slps.ts", "--bogus"], /^slps: unknown flag --bogus \(see --help\)\n$/],
+    [["slps.ts", "--queue"], /^slps: --queue needs a value \(BYTES\)\n$/],
+    [["slps.ts", "--cert", "/nonexistent/server.pem"], /^slps: --cert \/nonexistent\/server.pem: no such file\n$/],
+    [["slpc.ts"], /^slpc: --server: required\n$/],
+    [["slpc.ts", "--server", "example.com:99999"], /^slpc: --server "example.com:99999": port must be 1 to 65535\n$/],
+    [["slpc.ts", "--server", "localhost", "--retry-min", "-1"], /^slpc: --retry-min "-1": expected seconds above zero/],
+  ])("%p exits 2 with one line naming the problem", async (args, expected) => {
+    const result = await run([BUN, ...args]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(expected);
+  });
+
+  test("an environment variable sets an option, and a bad one is named", async () => {
+    const child = new Child([BUN, "slps.ts"], { SLPS_QUEUE: "eight" });
+    expect(await child.exit()).toBe(2);
+    expect(child.stderr).toBe('slps: SLPS_QUEUE "eight": expected a byte count like 8388608, 512KiB or 8MiB\n');
+  });
+
+  test("a key that does not belong to the certificate is named", async () => {
+    const result = await run([BUN, "slps.ts", "--cert", pki.server.cert, "--key", pki.cert("client").key, "--ca", pki.ca]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(`slps: --key ${pki.cert("client").key}: does not belong to --cert ${pki.server.cert}\n`);
+  });
+
+  test("a file that is not PEM is named", async () => {
+    const result = await run([BUN, "slpc.ts", "--server", "localhost", "--cert", `${ROOT}/package.json`]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(`slpc: --cert ${ROOT}/package.json: not a PEM file\n`);
+  });
+
+  test("--help lists every option with its environment variable and default", async () => {
+    const result = await run([BUN, "slps.ts", "--help"]);
+    expect(result.code).toBe(0);
+    for (const text of ["--udp HOST:PORT", "SLPS_UDP", "127.0.0.1:514", "--listen", "0.0.0.0:6514", "--issuer DN", "--max-clients N", "(default 64)", "--queue BYTES", "8MiB"])
+      expect(result.stdout).toContain(text);
+    const client = await run([BUN, "slpc.ts", "--help"]);
+    for (const text of ["--server HOST[:PORT]", "SLPC_SERVER", "--forward HOST:PORT", "127.0.0.1:514", "SLPC_STDOUT=1"]) expect(client.stdout).toContain(text);
+  });
+
+  test("a port in use exits 1 naming the address", async () => {
+    const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const result = await run([BUN, "slps.ts", "--listen", `127.0.0.1:${busy.port}`, "--udp", `127.0.0.1:${await freePort("udp")}`,
+        "--cert", pki.server.cert, "--key", pki.server.key, "--ca", pki.ca]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toBe(`slps: cannot listen on 127.0.0.1:${busy.port} (--listen): the address is already in use; pick another with --listen\n`);
+    } finally {
+      busy.stop(true);
+    }
+  });
+});
+
+describe("compiled executables", () => {
+  test("dist/slps and dist/slpc deliver a message end to end", async () => {
+    const build = Bun.spawnSync([BUN, "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    expect(build.exitCode).toBe(0);
+    const s = track(await startServer(pki, [], { cmd: [`${ROOT}/dist/slps`] }));
+    const out = await sink();
+    track(await startClient(pki, s.tlsPort, out.port, [], [`${ROOT}/dist/slpc`]));
+    await sendUdp(s.udpPort, [Buffer.from("<13>compiled\nand whole")]);
+    await until("message", () => out.messages.length === 1);
+    expect(out.messages[0]!.toString()).toBe("<13>compiled\nand whole");
+  }, 120_000);
+});

@@ -1,0 +1,216 @@
+// Test helpers: certificates made with openssl for this run, slps and slpc as real child
+// processes, UDP senders and sinks, and raw TLS clients. Everything stays on loopback.
+
+import type { Subprocess } from "bun";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export const ROOT = join(import.meta.dir, "..");
+export const BUN = process.execPath;
+
+export function tempDir(prefix = "slp-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function openssl(cwd: string, ...args: string[]): void {
+  const result = Bun.spawnSync(["openssl", ...args], { cwd, stderr: "pipe", stdout: "pipe" });
+  if (result.exitCode !== 0) throw new Error(`openssl ${args.join(" ")}: ${result.stderr.toString()}`);
+}
+
+/** A key and certificate `name.key`/`name.pem` in `dir`, signed by `issuer` (self-signed when absent). */
+export function makeCert(
+  dir: string,
+  name: string,
+  opts: { subject: string; issuer?: string; ca?: boolean; san?: string; days?: number; usage?: "server" | "client" },
+): void {
+  openssl(dir, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", opts.subject);
+  const ext = [
+    opts.ca ? "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign" : "basicConstraints=CA:FALSE",
+    opts.san ? `subjectAltName=${opts.san}` : "",
+    opts.usage === "server" ? "extendedKeyUsage=serverAuth" : opts.usage === "client" ? "extendedKeyUsage=clientAuth" : "",
+  ].join("\n");
+  writeFileSync(join(dir, `${name}.ext`), ext + "\n");
+  const days = String(opts.days ?? 30);
+  if (opts.issuer) {
+    openssl(dir, "x509", "-req", "-in", `${name}.csr`, "-CA", `${opts.issuer}.pem`, "-CAkey", `${opts.issuer}.key`, "-CAcreateserial", "-days", days, "-extfile", `${name}.ext`, "-out", `${name}.pem`);
+  } else {
+    openssl(dir, "x509", "-req", "-in", `${name}.csr`, "-key", `${name}.key`, "-days", days, "-extfile", `${name}.ext`, "-out", `${name}.pem`);
+  }
+}
+
+/** `name.pem`: the certificate `leaf` followed by its intermediates; `name.key`: the leaf's key. */
+export function chain(dir: string, name: string, leaf: string, ...intermediates: string[]): void {
+  const text = [leaf, ...intermediates].map((part) => readFileSync(join(dir, `${part}.pem`), "utf8")).join("");
+  writeFileSync(join(dir, `${name}.pem`), text);
+  writeFileSync(join(dir, `${name}.key`), readFileSync(join(dir, `${leaf}.key`)));
+}
+
+/**
+ * Everything the tests need: a root CA with two intermediates, a server certificate for
+ * localhost and 127.0.0.1, good and bad client certificates.
+ */
+export function makePki(dir: string) {
+  makeCert(dir, "root", { subject: "/C=US/O=Example/CN=Example Root CA", ca: true });
+  makeCert(dir, "interA", { subject: "/C=US/O=Example/CN=Example CA A", issuer: "root", ca: true });
+  makeCert(dir, "interB", { subject: "/C=US/O=Example/CN=Example CA B", issuer: "root", ca: true });
+  makeCert(dir, "server", { subject: "/O=Example/CN=localhost", issuer: "root", san: "DNS:localhost,IP:127.0.0.1", usage: "server" });
+  makeCert(dir, "client", { subject: "/O=Example/CN=home", issuer: "root", usage: "client" });
+  makeCert(dir, "clientA0", { subject: "/O=Example/CN=home-a", issuer: "interA", usage: "client" });
+  chain(dir, "clientA", "clientA0", "interA");
+  makeCert(dir, "clientB0", { subject: "/O=Example/CN=home-b", issuer: "interB", usage: "client" });
+  chain(dir, "clientB", "clientB0", "interB");
+  makeCert(dir, "expired", { subject: "/O=Example/CN=old", issuer: "root", usage: "client", days: -1 });
+  makeCert(dir, "otherca", { subject: "/O=Mallory/CN=Other CA", ca: true });
+  makeCert(dir, "stranger", { subject: "/O=Mallory/CN=stranger", issuer: "otherca", usage: "client" });
+  const file = (name: string) => join(dir, name);
+  return {
+    dir,
+    ca: file("root.pem"),
+    server: { cert: file("server.pem"), key: file("server.key") },
+    cert: (name: string) => ({ cert: file(`${name}.pem`), key: file(`${name}.key`) }),
+  };
+}
+export type Pki = ReturnType<typeof makePki>;
+
+/** A port that was free a moment ago, on 127.0.0.1, for TCP or UDP. */
+export async function freePort(kind: "tcp" | "udp" = "tcp"): Promise<number> {
+  if (kind === "udp") {
+    const socket = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+    const port = socket.port;
+    socket.close();
+    return port;
+  }
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` until it is true; fails with `what` after `ms`. */
+export async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(2);
+  }
+}
+
+/** A child process whose stderr lines and stdout bytes are collected as they come. */
+export class Child {
+  readonly proc: Subprocess<"ignore" | "pipe", "pipe", "pipe">;
+  stderr = "";
+  #stdout: Buffer[] = [];
+
+  constructor(cmd: string[], env: Record<string, string> = {}, stdin: "ignore" | "pipe" = "ignore") {
+    this.proc = Bun.spawn(cmd, { cwd: ROOT, env: { ...process.env, ...env }, stdin, stdout: "pipe", stderr: "pipe" });
+    void this.#collect(this.proc.stderr, (chunk) => (this.stderr += chunk.toString()));
+    void this.#collect(this.proc.stdout, (chunk) => void this.#stdout.push(chunk));
+  }
+
+  /** Everything written to stdout so far. */
+  get stdout(): Buffer {
+    if (this.#stdout.length > 1) this.#stdout = [Buffer.concat(this.#stdout)];
+    return this.#stdout[0] ?? Buffer.alloc(0);
+  }
+
+  async #collect(stream: ReadableStream<Uint8Array>, take: (chunk: Buffer) => void): Promise<void> {
+    for await (const chunk of stream) take(Buffer.from(chunk));
+  }
+
+  /** Waits until stderr matches. */
+  async waitFor(pattern: RegExp, ms = 10_000): Promise<void> {
+    await until(`${pattern} in stderr:\n${this.stderr}`, () => pattern.test(this.stderr), ms);
+  }
+
+  async exit(ms = 5_000): Promise<number> {
+    const timer = setTimeout(() => this.proc.kill("SIGKILL"), ms);
+    const code = await this.proc.exited;
+    clearTimeout(timer);
+    return code;
+  }
+
+  kill(signal: NodeJS.Signals = "SIGTERM"): void {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+}
+
+/** Resident memory of a process, in bytes. */
+export function rss(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+export interface ServerHandle extends Child {
+  udpPort: number;
+  tlsPort: number;
+}
+
+/** Starts slps on loopback (or the given command, such as a compiled binary) and waits until it serves. */
+export async function startServer(pki: Pki, args: string[] = [], opts: { udpPort?: number; tlsPort?: number; cmd?: string[] } = {}) {
+  const udpPort = opts.udpPort ?? (await freePort("udp"));
+  const tlsPort = opts.tlsPort ?? (await freePort("tcp"));
+  const cmd = opts.cmd ?? [BUN, "slps.ts"];
+  const child = new Child([
+    ...cmd, "--udp", `127.0.0.1:${udpPort}`, "--listen", `127.0.0.1:${tlsPort}`,
+    "--cert", pki.server.cert, "--key", pki.server.key, "--ca", pki.ca, ...args,
+  ]);
+  await child.waitFor(/serving clients/);
+  return Object.assign(child, { udpPort, tlsPort }) as ServerHandle;
+}
+
+/** Starts slpc against a server port, forwarding to `forwardPort` or printing (forwardPort undefined). */
+export async function startClient(pki: Pki, tlsPort: number, forwardPort?: number, args: string[] = [], cmd = [BUN, "slpc.ts"], certName = "client") {
+  const { cert, key } = pki.cert(certName);
+  const output = forwardPort === undefined ? ["--stdout"] : ["--forward", `127.0.0.1:${forwardPort}`];
+  const child = new Child([
+    ...cmd, "--server", `localhost:${tlsPort}`, "--ca", pki.ca, "--cert", cert, "--key", key, "--retry-min", "0.2", "--retry-max", "1", ...output, ...args,
+  ]);
+  await child.waitFor(/connected to/);
+  return child;
+}
+
+/** A UDP socket on loopback that keeps every datagram it receives. */
+export async function udpSink() {
+  const messages: Buffer[] = [];
+  const socket = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: (_s, data) => void messages.push(Buffer.from(data)) } });
+  return { port: socket.port, messages, close: () => socket.close() };
+}
+
+let sender: Awaited<ReturnType<typeof Bun.udpSocket>> | undefined;
+
+/** Sends each message as one datagram to 127.0.0.1:port. */
+export async function sendUdp(port: number, messages: Uint8Array[]): Promise<void> {
+  sender ??= await Bun.udpSocket({});
+  for (const message of messages) {
+    while (!sender.send(message, port, "127.0.0.1")) await sleep(1);
+  }
+}
+
+/** A TLS client that finishes its handshake and then never reads (test/stalled_client.py). */
+export async function stalledClient(port: number, ca: string, creds: { cert: string; key: string }): Promise<Child> {
+  const child = new Child(["python3", `${ROOT}/test/stalled_client.py`, String(port), ca, creds.cert, creds.key]);
+  await until("the stalled client's handshake", () => child.stdout.toString().includes("handshake done"));
+  return child;
+}
+
+/**
+ * An independent TLS client (openssl s_client) that records every byte of application data the
+ * server sends it. `extra` adds s_client flags such as -tls1_2.
+ */
+export function rawTlsClient(port: number, ca: string, creds?: { cert: string; key: string }, extra: string[] = []): Child {
+  const auth = creds ? ["-cert", creds.cert, "-key", creds.key] : [];
+  return new Child(["openssl", "s_client", "-quiet", "-connect", `127.0.0.1:${port}`, "-CAfile", ca, ...auth, ...extra], {}, "pipe");
+}

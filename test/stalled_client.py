@@ -1,0 +1,14 @@
+# A TLS client that completes the handshake and then never reads: the way a half-dead or
+# overloaded client looks to the server. Bun's own sockets always read, so this one is Python.
+# usage: stalled_client.py PORT CA CERT KEY
+import socket, ssl, sys, time
+
+port, ca, cert, key = sys.argv[1:5]
+context = ssl.create_default_context(cafile=ca)
+context.load_cert_chain(cert, key)
+raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small, so the server feels it at once
+raw.connect(("127.0.0.1", int(port)))
+connection = context.wrap_socket(raw, server_hostname="localhost")
+print("handshake done", flush=True)
+time.sleep(600)
