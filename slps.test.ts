@@ -1,11 +1,14 @@
 // End to end: real slps and slpc processes, real TLS and UDP on loopback, certificates made by
 // this run. Each test asserts on the bytes that arrived.
 
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
   BUN, Child, ROOT, freePort, makePki, rawTlsClient, removeDir, rss, sendUdp, sleep, stalledClient, startClient, startServer, tempDir,
-  udpSink, until, type Pki,
+  udpSink, until, type Pki, type ServerHandle,
 } from "./test/kit.ts";
+
+// These start real processes and wait on real sockets: more than bun's default 5 s on a busy machine.
+setDefaultTimeout(30_000);
 
 let dir: string;
 let pki: Pki;
@@ -37,8 +40,15 @@ async function sink() {
 }
 
 const server = async (args: string[] = [], opts = {}) => track(await startServer(pki, args, opts));
-const client = async (tlsPort: number, forwardPort?: number, args: string[] = [], certName = "client") =>
-  track(await startClient(pki, tlsPort, forwardPort, args, undefined, certName));
+
+/** Starts slpc and waits until the server has admitted it, so that no message races its arrival. */
+async function client(s: ServerHandle, forwardPort?: number, args: string[] = [], certName = "client", cmd?: string[]) {
+  const admitted = () => s.stderr.match(/ connected \(\d+ in all\)/g)?.length ?? 0;
+  const before = admitted();
+  const c = track(await startClient(pki, s.tlsPort, forwardPort, args, cmd, certName));
+  await until("the server to admit the client", () => admitted() > before);
+  return c;
+}
 
 const numbered = (n: number, prefix = "msg") => Array.from({ length: n }, (_, i) => Buffer.from(`<13>${prefix} ${i}`));
 
@@ -46,7 +56,7 @@ describe("delivery", () => {
   test("awkward messages arrive byte for byte and in order", async () => {
     const s = await server();
     const out = await sink();
-    await client(s.tlsPort, out.port);
+    await client(s, out.port);
     const messages = [
       Buffer.from("<13>plain"),
       Buffer.from("<13>line one\nline two\n"),
@@ -64,7 +74,7 @@ describe("delivery", () => {
   test("three clients each get every message", async () => {
     const s = await server();
     const outs = await Promise.all([sink(), sink(), sink()]);
-    await Promise.all(outs.map((out) => client(s.tlsPort, out.port)));
+    await Promise.all(outs.map((out) => client(s, out.port)));
     await s.waitFor(/3 in all/);
     const messages = numbered(300);
     for (let i = 0; i < messages.length; i += 50) {
@@ -76,7 +86,7 @@ describe("delivery", () => {
 
   test("--stdout prints one line per message with its own LF escaped", async () => {
     const s = await server();
-    const c = await client(s.tlsPort);
+    const c = await client(s);
     await sendUdp(s.udpPort, [Buffer.from("<13>one\ntwo"), Buffer.from("<13>three")]);
     await until("two lines", () => c.stdout.toString().split("\n").length >= 3);
     expect(c.stdout.toString()).toBe("<13>one\\ntwo\n<13>three\n");
@@ -86,7 +96,7 @@ describe("delivery", () => {
     for (const issuer of ["/C=US/O=Example/CN=Example CA A", "CN=Example CA A,O=Example,C=US"]) {
       const s = await server(["--issuer", issuer]);
       const out = await sink();
-      await client(s.tlsPort, out.port, [], "clientA");
+      await client(s, out.port, [], "clientA");
       await sendUdp(s.udpPort, [Buffer.from("<13>for A")]);
       await until("message", () => out.messages.length === 1);
       expect(out.messages[0]!.toString()).toBe("<13>for A");
@@ -99,7 +109,7 @@ describe("refusal", () => {
   async function intruderGetsNothing(intruder: (port: number) => Child, serverArgs: string[] = [], refusedLog?: RegExp) {
     const s = await server(serverArgs);
     const out = await sink();
-    await client(s.tlsPort, out.port, [], serverArgs.length ? "clientA" : "client");
+    await client(s, out.port, [], serverArgs.length ? "clientA" : "client");
     const bad = track(intruder(s.tlsPort));
     if (refusedLog) await s.waitFor(refusedLog);
     const messages = numbered(20, "secret");
@@ -145,7 +155,7 @@ describe("refusal", () => {
   test("one client over --max-clients is refused with the reason", async () => {
     const s = await server(["--max-clients", "1"]);
     const out = await sink();
-    await client(s.tlsPort, out.port);
+    await client(s, out.port);
     const extra = track(rawTlsClient(s.tlsPort, pki.ca, pki.cert("client")));
     await s.waitFor(/refused .*already 1 clients \(--max-clients 1\)/);
     await sendUdp(s.udpPort, [Buffer.from("<13>only one")]);
@@ -178,7 +188,7 @@ describe("resilience", () => {
   test("a client reconnects after the server restarts", async () => {
     const first = await server();
     const out = await sink();
-    const c = await client(first.tlsPort, out.port);
+    const c = await client(first, out.port);
     await sendUdp(first.udpPort, [Buffer.from("<13>before")]);
     await until("first", () => out.messages.length === 1);
     first.kill("SIGTERM");
@@ -194,7 +204,7 @@ describe("resilience", () => {
   test("a client that stops reading slows nobody and the server's memory stays bounded", async () => {
     const s = await server(["--queue", "1MiB"]);
     const out = await sink();
-    await client(s.tlsPort, out.port);
+    await client(s, out.port);
     track(await stalledClient(s.tlsPort, pki.ca, pki.cert("client")));
     await s.waitFor(/2 in all/);
     const before = rss(s.pid);
@@ -214,7 +224,7 @@ describe("resilience", () => {
   test("SIGTERM and SIGINT end both programs with exit 0 within 2 s", async () => {
     for (const signal of ["SIGTERM", "SIGINT"] as const) {
       const s = await server();
-      const c = await client(s.tlsPort);
+      const c = await client(s);
       const started = performance.now();
       c.kill(signal);
       s.kill(signal);
@@ -294,7 +304,7 @@ describe("compiled executables", () => {
     expect(build.exitCode).toBe(0);
     const s = track(await startServer(pki, [], { cmd: [`${ROOT}/dist/slps`] }));
     const out = await sink();
-    track(await startClient(pki, s.tlsPort, out.port, [], [`${ROOT}/dist/slpc`]));
+    await client(s, out.port, [], "client", [`${ROOT}/dist/slpc`]);
     await sendUdp(s.udpPort, [Buffer.from("<13>compiled\nand whole")]);
     await until("message", () => out.messages.length === 1);
     expect(out.messages[0]!.toString()).toBe("<13>compiled\nand whole");
