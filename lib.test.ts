@@ -2,8 +2,9 @@
 
 import { describe, expect, test } from "bun:test";
 import {
-  Deframer, SendQueue, dnOfCertificate, encodeFrame, formatDN, helpText, messageAsLine, nextBackoff, parseBytes, parseCount,
-  parseDN, parseHostPort, parseOptions, parseSwitch, sameDN,
+  ClientStream, Deframer, MAX_CONTROL, ResumeBuffer, dnOfCertificate, encodeControl, encodeFrame, formatDN, gapNotice, helpText,
+  messageAsLine, nextBackoff, parseBytes, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseResumePoint,
+  parseSwitch, resumeStart, sameDN,
 } from "./lib.ts";
 
 const bytes = (text: string) => Buffer.from(text, "latin1");
@@ -12,12 +13,16 @@ const bytes = (text: string) => Buffer.from(text, "latin1");
 function deframe(stream: Buffer, cuts: number[], max = 65507) {
   const deframer = new Deframer(max);
   const messages: Buffer[] = [];
+  const controls: string[] = [];
   let start = 0;
   for (const end of [...cuts, stream.length]) {
-    for (const message of deframer.push(stream.subarray(start, end))) messages.push(Buffer.from(message));
+    for (const frame of deframer.push(stream.subarray(start, end))) {
+      if (frame.control) controls.push(Buffer.from(frame.body).toString());
+      else messages.push(Buffer.from(frame.body));
+    }
     start = end;
   }
-  return { messages, error: deframer.error, midFrame: deframer.midFrame };
+  return { messages, controls, error: deframer.error, midFrame: deframer.midFrame };
 }
 
 describe("encodeFrame and Deframer", () => {
@@ -81,61 +86,191 @@ describe("encodeFrame and Deframer", () => {
   });
 });
 
-describe("SendQueue", () => {
+describe("control frames", () => {
+  test("a control frame is ! and an octet count, and never reads as a log message", () => {
+    const hello = { type: "hello", version: 1, server: "abc", heartbeat: 15, first: 1, next: 1 } as const;
+    const stream = Buffer.concat([encodeControl(hello), encodeFrame(bytes("!5 fake")), encodeControl({ type: "heartbeat" })]);
+    expect(encodeControl({ type: "heartbeat" }).toString()).toBe('!20 {"type":"heartbeat"}');
+    for (const cuts of [[], [1], [2], [3, 4, 30]]) {
+      const result = deframe(stream, cuts);
+      expect(result.controls.map((c) => JSON.parse(c))).toEqual([hello, { type: "heartbeat" }]);
+      expect(result.messages.map(String)).toEqual(["!5 fake"]);
+    }
+  });
+
+  test.each([
+    ["!!5 x", "malformed frame: expected a length, got byte 0x21"],
+    ["5!5 x", "malformed frame: expected a length, got byte 0x21"],
+    [`!${MAX_CONTROL + 1} `, `frame length ${MAX_CONTROL + 1} over ${MAX_CONTROL} bytes`],
+    ["!99999 ", `frame length over ${MAX_CONTROL} bytes`],
+  ])("a malformed control frame %p ends in one clear error", (input, error) => {
+    expect(deframe(bytes(input), []).error).toBe(error);
+  });
+
+  test("each control message type is checked field by field", () => {
+    const parse = (value: unknown) => parseControl(Buffer.from(JSON.stringify(value)));
+    expect(parse({ type: "resume", version: 1, server: "abc", last: 7 })).toEqual({ type: "resume", version: 1, server: "abc", last: 7 });
+    expect(parse({ type: "start", seq: 3, lost: null, reason: "x" })).toMatchObject({ seq: 3, lost: null });
+    expect(parse({ type: "hello", version: 2 })).toEqual({ type: "hello", version: 2 } as never); // the caller names the mismatch
+    expect(() => parse({ type: "resume", version: 1, server: "abc" })).toThrow("resume message has a bad 'last'");
+    expect(() => parse({ type: "resume", version: 1, last: -1, server: "a" })).toThrow("bad 'last'");
+    expect(() => parse({ type: "start", seq: 0 })).toThrow("start message has a bad 'seq'");
+    expect(() => parse({ type: "hello", version: 1, server: "a", heartbeat: 0, first: 1, next: 1 })).toThrow("bad 'heartbeat'");
+    expect(() => parse({ type: "hello", version: 1, server: "a", heartbeat: 1, first: 5, next: 4 })).toThrow("bad 'next'");
+    expect(() => parse({ type: "shout" })).toThrow('unknown control message type "shout"');
+    expect(() => parse([1])).toThrow("not an object");
+    expect(() => parseControl(bytes("{nope"))).toThrow("not JSON");
+  });
+});
+
+describe("resumeStart", () => {
+  const server = { id: "run2", first: 101, next: 201 };
+
+  test("a new client starts live, or with everything held when it asks for a replay", () => {
+    expect(resumeStart({}, server)).toEqual({ type: "start", seq: 201 });
+    expect(resumeStart({ replay: true }, server)).toEqual({ type: "start", seq: 101 });
+  });
+
+  test("a returning client continues right after its last message", () => {
+    expect(resumeStart({ server: "run2", last: 150 }, server)).toEqual({ type: "start", seq: 151 });
+    expect(resumeStart({ server: "run2", last: 100 }, server)).toEqual({ type: "start", seq: 101 });
+    expect(resumeStart({ server: "run2", last: 200 }, server)).toEqual({ type: "start", seq: 201 });
+  });
+
+  test("a resume point that left the buffer gets the oldest held and the exact count lost", () => {
+    expect(resumeStart({ server: "run2", last: 40 }, server)).toEqual({ type: "start", seq: 101, lost: 60, reason: "server buffer overflowed" });
+  });
+
+  test("another server id means a restart: everything held, count unknown", () => {
+    const start = resumeStart({ server: "run1", last: 5000 }, server);
+    expect(start).toEqual({ type: "start", seq: 101, lost: null, reason: "server restarted (was run1, now run2)" });
+    expect(gapNotice(start)).toBe("gap: an unknown number of messages lost, server restarted (was run1, now run2); continuing from #101");
+  });
+
+  test("the gap line names the count", () => {
+    expect(gapNotice({ type: "start", seq: 9, lost: 1234, reason: "server buffer overflowed" })).toBe(
+      "gap: 1234 messages lost, server buffer overflowed; continuing from #9",
+    );
+    expect(gapNotice({ type: "start", seq: 9 })).toBeUndefined();
+  });
+
+  test("the state file holds a server id and a number, nothing else", () => {
+    expect(parseResumePoint('{"server":"ab","last":3}\n')).toEqual({ server: "ab", last: 3 });
+    expect(() => parseResumePoint("")).toThrow("not JSON");
+    expect(() => parseResumePoint('{"server":"ab","last":-3}')).toThrow("expected");
+  });
+});
+
+describe("ResumeBuffer", () => {
+  const frame = (n: number) => encodeFrame(bytes("x".repeat(n)));
+
+  test("numbers frames from 1 and forgets the oldest past its limit", () => {
+    const buffer = new ResumeBuffer();
+    for (let i = 0; i < 5; i++) expect(buffer.append(frame(8))).toBe(i + 1); // 10 bytes each
+    buffer.trim(30);
+    expect([buffer.first, buffer.next, buffer.bytes]).toEqual([3, 6, 30]);
+    expect(buffer.frame(3).toString()).toBe("8 xxxxxxxx");
+  });
+
+  test("keeps what a connected client still needs, over the limit", () => {
+    const buffer = new ResumeBuffer();
+    for (let i = 0; i < 5; i++) buffer.append(frame(8));
+    buffer.trim(0, 2);
+    expect(buffer.first).toBe(2);
+    buffer.trim(0);
+    expect([buffer.first, buffer.bytes]).toEqual([6, 0]);
+  });
+
+  test("tells how far behind a position is and where to catch up to", () => {
+    const buffer = new ResumeBuffer();
+    for (let i = 0; i < 5; i++) buffer.append(frame(8));
+    expect(buffer.behind(1)).toBe(50);
+    expect(buffer.behind(5)).toBe(10);
+    expect(buffer.behind(6)).toBe(0);
+    expect(buffer.catchUpPoint(25)).toBe(4);
+    expect(buffer.catchUpPoint(0)).toBe(6);
+  });
+
+  test("stays correct across many appends and trims", () => {
+    const buffer = new ResumeBuffer();
+    for (let i = 1; i <= 5000; i++) {
+      buffer.append(encodeFrame(bytes(String(i))));
+      buffer.trim(100);
+    }
+    expect(buffer.next).toBe(5001);
+    expect(buffer.frame(5000).toString()).toBe("4 5000");
+    expect(buffer.frame(buffer.first).toString()).toBe(`4 ${buffer.first}`);
+  });
+});
+
+describe("ClientStream", () => {
   /** A socket that takes at most `room` bytes per call. */
   const socket = (room: number) => {
     const written: Buffer[] = [];
     return { written, write: (data: Uint8Array) => (written.push(Buffer.from(data.subarray(0, room))), Math.min(room, data.length)) };
   };
+  const filled = (...messages: string[]) => {
+    const buffer = new ResumeBuffer();
+    for (const message of messages) buffer.append(encodeFrame(bytes(message)));
+    return buffer;
+  };
 
-  test("writes everything when the socket takes it, coalesced into one write", () => {
-    const queue = new SendQueue(1000);
-    for (const text of ["1 a", "1 b", "1 c"]) queue.push(bytes(text));
+  test("writes control frames, then data from its start, coalesced into one write", () => {
+    const buffer = filled("a", "b", "c");
+    const stream = new ClientStream(buffer, 1000, 0);
+    stream.start({ type: "start", seq: 2 });
     const sink = socket(1000);
-    expect(queue.flush(sink.write)).toBe(true);
-    expect(sink.written.map(String)).toEqual(["1 a1 b1 c"]);
-    expect(queue.bytes).toBe(0);
+    stream.flush(sink.write, 1);
+    expect(sink.written.map(String)).toEqual(['!24 {"type":"start","seq":2}1 b1 c']);
+    expect(stream.idle).toBe(true);
+    expect(stream.lastWrite).toBe(1);
   });
 
-  test("keeps what a short write did not take and continues there", () => {
-    const queue = new SendQueue(1000);
-    queue.push(bytes("5 hello"));
-    queue.push(bytes("5 world"));
+  test("sends nothing but control frames before it has started", () => {
+    const stream = new ClientStream(filled("a"), 1000, 0);
+    stream.control({ type: "heartbeat" });
+    const sink = socket(1000);
+    stream.flush(sink.write, 0);
+    expect(Buffer.concat(sink.written).toString()).toBe('!20 {"type":"heartbeat"}');
+  });
+
+  test("keeps what a short write did not take, continues there, and knows since when it is blocked", () => {
+    const buffer = filled("hello", "world");
+    const stream = new ClientStream(buffer, 1000, 0);
+    stream.cursor = 1;
     const slow = socket(4);
-    expect(queue.flush(slow.write)).toBe(false);
-    expect(queue.bytes).toBe(10);
+    stream.flush(slow.write, 5);
+    expect(stream.blockedSince).toBe(5);
+    expect(stream.midWrite).toBe(true);
     const fast = socket(1000);
-    expect(queue.flush(fast.write)).toBe(true);
+    stream.flush(fast.write, 9);
     expect(Buffer.concat([...slow.written, ...fast.written]).toString()).toBe("5 hello5 world");
+    expect(stream.blockedSince).toBeUndefined();
   });
 
-  test("over its limit it drops the oldest whole frames and counts them", () => {
-    const queue = new SendQueue(10);
-    for (const text of ["3 one", "3 two", "5 three"]) queue.push(bytes(text));
-    expect(queue.takeDropped()).toBe(2);
-    expect(queue.takeDropped()).toBe(0);
+  test("a client too far behind skips its oldest messages, counts them, and is told where it resumes", () => {
+    const buffer = filled("one", "two", "three");
+    const stream = new ClientStream(buffer, 10, 0);
+    stream.cursor = 1;
+    buffer.append(encodeFrame(bytes("four")));
+    stream.keepWithinLimit();
+    expect(stream.cursor).toBe(4);
+    expect(stream.takeDropped()).toBe(3);
+    expect(stream.takeDropped()).toBe(0);
     const sink = socket(1000);
-    queue.flush(sink.write);
-    expect(Buffer.concat(sink.written).toString()).toBe("5 three");
+    stream.flush(sink.write, 0);
+    const text = Buffer.concat(sink.written).toString();
+    const deframed = deframe(Buffer.from(text), []);
+    expect(JSON.parse(deframed.controls[0]!)).toEqual({ type: "start", seq: 4, lost: 3, reason: "client too slow: more than 10 bytes waiting" });
+    expect(deframed.messages.map(String)).toEqual(["four"]);
   });
 
-  test("never drops the frame that is partly written, so the stream stays well framed", () => {
-    const queue = new SendQueue(12);
-    queue.push(bytes("5 hello"));
-    queue.flush(socket(3).write); // "5 h" is on the wire
-    queue.push(bytes("5 world"));
-    queue.push(bytes("3 new"));
-    expect(queue.takeDropped()).toBe(1);
-    const sink = socket(1000);
-    queue.flush(sink.write);
-    expect(Buffer.concat(sink.written).toString()).toBe("ello3 new");
-  });
-
-  test("a closed socket (write returns -1) leaves the queue as it was", () => {
-    const queue = new SendQueue(100);
-    queue.push(bytes("1 a"));
-    expect(queue.flush(() => -1)).toBe(false);
-    expect(queue.bytes).toBe(3);
+  test("a closed socket (write returns -1) loses nothing from the stream's view", () => {
+    const stream = new ClientStream(filled("a"), 100, 0);
+    stream.cursor = 1;
+    stream.flush(() => -1, 0);
+    expect(stream.midWrite).toBe(true);
+    expect(stream.blockedSince).toBe(0);
   });
 });
 

@@ -1,6 +1,7 @@
-// What slps and slpc share: option parsing, certificate loading, issuer matching, framing,
-// the per-client send queue, backoff and logging. No sockets and no timers live here, so all of
-// it is unit-tested on plain values.
+// What slps and slpc share: option parsing, certificate loading, issuer matching, framing, the
+// protocol's messages, the resume buffer and per-client streams, backoff and logging. No sockets
+// and no timers live here (the time comes in as an argument), so all of it is unit-tested on
+// plain values.
 
 import { X509Certificate, createPrivateKey, constants } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -296,10 +297,13 @@ export function formatDN(dn: DistinguishedName): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Framing: octet counting as in RFC 5425 section 4.3, `MSG-LEN SP SYSLOG-MSG`, so a message may
-// hold any byte, LF and NUL included.
+// Framing. A log message travels as an octet-counted frame as in RFC 5425 section 4.3,
+// `MSG-LEN SP SYSLOG-MSG`, so it may hold any byte, LF and NUL included. A control message
+// (hello, resume, start, heartbeat, error) is framed the same way behind a `!`, as in
+// `!27 {"type":"heartbeat"}`: a data frame always starts with a digit 1-9, so the two can never
+// be mistaken for each other.
 
-/** The frame for one message: its length in decimal, a space, the message. */
+/** The frame for one log message: its length in decimal, a space, the message. */
 export function encodeFrame(message: Uint8Array): Buffer {
   const header = `${message.length} `;
   const frame = Buffer.allocUnsafe(header.length + message.length);
@@ -308,44 +312,59 @@ export function encodeFrame(message: Uint8Array): Buffer {
   return frame;
 }
 
+/** The frame for one control message: `!`, the length of its JSON, a space, the JSON. */
+export function encodeControl(message: ControlMessage): Buffer {
+  const json = Buffer.from(JSON.stringify(message));
+  return Buffer.concat([Buffer.from(`!${json.length} `), json]);
+}
+
+export interface Frame {
+  control: boolean;
+  body: Uint8Array;
+}
+
 const SPACE = 0x20;
+const BANG = 0x21;
 const DIGIT_0 = 0x30;
 const DIGIT_9 = 0x39;
 
+/** The longest control message accepted: they are small JSON objects. */
+export const MAX_CONTROL = 4096;
+
 /**
- * Turns a byte stream, cut anywhere, back into the messages that were framed.
+ * Turns a byte stream, cut anywhere, back into the frames that were sent.
  *
  * @example
  * const deframer = new Deframer(65507);
  * deframer.push(Buffer.from("5 hel")); // []
- * deframer.push(Buffer.from("lo3 abc")); // [hello, abc]
+ * deframer.push(Buffer.from("lo3 abc")); // [{ control: false, body: "hello" }, { control: false, body: "abc" }]
  */
 export class Deframer {
   /** Why the stream is unusable, once it is; nothing is decoded after that. */
   error: string | undefined;
   #maxLength: number;
-  #maxDigits: number;
-  /** Digits of the length read so far; -1 while between frames. */
+  /** Whether the frame being read is a control frame. */
+  #control = false;
+  /** The length read so far; -1 while between frames. */
   #length = -1;
   #digits = 0;
-  /** Parts of the message being collected, and how many bytes it still needs. */
+  /** Parts of the body being collected, and how many bytes it still needs. */
   #parts: Uint8Array[] = [];
   #missing = 0;
 
-  /** @param maxLength the longest message accepted; a longer length is an error */
+  /** @param maxLength the longest log message accepted; a longer length is an error */
   constructor(maxLength: number) {
     this.#maxLength = maxLength;
-    this.#maxDigits = String(maxLength).length;
   }
 
   /** True while a frame is partly received. */
   get midFrame(): boolean {
-    return this.#length !== -1 || this.#missing > 0;
+    return this.#length !== -1 || this.#missing > 0 || this.#control;
   }
 
-  /** Feeds the next bytes; returns the messages they complete, in order. */
-  push(chunk: Uint8Array): Uint8Array[] {
-    const messages: Uint8Array[] = [];
+  /** Feeds the next bytes; returns the frames they complete, in order. */
+  push(chunk: Uint8Array): Frame[] {
+    const frames: Frame[] = [];
     let i = 0;
     while (i < chunk.length && this.error === undefined) {
       if (this.#missing > 0) {
@@ -353,114 +372,311 @@ export class Deframer {
         this.#parts.push(chunk.subarray(i, i + take));
         this.#missing -= take;
         i += take;
-        if (this.#missing === 0) messages.push(this.#takeMessage());
+        if (this.#missing === 0) frames.push(this.#takeFrame());
         continue;
       }
       const byte = chunk[i++]!;
+      const limit = this.#control ? MAX_CONTROL : this.#maxLength;
       if (byte >= DIGIT_0 && byte <= DIGIT_9) {
         if (this.#length === -1 && byte === DIGIT_0) this.error = "frame length starts with 0";
-        else if (++this.#digits > this.#maxDigits) this.error = `frame length over ${this.#maxLength} bytes`;
+        else if (++this.#digits > String(limit).length) this.error = `frame length over ${limit} bytes`;
         else this.#length = Math.max(this.#length, 0) * 10 + (byte - DIGIT_0);
       } else if (byte === SPACE && this.#length > 0) {
-        if (this.#length > this.#maxLength) this.error = `frame length ${this.#length} over ${this.#maxLength} bytes`;
+        if (this.#length > limit) this.error = `frame length ${this.#length} over ${limit} bytes`;
         this.#missing = this.#length;
         this.#length = -1;
         this.#digits = 0;
+      } else if (byte === BANG && this.#length === -1 && !this.#control) {
+        this.#control = true;
       } else {
         this.error = `malformed frame: expected a length, got byte 0x${byte.toString(16).padStart(2, "0")}`;
       }
     }
-    return messages;
+    return frames;
   }
 
-  #takeMessage(): Uint8Array {
+  #takeFrame(): Frame {
     const parts = this.#parts;
+    const frame = { control: this.#control, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts) };
     this.#parts = [];
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    this.#control = false;
+    return frame;
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// The server's queue of frames waiting to be written to one client.
+// The protocol. Right after it has authorized a client, slps sends `hello`; slpc answers with
+// `resume`; slps sends `start`, then data frames, each numbered one more than the last, with
+// `heartbeat` when idle and `start` again when it had to skip messages. See PROTOCOL in the README.
+
+export const PROTOCOL_VERSION = 1;
+
+export type ControlMessage =
+  | { type: "hello"; version: number; server: string; heartbeat: number; first: number; next: number }
+  | { type: "resume"; version: number; server?: string; last?: number; replay?: boolean }
+  | { type: "start"; seq: number; lost?: number | null; reason?: string }
+  | { type: "heartbeat" }
+  | { type: "error"; message: string };
+
+const isCount = (value: unknown) => Number.isSafeInteger(value) && (value as number) >= 0;
+
+/** Reads a control frame's JSON; throws an Error saying what is wrong with it. */
+export function parseControl(body: Uint8Array): ControlMessage {
+  let message: Record<string, unknown>;
+  try {
+    message = JSON.parse(Buffer.from(body).toString("utf8"));
+  } catch {
+    throw new Error("control message is not JSON");
+  }
+  if (typeof message !== "object" || message === null || Array.isArray(message)) throw new Error("control message is not an object");
+  const bad = (field: string) => new Error(`${String(message.type)} message has a bad '${field}'`);
+  switch (message.type) {
+    case "hello":
+      if (!isCount(message.version)) throw bad("version");
+      if (message.version !== PROTOCOL_VERSION) return message as ControlMessage; // the caller names the mismatch
+      if (typeof message.server !== "string" || message.server === "") throw bad("server");
+      if (typeof message.heartbeat !== "number" || !(message.heartbeat > 0)) throw bad("heartbeat");
+      if (!isCount(message.first) || (message.first as number) < 1) throw bad("first");
+      if (!isCount(message.next) || (message.next as number) < (message.first as number)) throw bad("next");
+      return message as ControlMessage;
+    case "resume":
+      if (!isCount(message.version)) throw bad("version");
+      if (message.version !== PROTOCOL_VERSION) return message as ControlMessage;
+      if (message.server !== undefined && (typeof message.server !== "string" || message.server === "")) throw bad("server");
+      if ((message.server === undefined) !== (message.last === undefined)) throw bad(message.server === undefined ? "server" : "last");
+      if (message.last !== undefined && !isCount(message.last)) throw bad("last");
+      if (message.replay !== undefined && typeof message.replay !== "boolean") throw bad("replay");
+      return message as ControlMessage;
+    case "start":
+      if (!isCount(message.seq) || (message.seq as number) < 1) throw bad("seq");
+      if (message.lost !== undefined && message.lost !== null && !isCount(message.lost)) throw bad("lost");
+      if (message.reason !== undefined && typeof message.reason !== "string") throw bad("reason");
+      return message as ControlMessage;
+    case "heartbeat":
+      return { type: "heartbeat" };
+    case "error":
+      if (typeof message.message !== "string") throw bad("message");
+      return message as ControlMessage;
+    default:
+      throw new Error(`unknown control message type ${JSON.stringify(message.type)}`);
+  }
+}
+
+/** The `start` that answers a `resume`, given the server's id and the sequence numbers its buffer holds. */
+export function resumeStart(
+  request: { server?: string; last?: number; replay?: boolean },
+  server: { id: string; first: number; next: number },
+): Extract<ControlMessage, { type: "start" }> {
+  const { id, first, next } = server;
+  if (request.server === undefined) return { type: "start", seq: request.replay ? first : next };
+  if (request.server !== id) {
+    return { type: "start", seq: first, lost: null, reason: `server restarted (was ${request.server}, now ${id})` };
+  }
+  const wanted = request.last! + 1;
+  if (wanted > next) return { type: "start", seq: next, lost: null, reason: `resume point ${request.last} is ahead of the server (${next - 1})` };
+  if (wanted >= first) return { type: "start", seq: wanted };
+  return { type: "start", seq: first, lost: first - wanted, reason: "server buffer overflowed" };
+}
+
+/** Where a client stands: the server run it follows and the last message it delivered. */
+export interface ResumePoint {
+  server: string;
+  last: number;
+}
+
+/** Reads slpc's state file; throws an Error saying what is wrong with it. */
+export function parseResumePoint(text: string): ResumePoint {
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new Error("not an slpc state file (not JSON)");
+  }
+  if (typeof value?.server !== "string" || value.server === "" || !isCount(value.last))
+    throw new Error('not an slpc state file (expected {"server": ID, "last": N})');
+  return { server: value.server, last: value.last };
+}
+
+/** slpc's log line for a `start` that skipped messages, or undefined when nothing was lost. */
+export function gapNotice(start: Extract<ControlMessage, { type: "start" }>): string | undefined {
+  if (start.lost === undefined || start.lost === 0) return undefined;
+  const count = start.lost === null ? "an unknown number of messages" : `${start.lost} messages`;
+  return `gap: ${count} lost, ${start.reason ?? "no reason given"}; continuing from #${start.seq}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server's memory of recent messages.
 
 /**
- * Frames waiting for one client's socket. Bun's `write` takes what fits and buffers nothing, so
- * the rest waits here until `drain`. Over its limit it drops whole frames, oldest first, never
- * the one already partly written (that would corrupt the stream).
+ * The most recent data frames, numbered from 1, bounded by bytes. It serves replays to clients
+ * that come back, and is also every connected client's queue: each client is a cursor into it.
  */
-export class SendQueue {
-  /** Bytes waiting. */
+export class ResumeBuffer {
+  /** Sequence number of the oldest frame held (equal to `next` when empty). */
+  first = 1;
+  /** Sequence number the next frame will get. */
+  next = 1;
+  /** Bytes held. */
   bytes = 0;
-  /** Frames dropped because the queue was full, since the count was last taken. */
-  dropped = 0;
+  /** Bytes ever appended: a frame's offset in this count tells how far behind a cursor is. */
+  total = 0;
   #frames: Uint8Array[] = [];
-  /** How much of #frames[0] is already written. */
-  #written = 0;
-  #limit: number;
+  #offsets: number[] = [];
+  /** Index in #frames of the frame numbered `first`; the slots before it are spent. */
+  #head = 0;
 
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-
-  get empty(): boolean {
-    return this.#frames.length === 0;
-  }
-
-  push(frame: Uint8Array): void {
+  append(frame: Uint8Array): number {
     this.#frames.push(frame);
+    this.#offsets.push(this.total);
     this.bytes += frame.length;
-    while (this.bytes > this.#limit && this.#frames.length > 1) {
-      const oldest = this.#written > 0 ? 1 : 0;
-      this.bytes -= this.#frames[oldest]!.length;
-      this.#frames.splice(oldest, 1);
-      this.dropped++;
+    this.total += frame.length;
+    return this.next++;
+  }
+
+  /** Forgets the oldest frames while over `limit` bytes, but none from `keepFrom` on. */
+  trim(limit: number, keepFrom: number = this.next): void {
+    while (this.bytes > limit && this.first < keepFrom) {
+      this.bytes -= this.#frames[this.#head]!.length;
+      this.#frames[this.#head++] = EMPTY;
+      this.first++;
     }
+    if (this.#head > 1024 && this.#head * 2 > this.#frames.length) {
+      this.#frames.splice(0, this.#head);
+      this.#offsets.splice(0, this.#head);
+      this.#head = 0;
+    }
+  }
+
+  frame(seq: number): Uint8Array {
+    return this.#frames[this.#head + seq - this.first]!;
+  }
+
+  /** How many bytes lie between frame `seq` and the newest frame's end. */
+  behind(seq: number): number {
+    return seq >= this.next ? 0 : this.total - this.#offsets[this.#head + seq - this.first]!;
+  }
+
+  /** The oldest sequence number whose frames, from it to the newest, fit in `bytes`. */
+  catchUpPoint(bytes: number): number {
+    let low = this.first;
+    let high = this.next;
+    while (low < high) {
+      const mid = Math.floor((low + high) / 2);
+      if (this.behind(mid) <= bytes) high = mid;
+      else low = mid + 1;
+    }
+    return low;
+  }
+}
+const EMPTY = new Uint8Array(0);
+
+/**
+ * What one connected client still has to be sent: control frames, then data frames from its
+ * cursor into the ResumeBuffer. Bun's `write` takes what fits and buffers nothing, so what it
+ * did not take waits here until `drain`. A client that falls more than `limit` bytes behind
+ * skips its oldest messages: they are counted, and it is told with a `start` frame.
+ */
+export class ClientStream {
+  /** Sequence number of the next data frame to send; undefined until the client has resumed. */
+  cursor: number | undefined;
+  /** Messages skipped because the client fell behind, since the count was last taken. */
+  dropped = 0;
+  /** When a write last left bytes unsent, if they are still waiting. */
+  blockedSince: number | undefined;
+  /** When bytes were last handed to the socket. */
+  lastWrite: number;
+  #buffer: ResumeBuffer;
+  #limit: number;
+  #controls: Uint8Array[] = [];
+  /** Messages skipped and not yet announced to the client. */
+  #unannounced = 0;
+  /** Bytes built for the socket that it has not taken yet. */
+  #unwritten: Uint8Array | undefined;
+
+  constructor(buffer: ResumeBuffer, limit: number, now: number) {
+    this.#buffer = buffer;
+    this.#limit = limit;
+    this.lastWrite = now;
+  }
+
+  /** Queues a control frame ahead of any further data. */
+  control(message: ControlMessage): void {
+    this.#controls.push(encodeControl(message));
+  }
+
+  /** Sends `start` and begins the data at its `seq`. */
+  start(start: Extract<ControlMessage, { type: "start" }>): void {
+    this.control(start);
+    this.cursor = start.seq;
+  }
+
+  /** After new frames arrived: skips the oldest unsent ones while more than the limit is waiting. */
+  keepWithinLimit(): void {
+    if (this.cursor === undefined || this.#buffer.behind(this.cursor) <= this.#limit) return;
+    const skipTo = this.#buffer.catchUpPoint(this.#limit);
+    this.dropped += skipTo - this.cursor;
+    this.#unannounced += skipTo - this.cursor;
+    this.cursor = skipTo;
+  }
+
+  /** True while a write is partly done: anything sent now would land inside a frame. */
+  get midWrite(): boolean {
+    return this.#unwritten !== undefined;
+  }
+
+  /** True when nothing is waiting to be written. */
+  get idle(): boolean {
+    return this.#unwritten === undefined && this.#controls.length === 0 && (this.cursor === undefined || this.cursor >= this.#buffer.next);
   }
 
   /**
-   * Writes as much as the socket takes, coalescing small frames so one write carries many.
-   * `write` returns the bytes it took (fewer than given when the socket is full, or < 0 when
-   * it is closed). Returns true when everything was written.
+   * Writes as much as the socket takes, coalescing frames so one write carries many. `write`
+   * returns the bytes it took (fewer when the socket is full, or < 0 once it is closed).
    */
-  flush(write: (data: Uint8Array) => number, maxWrite = 256 * 1024): boolean {
-    while (this.#frames.length > 0) {
-      let data: Uint8Array;
-      let count = 1;
-      const first = this.#frames[0]!.subarray(this.#written);
-      if (first.length >= maxWrite || this.#frames.length === 1) {
-        data = first;
-      } else {
-        let size = first.length;
-        while (count < this.#frames.length && size + this.#frames[count]!.length <= maxWrite) size += this.#frames[count++]!.length;
-        data = count === 1 ? first : Buffer.concat([first, ...this.#frames.slice(1, count)], size);
+  flush(write: (data: Uint8Array) => number, now: number, maxWrite = 256 * 1024): void {
+    for (;;) {
+      this.#unwritten ??= this.#nextWrite(maxWrite);
+      if (this.#unwritten === undefined) {
+        this.blockedSince = undefined;
+        return;
       }
-      const taken = write(data);
-      if (taken <= 0) return false;
-      this.#consume(taken);
-      if (taken < data.length) return false;
+      const taken = write(this.#unwritten);
+      if (taken > 0) this.lastWrite = now;
+      if (taken >= this.#unwritten.length) {
+        this.#unwritten = undefined;
+        continue;
+      }
+      if (taken > 0) this.#unwritten = this.#unwritten.subarray(taken);
+      this.blockedSince ??= now;
+      return;
     }
-    return true;
   }
 
-  /** Takes and resets the count of dropped frames. */
+  /** Takes and resets the count of skipped messages. */
   takeDropped(): number {
     const dropped = this.dropped;
     this.dropped = 0;
     return dropped;
   }
 
-  #consume(bytes: number): void {
-    this.bytes -= bytes;
-    while (bytes > 0) {
-      const rest = this.#frames[0]!.length - this.#written;
-      if (bytes < rest) {
-        this.#written += bytes;
-        return;
-      }
-      bytes -= rest;
-      this.#frames.shift();
-      this.#written = 0;
+  #nextWrite(maxWrite: number): Uint8Array | undefined {
+    const parts = this.#controls;
+    this.#controls = [];
+    if (this.#unannounced > 0 && this.cursor !== undefined) {
+      const reason = `client too slow: more than ${this.#limit} bytes waiting`;
+      parts.push(encodeControl({ type: "start", seq: this.cursor, lost: this.#unannounced, reason }));
+      this.#unannounced = 0;
     }
+    let size = parts.reduce((sum, part) => sum + part.length, 0);
+    if (this.cursor !== undefined) {
+      while (this.cursor < this.#buffer.next && (size === 0 || size + this.#buffer.frame(this.cursor).length <= maxWrite)) {
+        const frame = this.#buffer.frame(this.cursor++);
+        parts.push(frame);
+        size += frame.length;
+      }
+    }
+    if (parts.length <= 1) return parts[0];
+    return Buffer.concat(parts, size);
   }
 }
 
@@ -503,8 +719,9 @@ export function logger(program: string): (text: string) => void {
 
 /** The text of an error from Bun or node, without a stack. */
 export function reason(error: unknown): string {
-  if (error instanceof Error) return (error as NodeJS.ErrnoException).code ? `${error.message} (${(error as NodeJS.ErrnoException).code})` : error.message;
-  return String(error);
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as NodeJS.ErrnoException).code;
+  return code && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
 }
 
 /** Why a listening socket could not be opened, in the words an operator needs. */

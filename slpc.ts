@@ -1,13 +1,18 @@
 // slpc: the client half of slp. It dials the server (the home machine has a dynamic address
 // and cannot be dialled), proves itself with a client certificate, and writes every message
-// the server streams into the local syslog daemon over UDP, or to stdout. When the connection
-// drops it retries with exponential backoff until it is back.
+// the server streams into the local syslog daemon over UDP, or to stdout.
+//
+// The connection drops whenever the home address changes, often silently. So slpc tells the
+// server the number of the last message it delivered and gets everything after it, treats a
+// connection that has been silent too long as dead, and retries with backoff until it is back.
 
 import type { Socket } from "bun";
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { checkServerIdentity } from "node:tls";
 import {
-  Deframer, MAX_MESSAGE, TLS13_ONLY, UsageError, formatAddress, helpText, loadTlsFiles, logger, messageAsLine,
-  nextBackoff, parseHostPort, parseOptions, parseRequired, parseSeconds, parseSwitch, reason, type Option,
+  Deframer, MAX_MESSAGE, PROTOCOL_VERSION, TLS13_ONLY, UsageError, encodeControl, formatAddress, gapNotice, helpText,
+  loadTlsFiles, logger, messageAsLine, nextBackoff, parseControl, parseHostPort, parseOptions, parseRequired,
+  parseResumePoint, parseSeconds, parseSwitch, reason, type ControlMessage, type Option, type ResumePoint,
 } from "./lib.ts";
 
 // Defaults. Each has a flag and an environment variable (see --help).
@@ -19,6 +24,9 @@ const CA = "certs/ca.pem"; // the server certificate must chain to this; "system
 const SERVERNAME = ""; // name the server certificate must carry; empty: the host of --server
 const FORWARD = "127.0.0.1:514"; // the local syslog daemon's UDP input
 const STDOUT = "0"; // 1: print messages instead of forwarding them
+const STATE = ""; // file that keeps the resume point across restarts; empty: kept in memory only
+const REPLAY = "0"; // 1: a client with no resume point starts with everything the server holds
+const DEAD_AFTER = "45"; // seconds without a byte from the server before the connection counts as dead
 const RETRY_MIN = "1"; // seconds before the first reconnect attempt
 const RETRY_MAX = "60"; // the longest wait between attempts
 
@@ -33,6 +41,9 @@ const OPTIONS = {
   servername: { flag: "servername", env: "SLPC_SERVERNAME", default: SERVERNAME, arg: "NAME", help: "name the server certificate must carry (default: the host of --server)", parse: (t: string) => t },
   forward: { flag: "forward", env: "SLPC_FORWARD", default: FORWARD, arg: "HOST:PORT", help: "local syslog daemon to send each message to over UDP, one datagram per message", parse: (t: string) => parseHostPort(t) },
   stdout: { flag: "stdout", env: "SLPC_STDOUT", default: STDOUT, help: "write each message as one line to stdout instead (its own LF shown as \\n)", parse: parseSwitch },
+  state: { flag: "state", env: "SLPC_STATE", default: STATE, arg: "FILE", help: "keep the resume point in this file, so a restarted slpc loses nothing either", parse: (t: string) => t },
+  replay: { flag: "replay", env: "SLPC_REPLAY", default: REPLAY, help: "with no resume point yet, start with everything the server still holds instead of live", parse: parseSwitch },
+  deadAfter: { flag: "dead-after", env: "SLPC_DEAD_AFTER", default: DEAD_AFTER, arg: "SECONDS", help: "a connection that delivered no bytes for this long is closed and dialled again", parse: parseSeconds },
   retryMin: { flag: "retry-min", env: "SLPC_RETRY_MIN", default: RETRY_MIN, arg: "SECONDS", help: "wait before the first reconnect attempt; it doubles up to --retry-max", parse: parseSeconds },
   retryMax: { flag: "retry-max", env: "SLPC_RETRY_MAX", default: RETRY_MAX, arg: "SECONDS", help: "longest wait between reconnect attempts", parse: parseSeconds },
 } satisfies Record<string, Option<unknown>>;
@@ -40,6 +51,10 @@ const OPTIONS = {
 const log = logger("slpc");
 let options;
 let tls;
+/** The server run we follow and the last message delivered from it; undefined for a new client. */
+let position: ResumePoint | undefined;
+/** Whether `position` moved since it was last written to --state. */
+let stateDirty = false;
 try {
   options = parseOptions(OPTIONS, process.argv.slice(2), process.env);
   if (options === "help") {
@@ -48,6 +63,10 @@ try {
   }
   if (options.retryMax < options.retryMin) throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
   tls = loadTlsFiles({ cert: options.cert, key: options.key, ca: options.ca === "system" ? undefined : options.ca });
+  if (options.state) {
+    position = readState(options.state);
+    saveState(true); // fails now, with exit 2, if the file cannot be written
+  }
 } catch (error) {
   if (!(error instanceof UsageError)) throw error;
   log(error.message);
@@ -55,6 +74,48 @@ try {
 }
 const { server, forward } = options;
 const serverName = options.servername || server.host;
+
+// ---- The resume point on disk: written to a temporary file and renamed, so it is never half written.
+
+function readState(path: string): ResumePoint | undefined {
+  let text;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new UsageError(`--state ${path}: ${reason(error)}`);
+  }
+  try {
+    return parseResumePoint(text);
+  } catch (error) {
+    throw new UsageError(`--state ${path}: ${(error as Error).message} (delete it to start as a new client)`);
+  }
+}
+
+/** Writes the resume point; with `probe` and none yet, only proves the file can be written. */
+function saveState(probe = false): void {
+  stateDirty = false;
+  if (!options.state || (!position && !probe)) return;
+  const temporary = `${options.state}.tmp`;
+  try {
+    writeFileSync(temporary, position ? JSON.stringify(position) + "\n" : "");
+    if (position) renameSync(temporary, options.state);
+    else rmSync(temporary);
+  } catch (error) {
+    throw new UsageError(`--state ${options.state}: cannot write: ${reason(error)}`);
+  }
+}
+
+if (options.state) {
+  setInterval(() => {
+    if (!stateDirty) return;
+    try {
+      saveState();
+    } catch (error) {
+      log((error as Error).message);
+    }
+  }, 1000).unref();
+}
 
 // ---- Output: the local syslog daemon over UDP, or stdout.
 
@@ -65,18 +126,26 @@ const udp = await Bun.udpSocket({
     error: (_socket, error) => log(`forward to ${formatAddress(forward)}: ${error ? reason(error) : "not reachable"}`),
   },
 });
-/** Messages the kernel would not take yet; they go out on `drain`, in order. */
-let pending: Uint8Array[] = [];
+/** Messages the kernel would not take yet, with their numbers; they go out on `drain`, in order. */
+let pending: { message: Uint8Array; seq: number }[] = [];
 
-function sendPending(): void {
-  while (pending.length > 0 && udp.send(pending[0]!, forward.port, forward.host)) pending.shift();
+function delivered(seq: number): void {
+  position!.last = seq;
+  stateDirty = true;
 }
 
-function output(message: Uint8Array): void {
+function sendPending(): void {
+  while (pending.length > 0 && udp.send(pending[0]!.message, forward.port, forward.host)) delivered(pending.shift()!.seq);
+}
+
+function output(message: Uint8Array, seq: number): void {
   if (options.stdout) {
     process.stdout.write(messageAsLine(message));
+    delivered(seq);
   } else if (pending.length > 0 || !udp.send(message, forward.port, forward.host)) {
-    pending.push(message);
+    pending.push({ message, seq });
+  } else {
+    delivered(seq);
   }
 }
 
@@ -86,6 +155,12 @@ interface Connection {
   deframer: Deframer;
   authorized: boolean;
   since: number;
+  lastByte: number;
+  /** The server's hello, once it came. */
+  serverId?: string;
+  /** Number of the next data frame, once the server said where it starts. */
+  nextSeq?: number;
+  closing?: boolean;
 }
 
 let attempt = 0;
@@ -111,12 +186,83 @@ function serverRefusal(socket: Socket<Connection>, success: boolean, error: Erro
   return mismatch ? `server certificate refused: ${mismatch.message}` : undefined;
 }
 
+function hangUp(socket: Socket<Connection>, why: string): void {
+  log(`${target}: ${why}; closing the connection`);
+  socket.data.closing = true;
+  socket.terminate();
+}
+
+/** hello, then start (possibly again later), heartbeat and error, in the order the protocol allows. */
+function onControl(socket: Socket<Connection>, message: ControlMessage): void {
+  const connection = socket.data;
+  switch (message.type) {
+    case "hello": {
+      if (message.version !== PROTOCOL_VERSION)
+        return hangUp(socket, `server speaks protocol version ${message.version}, this slpc speaks ${PROTOCOL_VERSION}; upgrade the older one`);
+      if (connection.serverId !== undefined) return hangUp(socket, "protocol error: second hello");
+      connection.serverId = message.server;
+      if (message.heartbeat >= options.deadAfter)
+        log(`warning: server heartbeat ${message.heartbeat} s is not below --dead-after ${options.deadAfter} s; idle connections will be dropped`);
+      // Messages waiting for the local daemon will still be delivered: resume after them, not before.
+      const last = pending.at(-1)?.seq ?? position?.last;
+      const resume = position ? { server: position.server, last: last! } : { replay: options.replay };
+      socket.write(encodeControl({ type: "resume", version: PROTOCOL_VERSION, ...resume }));
+      return;
+    }
+    case "start": {
+      if (connection.serverId === undefined) return hangUp(socket, "protocol error: start before hello");
+      const gap = gapNotice(message);
+      if (gap) log(gap);
+      if (connection.nextSeq === undefined) log(`following server ${connection.serverId} from #${message.seq}`);
+      connection.nextSeq = message.seq;
+      if (position?.server !== connection.serverId) position = { server: connection.serverId, last: message.seq - 1 };
+      return;
+    }
+    case "heartbeat":
+      return;
+    case "error":
+      return hangUp(socket, `server says: ${message.message}`);
+    default:
+      return hangUp(socket, `protocol error: unexpected ${message.type} message`);
+  }
+}
+
+function onData(socket: Socket<Connection>, chunk: Uint8Array): void {
+  const connection = socket.data;
+  connection.lastByte = performance.now();
+  for (const frame of connection.deframer.push(chunk)) {
+    if (!frame.control) {
+      if (connection.nextSeq === undefined) return hangUp(socket, "protocol error: data before start");
+      output(frame.body, connection.nextSeq++);
+      continue;
+    }
+    let message;
+    try {
+      message = parseControl(frame.body);
+    } catch (error) {
+      return hangUp(socket, `protocol error: ${(error as Error).message}`);
+    }
+    onControl(socket, message);
+    if (connection.closing) return;
+  }
+  if (connection.deframer.error) hangUp(socket, connection.deframer.error);
+}
+
+// A half-open connection (the home address changed under it) delivers nothing and never fails
+// by itself: the server's heartbeats are what make silence mean death.
+setInterval(() => {
+  if (!current?.data.authorized || current.data.closing) return;
+  if (performance.now() - current.data.lastByte >= options.deadAfter * 1000) {
+    hangUp(current, `no bytes for ${options.deadAfter} s (--dead-after), the connection is presumed dead`);
+  }
+}, Math.min(1000, options.deadAfter * 250)).unref();
+
 function connect(): void {
   log(`connecting to ${target}`);
   Bun.connect<Connection>({
     hostname: server.host,
     port: server.port,
-    data: { deframer: new Deframer(MAX_MESSAGE), authorized: false, since: 0 },
+    data: { deframer: new Deframer(MAX_MESSAGE), authorized: false, since: 0, lastByte: 0 },
     tls: { cert: tls.cert, key: tls.key, ca: tls.ca, serverName, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
     socket: {
       open(socket) {
@@ -126,26 +272,22 @@ function connect(): void {
         const why = serverRefusal(socket, success, error);
         if (why) {
           log(`${target}: ${why}`);
+          socket.data.closing = true;
           socket.terminate();
           return;
         }
         socket.data.authorized = true;
-        socket.data.since = performance.now();
-        socket.setKeepAlive(true, 30_000);
+        socket.data.since = socket.data.lastByte = performance.now();
+        socket.setKeepAlive(true, 15_000);
         log(`connected to ${target}`);
       },
       data(socket, chunk) {
-        if (!socket.data.authorized) return; // never trust a byte from a server that failed its checks
-        const { deframer } = socket.data;
-        for (const message of deframer.push(chunk)) output(message);
-        if (deframer.error) {
-          log(`${target}: ${deframer.error}; closing the connection`);
-          socket.terminate();
-        }
+        // Never trust a byte from a server that failed its checks, or after we decided to hang up.
+        if (socket.data.authorized && !socket.data.closing) onData(socket, chunk);
       },
       close(socket, error) {
-        current = undefined;
-        if (socket.data.authorized) {
+        if (current === socket) current = undefined;
+        if (socket.data.authorized && !stopping) {
           const seconds = (performance.now() - socket.data.since) / 1000;
           if (seconds >= STAYED_UP_SECONDS) attempt = 0;
           log(`disconnected from ${target} after ${seconds.toFixed(1)} s${error ? `: ${reason(error)}` : ""}`);
@@ -170,8 +312,13 @@ function shutdown(signal: string): void {
   stopping = true;
   log(`${signal}: exiting`);
   clearTimeout(retryTimer);
-  current?.end();
+  current?.terminate();
   sendPending();
+  try {
+    saveState();
+  } catch (error) {
+    log((error as Error).message);
+  }
   udp.close();
   process.exit(0);
 }

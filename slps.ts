@@ -1,15 +1,18 @@
-// slps: the server half of slp. It receives what the local syslog daemon forwards over UDP and
-// streams a copy of every message to each connected, authorized client over mutual TLS 1.3.
+// slps: the server half of slp. It receives what the local syslog daemon forwards over UDP,
+// numbers each message and keeps the recent ones, and streams them to each connected,
+// authorized client over mutual TLS 1.3.
 //
 // The client dials in because the machine that wants the logs sits behind a dynamic address
 // and cannot be dialled. A client is authorized when its certificate chains to --ca and, if
-// --issuer is set, was issued by exactly that CA: no client gets a byte before both hold.
+// --issuer is set, was issued by exactly that CA: no client gets a byte before both hold. A
+// client that comes back after its address changed says where it stopped, and gets the rest.
 
 import type { Socket, TCPSocketListener } from "bun";
+import { randomBytes } from "node:crypto";
 import {
-  MAX_MESSAGE, SendQueue, TLS13_ONLY, UsageError, bindFailure, dnOfCertificate, encodeFrame, formatAddress,
-  formatDN, helpText, loadTlsFiles, logger, parseBytes, parseCount, parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds,
-  reason, sameDN, type DistinguishedName, type Option,
+  ClientStream, Deframer, MAX_MESSAGE, PROTOCOL_VERSION, ResumeBuffer, TLS13_ONLY, UsageError, bindFailure, dnOfCertificate,
+  encodeControl, encodeFrame, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes, parseControl, parseCount,
+  parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart, sameDN, type Option,
 } from "./lib.ts";
 
 // Defaults. Each has a flag and an environment variable (see --help).
@@ -20,8 +23,11 @@ const KEY = "certs/server.key";
 const CA = "certs/ca.pem"; // client certificates must chain to this
 const ISSUER = ""; // if set, the client certificate's issuer must be exactly this DN
 const MAX_CLIENTS = "64";
-const QUEUE = "8MiB"; // per client; over it the oldest messages are dropped
-const HANDSHAKE_TIMEOUT = "10"; // seconds a connection may take to finish its TLS handshake
+const QUEUE = "8MiB"; // how far one client may fall behind before its oldest messages are skipped
+const BUFFER = "16MiB"; // recent messages kept for clients that reconnect; 0 turns resume off
+const HEARTBEAT = "15"; // seconds of silence after which a client gets a heartbeat
+const STALL = "60"; // seconds a client may take no bytes at all while some wait for it
+const HANDSHAKE_TIMEOUT = "10"; // seconds a connection may take to finish its TLS handshake and resume
 
 const OPTIONS = {
   udp: { flag: "udp", env: "SLPS_UDP", default: UDP, arg: "HOST:PORT", help: "UDP address the local syslog daemon forwards to; one datagram is one message", parse: (t: string) => parseHostPort(t) },
@@ -31,9 +37,15 @@ const OPTIONS = {
   ca: { flag: "ca", env: "SLPS_CA", default: CA, arg: "FILE", help: "CA bundle that client certificates must chain to, PEM", parse: parseRequired },
   issuer: { flag: "issuer", env: "SLPS_ISSUER", default: ISSUER, arg: "DN", help: "if set, the client certificate's issuer must equal this DN (/C=US/O=Example/CN=Example CA or CN=Example CA,O=Example,C=US)", parse: (t: string) => (t === "" ? undefined : parseDN(t)) },
   maxClients: { flag: "max-clients", env: "SLPS_MAX_CLIENTS", default: MAX_CLIENTS, arg: "N", help: "authorized clients at once; one more is refused", parse: parseCount(1) },
-  queue: { flag: "queue", env: "SLPS_QUEUE", default: QUEUE, arg: "BYTES", help: "per-client outbound queue; when full the client's oldest messages are dropped and counted", parse: parseBytes },
-  handshakeTimeout: { flag: "handshake-timeout", env: "SLPS_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS", help: "a connection that has not finished its TLS handshake by then is closed", parse: parseSeconds },
+  queue: { flag: "queue", env: "SLPS_QUEUE", default: QUEUE, arg: "BYTES", help: "how far one client may fall behind; past it its oldest messages are skipped, counted and logged", parse: parseBytes },
+  buffer: { flag: "buffer", env: "SLPS_BUFFER", default: BUFFER, arg: "BYTES", help: "recent messages kept for clients that reconnect, also while none is connected; 0 turns resume off", parse: parseBytes },
+  heartbeat: { flag: "heartbeat", env: "SLPS_HEARTBEAT", default: HEARTBEAT, arg: "SECONDS", help: "a client that has been sent nothing for this long gets a heartbeat", parse: parseSeconds },
+  stall: { flag: "stall", env: "SLPS_STALL", default: STALL, arg: "SECONDS", help: "a client that takes no bytes for this long while some wait for it is disconnected", parse: parseSeconds },
+  handshakeTimeout: { flag: "handshake-timeout", env: "SLPS_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS", help: "a connection that has not finished its TLS handshake and resume request by then is closed", parse: parseSeconds },
 } satisfies Record<string, Option<unknown>>;
+
+/** Clients send control messages only; a data frame of any size from one is refused once read. */
+const CLIENT_MAX_MESSAGE = 1;
 
 const log = logger("slps");
 let options;
@@ -52,14 +64,22 @@ try {
 }
 const { udp: udpAddress, listen: listenAddress, issuer: requiredIssuer, maxClients, queue: queueLimit } = options;
 
+/** This run's id: a client that sees another one knows the server restarted and lost its buffer. */
+const serverId = randomBytes(8).toString("hex");
+const recent = new ResumeBuffer();
+
 /** One TLS connection, from its first byte to its close. */
 interface Client {
   remote: string;
   /** Set once the certificate checks passed; from then on it is in `authorizedClients`. */
   name?: string;
-  queue: SendQueue;
+  deframer: Deframer;
+  stream: ClientStream;
   droppedTotal: number;
-  handshakeTimer?: Timer;
+  /** Set when we decided to close it: read nothing more. */
+  closing?: boolean;
+  /** Closes a connection that is slow to finish its handshake or to say where to resume. */
+  setupTimer?: Timer;
 }
 
 const authorizedClients = new Set<Socket<Client>>();
@@ -69,7 +89,7 @@ function refusal(socket: Socket<Client>, success: boolean, error: Error | null):
   if (!success || !socket.authorized) return `certificate refused: ${error ? reason(error) : "not authorized"}`;
   const certificate = socket.getPeerX509Certificate();
   if (!certificate) return "no client certificate";
-  const issuer: DistinguishedName = dnOfCertificate(certificate.issuer);
+  const issuer = dnOfCertificate(certificate.issuer);
   if (requiredIssuer && !sameDN(issuer, requiredIssuer))
     return `issuer ${formatDN(issuer)} is not --issuer ${formatDN(requiredIssuer)}`;
   if (authorizedClients.size >= maxClients) return `already ${authorizedClients.size} clients (--max-clients ${maxClients})`;
@@ -82,12 +102,54 @@ function clientName(socket: Socket<Client>): string {
   return `${socket.data.remote} (${cn ? cn[1] : formatDN(subject)})`;
 }
 
-// Frames are queued per client and written once per event-loop turn, so a burst of datagrams
-// becomes a few large TLS writes instead of one small write per message.
+function flush(socket: Socket<Client>): void {
+  socket.data.stream.flush((data) => socket.write(data), performance.now());
+}
+
+/** Tells the peer why (unless that would cut a frame in half), and closes. */
+function refuseProtocol(socket: Socket<Client>, message: string): void {
+  log(`client ${socket.data.name}: ${message}; closing`);
+  socket.data.closing = true;
+  if (socket.data.stream.midWrite) socket.terminate();
+  else socket.end(encodeControl({ type: "error", message }));
+}
+
+/** A control message from an authorized client: `resume` once, nothing else. */
+function onControl(socket: Socket<Client>, body: Uint8Array): void {
+  const client = socket.data;
+  let message;
+  try {
+    message = parseControl(body);
+  } catch (error) {
+    return refuseProtocol(socket, `bad control message: ${(error as Error).message}`);
+  }
+  if (message.type !== "resume") return refuseProtocol(socket, `unexpected ${message.type} message`);
+  if (message.version !== PROTOCOL_VERSION)
+    return refuseProtocol(socket, `client speaks protocol version ${message.version}, this server speaks ${PROTOCOL_VERSION}`);
+  if (client.stream.cursor !== undefined) return refuseProtocol(socket, "resume sent twice");
+  clearTimeout(client.setupTimer);
+  const start = resumeStart(message, { id: serverId, first: recent.first, next: recent.next });
+  const from = start.lost === undefined ? "" : `, ${start.lost ?? "unknown number of"} messages lost (${start.reason})`;
+  log(`client ${client.name} starts at #${start.seq}${message.server === undefined ? " (new)" : ""}${from}`);
+  client.stream.start(start);
+  client.stream.keepWithinLimit();
+  flush(socket);
+}
+
+// Frames are written once per event-loop turn, so a burst of datagrams becomes a few large
+// TLS writes instead of one small write per message.
 let flushScheduled = false;
 
-function scheduleFlush(): void {
-  if (flushScheduled) return;
+function receive(message: Uint8Array): void {
+  recent.append(encodeFrame(message));
+  let keepFrom = recent.next;
+  for (const socket of authorizedClients) {
+    const { stream } = socket.data;
+    stream.keepWithinLimit();
+    if (stream.cursor !== undefined) keepFrom = Math.min(keepFrom, stream.cursor);
+  }
+  recent.trim(options.buffer, keepFrom);
+  if (flushScheduled || authorizedClients.size === 0) return;
   flushScheduled = true;
   setImmediate(() => {
     flushScheduled = false;
@@ -95,27 +157,28 @@ function scheduleFlush(): void {
   });
 }
 
-function flush(socket: Socket<Client>): void {
-  socket.data.queue.flush((data) => socket.write(data));
-}
-
-function broadcast(message: Uint8Array): void {
-  if (authorizedClients.size === 0) return;
-  const frame = encodeFrame(message);
-  for (const socket of authorizedClients) socket.data.queue.push(frame);
-  scheduleFlush();
-}
-
-// A stalled client's queue overflows at the rate messages arrive: report its drops once a second, not per message.
-const dropReport = setInterval(() => {
+// Once a second: report skipped messages (a stalled client would otherwise log once per
+// message), send heartbeats on idle connections, and close clients that stopped reading.
+const housekeeping = setInterval(() => {
+  const now = performance.now();
   for (const socket of authorizedClients) {
-    const dropped = socket.data.queue.takeDropped();
-    if (dropped === 0) continue;
-    socket.data.droppedTotal += dropped;
-    log(`client ${socket.data.name}: queue over ${queueLimit} bytes, dropped ${dropped} oldest messages (${socket.data.droppedTotal} in all)`);
+    const client = socket.data;
+    const dropped = client.stream.takeDropped();
+    if (dropped > 0) {
+      client.droppedTotal += dropped;
+      log(`client ${client.name}: more than ${queueLimit} bytes behind, skipped ${dropped} oldest messages (${client.droppedTotal} in all)`);
+    }
+    const { blockedSince, lastWrite } = client.stream;
+    if (blockedSince !== undefined && now - Math.max(blockedSince, lastWrite) >= options.stall * 1000) {
+      log(`client ${client.name}: took no bytes for ${options.stall} s (--stall); closing`);
+      socket.terminate();
+    } else if (client.stream.idle && now - lastWrite >= options.heartbeat * 1000) {
+      client.stream.control({ type: "heartbeat" });
+      flush(socket);
+    }
   }
-}, 1000);
-dropReport.unref();
+}, Math.min(1000, options.heartbeat * 500));
+housekeeping.unref();
 
 let listener: TCPSocketListener<Client>;
 try {
@@ -125,17 +188,18 @@ try {
     tls: { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
     socket: {
       open(socket) {
-        socket.data = { remote: formatAddress({ host: socket.remoteAddress, port: socket.remotePort }), queue: new SendQueue(queueLimit), droppedTotal: 0 };
-        socket.data.handshakeTimer = setTimeout(() => {
-          log(`refused ${socket.data.remote}: no TLS handshake within ${options.handshakeTimeout} s`);
+        const remote = formatAddress({ host: socket.remoteAddress, port: socket.remotePort });
+        socket.data = { remote, deframer: new Deframer(CLIENT_MAX_MESSAGE), stream: new ClientStream(recent, queueLimit, performance.now()), droppedTotal: 0 };
+        socket.data.setupTimer = setTimeout(() => {
+          log(`refused ${remote}: no TLS handshake and resume request within ${options.handshakeTimeout} s`);
           socket.terminate();
         }, options.handshakeTimeout * 1000);
       },
       handshake(socket, success, error) {
-        clearTimeout(socket.data.handshakeTimer);
         // Bun may report success for a certificate that failed verification; refusal() checks `authorized` too.
         const why = refusal(socket, success, error);
         if (why) {
+          clearTimeout(socket.data.setupTimer);
           log(`refused ${socket.data.remote}: ${why}`);
           socket.end();
           return;
@@ -144,20 +208,29 @@ try {
         socket.setKeepAlive(true, 30_000);
         authorizedClients.add(socket);
         log(`client ${socket.data.name} connected (${authorizedClients.size} in all)`);
+        const { heartbeat } = options;
+        socket.data.stream.control({ type: "hello", version: PROTOCOL_VERSION, server: serverId, heartbeat, first: recent.first, next: recent.next });
+        flush(socket);
       },
-      data(socket) {
-        // Clients have nothing to say in this protocol; what they send is read and ignored.
-        void socket;
+      data(socket, chunk) {
+        if (!authorizedClients.has(socket) || socket.data.closing) return;
+        const { deframer } = socket.data;
+        for (const frame of deframer.push(chunk)) {
+          if (!frame.control) return refuseProtocol(socket, "clients may send control messages only");
+          onControl(socket, frame.body);
+          if (socket.data.closing) return;
+        }
+        if (deframer.error) refuseProtocol(socket, deframer.error);
       },
       drain(socket) {
         if (authorizedClients.has(socket)) flush(socket);
       },
       close(socket, error) {
-        clearTimeout(socket.data?.handshakeTimer);
+        clearTimeout(socket.data?.setupTimer);
         if (!socket.data || !authorizedClients.delete(socket)) return;
-        const dropped = socket.data.droppedTotal + socket.data.queue.takeDropped();
+        const dropped = socket.data.droppedTotal + socket.data.stream.takeDropped();
         const why = error ? `: ${reason(error)}` : "";
-        log(`client ${socket.data.name} disconnected${why}${dropped ? `, ${dropped} messages dropped in all` : ""}`);
+        log(`client ${socket.data.name} disconnected${why}${dropped ? `, ${dropped} messages skipped in all` : ""}`);
       },
       error(socket, error) {
         log(`connection ${socket.data?.remote ?? "?"}: ${reason(error)}`);
@@ -177,7 +250,7 @@ try {
     socket: {
       data(_socket, datagram, _port, _address, flags) {
         if (flags?.truncated) log(`a datagram over ${MAX_MESSAGE} bytes was truncated`);
-        broadcast(datagram);
+        receive(datagram);
       },
     },
   });
@@ -186,7 +259,7 @@ try {
   process.exit(1);
 }
 
-log(`receiving syslog on udp ${formatAddress(udpAddress)}, serving clients on tls ${formatAddress({ host: listenAddress.host, port: listener.port })}`);
+log(`server id ${serverId}: receiving syslog on udp ${formatAddress(udpAddress)}, serving clients on tls ${formatAddress({ host: listenAddress.host, port: listener.port })}`);
 
 function shutdown(signal: string): void {
   log(`${signal}: closing ${authorizedClients.size} clients and exiting`);
