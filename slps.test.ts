@@ -41,14 +41,8 @@ async function sink() {
 
 const server = async (args: string[] = [], opts = {}) => track(await startServer(pki, args, opts));
 
-/** Starts slpc and waits until the server has started its stream, so that no message races its arrival. */
-async function client(s: ServerHandle, forwardPort?: number, args: string[] = [], certName = "client", cmd?: string[]) {
-  const admitted = () => s.stderr.match(/ starts at #/g)?.length ?? 0;
-  const before = admitted();
-  const c = track(await startClient(pki, s.tlsPort, forwardPort, args, cmd, certName));
-  await until("the server to start the client's stream", () => admitted() > before);
-  return c;
-}
+const client = async (s: ServerHandle, forwardPort?: number, args: string[] = [], certName = "client", cmd?: string[]) =>
+  track(await startClient(pki, s, { forwardPort, args, certName, cmd }));
 
 const numbered = (n: number, prefix = "msg") => Array.from({ length: n }, (_, i) => Buffer.from(`<13>${prefix} ${i}`));
 

@@ -1,7 +1,7 @@
 // Test helpers: certificates made with openssl for this run, slps and slpc as real child
 // processes, UDP senders and sinks, and raw TLS clients. Everything stays on loopback.
 
-import type { Subprocess } from "bun";
+import type { Socket, Subprocess } from "bun";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -171,14 +171,36 @@ export async function startServer(pki: Pki, args: string[] = [], opts: { udpPort
   return Object.assign(child, { udpPort, tlsPort }) as ServerHandle;
 }
 
-/** Starts slpc against a server port, forwarding to `forwardPort` or printing (forwardPort undefined). */
-export async function startClient(pki: Pki, tlsPort: number, forwardPort?: number, args: string[] = [], cmd = [BUN, "slpc.ts"], certName = "client") {
-  const { cert, key } = pki.cert(certName);
-  const output = forwardPort === undefined ? ["--stdout"] : ["--forward", `127.0.0.1:${forwardPort}`];
+export interface ClientOptions {
+  /** Port to dial: the server's TLS port unless a proxy sits between. */
+  port?: number;
+  /** Forward to this UDP port on 127.0.0.1; print to stdout when absent. */
+  forwardPort?: number;
+  args?: string[];
+  /** The command to run instead of `bun slpc.ts`, such as a compiled binary. */
+  cmd?: string[];
+  certName?: string;
+  /** Wait for the server to start this client's stream (true), or only for the TLS connection. */
+  waitForStart?: boolean;
+}
+
+/** Starts slpc and, by default, waits until the server has started its stream, so no message races its arrival. */
+export async function startClient(pki: Pki, server: ServerHandle, opts: ClientOptions = {}): Promise<Child> {
+  const { cert, key } = pki.cert(opts.certName ?? "client");
+  const output = opts.forwardPort === undefined ? ["--stdout"] : ["--forward", `127.0.0.1:${opts.forwardPort}`];
+  const started = () => server.stderr.match(/ starts at #/g)?.length ?? 0;
+  const before = started();
   const child = new Child([
-    ...cmd, "--server", `localhost:${tlsPort}`, "--ca", pki.ca, "--cert", cert, "--key", key, "--retry-min", "0.2", "--retry-max", "1", ...output, ...args,
+    ...(opts.cmd ?? [BUN, "slpc.ts"]), "--server", `localhost:${opts.port ?? server.tlsPort}`, "--ca", pki.ca, "--cert", cert, "--key", key,
+    "--retry-min", "0.2", "--retry-max", "1", ...output, ...(opts.args ?? []),
   ]);
-  await child.waitFor(/connected to/);
+  try {
+    await child.waitFor(/connected to/);
+    if (opts.waitForStart ?? true) await until("the server to start the client's stream", () => started() > before);
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  }
   return child;
 }
 
@@ -213,4 +235,102 @@ export async function stalledClient(port: number, ca: string, creds: { cert: str
 export function rawTlsClient(port: number, ca: string, creds?: { cert: string; key: string }, extra: string[] = []): Child {
   const auth = creds ? ["-cert", creds.cert, "-key", creds.key] : [];
   return new Child(["openssl", "s_client", "-quiet", "-connect", `127.0.0.1:${port}`, "-CAfile", ca, ...auth, ...extra], {}, "pipe");
+}
+
+/**
+ * A TCP proxy of the test's own between slpc and slps, so a test can cut the path (close both
+ * sides, refuse new connections) or blackhole it (keep the sockets open, pass no more bytes).
+ */
+export function pathProxy(targetPort: number) {
+  type End = { peer?: Socket<End>; backlog: Buffer[]; blackholed: boolean };
+  const pairs = new Set<Socket<End>>();
+  let down = false;
+
+  /** Forwards bytes to the other end; until that end is connected they wait in this end's backlog. */
+  const pass = (from: Socket<End>, chunk: Buffer) => {
+    if (from.data.blackholed) return;
+    const to = from.data.peer;
+    if (!to) return void from.data.backlog.push(Buffer.from(chunk));
+    to.data.backlog.push(Buffer.from(chunk));
+    flush(to);
+  };
+  const flush = (socket: Socket<End>) => {
+    while (socket.data.backlog.length > 0) {
+      const chunk = socket.data.backlog[0]!;
+      const taken = socket.write(chunk);
+      if (taken < 0) return;
+      if (taken < chunk.length) return void (socket.data.backlog[0] = chunk.subarray(taken));
+      socket.data.backlog.shift();
+    }
+  };
+
+  const listener = Bun.listen<End>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(client) {
+        if (down) return client.terminate();
+        client.data = { backlog: [], blackholed: false };
+        pairs.add(client);
+        void Bun.connect<End>({
+          hostname: "127.0.0.1",
+          port: targetPort,
+          data: { peer: client, backlog: [], blackholed: false },
+          socket: {
+            open(server) {
+              client.data.peer = server;
+              // What the client sent before the server side was up.
+              server.data.backlog.push(...client.data.backlog);
+              client.data.backlog = [];
+              flush(server);
+            },
+            data: (server, chunk) => pass(server, chunk),
+            drain: (server) => flush(server),
+            close: () => client.terminate(),
+            connectError: () => client.terminate(),
+          },
+        });
+      },
+      data: (client, chunk) => pass(client, chunk),
+      drain: (client) => flush(client),
+      close(client) {
+        pairs.delete(client);
+        client.data?.peer?.terminate();
+      },
+    },
+  });
+
+  return {
+    port: listener.port,
+    /** Closes every connection through the proxy and refuses new ones until `restore`. */
+    cut() {
+      down = true;
+      for (const client of pairs) client.terminate();
+    },
+    restore() {
+      down = false;
+    },
+    /** The connections open now stay open but carry nothing more; new ones pass as usual. */
+    blackhole() {
+      for (const client of pairs) {
+        client.data.blackholed = true;
+        if (client.data.peer) client.data.peer.data.blackholed = true;
+      }
+    },
+    close() {
+      listener.stop(true);
+    },
+  };
+}
+
+/** A steady stream of numbered messages to slps, until stopped; `sent` lists what went out. */
+export function steadySender(udpPort: number, perSecond: number, prefix = "seq") {
+  const sent: string[] = [];
+  let n = 0;
+  const timer = setInterval(() => {
+    const batch = Array.from({ length: Math.max(1, Math.round(perSecond / 50)) }, () => `<13>${prefix} ${++n}`);
+    sent.push(...batch);
+    void sendUdp(udpPort, batch.map((text) => Buffer.from(text)));
+  }, 20);
+  return { sent, stop: () => clearInterval(timer) };
 }

@@ -1,0 +1,231 @@
+// Losing nothing when the path drops: real slps and slpc with a TCP proxy of the test's own
+// between them, so the path can be cut or blackholed. Short heartbeats keep each test quick.
+
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Deframer, PROTOCOL_VERSION, TLS13_ONLY, encodeControl } from "./lib.ts";
+import {
+  BUN, Child, makePki, pathProxy, removeDir, sendUdp, sleep, startClient, startServer, steadySender, tempDir, udpSink, until,
+  type Pki, type ServerHandle,
+} from "./test/kit.ts";
+
+setDefaultTimeout(30_000);
+
+let dir: string;
+let pki: Pki;
+const cleanups: (() => unknown)[] = [];
+
+beforeAll(() => {
+  dir = tempDir();
+  pki = makePki(dir);
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+afterAll(() => removeDir(dir));
+
+async function server(args: string[] = [], opts = {}): Promise<ServerHandle> {
+  const s = await startServer(pki, ["--heartbeat", "0.3", ...args], opts);
+  cleanups.push(() => (s.kill("SIGKILL"), s.proc.exited));
+  return s;
+}
+
+async function client(s: ServerHandle, opts: Parameters<typeof startClient>[2] = {}): Promise<Child> {
+  const c = await startClient(pki, s, { ...opts, args: ["--dead-after", "1.5", ...(opts.args ?? [])] });
+  cleanups.push(() => (c.kill("SIGKILL"), c.proc.exited));
+  return c;
+}
+
+async function sink() {
+  const s = await udpSink();
+  cleanups.push(() => s.close());
+  return s;
+}
+
+function proxy(port: number) {
+  const p = pathProxy(port);
+  cleanups.push(() => p.close());
+  return p;
+}
+
+const texts = (messages: Buffer[]) => messages.map(String);
+
+describe("resume", () => {
+  test("the path is cut for 2 s: every message arrives exactly once, in order", async () => {
+    const s = await server();
+    const path = proxy(s.tlsPort);
+    const out = await sink();
+    const c = await client(s, { port: path.port, forwardPort: out.port });
+    const sender = steadySender(s.udpPort, 200);
+    await sleep(700);
+    path.cut();
+    await sleep(2000);
+    path.restore();
+    await sleep(1500);
+    sender.stop();
+    await until("everything", () => out.messages.length >= sender.sent.length);
+    await sleep(200);
+    expect(texts(out.messages)).toEqual(sender.sent);
+    expect(c.stderr).toMatch(/disconnected from[\s\S]*following server/);
+  });
+
+  test("a blackholed path is noticed within --dead-after plus a backoff step, and nothing held is lost", async () => {
+    const s = await server();
+    const path = proxy(s.tlsPort);
+    const out = await sink();
+    const c = await client(s, { port: path.port, forwardPort: out.port });
+    const sender = steadySender(s.udpPort, 100);
+    await sleep(500);
+    const blackholedAt = performance.now();
+    path.blackhole();
+    await c.waitFor(/presumed dead/, 5000);
+    const noticed = performance.now() - blackholedAt;
+    await until("a new stream", () => (s.stderr.match(/ starts at #/g) ?? []).length === 2, 5000);
+    const back = performance.now() - blackholedAt;
+    await sleep(500);
+    sender.stop();
+    await until("everything", () => out.messages.length >= sender.sent.length);
+    await sleep(200);
+    expect(texts(out.messages)).toEqual(sender.sent);
+    expect(noticed).toBeGreaterThanOrEqual(1400); // not before --dead-after 1.5 s...
+    expect(back).toBeLessThan(1500 + 1000 + 1500); // ...and back within it plus one backoff step (--retry-max 1), with slack
+  });
+
+  test("a client killed and restarted with --state loses nothing and duplicates nothing", async () => {
+    const s = await server();
+    const out = await sink();
+    const state = join(dir, "resume-state.json");
+    const opts = { forwardPort: out.port, args: ["--state", state] };
+    const first = await client(s, opts);
+    const sender = steadySender(s.udpPort, 200);
+    await sleep(600);
+    first.kill("SIGTERM");
+    expect(await first.exit()).toBe(0);
+    const saved = JSON.parse(readFileSync(state, "utf8"));
+    expect(saved.last).toBe(out.messages.length);
+    await sleep(700);
+    const second = await client(s, opts);
+    await sleep(600);
+    sender.stop();
+    await until("everything", () => out.messages.length >= sender.sent.length);
+    await sleep(200);
+    expect(texts(out.messages)).toEqual(sender.sent);
+    expect(s.stderr).toContain(`starts at #${saved.last + 1}`);
+    expect(second.stderr).not.toContain("gap");
+  });
+
+  test("after a server restart the client notices the new id, says so, and continues", async () => {
+    const first = await server();
+    const out = await sink();
+    const c = await client(first, { forwardPort: out.port });
+    await sendUdp(first.udpPort, [Buffer.from("<13>to the first run")]);
+    await until("first", () => out.messages.length === 1);
+    first.kill("SIGTERM");
+    await first.exit();
+    const second = await server([], { udpPort: first.udpPort, tlsPort: first.tlsPort });
+    // Sent before the client is back: the new server's buffer keeps them for it.
+    await sendUdp(second.udpPort, [Buffer.from("<13>early in the second run")]);
+    await c.waitFor(/gap: an unknown number of messages lost, server restarted \(was [0-9a-f]+, now [0-9a-f]+\)/);
+    await sendUdp(second.udpPort, [Buffer.from("<13>later in the second run")]);
+    await until("all three", () => out.messages.length === 3);
+    expect(texts(out.messages)).toEqual(["<13>to the first run", "<13>early in the second run", "<13>later in the second run"]);
+  });
+
+  test("more messages than the buffer holds during an outage: a gap of the right size, then everything after it", async () => {
+    const s = await server(["--buffer", "2000"]);
+    const path = proxy(s.tlsPort);
+    const out = await sink();
+    const c = await client(s, { port: path.port, forwardPort: out.port });
+    await sendUdp(s.udpPort, [Buffer.from("<13>before 1"), Buffer.from("<13>before 2")]);
+    await until("before", () => out.messages.length === 2);
+    path.cut();
+    await sleep(100);
+    const during = Array.from({ length: 100 }, (_, i) => Buffer.from(`<13>during ${String(i + 1).padStart(3, "0")} ${"x".repeat(80)}`));
+    for (let i = 0; i < during.length; i += 10) {
+      await sendUdp(s.udpPort, during.slice(i, i + 10));
+      await sleep(5);
+    }
+    await sleep(200);
+    path.restore();
+    await c.waitFor(/gap: \d+ messages lost, server buffer overflowed/, 5000);
+    const lost = Number(/gap: (\d+) messages lost/.exec(c.stderr)![1]);
+    await until("the rest", () => out.messages.length === 2 + during.length - lost, 5000);
+    await sleep(200);
+    expect(lost).toBeGreaterThan(50);
+    expect(texts(out.messages)).toEqual(["<13>before 1", "<13>before 2", ...texts(during.slice(lost))]);
+  });
+
+  test("a new client starts live; with --replay it first gets everything held", async () => {
+    const s = await server();
+    await sendUdp(s.udpPort, [Buffer.from("<13>old 1"), Buffer.from("<13>old 2")]);
+    await sleep(100);
+    const liveOut = await sink();
+    const replayOut = await sink();
+    await client(s, { forwardPort: liveOut.port });
+    await client(s, { forwardPort: replayOut.port, args: ["--replay"] });
+    await sendUdp(s.udpPort, [Buffer.from("<13>new")]);
+    await until("both", () => liveOut.messages.length === 1 && replayOut.messages.length === 3);
+    expect(texts(liveOut.messages)).toEqual(["<13>new"]);
+    expect(texts(replayOut.messages)).toEqual(["<13>old 1", "<13>old 2", "<13>new"]);
+  });
+
+  test("an idle connection stays up on heartbeats alone", async () => {
+    const s = await server();
+    const out = await sink();
+    const c = await client(s, { forwardPort: out.port });
+    await sleep(3500); // more than twice --dead-after, with no messages at all
+    expect(c.stderr).not.toContain("presumed dead");
+    await sendUdp(s.udpPort, [Buffer.from("<13>still here")]);
+    await until("message", () => out.messages.length === 1);
+  });
+});
+
+describe("protocol versions", () => {
+  test("slpc names a server that speaks another protocol version", async () => {
+    const listener = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: Bun.file(pki.server.cert), key: Bun.file(pki.server.key), secureOptions: TLS13_ONLY },
+      socket: {
+        open(socket) {
+          socket.write(encodeControl({ type: "hello", version: 99 } as never));
+        },
+        data() {},
+      },
+    });
+    cleanups.push(() => listener.stop(true));
+    const { cert, key } = pki.cert("client");
+    const c = new Child([BUN, "slpc.ts", "--server", `localhost:${listener.port}`, "--ca", pki.ca, "--cert", cert, "--key", key, "--stdout", "--retry-min", "5"]);
+    cleanups.push(() => (c.kill("SIGKILL"), c.proc.exited));
+    await c.waitFor(/server speaks protocol version 99, this slpc speaks 1; upgrade the older one; closing the connection/);
+    expect(c.stdout.length).toBe(0);
+  });
+
+  test("slps answers a client that speaks another protocol version with an error frame", async () => {
+    const s = await server();
+    const frames: { control: boolean; body: string }[] = [];
+    const deframer = new Deframer(65507);
+    let closed = false;
+    const { cert, key } = pki.cert("client");
+    await Bun.connect({
+      hostname: "127.0.0.1",
+      port: s.tlsPort,
+      tls: { cert: Bun.file(cert), key: Bun.file(key), ca: Bun.file(pki.ca), serverName: "localhost" },
+      socket: {
+        data(socket, chunk) {
+          for (const frame of deframer.push(chunk)) {
+            frames.push({ control: frame.control, body: Buffer.from(frame.body).toString() });
+            if (frames.length === 1) socket.write(encodeControl({ type: "resume", version: 7 } as never));
+          }
+        },
+        close: () => void (closed = true),
+      },
+    });
+    await until("the connection to close", () => closed);
+    expect(frames.map((f) => JSON.parse(f.body).type)).toEqual(["hello", "error"]);
+    expect(JSON.parse(frames[0]!.body).version).toBe(PROTOCOL_VERSION);
+    expect(JSON.parse(frames[1]!.body).message).toBe("client speaks protocol version 7, this server speaks 1");
+    expect(s.stderr).toMatch(/client speaks protocol version 7, this server speaks 1; closing/);
+  });
+});
