@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import {
   ClientStream, Deframer, MAX_CONTROL, ResumeBuffer, dnOfCertificate, encodeControl, encodeFrame, formatDN, gapNotice, helpText,
   messageAsLine, nextBackoff, parseBytes, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseResumePoint,
-  parseSwitch, resumeStart, sameDN,
+  parseSwitch, RateLimit, resumeStart, sameDN,
 } from "./lib.ts";
 
 const bytes = (text: string) => Buffer.from(text, "latin1");
@@ -376,6 +376,18 @@ describe("nextBackoff", () => {
     expect(nextBackoff(10, 1, 60, 0)).toBe(30);
     expect(nextBackoff(10, 1, 60, 1)).toBe(60);
     expect(nextBackoff(5000, 1, 60, 0.5)).toBe(45);
+  });
+});
+
+describe("RateLimit", () => {
+  test("allows a burst, then the rate, and says how long to wait", () => {
+    const limit = new RateLimit(1000, 3, 0); // one a millisecond, three at once
+    expect([limit.take(0), limit.take(0), limit.take(0), limit.take(0)]).toEqual([true, true, true, false]);
+    expect(limit.wait()).toBe(1);
+    expect(limit.take(0.5)).toBe(false);
+    expect(limit.take(1)).toBe(true);
+    expect(limit.take(100)).toBe(true); // a long pause refills no more than the burst
+    expect([limit.take(100), limit.take(100), limit.take(100)]).toEqual([true, true, false]);
   });
 });
 

@@ -693,6 +693,39 @@ export function nextBackoff(attempt: number, min: number, max: number, random: n
   return Math.max(min, ceiling / 2 + (random * ceiling) / 2);
 }
 
+/**
+ * A token bucket: at most `perSecond` events a second, in bursts of at most `burst`. slpc uses
+ * it to pace what it sends to the local syslog daemon, since a UDP datagram that finds the
+ * daemon's receive buffer full is dropped without a word to the sender.
+ */
+export class RateLimit {
+  #perMs: number;
+  #burst: number;
+  #tokens: number;
+  #since: number;
+
+  constructor(perSecond: number, burst: number, now: number) {
+    this.#perMs = perSecond / 1000;
+    this.#burst = burst;
+    this.#tokens = burst;
+    this.#since = now;
+  }
+
+  /** Takes one token if there is one. */
+  take(now: number): boolean {
+    this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#since) * this.#perMs);
+    this.#since = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens--;
+    return true;
+  }
+
+  /** Milliseconds until the next token. */
+  wait(): number {
+    return Math.max(0, (1 - this.#tokens) / this.#perMs);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Output
 

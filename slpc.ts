@@ -11,7 +11,7 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { checkServerIdentity } from "node:tls";
 import {
   Deframer, MAX_MESSAGE, PROTOCOL_VERSION, TLS13_ONLY, UsageError, encodeControl, formatAddress, gapNotice, helpText,
-  loadTlsFiles, logger, messageAsLine, nextBackoff, parseControl, parseHostPort, parseOptions, parseRequired,
+  loadTlsFiles, logger, messageAsLine, nextBackoff, parseCount, RateLimit, parseControl, parseHostPort, parseOptions, parseRequired,
   parseResumePoint, parseSeconds, parseSwitch, reason, type ControlMessage, type Option, type ResumePoint,
 } from "./lib.ts";
 
@@ -25,6 +25,7 @@ const SERVERNAME = ""; // name the server certificate must carry; empty: the hos
 const FORWARD = "127.0.0.1:514"; // the local syslog daemon's UDP input
 const STDOUT = "0"; // 1: print messages instead of forwarding them
 const STATE = ""; // file that keeps the resume point across restarts; empty: kept in memory only
+const FORWARD_RATE = "50000"; // messages a second at most to the local syslog daemon; 0 for no limit
 const REPLAY = "0"; // 1: a client with no resume point starts with everything the server holds
 const DEAD_AFTER = "45"; // seconds without a byte from the server before the connection counts as dead
 const RETRY_MIN = "1"; // seconds before the first reconnect attempt
@@ -40,6 +41,7 @@ const OPTIONS = {
   ca: { flag: "ca", env: "SLPC_CA", default: CA, arg: "FILE", help: "CA that the server certificate must chain to, PEM; 'system' for the system trust store", parse: parseRequired },
   servername: { flag: "servername", env: "SLPC_SERVERNAME", default: SERVERNAME, arg: "NAME", help: "name the server certificate must carry (default: the host of --server)", parse: (t: string) => t },
   forward: { flag: "forward", env: "SLPC_FORWARD", default: FORWARD, arg: "HOST:PORT", help: "local syslog daemon to send each message to over UDP, one datagram per message", parse: (t: string) => parseHostPort(t) },
+  forwardRate: { flag: "forward-rate", env: "SLPC_FORWARD_RATE", default: FORWARD_RATE, arg: "N", help: "messages a second at most sent to --forward, so a burst (a replay after an outage) does not overflow the daemon's UDP buffer; 0 for no limit", parse: parseCount(0) },
   stdout: { flag: "stdout", env: "SLPC_STDOUT", default: STDOUT, help: "write each message as one line to stdout instead (its own LF shown as \\n)", parse: parseSwitch },
   state: { flag: "state", env: "SLPC_STATE", default: STATE, arg: "FILE", help: "keep the resume point in this file, so a restarted slpc loses nothing either", parse: (t: string) => t },
   replay: { flag: "replay", env: "SLPC_REPLAY", default: REPLAY, help: "with no resume point yet, start with everything the server still holds instead of live", parse: parseSwitch },
@@ -126,8 +128,16 @@ const udp = await Bun.udpSocket({
     error: (_socket, error) => log(`forward to ${formatAddress(forward)}: ${error ? reason(error) : "not reachable"}`),
   },
 });
-/** Messages the kernel would not take yet, with their numbers; they go out on `drain`, in order. */
-let pending: { message: Uint8Array; seq: number }[] = [];
+/**
+ * Messages not yet sent, with their numbers: over --forward-rate, or not taken by the kernel.
+ * They go out in order, and while too many wait the connection to the server stops being read,
+ * so the server holds the rest.
+ */
+const pending: { message: Uint8Array; seq: number }[] = [];
+const PENDING_HIGH = 4096;
+const forwardRate = options.forwardRate > 0 ? new RateLimit(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now()) : undefined;
+let paceTimer: Timer | undefined;
+let readingPaused = false;
 
 function delivered(seq: number): void {
   position!.last = seq;
@@ -135,18 +145,33 @@ function delivered(seq: number): void {
 }
 
 function sendPending(): void {
-  while (pending.length > 0 && udp.send(pending[0]!.message, forward.port, forward.host)) delivered(pending.shift()!.seq);
+  while (pending.length > 0) {
+    if (forwardRate && !forwardRate.take(performance.now())) {
+      paceTimer ??= setTimeout(() => {
+        paceTimer = undefined;
+        sendPending();
+      }, Math.max(1, forwardRate.wait()));
+      break;
+    }
+    if (!udp.send(pending[0]!.message, forward.port, forward.host)) break; // `drain` calls again
+    delivered(pending.shift()!.seq);
+  }
+  const tooMany = pending.length >= PENDING_HIGH;
+  if (tooMany !== readingPaused) {
+    readingPaused = tooMany;
+    if (tooMany) current?.pause();
+    else current?.resume();
+  }
 }
 
 function output(message: Uint8Array, seq: number): void {
   if (options.stdout) {
     process.stdout.write(messageAsLine(message));
     delivered(seq);
-  } else if (pending.length > 0 || !udp.send(message, forward.port, forward.host)) {
-    pending.push({ message, seq });
-  } else {
-    delivered(seq);
+    return;
   }
+  pending.push({ message, seq });
+  if (pending.length === 1 || pending.length >= PENDING_HIGH) sendPending();
 }
 
 // ---- The connection to the server, and reconnecting.
@@ -267,6 +292,7 @@ function connect(): void {
     socket: {
       open(socket) {
         current = socket;
+        readingPaused = false;
       },
       handshake(socket, success, error) {
         const why = serverRefusal(socket, success, error);
