@@ -1,0 +1,133 @@
+// rsyslogd and syslog-ng for the interop tests: found on the system or unpacked by
+// .ci/install-daemons into .daemons/, started in the foreground with their own configuration,
+// pid and work files under a temporary folder, on high ports, writing to files there. The
+// configuration around each snippet from deploy/ plays the rest of the machine: a local log
+// socket for `logger` on the server side, a file with the fields under test at home.
+
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Child, ROOT, until } from "./kit.ts";
+
+export type DaemonKind = "rsyslog" | "syslog-ng";
+
+interface Installed {
+  cmd: string[];
+  env: Record<string, string>;
+}
+
+/** Where a daemon is, or why it cannot be used. */
+export function findDaemon(kind: DaemonKind): Installed | string {
+  const unpacked = join(ROOT, ".daemons", kind);
+  if (kind === "rsyslog") {
+    for (const [binary, modules] of [
+      ["/usr/sbin/rsyslogd", "/usr/lib/x86_64-linux-gnu/rsyslog"],
+      [join(unpacked, "usr/sbin/rsyslogd"), join(unpacked, "usr/lib/x86_64-linux-gnu/rsyslog")],
+    ] as const) {
+      if (existsSync(binary)) return { cmd: [binary, "-n", "-M", modules], env: {} };
+    }
+  } else {
+    if (existsSync("/usr/sbin/syslog-ng")) return { cmd: ["/usr/sbin/syslog-ng", "-F", "--no-caps"], env: {} };
+    const binary = join(unpacked, "usr/sbin/syslog-ng");
+    if (existsSync(binary)) {
+      return {
+        cmd: [binary, "-F", "--no-caps", `--module-path=${join(unpacked, "usr/lib/syslog-ng/3.38")}`],
+        env: { LD_LIBRARY_PATH: [join(unpacked, "usr/lib/x86_64-linux-gnu"), join(unpacked, "usr/lib/syslog-ng")].join(":") },
+      };
+    }
+  }
+  return `${kind} is not installed (bash .ci/install-daemons installs it)`;
+}
+
+/** A snippet from deploy/ with its port 514 moved to `port`, as the README shows it otherwise. */
+export function snippet(name: string, port: number): string {
+  const text = readFileSync(join(ROOT, "deploy", name), "utf8");
+  const moved = text.replace(/port\("?514"?\)/g, `port(${port})`).replace(/port="514"/g, `port="${port}"`);
+  if (moved === text) throw new Error(`deploy/${name} names no port 514`);
+  return moved;
+}
+
+/** The host name the server-side daemon stamps on its messages: not this machine's, so it shows if it is kept. */
+export const SERVER_HOST = "web-server";
+
+/** Lines of the home daemon's file: `HOST PROGRAM FACILITY SEVERITY MESSAGE`. */
+const RSYSLOG_FIELDS = `template(name="fields" type="string" string="%hostname% %programname% %syslogfacility-text% %syslogseverity-text% %msg:2:$%\\n")`;
+const SYSLOG_NG_FIELDS = `template("\${HOST} \${PROGRAM} \${FACILITY} \${LEVEL} \${MSG}\\n")`;
+
+export interface Daemon {
+  child: Child;
+  /** server side: the socket `logger -u` writes to; RFC 5424 messages go to `socket5424`. */
+  socket: string;
+  socket5424: string;
+  /** home side: the file messages land in. */
+  file: string;
+}
+
+/**
+ * Starts a daemon in `dir`: role "server" reads a local log socket and forwards to slps at
+ * `port`; role "home" listens on `port` for slpc and writes the fields to a file.
+ */
+export async function startDaemon(kind: DaemonKind, role: "server" | "home", dir: string, port: number): Promise<Daemon> {
+  const installed = findDaemon(kind);
+  if (typeof installed === "string") throw new Error(installed);
+  const socket = join(dir, "log.sock");
+  const socket5424 = join(dir, "log5424.sock");
+  const file = join(dir, "messages.log");
+  const config = join(dir, kind === "rsyslog" ? "rsyslog.conf" : "syslog-ng.conf");
+  let args: string[];
+  if (kind === "rsyslog") {
+    const harness = role === "server"
+      ? [
+          `global(workDirectory="${dir}" localHostname="${SERVER_HOST}")`,
+          `module(load="imuxsock" SysSock.Use="off")`,
+          // imuxsock limits each process to 200 messages in 5 s by default; the burst test sends 10,000.
+          `input(type="imuxsock" Socket="${socket}" RateLimit.Interval="0")`,
+          // A socket for programs that log RFC 5424: the regular parsers read its structured data.
+          `input(type="imuxsock" Socket="${socket5424}" RateLimit.Interval="0" UseSpecialParser="off")`,
+          snippet("rsyslog-server.conf", port),
+        ]
+      : [
+          // Another name than the server's and this machine's, so a host name it stamped itself would show.
+          `global(workDirectory="${dir}" localHostname="home-machine")`,
+          RSYSLOG_FIELDS,
+          snippet("rsyslog-home.conf", port),
+          `*.* action(type="omfile" file="${file}" template="fields")`,
+        ];
+    writeFileSync(config, harness.join("\n") + "\n");
+    args = ["-f", config, "-i", join(dir, "rsyslogd.pid")];
+  } else {
+    const harness = role === "server"
+      ? [
+          "@version: 3.38",
+          `options { use-dns(no); };`,
+          `source s_src {`,
+          `  unix-dgram("${socket}" host-override("${SERVER_HOST}"));`,
+          `  unix-dgram("${socket5424}" host-override("${SERVER_HOST}") flags(syslog-protocol));`,
+          `};`,
+          snippet("syslog-ng-server.conf", port),
+        ]
+      : [
+          "@version: 3.38",
+          `options { use-dns(no); };`,
+          `destination d_syslog { file("${file}" ${SYSLOG_NG_FIELDS}); };`,
+          snippet("syslog-ng-home.conf", port),
+        ];
+    writeFileSync(config, harness.join("\n") + "\n");
+    args = ["-f", config, "-p", join(dir, "syslog-ng.pid"), "-R", join(dir, "syslog-ng.persist"), "-c", join(dir, "syslog-ng.ctl")];
+  }
+  const child = new Child([...installed.cmd, ...args], installed.env);
+  if (role === "server") await until(`${kind} to create its sockets:\n${child.stderr}`, () => existsSync(socket) && existsSync(socket5424), 10_000);
+  else await until(`${kind} to listen on udp ${port}:\n${child.stderr}`, () => udpListening(port), 10_000);
+  return { child, socket, socket5424, file };
+}
+
+/** Whether something listens on 127.0.0.1:port over UDP, from /proc/net/udp. */
+function udpListening(port: number): boolean {
+  const hex = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return readFileSync("/proc/net/udp", "utf8").includes(hex);
+}
+
+/** The lines written so far to a file that may not exist yet. */
+export function linesOf(file: string): string[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, "utf8").split("\n").filter((line) => line !== "");
+}
