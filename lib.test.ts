@@ -1,10 +1,14 @@
 // Unit tests of lib.ts: plain values in, plain values out, no sockets.
 
 import { describe, expect, test } from "bun:test";
+import { X509Certificate } from "node:crypto";
+import { makeCert, removeDir, tempDir } from "./test/kit.ts";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import {
   ClientStream, Deframer, MAX_CONTROL, ResumeBuffer, dnOfCertificate, encodeControl, encodeFrame, formatDN, gapNotice, helpText,
   messageAsLine, nextBackoff, parseBytes, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseResumePoint,
-  parseSwitch, RateLimit, resumeStart, sameDN,
+  parseSwitch, prometheusText, RateLimit, expiryWarning, resumeStart, sameDN,
 } from "./lib.ts";
 
 const bytes = (text: string) => Buffer.from(text, "latin1");
@@ -388,6 +392,39 @@ describe("RateLimit", () => {
     expect(limit.take(1)).toBe(true);
     expect(limit.take(100)).toBe(true); // a long pause refills no more than the burst
     expect([limit.take(100), limit.take(100), limit.take(100)]).toEqual([true, true, false]);
+  });
+});
+
+describe("prometheusText", () => {
+  test("writes HELP, TYPE and one line per sample, with label values escaped", () => {
+    const text = prometheusText([
+      { name: "x_total", help: "Things.", type: "counter", samples: [{ labels: {}, value: 3 }] },
+      { name: "y_bytes", help: "Per client.", type: "gauge", samples: [{ labels: { subject: '/CN=a"b\\c', address: "1.2.3.4:5" }, value: 7 }] },
+    ]);
+    expect(text).toBe(
+      '# HELP x_total Things.\n# TYPE x_total counter\nx_total 3\n# HELP y_bytes Per client.\n# TYPE y_bytes gauge\ny_bytes{subject="/CN=a\\"b\\\\c",address="1.2.3.4:5"} 7\n',
+    );
+  });
+});
+
+describe("expiryWarning", () => {
+  // A real certificate, made with openssl for this run, valid for 30 days.
+  const dir = tempDir();
+  makeCert(dir, "expiring", { subject: "/CN=expiring", days: 30 });
+  const certificate = new X509Certificate(readFileSync(join(dir, "expiring.pem")));
+  removeDir(dir);
+  const expires = Date.parse(certificate.validTo);
+  const daysBefore = (days: number) => new Date(expires - days * 86_400_000);
+
+  test("says nothing while more than 14 days are left", () => {
+    expect(expiryWarning("cert", certificate, daysBefore(20))).toBeUndefined();
+  });
+
+  test("warns within 14 days, and after expiry", () => {
+    expect(expiryWarning("cert", certificate, daysBefore(5.5))).toBe(
+      `warning: --cert certificate expiring expires in 5 days (${certificate.validTo}); renew it and send SIGHUP`,
+    );
+    expect(expiryWarning("cert", certificate, daysBefore(-1))).toBe(`warning: --cert certificate expiring expired on ${certificate.validTo}`);
   });
 });
 

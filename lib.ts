@@ -215,6 +215,16 @@ export function loadTlsFiles(paths: { cert: string; key: string; ca?: string }):
   return { cert, key, ca, leaf };
 }
 
+/** A warning when `certificate` expires within `days` (or has expired), else undefined. */
+export function expiryWarning(flag: string, certificate: X509Certificate, now: Date, days = 14): string | undefined {
+  const left = (Date.parse(certificate.validTo) - now.getTime()) / 86_400_000;
+  if (left > days) return undefined;
+  const subject = dnOfCertificate(certificate.subject);
+  const name = subject.findLast(([type]) => type === "CN")?.[1] ?? formatDN(subject);
+  if (left <= 0) return `warning: --${flag} certificate ${name} expired on ${certificate.validTo}`;
+  return `warning: --${flag} certificate ${name} expires in ${Math.floor(left)} days (${certificate.validTo}); renew it and send SIGHUP`;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Issuer matching. A distinguished name is kept as its attributes in X.500 order (country
 // first), each as [TYPE, value], so the two ways people write one compare equal.
@@ -581,6 +591,9 @@ export class ClientStream {
   cursor: number | undefined;
   /** Messages skipped because the client fell behind, since the count was last taken. */
   dropped = 0;
+  /** Data frames handed to the socket, and their bytes. */
+  sent = 0;
+  sentBytes = 0;
   /** When a write last left bytes unsent, if they are still waiting. */
   blockedSince: number | undefined;
   /** When bytes were last handed to the socket. */
@@ -673,11 +686,39 @@ export class ClientStream {
         const frame = this.#buffer.frame(this.cursor++);
         parts.push(frame);
         size += frame.length;
+        this.sent++;
+        this.sentBytes += frame.length;
       }
     }
     if (parts.length <= 1) return parts[0];
     return Buffer.concat(parts, size);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numbers for operators: SIGUSR1 prints them as one JSON line, --metrics serves them to Prometheus.
+
+export interface Metric {
+  name: string;
+  help: string;
+  type: "counter" | "gauge";
+  /** One sample per label set; a metric without labels has one sample with `labels` empty. */
+  samples: { labels: Record<string, string>; value: number }[];
+}
+
+const escapeLabel = (value: string) => value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+
+/** The Prometheus text exposition format (version 0.0.4). */
+export function prometheusText(metrics: Metric[]): string {
+  const lines: string[] = [];
+  for (const metric of metrics) {
+    lines.push(`# HELP ${metric.name} ${metric.help}`, `# TYPE ${metric.name} ${metric.type}`);
+    for (const { labels, value } of metric.samples) {
+      const pairs = Object.entries(labels).map(([key, text]) => `${key}="${escapeLabel(text)}"`);
+      lines.push(`${metric.name}${pairs.length ? `{${pairs.join(",")}}` : ""} ${value}`);
+    }
+  }
+  return lines.join("\n") + "\n";
 }
 
 // ---------------------------------------------------------------------------------------------

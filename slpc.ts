@@ -10,9 +10,9 @@ import type { Socket } from "bun";
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { checkServerIdentity } from "node:tls";
 import {
-  Deframer, MAX_MESSAGE, PROTOCOL_VERSION, TLS13_ONLY, UsageError, encodeControl, formatAddress, gapNotice, helpText,
+  Deframer, MAX_MESSAGE, PROTOCOL_VERSION, expiryWarning, TLS13_ONLY, UsageError, encodeControl, formatAddress, gapNotice, helpText,
   loadTlsFiles, logger, messageAsLine, nextBackoff, parseCount, RateLimit, parseControl, parseHostPort, parseOptions, parseRequired,
-  parseResumePoint, parseSeconds, parseSwitch, reason, type ControlMessage, type Option, type ResumePoint,
+  parseResumePoint, parseSeconds, parseSwitch, reason, type ControlMessage, type Option, type ResumePoint, type TlsFiles,
 } from "./lib.ts";
 
 // Defaults. Each has a flag and an environment variable (see --help).
@@ -52,7 +52,7 @@ const OPTIONS = {
 
 const log = logger("slpc");
 let options;
-let tls;
+let tls: TlsFiles;
 /** The server run we follow and the last message delivered from it; undefined for a new client. */
 let position: ResumePoint | undefined;
 /** Whether `position` moved since it was last written to --state. */
@@ -64,7 +64,7 @@ try {
     process.exit(0);
   }
   if (options.retryMax < options.retryMin) throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
-  tls = loadTlsFiles({ cert: options.cert, key: options.key, ca: options.ca === "system" ? undefined : options.ca });
+  tls = loadTls();
   if (options.state) {
     position = readState(options.state);
     saveState(true); // fails now, with exit 2, if the file cannot be written
@@ -75,6 +75,13 @@ try {
   process.exit(2);
 }
 const { server, forward } = options;
+
+function loadTls(): TlsFiles {
+  return loadTlsFiles({ cert: options.cert, key: options.key, ca: options.ca === "system" ? undefined : options.ca });
+}
+
+const startedAt = Date.now();
+const counters = { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 };
 const serverName = options.servername || server.host;
 
 // ---- The resume point on disk: written to a temporary file and renamed, so it is never half written.
@@ -140,6 +147,7 @@ let paceTimer: Timer | undefined;
 let readingPaused = false;
 
 function delivered(seq: number): void {
+  counters.delivered++;
   position!.last = seq;
   stateDirty = true;
 }
@@ -238,6 +246,8 @@ function onControl(socket: Socket<Connection>, message: ControlMessage): void {
       if (connection.serverId === undefined) return hangUp(socket, "protocol error: start before hello");
       const gap = gapNotice(message);
       if (gap) log(gap);
+      if (message.lost === null) counters.unknownGaps++;
+      else counters.lost += message.lost ?? 0;
       if (connection.nextSeq === undefined) log(`following server ${connection.serverId} from #${message.seq}`);
       connection.nextSeq = message.seq;
       if (position?.server !== connection.serverId) position = { server: connection.serverId, last: message.seq - 1 };
@@ -258,6 +268,8 @@ function onData(socket: Socket<Connection>, chunk: Uint8Array): void {
   for (const frame of connection.deframer.push(chunk)) {
     if (!frame.control) {
       if (connection.nextSeq === undefined) return hangUp(socket, "protocol error: data before start");
+      counters.received++;
+      counters.receivedBytes += frame.body.length;
       output(frame.body, connection.nextSeq++);
       continue;
     }
@@ -305,6 +317,7 @@ function connect(): void {
         socket.data.authorized = true;
         socket.data.since = socket.data.lastByte = performance.now();
         socket.setKeepAlive(true, 15_000);
+        if (counters.connects++ > 0) counters.reconnects++;
         log(`connected to ${target}`);
       },
       data(socket, chunk) {
@@ -333,6 +346,40 @@ function connect(): void {
     // connectError has logged it and scheduled the retry.
   });
 }
+
+// ---- For operators: certificate renewal, expiry warnings, numbers.
+
+function warnIfExpiring(): void {
+  const warning = expiryWarning("cert", tls.leaf, new Date());
+  if (warning) log(warning);
+}
+warnIfExpiring();
+setInterval(warnIfExpiring, 86_400_000).unref();
+
+/** SIGHUP: reread the certificate, key and CA for the next connection; the current one stays. */
+process.on("SIGHUP", () => {
+  try {
+    tls = loadTls();
+  } catch (error) {
+    log(`SIGHUP: ${(error as Error).message}; keeping the certificates in force`);
+    return;
+  }
+  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key} and --ca ${options.ca}; the next connection uses them`);
+  warnIfExpiring();
+});
+
+process.on("SIGUSR1", () => {
+  const snapshot = {
+    program: "slpc",
+    uptime: Math.round((Date.now() - startedAt) / 1000),
+    server: target,
+    connected: current?.data.nextSeq !== undefined,
+    ...counters,
+    pending: pending.length,
+    position: position ?? null,
+  };
+  process.stderr.write(JSON.stringify(snapshot) + "\n");
+});
 
 function shutdown(signal: string): void {
   stopping = true;

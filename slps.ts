@@ -11,9 +11,9 @@ import type { Socket, TCPSocketListener } from "bun";
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import {
-  ClientStream, Deframer, PROTOCOL_VERSION, ResumeBuffer, TLS13_ONLY, UsageError, bindFailure, dnOfCertificate,
+  ClientStream, Deframer, PROTOCOL_VERSION, ResumeBuffer, expiryWarning, prometheusText, TLS13_ONLY, UsageError, bindFailure, dnOfCertificate,
   encodeControl, encodeFrame, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes, parseControl, parseCount,
-  parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart, sameDN, type Option,
+  parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart, sameDN, type Metric, type Option, type TlsFiles,
 } from "./lib.ts";
 
 // Defaults. Each has a flag and an environment variable (see --help).
@@ -29,6 +29,7 @@ const UDP_BUFFER = "8MiB"; // kernel receive buffer of the UDP socket, for burst
 const BUFFER = "16MiB"; // recent messages kept for clients that reconnect; 0 turns resume off
 const HEARTBEAT = "15"; // seconds of silence after which a client gets a heartbeat
 const STALL = "60"; // seconds a client may take no bytes at all while some wait for it
+const METRICS = ""; // HOST:PORT to serve Prometheus metrics on at /metrics; empty: off
 const HANDSHAKE_TIMEOUT = "10"; // seconds a connection may take to finish its TLS handshake and resume
 
 const OPTIONS = {
@@ -44,6 +45,7 @@ const OPTIONS = {
   buffer: { flag: "buffer", env: "SLPS_BUFFER", default: BUFFER, arg: "BYTES", help: "recent messages kept for clients that reconnect, also while none is connected; 0 turns resume off", parse: parseBytes },
   heartbeat: { flag: "heartbeat", env: "SLPS_HEARTBEAT", default: HEARTBEAT, arg: "SECONDS", help: "a client that has been sent nothing for this long gets a heartbeat", parse: parseSeconds },
   stall: { flag: "stall", env: "SLPS_STALL", default: STALL, arg: "SECONDS", help: "a client that takes no bytes for this long while some wait for it is disconnected", parse: parseSeconds },
+  metrics: { flag: "metrics", env: "SLPS_METRICS", default: METRICS, arg: "HOST:PORT", help: "serve counters in Prometheus text format at http://HOST:PORT/metrics (off by default)", parse: (t: string) => (t === "" ? undefined : parseHostPort(t)) },
   handshakeTimeout: { flag: "handshake-timeout", env: "SLPS_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS", help: "a connection that has not finished its TLS handshake and resume request by then is closed", parse: parseSeconds },
 } satisfies Record<string, Option<unknown>>;
 
@@ -52,7 +54,7 @@ const CLIENT_MAX_MESSAGE = 1;
 
 const log = logger("slps");
 let options;
-let tls;
+let tls: TlsFiles;
 try {
   options = parseOptions(OPTIONS, process.argv.slice(2), process.env);
   if (options === "help") {
@@ -70,12 +72,16 @@ const { udp: udpAddress, listen: listenAddress, issuer: requiredIssuer, maxClien
 /** This run's id: a client that sees another one knows the server restarted and lost its buffer. */
 const serverId = randomBytes(8).toString("hex");
 const recent = new ResumeBuffer();
+const startedAt = Date.now();
+const counters = { received: 0, receivedBytes: 0, connections: 0, refused: 0 };
 
 /** One TLS connection, from its first byte to its close. */
 interface Client {
   remote: string;
   /** Set once the certificate checks passed; from then on it is in `authorizedClients`. */
   name?: string;
+  /** The client certificate's subject, one-line form. */
+  subject?: string;
   deframer: Deframer;
   stream: ClientStream;
   droppedTotal: number;
@@ -144,6 +150,8 @@ function onControl(socket: Socket<Client>, body: Uint8Array): void {
 let flushScheduled = false;
 
 function receive(message: Uint8Array): void {
+  counters.received++;
+  counters.receivedBytes += message.length;
   recent.append(encodeFrame(message));
   let keepFrom = recent.next;
   for (const socket of authorizedClients) {
@@ -183,17 +191,19 @@ const housekeeping = setInterval(() => {
 }, Math.min(1000, options.heartbeat * 500));
 housekeeping.unref();
 
-let listener: TCPSocketListener<Client>;
-try {
-  listener = Bun.listen<Client>({
+/** The TLS listener with the given certificates; SIGHUP replaces it, while its connections stay. */
+function listen(files: TlsFiles): TCPSocketListener<Client> {
+  return Bun.listen<Client>({
     hostname: listenAddress.host,
     port: listenAddress.port,
-    tls: { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
+    tls: { cert: files.cert, key: files.key, ca: files.ca, requestCert: true, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
     socket: {
       open(socket) {
+        counters.connections++;
         const remote = formatAddress({ host: socket.remoteAddress, port: socket.remotePort });
         socket.data = { remote, deframer: new Deframer(CLIENT_MAX_MESSAGE), stream: new ClientStream(recent, queueLimit, performance.now()), droppedTotal: 0 };
         socket.data.setupTimer = setTimeout(() => {
+          counters.refused++;
           log(`refused ${remote}: no TLS handshake and resume request within ${options.handshakeTimeout} s`);
           socket.terminate();
         }, options.handshakeTimeout * 1000);
@@ -203,11 +213,13 @@ try {
         const why = refusal(socket, success, error);
         if (why) {
           clearTimeout(socket.data.setupTimer);
+          counters.refused++;
           log(`refused ${socket.data.remote}: ${why}`);
           socket.end();
           return;
         }
         socket.data.name = clientName(socket);
+        socket.data.subject = formatDN(dnOfCertificate(socket.getPeerX509Certificate()?.subject ?? ""));
         socket.setKeepAlive(true, 30_000);
         authorizedClients.add(socket);
         log(`client ${socket.data.name} connected (${authorizedClients.size} in all)`);
@@ -240,6 +252,11 @@ try {
       },
     },
   });
+}
+
+let listener: TCPSocketListener<Client>;
+try {
+  listener = listen(tls);
 } catch (error) {
   log(bindFailure("listen", listenAddress, error));
   process.exit(1);
@@ -270,6 +287,99 @@ if (granted < options.udpBuffer) {
 }
 
 log(`server id ${serverId}: receiving syslog on udp ${formatAddress(udpAddress)}, serving clients on tls ${formatAddress({ host: listenAddress.host, port: listener.port })}`);
+
+// ---- For operators: certificate renewal, expiry warnings, numbers.
+
+function warnIfExpiring(): void {
+  const warning = expiryWarning("cert", tls.leaf, new Date());
+  if (warning) log(warning);
+}
+warnIfExpiring();
+setInterval(warnIfExpiring, 86_400_000).unref();
+
+/** SIGHUP: reread the certificate, key and CA. New connections use them; connected clients stay. */
+function reload(): void {
+  let files: TlsFiles;
+  try {
+    files = loadTlsFiles(options);
+  } catch (error) {
+    log(`SIGHUP: ${(error as Error).message}; keeping the certificates in force`);
+    return;
+  }
+  // Bun cannot swap a listener's certificates, so a new listener takes the port. Stopping the old
+  // one first leaves the port closed for a moment, which a connecting client retries through.
+  listener.stop(false);
+  try {
+    listener = listen(files);
+  } catch (error) {
+    log(`SIGHUP: ${bindFailure("listen", listenAddress, error)}; keeping the certificates in force`);
+    listener = listen(tls);
+    return;
+  }
+  tls = files;
+  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key} and --ca ${options.ca}`);
+  warnIfExpiring();
+}
+
+function snapshot() {
+  return {
+    program: "slps",
+    server: serverId,
+    uptime: Math.round((Date.now() - startedAt) / 1000),
+    ...counters,
+    buffer: { messages: recent.next - recent.first, bytes: recent.bytes, limit: options.buffer, first: recent.first, next: recent.next },
+    clients: [...authorizedClients].map(({ data }) => ({
+      name: data.name,
+      subject: data.subject,
+      address: data.remote,
+      sent: data.stream.sent,
+      sentBytes: data.stream.sentBytes,
+      dropped: data.droppedTotal + data.stream.dropped,
+      behind: data.stream.cursor === undefined ? 0 : recent.behind(data.stream.cursor),
+    })),
+  };
+}
+
+function metrics(): Metric[] {
+  const now = snapshot();
+  const one = (name: string, help: string, type: Metric["type"], value: number): Metric => ({ name, help, type, samples: [{ labels: {}, value }] });
+  const perClient = (name: string, help: string, type: Metric["type"], value: (c: (typeof now.clients)[number]) => number): Metric => ({
+    name, help, type, samples: now.clients.map((c) => ({ labels: { subject: c.subject ?? "", address: c.address }, value: value(c) })),
+  });
+  return [
+    one("slps_received_messages_total", "Messages received over UDP.", "counter", now.received),
+    one("slps_received_bytes_total", "Bytes of messages received over UDP.", "counter", now.receivedBytes),
+    one("slps_connections_total", "TLS connections accepted.", "counter", now.connections),
+    one("slps_refused_connections_total", "Connections refused: certificate, issuer, limits or timeouts.", "counter", now.refused),
+    one("slps_clients", "Authorized clients connected now.", "gauge", now.clients.length),
+    one("slps_buffer_messages", "Messages held in the resume buffer.", "gauge", now.buffer.messages),
+    one("slps_buffer_bytes", "Bytes held in the resume buffer.", "gauge", now.buffer.bytes),
+    one("slps_buffer_limit_bytes", "The resume buffer's limit (--buffer).", "gauge", now.buffer.limit),
+    perClient("slps_client_sent_messages_total", "Messages sent to a client.", "counter", (c) => c.sent),
+    perClient("slps_client_sent_bytes_total", "Bytes of messages sent to a client.", "counter", (c) => c.sentBytes),
+    perClient("slps_client_dropped_messages_total", "Messages a client missed because it fell more than --queue behind.", "counter", (c) => c.dropped),
+    perClient("slps_client_behind_bytes", "Bytes waiting for a client.", "gauge", (c) => c.behind),
+  ];
+}
+
+if (options.metrics) {
+  try {
+    Bun.serve({
+      hostname: options.metrics.host,
+      port: options.metrics.port,
+      fetch: (request) =>
+        new URL(request.url).pathname === "/metrics"
+          ? new Response(prometheusText(metrics()), { headers: { "content-type": "text/plain; version=0.0.4" } })
+          : new Response("slps serves /metrics only\n", { status: 404 }),
+    });
+  } catch (error) {
+    log(bindFailure("metrics", options.metrics, error));
+    process.exit(1);
+  }
+}
+
+process.on("SIGHUP", reload);
+process.on("SIGUSR1", () => process.stderr.write(JSON.stringify(snapshot()) + "\n"));
 
 function shutdown(signal: string): void {
   log(`${signal}: closing ${authorizedClients.size} clients and exiting`);

@@ -1,0 +1,176 @@
+// What an operator running slp for months relies on: certificate renewal with SIGHUP, expiry
+// warnings, counters on SIGUSR1 and at /metrics, and the systemd units in deploy/.
+
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  Child, ROOT, freePort, makeCert, makePki, pathProxy, removeDir, sendUdp, startClient, startServer, tempDir, udpSink, until,
+  type Pki,
+} from "./test/kit.ts";
+
+setDefaultTimeout(30_000);
+
+let dir: string;
+let pki: Pki;
+const cleanups: (() => unknown)[] = [];
+
+beforeAll(() => {
+  dir = tempDir();
+  pki = makePki(dir);
+  makeCert(dir, "server-renewed", { subject: "/O=Example/CN=renewed", issuer: "root", san: "DNS:localhost,IP:127.0.0.1", usage: "server" });
+  makeCert(dir, "client-renewed", { subject: "/O=Example/CN=home-renewed", issuer: "root", usage: "client" });
+  makeCert(dir, "server-soon", { subject: "/O=Example/CN=soon", issuer: "root", san: "DNS:localhost", usage: "server", days: 5 });
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+afterAll(() => removeDir(dir));
+
+function track<T extends Child>(child: T): T {
+  cleanups.push(() => (child.kill("SIGKILL"), child.proc.exited));
+  return child;
+}
+
+/** The first line of stderr after `from` that parses as a JSON object. */
+function jsonLineAfter(child: Child, from: number): Record<string, any> | undefined {
+  for (const line of child.stderr.slice(from).split("\n")) {
+    if (line.startsWith("{")) return JSON.parse(line);
+  }
+  return undefined;
+}
+
+/** The subject CN of the certificate a TLS server presents now, seen by a fresh connection. */
+async function presentedName(port: number, creds = pki.cert("client")): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    void Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      tls: { cert: Bun.file(creds.cert), key: Bun.file(creds.key), ca: Bun.file(pki.ca), serverName: "localhost" },
+      socket: {
+        handshake(socket) {
+          resolve(String(socket.getPeerCertificate().subject.CN));
+          socket.end();
+        },
+        data() {},
+        connectError: (_socket, error) => reject(error),
+      },
+    });
+  });
+}
+
+describe("counters", () => {
+  test("SIGUSR1 makes each program write one JSON line of counters", async () => {
+    const s = track(await startServer(pki));
+    const out = await udpSink();
+    cleanups.push(() => out.close());
+    const c = track(await startClient(pki, s, { forwardPort: out.port }));
+    await sendUdp(s.udpPort, [Buffer.from("<13>one"), Buffer.from("<13>two"), Buffer.from("<13>three")]);
+    await until("delivery", () => out.messages.length === 3);
+    const [serverFrom, clientFrom] = [s.stderr.length, c.stderr.length];
+    s.kill("SIGUSR1");
+    c.kill("SIGUSR1");
+    await until("the server's line", () => jsonLineAfter(s, serverFrom) !== undefined);
+    await until("the client's line", () => jsonLineAfter(c, clientFrom) !== undefined);
+    const server = jsonLineAfter(s, serverFrom)!;
+    expect(server).toMatchObject({ program: "slps", received: 3, receivedBytes: 23, buffer: { messages: 3, first: 1, next: 4 } });
+    expect(server.clients).toHaveLength(1);
+    expect(server.clients[0]).toMatchObject({ subject: "/O=Example/CN=home", sent: 3, dropped: 0, behind: 0 });
+    expect(server.clients[0].address).toMatch(/^127\.0\.0\.1:\d+$/);
+    const client = jsonLineAfter(c, clientFrom)!;
+    expect(client).toMatchObject({ program: "slpc", connected: true, received: 3, delivered: 3, lost: 0, reconnects: 0, position: { last: 3 } });
+    expect(client.position.server).toBe(server.server);
+  });
+
+  test("--metrics serves the counters in Prometheus text format at /metrics", async () => {
+    const port = await freePort();
+    const s = track(await startServer(pki, ["--metrics", `127.0.0.1:${port}`]));
+    const out = await udpSink();
+    cleanups.push(() => out.close());
+    track(await startClient(pki, s, { forwardPort: out.port }));
+    await sendUdp(s.udpPort, [Buffer.from("<13>counted")]);
+    await until("delivery", () => out.messages.length === 1);
+    const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+    expect(response.headers.get("content-type")).toBe("text/plain; version=0.0.4");
+    const text = await response.text();
+    expect(text).toContain("# TYPE slps_received_messages_total counter\nslps_received_messages_total 1\n");
+    expect(text).toContain("slps_clients 1\n");
+    expect(text).toMatch(/slps_client_sent_messages_total\{subject="\/O=Example\/CN=home",address="127\.0\.0\.1:\d+"\} 1\n/);
+    expect((await fetch(`http://127.0.0.1:${port}/elsewhere`)).status).toBe(404);
+  });
+});
+
+describe("certificate renewal", () => {
+  test("slps rereads its certificate on SIGHUP: connected clients stay, new connections get the new one", async () => {
+    const files = join(dir, "slps-reload");
+    mkdirSync(files);
+    const cert = join(files, "server.pem");
+    const key = join(files, "server.key");
+    copyFileSync(pki.server.cert, cert);
+    copyFileSync(pki.server.key, key);
+    const s = track(await startServer(pki, ["--cert", cert, "--key", key]));
+    const out = await udpSink();
+    cleanups.push(() => out.close());
+    const c = track(await startClient(pki, s, { forwardPort: out.port }));
+    expect(await presentedName(s.tlsPort)).toBe("localhost");
+
+    copyFileSync(join(dir, "server-renewed.pem"), cert);
+    copyFileSync(join(dir, "server-renewed.key"), key);
+    s.kill("SIGHUP");
+    await s.waitFor(/SIGHUP: reloaded --cert/);
+    expect(await presentedName(s.tlsPort)).toBe("renewed");
+    await sendUdp(s.udpPort, [Buffer.from("<13>after the reload")]);
+    await until("delivery on the old connection", () => out.messages.length === 1);
+    expect(c.stderr).not.toContain("disconnected");
+
+    writeFileSync(key, "not a key\n");
+    s.kill("SIGHUP");
+    await s.waitFor(/SIGHUP: --key .*: not a PEM file; keeping the certificates in force/);
+    expect(await presentedName(s.tlsPort)).toBe("renewed");
+  });
+
+  test("slpc rereads its certificate on SIGHUP and presents it on the next connection", async () => {
+    const files = join(dir, "slpc-reload");
+    mkdirSync(files);
+    copyFileSync(pki.cert("client").cert, join(files, "client.pem"));
+    copyFileSync(pki.cert("client").key, join(files, "client.key"));
+    const s = track(await startServer(pki));
+    const path = pathProxy(s.tlsPort);
+    cleanups.push(() => path.close());
+    const c = track(await startClient(pki, s, { port: path.port, args: ["--cert", join(files, "client.pem"), "--key", join(files, "client.key")] }));
+    await s.waitFor(/\(home\) starts at/);
+    copyFileSync(join(dir, "client-renewed.pem"), join(files, "client.pem"));
+    copyFileSync(join(dir, "client-renewed.key"), join(files, "client.key"));
+    c.kill("SIGHUP");
+    await c.waitFor(/SIGHUP: reloaded --cert .*; the next connection uses them/);
+    path.cut();
+    path.restore();
+    await s.waitFor(/\(home-renewed\) starts at/);
+  });
+
+  test("a certificate that expires within 14 days is a warning at start", async () => {
+    const s = track(await startServer(pki, ["--cert", join(dir, "server-soon.pem"), "--key", join(dir, "server-soon.key")]));
+    await s.waitFor(/slps: warning: --cert certificate soon expires in [45] days \(.*\); renew it and send SIGHUP/);
+  });
+});
+
+describe("systemd units", () => {
+  const analyze = Bun.which("systemd-analyze");
+  if (!analyze) console.warn("ops.test.ts: skipping the systemd unit check: systemd-analyze is not installed");
+
+  test.skipIf(!analyze)("deploy/slps.service and deploy/slpc.service pass systemd-analyze verify", () => {
+    const units = join(dir, "units");
+    mkdirSync(units);
+    for (const name of ["slps", "slpc"]) {
+      // verify checks that ExecStart names an executable: point it at one that exists here.
+      const text = readFileSync(join(ROOT, "deploy", `${name}.service`), "utf8");
+      expect(text).toContain(`ExecStart=/usr/local/bin/${name}\n`);
+      writeFileSync(join(units, `${name}.service`), text.replace(`ExecStart=/usr/local/bin/${name}`, `ExecStart=${process.execPath}`));
+    }
+    const result = Bun.spawnSync([analyze!, "verify", "--man=no", join(units, "slps.service"), join(units, "slpc.service")], { stderr: "pipe", stdout: "pipe" });
+    expect(result.stderr.toString() + result.stdout.toString()).toBe("");
+    expect(result.exitCode).toBe(0);
+  });
+});
+
+
