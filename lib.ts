@@ -30,6 +30,8 @@ export interface Option<T> {
   help: string;
   /** Turns the text into a value, or throws an Error whose message says what is wrong. */
   parse: (text: string) => T;
+  /** The flag may be given more than once; the values reach `parse` joined by commas, as in the variable. */
+  repeatable?: boolean;
 }
 
 export type Values<S extends Record<string, Option<unknown>>> = { [K in keyof S]: ReturnType<S[K]["parse"]> };
@@ -61,6 +63,8 @@ export function parseOptions<S extends Record<string, Option<unknown>>>(
       if (i + 1 >= argv.length) throw new UsageError(`--${name} needs a value (${spec.arg})`);
       text = argv[++i]!;
     }
+    const earlier = given.get(key);
+    if (earlier && spec.repeatable) text = `${earlier.text},${text}`;
     given.set(key, { text, origin: `--${name}` });
   }
   const values: Record<string, unknown> = {};
@@ -118,6 +122,19 @@ export function formatAddress({ host, port }: Address): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/** A comma-separated list, empty entries dropped. */
+export function parseList(text: string): string[] {
+  return text.split(",").map((item) => item.trim()).filter((item) => item !== "");
+}
+
+/** SHA-256 fingerprints as `openssl x509 -fingerprint -sha256` prints them, colons optional. */
+export function parsePins(text: string): Set<string> {
+  const pins = parseList(text).map((pin) => pin.replace(/^sha256(\s+fingerprint)?=/i, "").replace(/:/g, "").toUpperCase());
+  const bad = pins.find((pin) => !/^[0-9A-F]{64}$/.test(pin));
+  if (bad !== undefined) throw new Error(`'${bad}' is not a SHA-256 fingerprint (64 hex digits, colons allowed)`);
+  return new Set(pins);
+}
+
 /** A whole number within bounds. */
 export function parseCount(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (text: string): number => {
@@ -165,6 +182,8 @@ export interface TlsFiles {
   key: string;
   /** Absent: the system trust store (slpc only). */
   ca?: string;
+  /** Revocation lists the peer's certificate is checked against (--crl). */
+  crl?: string;
   /** The own certificate, for log lines and expiry checks. */
   leaf: X509Certificate;
 }
@@ -198,7 +217,7 @@ function certificatesIn(flag: string, path: string, pem: string): X509Certificat
  * Reads and checks the certificate chain, its key and the CA bundle before any socket opens, so
  * a wrong path or a mismatched key is one clear line instead of a failed handshake later.
  */
-export function loadTlsFiles(paths: { cert: string; key: string; ca?: string }): TlsFiles {
+export function loadTlsFiles(paths: { cert: string; key: string; ca?: string; crl?: string }): TlsFiles {
   const cert = readPem("cert", paths.cert);
   const leaf = certificatesIn("cert", paths.cert, cert)[0]!;
   const key = readPem("key", paths.key);
@@ -209,10 +228,11 @@ export function loadTlsFiles(paths: { cert: string; key: string; ca?: string }):
     throw new UsageError(`--key ${paths.key}: not a private key (or it is encrypted)`);
   }
   if (!leaf.checkPrivateKey(privateKey)) throw new UsageError(`--key ${paths.key}: does not belong to --cert ${paths.cert}`);
-  if (paths.ca === undefined) return { cert, key, leaf };
+  const crl = paths.crl ? loadCrl(paths.crl) : undefined;
+  if (paths.ca === undefined) return { cert, key, crl, leaf };
   const ca = readPem("ca", paths.ca);
   certificatesIn("ca", paths.ca, ca);
-  return { cert, key, ca, leaf };
+  return { cert, key, ca, crl, leaf };
 }
 
 /** A warning when `certificate` expires within `days` (or has expired), else undefined. */
@@ -223,6 +243,62 @@ export function expiryWarning(flag: string, certificate: X509Certificate, now: D
   const name = subject.findLast(([type]) => type === "CN")?.[1] ?? formatDN(subject);
   if (left <= 0) return `warning: --${flag} certificate ${name} expired on ${certificate.validTo}`;
   return `warning: --${flag} certificate ${name} expires in ${Math.floor(left)} days (${certificate.validTo}); renew it and send SIGHUP`;
+}
+
+/** Reads a PEM file of certificate revocation lists for --crl. */
+export function loadCrl(path: string): string {
+  const pem = readPem("crl", path);
+  if (!pem.includes("-----BEGIN X509 CRL-----")) throw new UsageError(`--crl ${path}: holds no CRL (-----BEGIN X509 CRL-----)`);
+  return pem;
+}
+
+/** The names a client certificate carries, for --allow: its subject CN and its DNS and email subjectAltNames. */
+export function certificateNames(certificate: X509Certificate): string[] {
+  const names = dnOfCertificate(certificate.subject)
+    .filter(([type]) => type === "CN")
+    .map(([, value]) => value);
+  for (const entry of (certificate.subjectAltName ?? "").split(", ")) {
+    const match = /^(DNS|email):(.*)$/.exec(entry);
+    if (match) names.push(match[2]!);
+  }
+  return names;
+}
+
+/** The SHA-256 fingerprint in the form parsePins keeps: 64 hex digits, upper case. */
+export function fingerprintOf(certificate: X509Certificate): string {
+  return certificate.fingerprint256.replace(/:/g, "").toUpperCase();
+}
+
+const MAX_KEYS = 50_000;
+
+/**
+ * At most `limit` events per key in any `windowMs`, counted in fixed windows. slps counts TLS
+ * handshakes per source address with it, so one address cannot keep it busy with handshakes.
+ */
+export class RateLimitByKey {
+  #limit: number;
+  #windowMs: number;
+  #counts = new Map<string, { since: number; count: number }>();
+
+  constructor(limit: number, windowMs: number) {
+    this.#limit = limit;
+    this.#windowMs = windowMs;
+  }
+
+  allow(key: string, now: number): boolean {
+    let entry = this.#counts.get(key);
+    if (!entry || now - entry.since >= this.#windowMs) {
+      // A scan from many addresses costs bounded memory: finished windows are forgotten, and
+      // while too many are still open, new addresses are refused until some finish.
+      if (this.#counts.size >= MAX_KEYS) {
+        for (const [k, e] of this.#counts) if (now - e.since >= this.#windowMs) this.#counts.delete(k);
+        if (this.#counts.size >= MAX_KEYS) return false;
+      }
+      entry = { since: now, count: 0 };
+      this.#counts.set(key, entry);
+    }
+    return ++entry.count <= this.#limit;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

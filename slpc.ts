@@ -21,6 +21,7 @@ const PORT = 6514;
 const CERT = "certs/client.pem";
 const KEY = "certs/client.key";
 const CA = "certs/ca.pem"; // the server certificate must chain to this; "system" for the system trust store
+const CRL = ""; // if set, PEM revocation lists: a server certificate listed there is refused
 const SERVERNAME = ""; // name the server certificate must carry; empty: the host of --server
 const FORWARD = "127.0.0.1:514"; // the local syslog daemon's UDP input
 const STDOUT = "0"; // 1: print messages instead of forwarding them
@@ -39,6 +40,7 @@ const OPTIONS = {
   cert: { flag: "cert", env: "SLPC_CERT", default: CERT, arg: "FILE", help: "client certificate chain, PEM", parse: parseRequired },
   key: { flag: "key", env: "SLPC_KEY", default: KEY, arg: "FILE", help: "private key of --cert, PEM", parse: parseRequired },
   ca: { flag: "ca", env: "SLPC_CA", default: CA, arg: "FILE", help: "CA that the server certificate must chain to, PEM; 'system' for the system trust store", parse: parseRequired },
+  crl: { flag: "crl", env: "SLPC_CRL", default: CRL, arg: "FILE", help: "PEM file of CRLs; a server certificate listed there is refused", parse: (t: string) => t || undefined },
   servername: { flag: "servername", env: "SLPC_SERVERNAME", default: SERVERNAME, arg: "NAME", help: "name the server certificate must carry (default: the host of --server)", parse: (t: string) => t },
   forward: { flag: "forward", env: "SLPC_FORWARD", default: FORWARD, arg: "HOST:PORT", help: "local syslog daemon to send each message to over UDP, one datagram per message", parse: (t: string) => parseHostPort(t) },
   forwardRate: { flag: "forward-rate", env: "SLPC_FORWARD_RATE", default: FORWARD_RATE, arg: "N", help: "messages a second at most sent to --forward, so a burst (a replay after an outage) does not overflow the daemon's UDP buffer; 0 for no limit", parse: parseCount(0) },
@@ -77,7 +79,7 @@ try {
 const { server, forward } = options;
 
 function loadTls(): TlsFiles {
-  return loadTlsFiles({ cert: options.cert, key: options.key, ca: options.ca === "system" ? undefined : options.ca });
+  return loadTlsFiles({ cert: options.cert, key: options.key, ca: options.ca === "system" ? undefined : options.ca, crl: options.crl });
 }
 
 const startedAt = Date.now();
@@ -174,7 +176,15 @@ function sendPending(): void {
 
 function output(message: Uint8Array, seq: number): void {
   if (options.stdout) {
-    process.stdout.write(messageAsLine(message));
+    // A full pipe makes write() return false: stop reading the server until stdout drains.
+    if (!process.stdout.write(messageAsLine(message)) && !readingPaused) {
+      readingPaused = true;
+      current?.pause();
+      process.stdout.once("drain", () => {
+        readingPaused = false;
+        current?.resume();
+      });
+    }
     delivered(seq);
     return;
   }
@@ -300,7 +310,7 @@ function connect(): void {
     hostname: server.host,
     port: server.port,
     data: { deframer: new Deframer(MAX_MESSAGE), authorized: false, since: 0, lastByte: 0 },
-    tls: { cert: tls.cert, key: tls.key, ca: tls.ca, serverName, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
+    tls: { cert: tls.cert, key: tls.key, ca: tls.ca, crl: tls.crl, serverName, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
     socket: {
       open(socket) {
         current = socket;
@@ -364,7 +374,7 @@ process.on("SIGHUP", () => {
     log(`SIGHUP: ${(error as Error).message}; keeping the certificates in force`);
     return;
   }
-  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key} and --ca ${options.ca}; the next connection uses them`);
+  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}; the next connection uses them`);
   warnIfExpiring();
 });
 

@@ -10,8 +10,10 @@
 import type { Socket, TCPSocketListener } from "bun";
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
+import { existsSync } from "node:fs";
 import {
-  ClientStream, Deframer, PROTOCOL_VERSION, ResumeBuffer, expiryWarning, prometheusText, TLS13_ONLY, UsageError, bindFailure, dnOfCertificate,
+  ClientStream, Deframer, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer, certificateNames, expiryWarning, fingerprintOf,
+  parseList, parsePins, prometheusText, TLS13_ONLY, UsageError, bindFailure, dnOfCertificate,
   encodeControl, encodeFrame, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes, parseControl, parseCount,
   parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart, sameDN, type Metric, type Option, type TlsFiles,
 } from "./lib.ts";
@@ -23,7 +25,12 @@ const CERT = "certs/server.pem";
 const KEY = "certs/server.key";
 const CA = "certs/ca.pem"; // client certificates must chain to this
 const ISSUER = ""; // if set, the client certificate's issuer must be exactly this DN
+const CRL = ""; // if set, PEM revocation lists: a client certificate listed there is refused
+const ALLOW = ""; // if set, comma-separated names: the client certificate's CN or a DNS/email name must be one
+const PIN = ""; // if set, comma-separated SHA-256 fingerprints: the client certificate must be one of them
 const MAX_CLIENTS = "64";
+const MAX_PENDING = "32"; // connections at once that have not finished their TLS handshake
+const HANDSHAKE_RATE = "60"; // TLS connections a minute from one address
 const QUEUE = "8MiB"; // how far one client may fall behind before its oldest messages are skipped
 const UDP_BUFFER = "8MiB"; // kernel receive buffer of the UDP socket, for bursts (capped by net.core.rmem_max)
 const BUFFER = "16MiB"; // recent messages kept for clients that reconnect; 0 turns resume off
@@ -40,7 +47,12 @@ const OPTIONS = {
   key: { flag: "key", env: "SLPS_KEY", default: KEY, arg: "FILE", help: "private key of --cert, PEM", parse: parseRequired },
   ca: { flag: "ca", env: "SLPS_CA", default: CA, arg: "FILE", help: "CA bundle that client certificates must chain to, PEM", parse: parseRequired },
   issuer: { flag: "issuer", env: "SLPS_ISSUER", default: ISSUER, arg: "DN", help: "if set, the client certificate's issuer must equal this DN (/C=US/O=Example/CN=Example CA or CN=Example CA,O=Example,C=US)", parse: (t: string) => (t === "" ? undefined : parseDN(t)) },
+  crl: { flag: "crl", env: "SLPS_CRL", default: CRL, arg: "FILE", help: "PEM file of CRLs (certs/revoke.sh writes one); a client certificate listed there is refused", parse: (t: string) => t || undefined },
+  allow: { flag: "allow", env: "SLPS_ALLOW", default: ALLOW, arg: "NAME", help: "if given, the client certificate's subject CN or a DNS/email subjectAltName must be one of these (repeatable; comma-separated in the variable)", parse: parseList, repeatable: true },
+  pin: { flag: "pin", env: "SLPS_PIN", default: PIN, arg: "SHA256", help: "if given, the client certificate's SHA-256 fingerprint must be one of these, and then need not chain to --ca (repeatable; comma-separated in the variable)", parse: parsePins, repeatable: true },
   maxClients: { flag: "max-clients", env: "SLPS_MAX_CLIENTS", default: MAX_CLIENTS, arg: "N", help: "authorized clients at once; one more is refused", parse: parseCount(1) },
+  maxPending: { flag: "max-pending", env: "SLPS_MAX_PENDING", default: MAX_PENDING, arg: "N", help: "connections at once that have not finished their TLS handshake; more are closed at once", parse: parseCount(1) },
+  handshakeRate: { flag: "handshake-rate", env: "SLPS_HANDSHAKE_RATE", default: HANDSHAKE_RATE, arg: "N", help: "TLS connections a minute from one address; more are closed at once", parse: parseCount(1) },
   queue: { flag: "queue", env: "SLPS_QUEUE", default: QUEUE, arg: "BYTES", help: "how far one client may fall behind; past it its oldest messages are skipped, counted and logged", parse: parseBytes },
   buffer: { flag: "buffer", env: "SLPS_BUFFER", default: BUFFER, arg: "BYTES", help: "recent messages kept for clients that reconnect, also while none is connected; 0 turns resume off", parse: parseBytes },
   heartbeat: { flag: "heartbeat", env: "SLPS_HEARTBEAT", default: HEARTBEAT, arg: "SECONDS", help: "a client that has been sent nothing for this long gets a heartbeat", parse: parseSeconds },
@@ -61,13 +73,19 @@ try {
     process.stdout.write(helpText("slps", "Streams this server's syslog to slpc clients over mutual TLS 1.3.", OPTIONS));
     process.exit(0);
   }
-  tls = loadTlsFiles(options);
+  tls = loadFiles();
 } catch (error) {
   if (!(error instanceof UsageError)) throw error;
   log(error.message);
   process.exit(2);
 }
-const { udp: udpAddress, listen: listenAddress, issuer: requiredIssuer, maxClients, queue: queueLimit } = options;
+const { udp: udpAddress, listen: listenAddress, issuer: requiredIssuer, maxClients, queue: queueLimit, allow, pin: pins } = options;
+
+/** The certificate, key, CA and CRL files. Who pins client certificates needs no CA: then a missing default CA file is fine. */
+function loadFiles(): TlsFiles {
+  const pinsOnly = options.pin.size > 0 && options.ca === CA && !existsSync(CA);
+  return loadTlsFiles({ ...options, ca: pinsOnly ? undefined : options.ca });
+}
 
 /** This run's id: a client that sees another one knows the server restarted and lost its buffer. */
 const serverId = randomBytes(8).toString("hex");
@@ -87,17 +105,39 @@ interface Client {
   droppedTotal: number;
   /** Set when we decided to close it: read nothing more. */
   closing?: boolean;
+  /** True from the TCP connection until the TLS handshake is done: it counts against --max-pending. */
+  handshaking?: boolean;
   /** Closes a connection that is slow to finish its handshake or to say where to resume. */
   setupTimer?: Timer;
 }
 
 const authorizedClients = new Set<Socket<Client>>();
 
+// Before authentication nothing may be cheap for an attacker: few handshakes at once, few per
+// address. Refusals for these are counted and logged once a second, not once per connection.
+let handshaking = 0;
+const handshakesBySource = new RateLimitByKey(options.handshakeRate, 60_000);
+const floodRefusals = { pending: 0, rate: 0 };
+
 /** Whether this client certificate may receive logs, or why not. */
 function refusal(socket: Socket<Client>, success: boolean, error: Error | null): string | undefined {
-  if (!success || !socket.authorized) return `certificate refused: ${error ? reason(error) : "not authorized"}`;
   const certificate = socket.getPeerX509Certificate();
-  if (!certificate) return "no client certificate";
+  const why = error ? reason(error) : "not authorized";
+  if (!certificate) return `no client certificate${success ? "" : ` (${why})`}`;
+  const serial = `serial ${certificate.serialNumber}`;
+  if (pins.size > 0) {
+    // Pinned certificates need not chain to --ca, so the TLS layer accepted them all: check the pin and the dates here.
+    if (!pins.has(fingerprintOf(certificate))) return `certificate ${serial} is not pinned (--pin)`;
+    const now = Date.now();
+    if (now < Date.parse(certificate.validFrom) || now > Date.parse(certificate.validTo))
+      return `certificate ${serial} is outside its validity (${certificate.validFrom} to ${certificate.validTo})`;
+  } else if (!success || !socket.authorized) {
+    return `certificate ${serial} refused: ${why}`;
+  }
+  if (allow.length > 0) {
+    const names = certificateNames(certificate);
+    if (!names.some((name) => allow.includes(name))) return `certificate ${serial} names ${names.join(", ") || "nothing"}, none of them in --allow`;
+  }
   const issuer = dnOfCertificate(certificate.issuer);
   if (requiredIssuer && !sameDN(issuer, requiredIssuer))
     return `issuer ${formatDN(issuer)} is not --issuer ${formatDN(requiredIssuer)}`;
@@ -172,6 +212,9 @@ function receive(message: Uint8Array): void {
 // message), send heartbeats on idle connections, and close clients that stopped reading.
 const housekeeping = setInterval(() => {
   const now = performance.now();
+  if (floodRefusals.pending > 0) log(`refused ${floodRefusals.pending} connections: ${options.maxPending} handshakes already pending (--max-pending)`);
+  if (floodRefusals.rate > 0) log(`refused ${floodRefusals.rate} connections: over ${options.handshakeRate} a minute from one address (--handshake-rate)`);
+  floodRefusals.pending = floodRefusals.rate = 0;
   for (const socket of authorizedClients) {
     const client = socket.data;
     const dropped = client.stream.takeDropped();
@@ -196,12 +239,25 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
   return Bun.listen<Client>({
     hostname: listenAddress.host,
     port: listenAddress.port,
-    tls: { cert: files.cert, key: files.key, ca: files.ca, requestCert: true, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
+    tls: {
+      cert: files.cert, key: files.key, ca: files.ca, crl: files.crl, requestCert: true, secureOptions: TLS13_ONLY,
+      // With pins, a certificate need not chain to --ca: the TLS layer must let it through to refusal().
+      rejectUnauthorized: pins.size === 0,
+    },
     socket: {
       open(socket) {
         counters.connections++;
+        if (handshaking >= options.maxPending || !handshakesBySource.allow(socket.remoteAddress, performance.now())) {
+          floodRefusals[handshaking >= options.maxPending ? "pending" : "rate"]++;
+          counters.refused++;
+          socket.terminate();
+          return;
+        }
+        handshaking++;
         const remote = formatAddress({ host: socket.remoteAddress, port: socket.remotePort });
-        socket.data = { remote, deframer: new Deframer(CLIENT_MAX_MESSAGE), stream: new ClientStream(recent, queueLimit, performance.now()), droppedTotal: 0 };
+        socket.data = {
+          remote, handshaking: true, deframer: new Deframer(CLIENT_MAX_MESSAGE), stream: new ClientStream(recent, queueLimit, performance.now()), droppedTotal: 0,
+        };
         socket.data.setupTimer = setTimeout(() => {
           counters.refused++;
           log(`refused ${remote}: no TLS handshake and resume request within ${options.handshakeTimeout} s`);
@@ -209,6 +265,9 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
         }, options.handshakeTimeout * 1000);
       },
       handshake(socket, success, error) {
+        if (!socket.data) return;
+        socket.data.handshaking = false;
+        handshaking--;
         // Bun may report success for a certificate that failed verification; refusal() checks `authorized` too.
         const why = refusal(socket, success, error);
         if (why) {
@@ -228,7 +287,7 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
         flush(socket);
       },
       data(socket, chunk) {
-        if (!authorizedClients.has(socket) || socket.data.closing) return;
+        if (!socket.data || !authorizedClients.has(socket) || socket.data.closing) return;
         const { deframer } = socket.data;
         for (const frame of deframer.push(chunk)) {
           if (!frame.control) return refuseProtocol(socket, "clients may send control messages only");
@@ -241,6 +300,7 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
         if (authorizedClients.has(socket)) flush(socket);
       },
       close(socket, error) {
+        if (socket.data?.handshaking) handshaking--;
         clearTimeout(socket.data?.setupTimer);
         if (!socket.data || !authorizedClients.delete(socket)) return;
         const dropped = socket.data.droppedTotal + socket.data.stream.takeDropped();
@@ -301,7 +361,7 @@ setInterval(warnIfExpiring, 86_400_000).unref();
 function reload(): void {
   let files: TlsFiles;
   try {
-    files = loadTlsFiles(options);
+    files = loadFiles();
   } catch (error) {
     log(`SIGHUP: ${(error as Error).message}; keeping the certificates in force`);
     return;
@@ -317,7 +377,7 @@ function reload(): void {
     return;
   }
   tls = files;
-  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key} and --ca ${options.ca}`);
+  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}`);
   warnIfExpiring();
 }
 
