@@ -443,6 +443,11 @@ export class Deframer {
     this.#maxLength = maxLength;
   }
 
+  /** Bytes held for the frame being received: never more than the longest frame allowed. */
+  get buffered(): number {
+    return this.#parts.reduce((sum, part) => sum + part.length, 0);
+  }
+
   /** True while a frame is partly received. */
   get midFrame(): boolean {
     return this.#length !== -1 || this.#missing > 0 || this.#control;

@@ -32,6 +32,9 @@ const DEAD_AFTER = "45"; // seconds without a byte from the server before the co
 const RETRY_MIN = "1"; // seconds before the first reconnect attempt
 const RETRY_MAX = "60"; // the longest wait between attempts
 
+/** A server sends a heartbeat after seconds of silence; many in one second are an attack, not a protocol. */
+const MAX_HEARTBEATS_PER_SECOND = 50;
+
 /** A connection that lasted this long counts as having stayed up: the next retry waits RETRY_MIN again. */
 const STAYED_UP_SECONDS = 10;
 
@@ -143,7 +146,9 @@ const udp = await Bun.udpSocket({
  * so the server holds the rest.
  */
 const pending: { message: Uint8Array; seq: number }[] = [];
+let pendingBytes = 0;
 const PENDING_HIGH = 4096;
+const PENDING_HIGH_BYTES = 4 * 1024 * 1024;
 const forwardRate = options.forwardRate > 0 ? new RateLimit(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now()) : undefined;
 let paceTimer: Timer | undefined;
 let readingPaused = false;
@@ -164,9 +169,11 @@ function sendPending(): void {
       break;
     }
     if (!udp.send(pending[0]!.message, forward.port, forward.host)) break; // `drain` calls again
-    delivered(pending.shift()!.seq);
+    const sent = pending.shift()!;
+    pendingBytes -= sent.message.length;
+    delivered(sent.seq);
   }
-  const tooMany = pending.length >= PENDING_HIGH;
+  const tooMany = pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
   if (tooMany !== readingPaused) {
     readingPaused = tooMany;
     if (tooMany) current?.pause();
@@ -189,7 +196,8 @@ function output(message: Uint8Array, seq: number): void {
     return;
   }
   pending.push({ message, seq });
-  if (pending.length === 1 || pending.length >= PENDING_HIGH) sendPending();
+  pendingBytes += message.length;
+  if (pending.length === 1 || pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES) sendPending();
 }
 
 // ---- The connection to the server, and reconnecting.
@@ -203,6 +211,9 @@ interface Connection {
   serverId?: string;
   /** Number of the next data frame, once the server said where it starts. */
   nextSeq?: number;
+  /** Heartbeats in the current second: a server that sends a flood of them is hung up on. */
+  heartbeats: number;
+  heartbeatSecond: number;
   closing?: boolean;
 }
 
@@ -263,8 +274,12 @@ function onControl(socket: Socket<Connection>, message: ControlMessage): void {
       if (position?.server !== connection.serverId) position = { server: connection.serverId, last: message.seq - 1 };
       return;
     }
-    case "heartbeat":
+    case "heartbeat": {
+      const second = Math.floor(performance.now() / 1000);
+      if (second !== connection.heartbeatSecond) [connection.heartbeatSecond, connection.heartbeats] = [second, 0];
+      if (++connection.heartbeats > MAX_HEARTBEATS_PER_SECOND) return hangUp(socket, `protocol error: heartbeat flood, over ${MAX_HEARTBEATS_PER_SECOND} in a second`);
       return;
+    }
     case "error":
       return hangUp(socket, `server says: ${message.message}`);
     default:
@@ -309,7 +324,7 @@ function connect(): void {
   Bun.connect<Connection>({
     hostname: server.host,
     port: server.port,
-    data: { deframer: new Deframer(MAX_MESSAGE), authorized: false, since: 0, lastByte: 0 },
+    data: { deframer: new Deframer(MAX_MESSAGE), authorized: false, since: 0, lastByte: 0, heartbeats: 0, heartbeatSecond: 0 },
     tls: { cert: tls.cert, key: tls.key, ca: tls.ca, crl: tls.crl, serverName, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
     socket: {
       open(socket) {

@@ -1,0 +1,267 @@
+// Hostile peers and lost laptops: revocation, --allow, --pin, limits before authentication, and
+// a hostile server against slpc. Real sockets on loopback, certificates made by this run.
+
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { TLS13_ONLY, encodeControl, encodeFrame } from "./lib.ts";
+import {
+  BUN, Child, ROOT, makeCert, makePki, rawTlsClient, removeDir, rss, sendUdp, sleep, startClient, startServer, tempDir, udpSink,
+  until, type Pki,
+} from "./test/kit.ts";
+
+setDefaultTimeout(30_000);
+
+let dir: string;
+let pki: Pki;
+/** A CA, server and clients made by the project's own scripts, as an operator would. */
+let ops: string;
+const cleanups: (() => unknown)[] = [];
+
+beforeAll(() => {
+  dir = tempDir();
+  pki = makePki(dir);
+  makeCert(dir, "selfsigned", { subject: "/CN=laptop", usage: "client" });
+  makeCert(dir, "selfsigned2", { subject: "/CN=laptop2", usage: "client" });
+  ops = join(dir, "ops");
+  const made = Bun.spawnSync(["bash", join(ROOT, "certs/make-certs.sh"), "-d", ops, "localhost", "home", "laptop"], { stderr: "pipe" });
+  if (made.exitCode !== 0) throw new Error(made.stderr.toString());
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+afterAll(() => removeDir(dir));
+
+function track<T extends Child>(child: T): T {
+  cleanups.push(() => (child.kill("SIGKILL"), child.proc.exited));
+  return child;
+}
+
+async function sink() {
+  const s = await udpSink();
+  cleanups.push(() => s.close());
+  return s;
+}
+
+function revoke(...names: string[]): string {
+  const result = Bun.spawnSync(["bash", join(ROOT, "certs/revoke.sh"), "-d", ops, ...names], { stderr: "pipe", stdout: "pipe" });
+  if (result.exitCode !== 0) throw new Error(result.stderr.toString());
+  return result.stdout.toString();
+}
+
+const serial = (file: string) => new X509Certificate(readFileSync(file)).serialNumber;
+const opsFiles = (name: string) => ({ cert: join(ops, `${name}.pem`), key: join(ops, `${name}.key`) });
+const opsServerArgs = () => ["--cert", join(ops, "server.pem"), "--key", join(ops, "server.key"), "--ca", join(ops, "ca.pem")];
+
+/** slpc with the operator's certificates from `ops`, forwarding to `port`. */
+function opsClient(tlsPort: number, name: string, forwardPort: number, extra: string[] = []): Child {
+  const { cert, key } = opsFiles(name);
+  return track(new Child([BUN, "slpc.ts", "--server", `localhost:${tlsPort}`, "--ca", join(ops, "ca.pem"), "--cert", cert, "--key", key,
+    "--forward", `127.0.0.1:${forwardPort}`, "--retry-min", "0.2", "--retry-max", "0.5", ...extra]));
+}
+
+describe("revocation", () => {
+  test("a revoked client certificate is refused by serial; the others still get everything; SIGHUP rereads the CRL", async () => {
+    expect(revoke("laptop")).toContain(`revoked laptop (serial ${serial(join(ops, "laptop.pem"))})`);
+    const crl = join(ops, "crl.pem");
+    const s = track(await startServer(pki, [...opsServerArgs(), "--crl", crl]));
+    const good = await sink();
+    const lost = await sink();
+    opsClient(s.tlsPort, "home", good.port);
+    await s.waitFor(/\(home\) starts at/);
+    const thief = opsClient(s.tlsPort, "laptop", lost.port);
+    await s.waitFor(new RegExp(`refused 127\\.0\\.0\\.1:\\d+: certificate serial ${serial(join(ops, "laptop.pem"))} refused: certificate revoked`));
+    await sendUdp(s.udpPort, [Buffer.from("<13>for home only")]);
+    await until("home's message", () => good.messages.length === 1);
+    await sleep(300);
+    expect(lost.messages).toEqual([]);
+    expect(thief.stderr).not.toContain("following server");
+
+    revoke("home");
+    s.kill("SIGHUP");
+    await s.waitFor(/SIGHUP: reloaded .* and --crl /);
+    const again = opsClient(s.tlsPort, "home", (await sink()).port);
+    await s.waitFor(new RegExp(`certificate serial ${serial(join(ops, "home.pem"))} refused: certificate revoked`));
+    void again;
+  });
+
+  test("slpc --crl refuses a revoked server certificate", async () => {
+    revoke("server");
+    const s = track(await startServer(pki, opsServerArgs()));
+    const c = opsClient(s.tlsPort, "home", (await sink()).port, ["--crl", join(ops, "crl.pem")]);
+    await c.waitFor(/server certificate refused: certificate revoked/);
+    expect(s.stderr).not.toMatch(/ starts at #/);
+  });
+
+  test("--crl with a file that holds no CRL is one clear line and exit 2", async () => {
+    const child = new Child([BUN, "slps.ts", ...opsServerArgs(), "--crl", join(ops, "ca.pem")]);
+    expect(await child.exit()).toBe(2);
+    expect(child.stderr).toBe(`slps: --crl ${join(ops, "ca.pem")}: holds no CRL (-----BEGIN X509 CRL-----)\n`);
+  });
+});
+
+describe("who may connect", () => {
+  test("--allow admits the named clients and refuses the rest, saying which rule refused", async () => {
+    const s = track(await startServer(pki, ["--allow", "home-a", "--allow", "someone-else"]));
+    const out = await sink();
+    track(await startClient(pki, s, { forwardPort: out.port, certName: "clientA" }));
+    const other = track(rawTlsClient(s.tlsPort, pki.ca, pki.cert("client")));
+    await s.waitFor(/refused .*: certificate serial [0-9A-F]+ names home, none of them in --allow/);
+    await sendUdp(s.udpPort, [Buffer.from("<13>allowed")]);
+    await until("delivery", () => out.messages.length === 1);
+    await sleep(200);
+    expect(other.stdout.length).toBe(0);
+  });
+
+  test("--pin admits a pinned self-signed certificate without a CA and refuses an unpinned one", async () => {
+    const fingerprint = new X509Certificate(readFileSync(join(dir, "selfsigned.pem"))).fingerprint256;
+    const s = track(await startServer(pki, ["--pin", fingerprint]));
+    const out = await sink();
+    track(await startClient(pki, s, { forwardPort: out.port, certName: "selfsigned" }));
+    const unpinned = track(rawTlsClient(s.tlsPort, pki.ca, pki.cert("selfsigned2")));
+    await s.waitFor(/refused .*: certificate serial [0-9A-F]+ is not pinned \(--pin\)/);
+    const fromCa = track(rawTlsClient(s.tlsPort, pki.ca, pki.cert("client")));
+    await until("two refusals", () => (s.stderr.match(/is not pinned/g) ?? []).length === 2);
+    await sendUdp(s.udpPort, [Buffer.from("<13>pinned")]);
+    await until("delivery", () => out.messages.length === 1);
+    await sleep(200);
+    expect(unpinned.stdout.length + fromCa.stdout.length).toBe(0);
+  });
+
+  test("a --pin that is not a fingerprint is named", async () => {
+    const child = new Child([BUN, "slps.ts", "--pin", "AB:CD"]);
+    expect(await child.exit()).toBe(2);
+    expect(child.stderr).toBe(`slps: --pin "AB:CD": 'ABCD' is not a SHA-256 fingerprint (64 hex digits, colons allowed)\n`);
+  });
+});
+
+describe("before authentication", () => {
+  test("hundreds of idle and garbage connections cost a real client nothing", async () => {
+    const s = track(await startServer(pki, ["--handshake-timeout", "1"]));
+    const out = await udpSink();
+    cleanups.push(() => out.close());
+    track(await startClient(pki, s, { forwardPort: out.port }));
+    const attackers: { end(): void }[] = [];
+    cleanups.push(() => attackers.forEach((socket) => socket.end()));
+    const garbage = [
+      Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+      Buffer.from([0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00, 0xff, 0xfb]), // a ClientHello header that lies about its length
+      Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 7919) % 256)),
+    ];
+    const sender = (async () => {
+      for (let i = 0; i < 200; i++) {
+        await sendUdp(s.udpPort, [Buffer.from(`<13>during the attack ${i}`)]);
+        await sleep(5);
+      }
+    })();
+    for (let i = 0; i < 300; i++) {
+      const socket = await Bun.connect({ hostname: "127.0.0.1", port: s.tlsPort, socket: { data() {}, error() {} } }).catch(() => undefined);
+      if (!socket) continue;
+      attackers.push(socket);
+      if (i % 3 === 0) socket.write(garbage[i % garbage.length]!);
+    }
+    await sender;
+    await until("every message", () => out.messages.length === 200, 15_000);
+    expect(out.messages.map(String)).toEqual(Array.from({ length: 200 }, (_, i) => `<13>during the attack ${i}`));
+    expect(s.stderr).toMatch(/refused \d+ connections: (32 handshakes already pending \(--max-pending\)|over 60 a minute from one address)/);
+    await s.waitFor(/no TLS handshake and resume request within 1 s/, 5000);
+  });
+
+  test("--handshake-rate closes the connections over the limit from one address at once", async () => {
+    const s = track(await startServer(pki, ["--handshake-rate", "3"]));
+    const closed: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const started = performance.now();
+      await Bun.connect({ hostname: "127.0.0.1", port: s.tlsPort, socket: { data() {}, close: () => void closed.push(performance.now() - started) } });
+    }
+    await s.waitFor(/refused 2 connections: over 3 a minute from one address \(--handshake-rate\)/, 3000);
+    expect(closed.length).toBe(2);
+  });
+});
+
+describe("a hostile server", () => {
+  /** A TLS server of the test's own, with the real server certificate, that does `act` once slpc says resume. */
+  function hostileServer(act: (socket: import("bun").Socket<undefined>) => void) {
+    const listener = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: Bun.file(pki.server.cert), key: Bun.file(pki.server.key), secureOptions: TLS13_ONLY },
+      socket: {
+        open(socket) {
+          socket.write(encodeControl({ type: "hello", version: 1, server: "evil", heartbeat: 15, first: 1, next: 1 }));
+        },
+        data(socket) {
+          act(socket);
+        },
+      },
+    });
+    cleanups.push(() => listener.stop(true));
+    return listener.port;
+  }
+
+  function slpcAgainst(port: number, forwardPort: number, extra: string[] = []): Child {
+    const { cert, key } = pki.cert("client");
+    return track(new Child([BUN, "slpc.ts", "--server", `localhost:${port}`, "--ca", pki.ca, "--cert", cert, "--key", key,
+      "--forward", `127.0.0.1:${forwardPort}`, "--retry-min", "0.2", "--retry-max", "0.5", ...extra]));
+  }
+
+  test.each([
+    ["garbage", (socket: import("bun").Socket<undefined>) => socket.write(Buffer.from("\x00\xffHELLO garbage\r\n")), /malformed frame: expected a length, got byte 0x00; closing the connection/],
+    ["an endless frame length", (socket: import("bun").Socket<undefined>) => socket.write("9".repeat(100_000)), /frame length over 65507 bytes; closing the connection/],
+    ["a control frame that is not JSON", (socket: import("bun").Socket<undefined>) => socket.write("!5 {{{{{"), /protocol error: control message is not JSON; closing/],
+    ["data before start", (socket: import("bun").Socket<undefined>) => socket.write(encodeFrame(Buffer.from("sneaky"))), /protocol error: data before start; closing/],
+  ])("%s ends in one clear line and a reconnect", async (_name, act, expected) => {
+    const out = await sink();
+    const c = slpcAgainst(hostileServer(act), out.port);
+    await c.waitFor(expected);
+    await c.waitFor(/retrying in[\s\S]*connecting to/);
+    expect(out.messages).toEqual([]);
+  });
+
+  test("a flood of heartbeats ends in one clear line and a reconnect", async () => {
+    const out = await sink();
+    const heartbeats = Buffer.concat(Array.from({ length: 20_000 }, () => encodeControl({ type: "heartbeat" })));
+    const c = slpcAgainst(hostileServer((socket) => socket.write(Buffer.concat([encodeControl({ type: "start", seq: 1 }), heartbeats]))), out.port);
+    await c.waitFor(/protocol error: heartbeat flood, over 50 in a second; closing the connection/);
+    await c.waitFor(/retrying in/);
+  });
+
+  test("a replay far larger than memory, faster than slpc can forward it, leaves slpc's memory bounded", async () => {
+    const out = await sink();
+    const message = Buffer.alloc(60_000, 0x78);
+    const frames = Buffer.concat(Array.from({ length: 50 }, () => encodeFrame(message))); // 3 MB a write
+    let written = 0;
+    let rest: Buffer | undefined;
+    const port = hostileServer((socket) => {
+      socket.write(encodeControl({ type: "start", seq: 1 }));
+      // 600 MB in all, as fast as slpc takes it: what a write did not take is written first next time.
+      const pump = () => {
+        while (written < 200) {
+          const chunk = rest ?? frames;
+          const taken = socket.write(chunk);
+          if (taken < chunk.length) {
+            rest = chunk.subarray(Math.max(taken, 0));
+            return;
+          }
+          rest = undefined;
+          written++;
+        }
+      };
+      pump();
+      const timer = setInterval(() => (written < 200 ? pump() : (clearInterval(timer), socket.end())), 5);
+      cleanups.push(() => clearInterval(timer));
+    });
+    // 200 messages a second: 12 MB/s out, while the server pushes as fast as loopback goes.
+    const c = slpcAgainst(port, out.port, ["--forward-rate", "200"]);
+    await c.waitFor(/following server evil/);
+    let peak = 0;
+    const deadline = Date.now() + 3000;
+    while (Date.now() < deadline) {
+      peak = Math.max(peak, rss(c.pid));
+      await sleep(20);
+    }
+    expect(written).toBeLessThan(200); // slpc stopped reading, so the server could not push it all
+    expect(peak).toBeLessThan(128 * 1024 * 1024);
+  });
+});
