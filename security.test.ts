@@ -180,6 +180,33 @@ describe("before authentication", () => {
   });
 });
 
+describe("TLS settings", () => {
+  /** What openssl s_client negotiates with slps when offered only `flags`, or undefined when refused. */
+  function negotiate(port: number, flags: string[]): string | undefined {
+    const { cert, key } = pki.cert("client");
+    const result = Bun.spawnSync(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-CAfile", pki.ca, "-cert", cert, "-key", key, ...flags], {
+      stdin: Buffer.from(""),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const out = result.stdout.toString();
+    return /^New, TLSv1\.3, Cipher is (\S+)/m.exec(out)?.[1] && `${/Cipher is (\S+)/.exec(out)![1]} ${/Server Temp Key: (.*)/.exec(out)?.[1] ?? ""}`.trim();
+  }
+
+  test("slps speaks Mozilla's modern profile: TLS 1.3, its three cipher suites, its three groups", async () => {
+    const s = track(await startServer(pki));
+    for (const suite of ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]) {
+      expect(negotiate(s.tlsPort, ["-tls1_3", "-ciphersuites", suite])).toStartWith(suite);
+    }
+    expect(negotiate(s.tlsPort, ["-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_SHA256"])).toBeUndefined();
+    expect(negotiate(s.tlsPort, ["-tls1_3", "-groups", "X25519"])).toEndWith("X25519, 253 bits");
+    expect(negotiate(s.tlsPort, ["-tls1_3", "-groups", "P-256"])).toEndWith("prime256v1, 256 bits");
+    expect(negotiate(s.tlsPort, ["-tls1_3", "-groups", "P-384"])).toEndWith("secp384r1, 384 bits");
+    expect(negotiate(s.tlsPort, ["-tls1_3", "-groups", "ffdhe2048"])).toBeUndefined();
+    expect(negotiate(s.tlsPort, ["-tls1_2"])).toBeUndefined();
+  });
+});
+
 describe("a hostile server", () => {
   /** A TLS server of the test's own, with the real server certificate, that does `act` once slpc says resume. */
   function hostileServer(act: (socket: import("bun").Socket<undefined>) => void) {
