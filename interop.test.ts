@@ -3,46 +3,31 @@
 // deploy/, the snippets the README shows. Where a daemon is missing these tests are skipped with
 // the reason, except under CI (SLP_REQUIRE_DAEMONS=1), where a missing daemon fails the run.
 
-import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { type DaemonKind, SERVER_HOST, findDaemon, linesOf, startDaemon } from "./test/daemons.ts";
-import { Child, ROOT, freePort, makePki, removeDir, startClient, startServer, tempDir, until, type Pki } from "./test/kit.ts";
+import { ROOT, freePort, testBed, until } from "./test/kit.ts";
 
 setDefaultTimeout(60_000);
 
-let dir: string;
-let pki: Pki;
-const children: Child[] = [];
-
-beforeAll(() => {
-  dir = tempDir();
-  pki = makePki(dir);
-});
-afterEach(async () => {
-  for (const child of children.splice(0).reverse()) {
-    child.kill("SIGKILL");
-    await child.proc.exited;
-  }
-});
-afterAll(() => removeDir(dir));
+const bed = testBed();
 
 /** logger -> server daemon -> slps -> slpc -> home daemon, each in its own folder. */
 async function relay(kind: DaemonKind, name: string) {
-  const serverDir = join(dir, `${name}-server`);
-  const homeDir = join(dir, `${name}-home`);
+  const serverDir = join(bed.dir, `${name}-server`);
+  const homeDir = join(bed.dir, `${name}-home`);
   mkdirSync(serverDir);
   mkdirSync(homeDir);
   const slpsUdp = await freePort("udp");
   const homeUdp = await freePort("udp");
   const home = await startDaemon(kind, "home", homeDir, homeUdp);
-  children.push(home.child);
-  const slps = await startServer(pki, [], { udpPort: slpsUdp });
-  children.push(slps);
-  children.push(await startClient(pki, slps, { forwardPort: homeUdp }));
+  bed.track(home.child);
+  const slps = await bed.server([], { udpPort: slpsUdp });
+  await bed.client(slps, { forwardPort: homeUdp });
   const server = await startDaemon(kind, "server", serverDir, slpsUdp);
-  children.push(server.child);
+  bed.track(server.child);
   /** Sends one message the way a program on the server would, with logger(1). */
   const log = (priority: string, tag: string, message: string, extra: string[] = []) => {
     const socket = extra.includes("--rfc5424") ? server.socket5424 : server.socket;

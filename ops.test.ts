@@ -1,36 +1,19 @@
 // What an operator running slp for months relies on: certificate renewal with SIGHUP, expiry
 // warnings, counters on SIGUSR1 and at /metrics, and the systemd units in deploy/.
 
-import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  Child, ROOT, freePort, makeCert, makePki, pathProxy, removeDir, sendUdp, startClient, startServer, tempDir, udpSink, until,
-  type Pki,
-} from "./test/kit.ts";
+import { Child, ROOT, freePort, makeCert, sendUdp, testBed, until } from "./test/kit.ts";
 
 setDefaultTimeout(30_000);
 
-let dir: string;
-let pki: Pki;
-const cleanups: (() => unknown)[] = [];
-
-beforeAll(() => {
-  dir = tempDir();
-  pki = makePki(dir);
+const bed = testBed((dir) => {
   makeCert(dir, "server-renewed", { subject: "/O=Example/CN=renewed", issuer: "root", san: "DNS:localhost,IP:127.0.0.1", usage: "server" });
-  makeCert(dir, "client-renewed", { subject: "/O=Example/CN=home-renewed", issuer: "root", usage: "client" });
-  makeCert(dir, "server-soon", { subject: "/O=Example/CN=soon", issuer: "root", san: "DNS:localhost", usage: "server", days: 5 });
+  makeCert(bed.dir, "client-renewed", { subject: "/O=Example/CN=home-renewed", issuer: "root", usage: "client" });
+  makeCert(bed.dir, "server-soon", { subject: "/O=Example/CN=soon", issuer: "root", san: "DNS:localhost", usage: "server", days: 5 });
 });
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(() => removeDir(dir));
-
-function track<T extends Child>(child: T): T {
-  cleanups.push(() => (child.kill("SIGKILL"), child.proc.exited));
-  return child;
-}
+const { server, client, sink, proxy, track } = bed;
 
 /** The first line of stderr after `from` that parses as a JSON object. */
 function jsonLineAfter(child: Child, from: number): Record<string, any> | undefined {
@@ -41,12 +24,12 @@ function jsonLineAfter(child: Child, from: number): Record<string, any> | undefi
 }
 
 /** The subject CN of the certificate a TLS server presents now, seen by a fresh connection. */
-async function presentedName(port: number, creds = pki.cert("client")): Promise<string> {
+async function presentedName(port: number, creds = bed.pki.cert("client")): Promise<string> {
   return await new Promise((resolve, reject) => {
     void Bun.connect({
       hostname: "127.0.0.1",
       port,
-      tls: { cert: Bun.file(creds.cert), key: Bun.file(creds.key), ca: Bun.file(pki.ca), serverName: "localhost" },
+      tls: { cert: Bun.file(creds.cert), key: Bun.file(creds.key), ca: Bun.file(bed.pki.ca), serverName: "localhost" },
       socket: {
         handshake(socket) {
           resolve(String(socket.getPeerCertificate().subject.CN));
@@ -61,10 +44,9 @@ async function presentedName(port: number, creds = pki.cert("client")): Promise<
 
 describe("counters", () => {
   test("SIGUSR1 makes each program write one JSON line of counters", async () => {
-    const s = track(await startServer(pki));
-    const out = await udpSink();
-    cleanups.push(() => out.close());
-    const c = track(await startClient(pki, s, { forwardPort: out.port }));
+    const s = await server();
+    const out = await sink();
+    const c = await client(s, { forwardPort: out.port });
     await sendUdp(s.udpPort, [Buffer.from("<13>one"), Buffer.from("<13>two"), Buffer.from("<13>three")]);
     await until("delivery", () => out.messages.length === 3);
     const [serverFrom, clientFrom] = [s.stderr.length, c.stderr.length];
@@ -72,22 +54,21 @@ describe("counters", () => {
     c.kill("SIGUSR1");
     await until("the server's line", () => jsonLineAfter(s, serverFrom) !== undefined);
     await until("the client's line", () => jsonLineAfter(c, clientFrom) !== undefined);
-    const server = jsonLineAfter(s, serverFrom)!;
-    expect(server).toMatchObject({ program: "slps", received: 3, receivedBytes: 23, buffer: { messages: 3, first: 1, next: 4 } });
-    expect(server.clients).toHaveLength(1);
-    expect(server.clients[0]).toMatchObject({ subject: "/O=Example/CN=home", sent: 3, dropped: 0, behind: 0 });
-    expect(server.clients[0].address).toMatch(/^127\.0\.0\.1:\d+$/);
-    const client = jsonLineAfter(c, clientFrom)!;
-    expect(client).toMatchObject({ program: "slpc", connected: true, received: 3, delivered: 3, lost: 0, reconnects: 0, position: { last: 3 } });
-    expect(client.position.server).toBe(server.server);
+    const fromServer = jsonLineAfter(s, serverFrom)!;
+    expect(fromServer).toMatchObject({ program: "slps", received: 3, receivedBytes: 23, buffer: { messages: 3, first: 1, next: 4 } });
+    expect(fromServer.clients).toHaveLength(1);
+    expect(fromServer.clients[0]).toMatchObject({ subject: "/O=Example/CN=home", sent: 3, dropped: 0, behind: 0 });
+    expect(fromServer.clients[0].address).toMatch(/^127\.0\.0\.1:\d+$/);
+    const fromClient = jsonLineAfter(c, clientFrom)!;
+    expect(fromClient).toMatchObject({ program: "slpc", connected: true, received: 3, delivered: 3, lost: 0, reconnects: 0, position: { last: 3 } });
+    expect(fromClient.position.server).toBe(fromServer.server);
   });
 
   test("--metrics serves the counters in Prometheus text format at /metrics", async () => {
     const port = await freePort();
-    const s = track(await startServer(pki, ["--metrics", `127.0.0.1:${port}`]));
-    const out = await udpSink();
-    cleanups.push(() => out.close());
-    track(await startClient(pki, s, { forwardPort: out.port }));
+    const s = await server(["--metrics", `127.0.0.1:${port}`]);
+    const out = await sink();
+    await client(s, { forwardPort: out.port });
     await sendUdp(s.udpPort, [Buffer.from("<13>counted")]);
     await until("delivery", () => out.messages.length === 1);
     const response = await fetch(`http://127.0.0.1:${port}/metrics`);
@@ -102,20 +83,19 @@ describe("counters", () => {
 
 describe("certificate renewal", () => {
   test("slps rereads its certificate on SIGHUP: connected clients stay, new connections get the new one", async () => {
-    const files = join(dir, "slps-reload");
+    const files = join(bed.dir, "slps-reload");
     mkdirSync(files);
     const cert = join(files, "server.pem");
     const key = join(files, "server.key");
-    copyFileSync(pki.server.cert, cert);
-    copyFileSync(pki.server.key, key);
-    const s = track(await startServer(pki, ["--cert", cert, "--key", key]));
-    const out = await udpSink();
-    cleanups.push(() => out.close());
-    const c = track(await startClient(pki, s, { forwardPort: out.port }));
+    copyFileSync(bed.pki.server.cert, cert);
+    copyFileSync(bed.pki.server.key, key);
+    const s = await server(["--cert", cert, "--key", key]);
+    const out = await sink();
+    const c = await client(s, { forwardPort: out.port });
     expect(await presentedName(s.tlsPort)).toBe("localhost");
 
-    copyFileSync(join(dir, "server-renewed.pem"), cert);
-    copyFileSync(join(dir, "server-renewed.key"), key);
+    copyFileSync(join(bed.dir, "server-renewed.pem"), cert);
+    copyFileSync(join(bed.dir, "server-renewed.key"), key);
     s.kill("SIGHUP");
     await s.waitFor(/SIGHUP: reloaded --cert/);
     expect(await presentedName(s.tlsPort)).toBe("renewed");
@@ -130,17 +110,16 @@ describe("certificate renewal", () => {
   });
 
   test("slpc rereads its certificate on SIGHUP and presents it on the next connection", async () => {
-    const files = join(dir, "slpc-reload");
+    const files = join(bed.dir, "slpc-reload");
     mkdirSync(files);
-    copyFileSync(pki.cert("client").cert, join(files, "client.pem"));
-    copyFileSync(pki.cert("client").key, join(files, "client.key"));
-    const s = track(await startServer(pki));
-    const path = pathProxy(s.tlsPort);
-    cleanups.push(() => path.close());
-    const c = track(await startClient(pki, s, { port: path.port, args: ["--cert", join(files, "client.pem"), "--key", join(files, "client.key")] }));
+    copyFileSync(bed.pki.cert("client").cert, join(files, "client.pem"));
+    copyFileSync(bed.pki.cert("client").key, join(files, "client.key"));
+    const s = await server();
+    const path = proxy(s.tlsPort);
+    const c = await client(s, { port: path.port, args: ["--cert", join(files, "client.pem"), "--key", join(files, "client.key")] });
     await s.waitFor(/\(home\) starts at/);
-    copyFileSync(join(dir, "client-renewed.pem"), join(files, "client.pem"));
-    copyFileSync(join(dir, "client-renewed.key"), join(files, "client.key"));
+    copyFileSync(join(bed.dir, "client-renewed.pem"), join(files, "client.pem"));
+    copyFileSync(join(bed.dir, "client-renewed.key"), join(files, "client.key"));
     c.kill("SIGHUP");
     await c.waitFor(/SIGHUP: reloaded --cert .*; the next connection uses them/);
     path.cut();
@@ -149,7 +128,7 @@ describe("certificate renewal", () => {
   });
 
   test("a certificate that expires within 14 days is a warning at start", async () => {
-    const s = track(await startServer(pki, ["--cert", join(dir, "server-soon.pem"), "--key", join(dir, "server-soon.key")]));
+    const s = await server(["--cert", join(bed.dir, "server-soon.pem"), "--key", join(bed.dir, "server-soon.key")]);
     await s.waitFor(/slps: warning: --cert certificate soon expires in [45] days \(.*\); renew it and send SIGHUP/);
   });
 });
@@ -159,7 +138,7 @@ describe("systemd units", () => {
   if (!analyze) console.warn("ops.test.ts: skipping the systemd unit check: systemd-analyze is not installed");
 
   test.skipIf(!analyze)("deploy/slps.service and deploy/slpc.service pass systemd-analyze verify", () => {
-    const units = join(dir, "units");
+    const units = join(bed.dir, "units");
     mkdirSync(units);
     for (const name of ["slps", "slpc"]) {
       // verify checks that ExecStart names an executable: point it at one that exists here.

@@ -1,56 +1,25 @@
 // Losing nothing when the path drops: real slps and slpc with a TCP proxy of the test's own
 // between them, so the path can be cut or blackholed. Short heartbeats keep each test quick.
 
-import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Deframer, PROTOCOL_VERSION, TLS13_ONLY, encodeControl } from "./lib.ts";
+import { Deframer, PROTOCOL_VERSION, encodeControl } from "./lib.ts";
 import {
-  BUN, Child, makePki, pathProxy, removeDir, sendUdp, sleep, startClient, startServer, steadySender, tempDir, udpSink, until,
-  type Pki, type ServerHandle,
+  BUN, Child, sendUdp, sleep, steadySender, testBed, until, type ClientOptions, type ServerHandle,
 } from "./test/kit.ts";
 
 setDefaultTimeout(30_000);
 
-let dir: string;
-let pki: Pki;
-const cleanups: (() => unknown)[] = [];
-
-beforeAll(() => {
-  dir = tempDir();
-  pki = makePki(dir);
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(() => removeDir(dir));
-
-async function server(args: string[] = [], opts = {}): Promise<ServerHandle> {
-  const s = await startServer(pki, ["--heartbeat", "0.3", ...args], opts);
-  cleanups.push(() => (s.kill("SIGKILL"), s.proc.exited));
-  return s;
-}
+const bed = testBed();
+const { sink, proxy } = bed;
+const server = (args: string[] = [], opts = {}) => bed.server(["--heartbeat", "0.3", ...args], opts);
 
 // The UDP sinks live in this test process, beside the proxy: a slow receiver whose kernel buffer
 // a replay burst at full speed can overflow (the kernel's RcvbufErrors count rises when it
 // does). --forward-rate paces slpc to what such a receiver takes.
-async function client(s: ServerHandle, opts: Parameters<typeof startClient>[2] = {}): Promise<Child> {
-  const c = await startClient(pki, s, { ...opts, args: ["--dead-after", "1.5", "--forward-rate", "5000", ...(opts.args ?? [])] });
-  cleanups.push(() => (c.kill("SIGKILL"), c.proc.exited));
-  return c;
-}
-
-async function sink() {
-  const s = await udpSink();
-  cleanups.push(() => s.close());
-  return s;
-}
-
-function proxy(port: number) {
-  const p = pathProxy(port);
-  cleanups.push(() => p.close());
-  return p;
-}
+const client = (s: ServerHandle, opts: ClientOptions = {}) =>
+  bed.client(s, { ...opts, args: ["--dead-after", "1.5", "--forward-rate", "5000", ...(opts.args ?? [])] });
 
 const texts = (messages: Buffer[]) => messages.map(String);
 
@@ -101,7 +70,7 @@ describe("resume", () => {
   test("a client killed and restarted with --state loses nothing and duplicates nothing", async () => {
     const s = await server();
     const out = await sink();
-    const state = join(dir, "resume-state.json");
+    const state = join(bed.dir, "resume-state.json");
     const opts = { forwardPort: out.port, args: ["--state", state] };
     const first = await client(s, opts);
     const sender = steadySender(s.udpPort, 200);
@@ -204,21 +173,10 @@ describe("resume", () => {
 
 describe("protocol versions", () => {
   test("slpc names a server that speaks another protocol version", async () => {
-    const listener = Bun.listen({
-      hostname: "127.0.0.1",
-      port: 0,
-      tls: { cert: Bun.file(pki.server.cert), key: Bun.file(pki.server.key), secureOptions: TLS13_ONLY },
-      socket: {
-        open(socket) {
-          socket.write(encodeControl({ type: "hello", version: 99 } as never));
-        },
-        data() {},
-      },
-    });
-    cleanups.push(() => listener.stop(true));
-    const { cert, key } = pki.cert("client");
-    const c = new Child([BUN, "slpc.ts", "--server", `localhost:${listener.port}`, "--ca", pki.ca, "--cert", cert, "--key", key, "--stdout", "--retry-min", "5"]);
-    cleanups.push(() => (c.kill("SIGKILL"), c.proc.exited));
+    const port = bed.fakeServer(encodeControl({ type: "hello", version: 99 } as never));
+    const { cert, key } = bed.pki.cert("client");
+    const c = new Child([BUN, "slpc.ts", "--server", `localhost:${port}`, "--ca", bed.pki.ca, "--cert", cert, "--key", key, "--stdout", "--retry-min", "5"]);
+    bed.defer(() => (c.kill("SIGKILL"), c.proc.exited));
     await c.waitFor(/server speaks protocol version 99, this slpc speaks 1; upgrade the older one; closing the connection/);
     expect(c.stdout.length).toBe(0);
   });
@@ -228,11 +186,11 @@ describe("protocol versions", () => {
     const frames: { control: boolean; body: string }[] = [];
     const deframer = new Deframer(65507);
     let closed = false;
-    const { cert, key } = pki.cert("client");
+    const { cert, key } = bed.pki.cert("client");
     await Bun.connect({
       hostname: "127.0.0.1",
       port: s.tlsPort,
-      tls: { cert: Bun.file(cert), key: Bun.file(key), ca: Bun.file(pki.ca), serverName: "localhost" },
+      tls: { cert: Bun.file(cert), key: Bun.file(key), ca: Bun.file(bed.pki.ca), serverName: "localhost" },
       socket: {
         data(socket, chunk) {
           for (const frame of deframer.push(chunk)) {

@@ -1,48 +1,25 @@
 // Hostile peers and lost laptops: revocation, --allow, --pin, limits before authentication, and
 // a hostile server against slpc. Real sockets on loopback, certificates made by this run.
 
-import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { TLS13_ONLY, encodeControl, encodeFrame } from "./lib.ts";
-import {
-  BUN, Child, ROOT, makeCert, makePki, rawTlsClient, removeDir, rss, sendUdp, sleep, startClient, startServer, tempDir, udpSink,
-  until, type Pki,
-} from "./test/kit.ts";
+import { encodeControl, encodeFrame } from "./lib.ts";
+import { BUN, Child, ROOT, makeCert, rawTlsClient, rss, sendUdp, sleep, testBed, until } from "./test/kit.ts";
 
 setDefaultTimeout(30_000);
 
-let dir: string;
-let pki: Pki;
 /** A CA, server and clients made by the project's own scripts, as an operator would. */
-let ops: string;
-const cleanups: (() => unknown)[] = [];
-
-beforeAll(() => {
-  dir = tempDir();
-  pki = makePki(dir);
+let ops = "";
+const bed = testBed((dir) => {
   makeCert(dir, "selfsigned", { subject: "/CN=laptop", usage: "client" });
-  makeCert(dir, "selfsigned2", { subject: "/CN=laptop2", usage: "client" });
-  ops = join(dir, "ops");
+  makeCert(bed.dir, "selfsigned2", { subject: "/CN=laptop2", usage: "client" });
+  ops = join(bed.dir, "ops");
   const made = Bun.spawnSync(["bash", join(ROOT, "certs/make-certs.sh"), "-d", ops, "localhost", "home", "laptop"], { stderr: "pipe" });
   if (made.exitCode !== 0) throw new Error(made.stderr.toString());
 });
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-afterAll(() => removeDir(dir));
-
-function track<T extends Child>(child: T): T {
-  cleanups.push(() => (child.kill("SIGKILL"), child.proc.exited));
-  return child;
-}
-
-async function sink() {
-  const s = await udpSink();
-  cleanups.push(() => s.close());
-  return s;
-}
+const { server, client, sink, track } = bed;
 
 function revoke(...names: string[]): string {
   const result = Bun.spawnSync(["bash", join(ROOT, "certs/revoke.sh"), "-d", ops, ...names], { stderr: "pipe", stdout: "pipe" });
@@ -65,7 +42,7 @@ describe("revocation", () => {
   test("a revoked client certificate is refused by serial; the others still get everything; SIGHUP rereads the CRL", async () => {
     expect(revoke("laptop")).toContain(`revoked laptop (serial ${serial(join(ops, "laptop.pem"))})`);
     const crl = join(ops, "crl.pem");
-    const s = track(await startServer(pki, [...opsServerArgs(), "--crl", crl]));
+    const s = await server([...opsServerArgs(), "--crl", crl]);
     const good = await sink();
     const lost = await sink();
     opsClient(s.tlsPort, "home", good.port);
@@ -88,7 +65,7 @@ describe("revocation", () => {
 
   test("slpc --crl refuses a revoked server certificate", async () => {
     revoke("server");
-    const s = track(await startServer(pki, opsServerArgs()));
+    const s = await server(opsServerArgs());
     const c = opsClient(s.tlsPort, "home", (await sink()).port, ["--crl", join(ops, "crl.pem")]);
     await c.waitFor(/server certificate refused: certificate revoked/);
     expect(s.stderr).not.toMatch(/ starts at #/);
@@ -103,10 +80,10 @@ describe("revocation", () => {
 
 describe("who may connect", () => {
   test("--allow admits the named clients and refuses the rest, saying which rule refused", async () => {
-    const s = track(await startServer(pki, ["--allow", "home-a", "--allow", "someone-else"]));
+    const s = await server(["--allow", "home-a", "--allow", "someone-else"]);
     const out = await sink();
-    track(await startClient(pki, s, { forwardPort: out.port, certName: "clientA" }));
-    const other = track(rawTlsClient(s.tlsPort, pki.ca, pki.cert("client")));
+    await client(s, { forwardPort: out.port, certName: "clientA" });
+    const other = track(rawTlsClient(s.tlsPort, bed.pki.ca, bed.pki.cert("client")));
     await s.waitFor(/refused .*: certificate serial [0-9A-F]+ names home, none of them in --allow/);
     await sendUdp(s.udpPort, [Buffer.from("<13>allowed")]);
     await until("delivery", () => out.messages.length === 1);
@@ -115,13 +92,13 @@ describe("who may connect", () => {
   });
 
   test("--pin admits a pinned self-signed certificate without a CA and refuses an unpinned one", async () => {
-    const fingerprint = new X509Certificate(readFileSync(join(dir, "selfsigned.pem"))).fingerprint256;
-    const s = track(await startServer(pki, ["--pin", fingerprint]));
+    const fingerprint = new X509Certificate(readFileSync(join(bed.dir, "selfsigned.pem"))).fingerprint256;
+    const s = await server(["--pin", fingerprint]);
     const out = await sink();
-    track(await startClient(pki, s, { forwardPort: out.port, certName: "selfsigned" }));
-    const unpinned = track(rawTlsClient(s.tlsPort, pki.ca, pki.cert("selfsigned2")));
+    await client(s, { forwardPort: out.port, certName: "selfsigned" });
+    const unpinned = track(rawTlsClient(s.tlsPort, bed.pki.ca, bed.pki.cert("selfsigned2")));
     await s.waitFor(/refused .*: certificate serial [0-9A-F]+ is not pinned \(--pin\)/);
-    const fromCa = track(rawTlsClient(s.tlsPort, pki.ca, pki.cert("client")));
+    const fromCa = track(rawTlsClient(s.tlsPort, bed.pki.ca, bed.pki.cert("client")));
     await until("two refusals", () => (s.stderr.match(/is not pinned/g) ?? []).length === 2);
     await sendUdp(s.udpPort, [Buffer.from("<13>pinned")]);
     await until("delivery", () => out.messages.length === 1);
@@ -138,12 +115,11 @@ describe("who may connect", () => {
 
 describe("before authentication", () => {
   test("hundreds of idle and garbage connections cost a real client nothing", async () => {
-    const s = track(await startServer(pki, ["--handshake-timeout", "1"]));
-    const out = await udpSink();
-    cleanups.push(() => out.close());
-    track(await startClient(pki, s, { forwardPort: out.port }));
+    const s = await server(["--handshake-timeout", "1"]);
+    const out = await sink();
+    await client(s, { forwardPort: out.port });
     const attackers: { end(): void }[] = [];
-    cleanups.push(() => attackers.forEach((socket) => socket.end()));
+    bed.defer(() => attackers.forEach((socket) => socket.end()));
     const garbage = [
       Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
       Buffer.from([0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00, 0xff, 0xfb]), // a ClientHello header that lies about its length
@@ -169,7 +145,7 @@ describe("before authentication", () => {
   });
 
   test("--handshake-rate closes the connections over the limit from one address at once", async () => {
-    const s = track(await startServer(pki, ["--handshake-rate", "3"]));
+    const s = await server(["--handshake-rate", "3"]);
     const closed: number[] = [];
     for (let i = 0; i < 5; i++) {
       const started = performance.now();
@@ -183,8 +159,8 @@ describe("before authentication", () => {
 describe("TLS settings", () => {
   /** What openssl s_client negotiates with slps when offered only `flags`, or undefined when refused. */
   function negotiate(port: number, flags: string[]): string | undefined {
-    const { cert, key } = pki.cert("client");
-    const result = Bun.spawnSync(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-CAfile", pki.ca, "-cert", cert, "-key", key, ...flags], {
+    const { cert, key } = bed.pki.cert("client");
+    const result = Bun.spawnSync(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-CAfile", bed.pki.ca, "-cert", cert, "-key", key, ...flags], {
       stdin: Buffer.from(""),
       stdout: "pipe",
       stderr: "pipe",
@@ -194,7 +170,7 @@ describe("TLS settings", () => {
   }
 
   test("slps speaks Mozilla's modern profile: TLS 1.3, its three cipher suites, its three groups", async () => {
-    const s = track(await startServer(pki));
+    const s = await server();
     for (const suite of ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]) {
       expect(negotiate(s.tlsPort, ["-tls1_3", "-ciphersuites", suite])).toStartWith(suite);
     }
@@ -208,28 +184,13 @@ describe("TLS settings", () => {
 });
 
 describe("a hostile server", () => {
-  /** A TLS server of the test's own, with the real server certificate, that does `act` once slpc says resume. */
-  function hostileServer(act: (socket: import("bun").Socket<undefined>) => void) {
-    const listener = Bun.listen({
-      hostname: "127.0.0.1",
-      port: 0,
-      tls: { cert: Bun.file(pki.server.cert), key: Bun.file(pki.server.key), secureOptions: TLS13_ONLY },
-      socket: {
-        open(socket) {
-          socket.write(encodeControl({ type: "hello", version: 1, server: "evil", heartbeat: 15, first: 1, next: 1 }));
-        },
-        data(socket) {
-          act(socket);
-        },
-      },
-    });
-    cleanups.push(() => listener.stop(true));
-    return listener.port;
-  }
+  /** A server that greets like slps and then does `act` once slpc says resume. */
+  const hostileServer = (act: (socket: import("bun").Socket<undefined>) => void) =>
+    bed.fakeServer(encodeControl({ type: "hello", version: 1, server: "evil", heartbeat: 15, first: 1, next: 1 }), act);
 
   function slpcAgainst(port: number, forwardPort: number, extra: string[] = []): Child {
-    const { cert, key } = pki.cert("client");
-    return track(new Child([BUN, "slpc.ts", "--server", `localhost:${port}`, "--ca", pki.ca, "--cert", cert, "--key", key,
+    const { cert, key } = bed.pki.cert("client");
+    return track(new Child([BUN, "slpc.ts", "--server", `localhost:${port}`, "--ca", bed.pki.ca, "--cert", cert, "--key", key,
       "--forward", `127.0.0.1:${forwardPort}`, "--retry-min", "0.2", "--retry-max", "0.5", ...extra]));
   }
 
@@ -277,7 +238,7 @@ describe("a hostile server", () => {
       };
       pump();
       const timer = setInterval(() => (written < 200 ? pump() : (clearInterval(timer), socket.end())), 5);
-      cleanups.push(() => clearInterval(timer));
+      bed.defer(() => clearInterval(timer));
     });
     // 200 messages a second: 12 MB/s out, while the server pushes as fast as loopback goes.
     const c = slpcAgainst(port, out.port, ["--forward-rate", "200"]);

@@ -1,48 +1,18 @@
 // End to end: real slps and slpc processes, real TLS and UDP on loopback, certificates made by
 // this run. Each test asserts on the bytes that arrived.
 
-import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
-  BUN, Child, ROOT, freePort, makePki, rawTlsClient, removeDir, rss, sendUdp, sleep, stalledClient, startClient, startServer, tempDir,
-  udpSink, until, type Pki, type ServerHandle,
+  BUN, Child, ROOT, freePort, rawTlsClient, rss, sendUdp, sleep, stalledClient, testBed, until, type ServerHandle,
 } from "./test/kit.ts";
 
 // These start real processes and wait on real sockets: more than bun's default 5 s on a busy machine.
 setDefaultTimeout(30_000);
 
-let dir: string;
-let pki: Pki;
-const children: Child[] = [];
-const sinks: { close(): void }[] = [];
-
-beforeAll(() => {
-  dir = tempDir();
-  pki = makePki(dir);
-});
-afterEach(async () => {
-  for (const child of children.splice(0)) {
-    child.kill("SIGKILL");
-    await child.proc.exited;
-  }
-  for (const sink of sinks.splice(0)) sink.close();
-});
-afterAll(() => removeDir(dir));
-
-function track<T extends Child>(child: T): T {
-  children.push(child);
-  return child;
-}
-
-async function sink() {
-  const s = await udpSink();
-  sinks.push(s);
-  return s;
-}
-
-const server = async (args: string[] = [], opts = {}) => track(await startServer(pki, args, opts));
-
-const client = async (s: ServerHandle, forwardPort?: number, args: string[] = [], certName = "client", cmd?: string[]) =>
-  track(await startClient(pki, s, { forwardPort, args, certName, cmd }));
+const bed = testBed();
+const { server, sink, track } = bed;
+const client = (s: ServerHandle, forwardPort?: number, args: string[] = [], certName = "client", cmd?: string[]) =>
+  bed.client(s, { forwardPort, args, certName, cmd });
 
 const numbered = (n: number, prefix = "msg") => Array.from({ length: n }, (_, i) => Buffer.from(`<13>${prefix} ${i}`));
 
@@ -118,23 +88,23 @@ describe("refusal", () => {
   }
 
   test("a client certificate from another CA receives no log data", async () => {
-    const s = await intruderGetsNothing((port) => rawTlsClient(port, pki.ca, pki.cert("stranger")), [], /refused/);
+    const s = await intruderGetsNothing((port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("stranger")), [], /refused/);
     expect(s.stderr).toMatch(/refused .*: certificate serial [0-9A-F]+ refused: unable to verify the first certificate/);
   });
 
   test("a client without a certificate receives no log data", async () => {
-    await intruderGetsNothing((port) => rawTlsClient(port, pki.ca), [], /refused/);
+    await intruderGetsNothing((port) => rawTlsClient(port, bed.pki.ca), [], /refused/);
   });
 
   test("an expired client certificate receives no log data", async () => {
-    const s = await intruderGetsNothing((port) => rawTlsClient(port, pki.ca, pki.cert("expired")), [], /refused/);
+    const s = await intruderGetsNothing((port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("expired")), [], /refused/);
     expect(s.stderr).toMatch(/expired/i);
   });
 
   test("a certificate from another intermediate of the same root is refused by --issuer", async () => {
     const s = await intruderGetsNothing(
       // -cert_chain: s_client sends the intermediate too, so the chain verifies and only --issuer refuses it.
-      (port) => rawTlsClient(port, pki.ca, pki.cert("clientB0"), ["-cert_chain", `${pki.dir}/interB.pem`]),
+      (port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("clientB0"), ["-cert_chain", `${bed.pki.dir}/interB.pem`]),
       ["--issuer", "/C=US/O=Example/CN=Example CA A"],
       /refused/,
     );
@@ -142,14 +112,14 @@ describe("refusal", () => {
   });
 
   test("a TLS 1.2 client receives no log data", async () => {
-    await intruderGetsNothing((port) => rawTlsClient(port, pki.ca, pki.cert("client"), ["-tls1_2"]), [], /refused/);
+    await intruderGetsNothing((port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("client"), ["-tls1_2"]), [], /refused/);
   });
 
   test("one client over --max-clients is refused with the reason", async () => {
     const s = await server(["--max-clients", "1"]);
     const out = await sink();
     await client(s, out.port);
-    const extra = track(rawTlsClient(s.tlsPort, pki.ca, pki.cert("client")));
+    const extra = track(rawTlsClient(s.tlsPort, bed.pki.ca, bed.pki.cert("client")));
     await s.waitFor(/refused .*already 1 clients \(--max-clients 1\)/);
     await sendUdp(s.udpPort, [Buffer.from("<13>only one")]);
     await until("message", () => out.messages.length === 1);
@@ -168,7 +138,7 @@ describe("refusal", () => {
   test("slpc refuses a server whose certificate does not carry the expected name", async () => {
     const s = await server();
     const c = track(new Child([BUN, "slpc.ts", "--server", `127.0.0.1:${s.tlsPort}`, "--servername", "elsewhere.example",
-      "--ca", pki.ca, ...Object.values(pki.cert("client")).flatMap((f, i) => [i ? "--key" : "--cert", f]), "--stdout", "--retry-min", "0.2"]));
+      "--ca", bed.pki.ca, ...Object.values(bed.pki.cert("client")).flatMap((f, i) => [i ? "--key" : "--cert", f]), "--stdout", "--retry-min", "0.2"]));
     await c.waitFor(/server certificate refused: .*elsewhere\.example/);
     await sendUdp(s.udpPort, [Buffer.from("<13>not for you")]);
     await sleep(300);
@@ -198,7 +168,7 @@ describe("resilience", () => {
     const s = await server(["--queue", "1MiB", "--buffer", "1MiB"]);
     const out = await sink();
     await client(s, out.port);
-    track(await stalledClient(s.tlsPort, pki.ca, pki.cert("client")));
+    track(await stalledClient(s.tlsPort, bed.pki.ca, bed.pki.cert("client")));
     await s.waitFor(/2 in all/);
     const before = rss(s.pid);
     const message = Buffer.alloc(16_000, 0x62);
@@ -258,9 +228,9 @@ describe("command line", () => {
   });
 
   test("a key that does not belong to the certificate is named", async () => {
-    const result = await run([BUN, "slps.ts", "--cert", pki.server.cert, "--key", pki.cert("client").key, "--ca", pki.ca]);
+    const result = await run([BUN, "slps.ts", "--cert", bed.pki.server.cert, "--key", bed.pki.cert("client").key, "--ca", bed.pki.ca]);
     expect(result.code).toBe(2);
-    expect(result.stderr).toBe(`slps: --key ${pki.cert("client").key}: does not belong to --cert ${pki.server.cert}\n`);
+    expect(result.stderr).toBe(`slps: --key ${bed.pki.cert("client").key}: does not belong to --cert ${bed.pki.server.cert}\n`);
   });
 
   test("a file that is not PEM is named", async () => {
@@ -282,7 +252,7 @@ describe("command line", () => {
     const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     try {
       const result = await run([BUN, "slps.ts", "--listen", `127.0.0.1:${busy.port}`, "--udp", `127.0.0.1:${await freePort("udp")}`,
-        "--cert", pki.server.cert, "--key", pki.server.key, "--ca", pki.ca]);
+        "--cert", bed.pki.server.cert, "--key", bed.pki.server.key, "--ca", bed.pki.ca]);
       expect(result.code).toBe(1);
       expect(result.stderr).toBe(`slps: cannot listen on 127.0.0.1:${busy.port} (--listen): the address is already in use; pick another with --listen\n`);
     } finally {
@@ -295,7 +265,7 @@ describe("compiled executables", () => {
   test("dist/slps and dist/slpc deliver a message end to end", async () => {
     const build = Bun.spawnSync([BUN, "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
     expect(build.exitCode).toBe(0);
-    const s = track(await startServer(pki, [], { cmd: [`${ROOT}/dist/slps`] }));
+    const s = await server([], { cmd: [`${ROOT}/dist/slps`] });
     const out = await sink();
     await client(s, out.port, [], "client", [`${ROOT}/dist/slpc`]);
     await sendUdp(s.udpPort, [Buffer.from("<13>compiled\nand whole")]);

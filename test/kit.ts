@@ -2,6 +2,8 @@
 // processes, UDP senders and sinks, and raw TLS clients. Everything stays on loopback.
 
 import type { Socket, Subprocess } from "bun";
+import { afterAll, afterEach, beforeAll } from "bun:test";
+import { TLS13_ONLY } from "../lib.ts";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -333,4 +335,69 @@ export function steadySender(udpPort: number, perSecond: number, prefix = "seq")
     void sendUdp(udpPort, batch.map((text) => Buffer.from(text)));
   }, 20);
   return { sent, stop: () => clearInterval(timer) };
+}
+
+/**
+ * The scaffolding every end-to-end file shares: a folder with certificates made for this file,
+ * and things started by a test (processes, sinks, proxies) stopped after it, even when it fails.
+ * Call it once at the top level of a test file.
+ */
+export function testBed(extraCertificates: (dir: string) => void = () => {}) {
+  let dir = "";
+  let pki: Pki | undefined;
+  const cleanups: (() => unknown)[] = [];
+  beforeAll(() => {
+    dir = tempDir();
+    pki = makePki(dir);
+    extraCertificates(dir);
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  afterAll(() => removeDir(dir));
+
+  const bed = {
+    get dir() {
+      return dir;
+    },
+    get pki() {
+      return pki!;
+    },
+    /** Runs `cleanup` after the current test. */
+    defer(cleanup: () => unknown): void {
+      cleanups.push(cleanup);
+    },
+    /** Kills `child` after the current test. */
+    track<T extends Child>(child: T): T {
+      cleanups.push(() => (child.kill("SIGKILL"), child.proc.exited));
+      return child;
+    },
+    server: async (args: string[] = [], opts: Parameters<typeof startServer>[2] = {}) => bed.track(await startServer(pki!, args, opts)),
+    client: async (server: ServerHandle, opts: ClientOptions = {}) => bed.track(await startClient(pki!, server, opts)),
+    async sink() {
+      const sink = await udpSink();
+      cleanups.push(() => sink.close());
+      return sink;
+    },
+    proxy(port: number) {
+      const proxy = pathProxy(port);
+      cleanups.push(() => proxy.close());
+      return proxy;
+    },
+    /**
+     * A TLS server of the test's own with the real server certificate, playing slps badly: it
+     * sends `greeting` to each connection and calls `onData` for whatever slpc answers. Returns its port.
+     */
+    fakeServer(greeting: Uint8Array, onData: (socket: Socket<undefined>) => void = () => {}): number {
+      const listener = Bun.listen({
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: { cert: Bun.file(pki!.server.cert), key: Bun.file(pki!.server.key), secureOptions: TLS13_ONLY },
+        socket: { open: (socket) => void socket.write(greeting), data: (socket) => onData(socket) },
+      });
+      cleanups.push(() => listener.stop(true));
+      return listener.port;
+    },
+  };
+  return bed;
 }
