@@ -6,6 +6,7 @@
 //   npm run bench                       the full run (a few minutes)
 //   npm run bench -- --compare rsyslog  the same, with rsyslog side by side
 //   npm run bench -- --smoke            a few seconds, to see that it works
+//   npm run bench -- --rates 10000,0 --fan-out 1,10 --idle 100   choose what to measure (0: flat out)
 //
 // Prints a table and writes bench/results.json and bench/results.svg (or to --out DIR).
 
@@ -33,11 +34,12 @@ if (compare) {
   }
 }
 
-const RATES = smoke ? [1_000, 10_000] : [1_000, 10_000, 25_000, 50_000, 100_000, 200_000, 0];
+const listArg = (flag: string, fallback: number[]) => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1]!.split(",").map(Number) : fallback);
+const RATES = listArg("--rates", smoke ? [1_000, 10_000] : [1_000, 10_000, 25_000, 50_000, 100_000, 200_000, 0]);
 const SECONDS = smoke ? 1 : 3;
-const FAN_OUT = smoke ? [1, 2] : [1, 10, 50];
+const FAN_OUT = listArg("--fan-out", smoke ? [1, 2] : [1, 10, 50]);
 const FAN_OUT_RATE = 10_000;
-const IDLE_CLIENTS = smoke ? 20 : 1_000;
+const IDLE_CLIENTS = listArg("--idle", [smoke ? 20 : 1_000])[0]!;
 const SIZE = 200;
 
 const BUN = process.execPath;
@@ -104,7 +106,7 @@ async function slpRelay(sinkPorts: number[], extraServerArgs: string[] = []): Pr
     "--cert", join(certs, "client.pem"), "--key", join(certs, "client.key"), "--forward", `127.0.0.1:${port}`, "--forward-rate", "0"]));
   await until("every slpc to start", () => (slps.stderr.match(/ starts at #/g) ?? []).length === clients.length, 60_000);
   const processes: Record<string, Child> = { slps };
-  clients.forEach((client, i) => (processes[i === 0 ? "slpc" : `slpc${i + 1}`] = client));
+  clients.forEach((client, i) => (processes[`slpc${i + 1}`] = client));
   return { name: "slp", udpPort, processes, stop: () => stopAll([slps, ...clients]) };
 }
 
@@ -182,11 +184,29 @@ async function measure(makeRelay: (sinkPorts: number[]) => Promise<Relay> | Rela
   // Let what is on its way arrive: wait until the sink's count stops moving.
   const processes: Row["processes"] = {};
   for (const [role, child] of Object.entries(relay.processes)) processes[role] = { rssMB: rssMB(child.pid), cpuSeconds: 0 };
-  await sleep(smoke ? 300 : 1000);
+  // Wait for what is still on its way, until the sink's count stands still for a second (at most 30 s).
+  let last = -1;
+  for (let waited = 0; waited < 30_000; waited += 1000) {
+    sink.proc.stdin!.write("count\n");
+    const count = Number(await readSink("the sink's count"));
+    if (count === last) break;
+    last = count;
+    await sleep(smoke ? 300 : 1000);
+  }
   const kernelDrops = watched.map(udpDrops).reduce((sum, drops, i) => sum + drops - dropsBefore[i]!, 0);
   for (const [role, child] of Object.entries(relay.processes)) {
     processes[role]!.cpuSeconds = cpuSeconds(child.pid) - cpuBefore[role]!;
     processes[role]!.rssMB = Math.max(processes[role]!.rssMB, rssMB(child.pid));
+  }
+  // Many clients read as one column: the mean RSS of one slpc, the CPU of all of them.
+  const slpcs = Object.keys(processes).filter((role) => role.startsWith("slpc"));
+  if (slpcs.length > 0) {
+    const all = slpcs.map((role) => processes[role]!);
+    slpcs.forEach((role) => delete processes[role]);
+    processes[slpcs.length === 1 ? "slpc" : "slpc (each)"] = {
+      rssMB: all.reduce((sum, p) => sum + p.rssMB, 0) / all.length,
+      cpuSeconds: all.reduce((sum, p) => sum + p.cpuSeconds, 0) / all.length,
+    };
   }
   sink.proc.stdin!.write("report\n");
   const report: { received: number; distinct: number; p50: number; p99: number; max: number }[] = JSON.parse(await readSink("the sink's report"));
@@ -248,7 +268,7 @@ const results: { sweep: Row[]; fanOut: Row[]; idle?: Awaited<ReturnType<typeof i
 };
 try {
   console.error(`bench: ${SIZE}-byte messages for ${SECONDS} s at each rate; slpc with --forward-rate 0`);
-  results.ceiling.push(await measure((ports) => ceiling(ports[0]!), 0));
+  for (const rate of [10_000, 0]) results.ceiling.push(await measure((ports) => ceiling(ports[0]!), rate));
   for (const rate of RATES) {
     results.sweep.push(await measure((ports) => slpRelay(ports), rate));
     if (compare) results.sweep.push(await measure((ports) => rsyslogRelay(ports[0]!), rate));

@@ -1,6 +1,7 @@
 // UDP sink: receives the load generator's messages on one or more ports, each with an 8 MiB
-// receive buffer, and for each line on stdin prints what each port got since the last report:
-// messages, distinct sequence numbers, and the latency from send to receipt (p50, p99, max, ms).
+// receive buffer. On the line "count" on stdin it prints how many messages all ports got; on any
+// other line, what each port got since the last report: messages, distinct sequence numbers,
+// and the latency from send to receipt (p50, p99, max, in ms).
 // Usage: bun bench/sink.ts PORT...
 import { createSocket } from "node:dgram";
 
@@ -42,7 +43,11 @@ const ports: PortStats[] = process.argv.slice(2).map((text) => {
 
 const percentile = (sorted: Float64Array, p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]! : 0);
 
-for await (const _line of console) {
+for await (const line of console) {
+  if (line === "count") {
+    process.stdout.write(`${ports.reduce((sum, stats) => sum + stats.received, 0)}\n`);
+    continue;
+  }
   const report = ports.map((stats) => {
     const sorted = Float64Array.from(stats.latencies).sort();
     const result = { port: stats.port, received: stats.received, distinct: stats.distinct, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted.at(-1) ?? 0 };
