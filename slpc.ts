@@ -159,19 +159,29 @@ function delivered(seq: number): void {
   stateDirty = true;
 }
 
+/** Messages handed to the kernel in one sendmmsg(2) call. */
+const SEND_BATCH = 64;
+
 function sendPending(): void {
   while (pending.length > 0) {
-    if (forwardRate && !forwardRate.take(performance.now())) {
+    const now = performance.now();
+    let count = 0;
+    while (count < Math.min(SEND_BATCH, pending.length) && (!forwardRate || forwardRate.take(now))) count++;
+    if (count === 0) {
       paceTimer ??= setTimeout(() => {
         paceTimer = undefined;
         sendPending();
-      }, Math.max(1, forwardRate.wait()));
+      }, Math.max(1, forwardRate!.wait()));
       break;
     }
-    if (!udp.send(pending[0]!.message, forward.port, forward.host)) break; // `drain` calls again
-    const sent = pending.shift()!;
-    pendingBytes -= sent.message.length;
-    delivered(sent.seq);
+    const packets: (Uint8Array | number | string)[] = [];
+    for (let i = 0; i < count; i++) packets.push(pending[i]!.message, forward.port, forward.host);
+    const sent = udp.sendMany(packets);
+    for (const { message, seq } of pending.splice(0, sent)) {
+      pendingBytes -= message.length;
+      delivered(seq);
+    }
+    if (sent < count) break; // the kernel is full: `drain` calls again
   }
   const tooMany = pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
   if (tooMany !== readingPaused) {
@@ -195,9 +205,9 @@ function output(message: Uint8Array, seq: number): void {
     delivered(seq);
     return;
   }
+  // Sent in batches: onData calls sendPending once it has taken all the messages of a read.
   pending.push({ message, seq });
   pendingBytes += message.length;
-  if (pending.length === 1 || pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES) sendPending();
 }
 
 // ---- The connection to the server, and reconnecting.
@@ -288,6 +298,14 @@ function onControl(socket: Socket<Connection>, message: ControlMessage): void {
 }
 
 function onData(socket: Socket<Connection>, chunk: Uint8Array): void {
+  try {
+    deliverFrames(socket, chunk);
+  } finally {
+    if (!options.stdout) sendPending();
+  }
+}
+
+function deliverFrames(socket: Socket<Connection>, chunk: Uint8Array): void {
   const connection = socket.data;
   connection.lastByte = performance.now();
   for (const frame of connection.deframer.push(chunk)) {
