@@ -166,19 +166,19 @@ describe("resumeStart", () => {
 });
 
 describe("ResumeBuffer", () => {
-  const frame = (n: number) => encodeFrame(bytes("x".repeat(n)));
+  const message = (n: number) => bytes("x".repeat(n));
 
   test("numbers frames from 1 and forgets the oldest past its limit", () => {
-    const buffer = new ResumeBuffer();
-    for (let i = 0; i < 5; i++) expect(buffer.append(frame(8))).toBe(i + 1); // 10 bytes each
+    const buffer = new ResumeBuffer(1 << 20);
+    for (let i = 0; i < 5; i++) expect(buffer.append(message(8))).toBe(i + 1); // 10 bytes each
     buffer.trim(30);
     expect([buffer.first, buffer.next, buffer.bytes]).toEqual([3, 6, 30]);
     expect(buffer.frame(3).toString()).toBe("8 xxxxxxxx");
   });
 
   test("keeps what a connected client still needs, over the limit", () => {
-    const buffer = new ResumeBuffer();
-    for (let i = 0; i < 5; i++) buffer.append(frame(8));
+    const buffer = new ResumeBuffer(1 << 20);
+    for (let i = 0; i < 5; i++) buffer.append(message(8));
     buffer.trim(0, 2);
     expect(buffer.first).toBe(2);
     buffer.trim(0);
@@ -186,8 +186,8 @@ describe("ResumeBuffer", () => {
   });
 
   test("tells how far behind a position is and where to catch up to", () => {
-    const buffer = new ResumeBuffer();
-    for (let i = 0; i < 5; i++) buffer.append(frame(8));
+    const buffer = new ResumeBuffer(1 << 20);
+    for (let i = 0; i < 5; i++) buffer.append(message(8));
     expect(buffer.behind(1)).toBe(50);
     expect(buffer.behind(5)).toBe(10);
     expect(buffer.behind(6)).toBe(0);
@@ -195,10 +195,31 @@ describe("ResumeBuffer", () => {
     expect(buffer.catchUpPoint(0)).toBe(6);
   });
 
+  test("a frame that does not fit before the ring's end goes to its start, and what it overwrites is forgotten", () => {
+    const buffer = new ResumeBuffer(0); // the smallest ring: room for two of the largest frames
+    const big = (fill: number) => Buffer.alloc(60_000, fill);
+    for (const fill of [0x61, 0x62, 0x63]) buffer.append(big(fill));
+    expect([buffer.first, buffer.next]).toEqual([2, 4]);
+    expect(buffer.frame(2).subarray(6)).toEqual(big(0x62));
+    expect(buffer.frame(3).subarray(6)).toEqual(big(0x63));
+    // Frames on both sides of the wrap are never one view.
+    expect(buffer.run(2, 1 << 20)).toMatchObject({ next: 3 });
+    expect(buffer.bytes).toBe(2 * 60_006);
+  });
+
+  test("run gives neighbouring frames as one view, up to a size", () => {
+    const buffer = new ResumeBuffer(1 << 20);
+    for (const text of ["a", "bb", "ccc"]) buffer.append(bytes(text));
+    expect(Buffer.from(buffer.run(1, 100).data).toString()).toBe("1 a2 bb3 ccc");
+    expect(buffer.run(1, 100).next).toBe(4);
+    expect(Buffer.from(buffer.run(1, 7).data).toString()).toBe("1 a2 bb");
+    expect(Buffer.from(buffer.run(3, 1).data).toString()).toBe("3 ccc"); // at least one frame
+  });
+
   test("stays correct across many appends and trims", () => {
-    const buffer = new ResumeBuffer();
+    const buffer = new ResumeBuffer(1 << 20);
     for (let i = 1; i <= 5000; i++) {
-      buffer.append(encodeFrame(bytes(String(i))));
+      buffer.append(bytes(String(i)));
       buffer.trim(100);
     }
     expect(buffer.next).toBe(5001);
@@ -214,8 +235,8 @@ describe("ClientStream", () => {
     return { written, write: (data: Uint8Array) => (written.push(Buffer.from(data.subarray(0, room))), Math.min(room, data.length)) };
   };
   const filled = (...messages: string[]) => {
-    const buffer = new ResumeBuffer();
-    for (const message of messages) buffer.append(encodeFrame(bytes(message)));
+    const buffer = new ResumeBuffer(1 << 20);
+    for (const message of messages) buffer.append(bytes(message));
     return buffer;
   };
 
@@ -256,7 +277,7 @@ describe("ClientStream", () => {
     const buffer = filled("one", "two", "three");
     const stream = new ClientStream(buffer, 10, 0);
     stream.cursor = 1;
-    buffer.append(encodeFrame(bytes("four")));
+    buffer.append(bytes("four"));
     stream.keepWithinLimit();
     expect(stream.cursor).toBe(4);
     expect(stream.takeDropped()).toBe(3);
@@ -267,6 +288,34 @@ describe("ClientStream", () => {
     const deframed = deframe(Buffer.from(text), []);
     expect(JSON.parse(deframed.controls[0]!)).toEqual({ type: "start", seq: 4, lost: 3, reason: "client too slow: more than 10 bytes waiting" });
     expect(deframed.messages.map(String)).toEqual(["four"]);
+  });
+
+  test("what a short write left waits intact while the ring is overwritten under it", () => {
+    const buffer = new ResumeBuffer(0);
+    const big = (fill: number) => Buffer.alloc(60_000, fill);
+    buffer.append(big(0x61));
+    const stream = new ClientStream(buffer, 1 << 20, 0);
+    stream.cursor = 1;
+    const slow = socket(10);
+    stream.flush(slow.write, 0);
+    buffer.append(big(0x62));
+    buffer.append(big(0x63)); // wraps to the ring's start, over frame 1
+    stream.keepWithinLimit();
+    const fast = socket(1 << 20);
+    stream.flush(fast.write, 0);
+    const frames = deframe(Buffer.concat([...slow.written, ...fast.written]), []);
+    expect(frames.messages).toEqual([big(0x61), big(0x62), big(0x63)]);
+    expect(frames.controls).toEqual([]);
+  });
+
+  test("a client whose next frames the ring has forgotten skips to what it holds, and is told", () => {
+    const buffer = new ResumeBuffer(0);
+    const stream = new ClientStream(buffer, 1 << 30, 0);
+    stream.cursor = 1;
+    for (let i = 0; i < 3; i++) buffer.append(Buffer.alloc(60_000, 0x61 + i));
+    stream.keepWithinLimit();
+    expect(stream.cursor).toBe(2);
+    expect(stream.takeDropped()).toBe(1);
   });
 
   test("a closed socket (write returns -1) loses nothing from the stream's view", () => {

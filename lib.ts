@@ -598,9 +598,17 @@ export function gapNotice(start: Extract<ControlMessage, { type: "start" }>): st
 // ---------------------------------------------------------------------------------------------
 // The server's memory of recent messages.
 
+/** The most bytes one data frame takes: the longest message and its header. */
+export const MAX_FRAME = MAX_MESSAGE + String(MAX_MESSAGE).length + 1;
+
 /**
  * The most recent data frames, numbered from 1, bounded by bytes. It serves replays to clients
  * that come back, and is also every connected client's queue: each client is a cursor into it.
+ *
+ * The frames live in one ring of bytes, each written once as it arrives and never copied again
+ * (a client's write is a view of the ring), and no frame is a JavaScript object of its own: at
+ * tens of thousands of messages a second, a Buffer per message kept for minutes is what the
+ * garbage collector would spend its time on.
  */
 export class ResumeBuffer {
   /** Sequence number of the oldest frame held (equal to `next` when empty). */
@@ -611,40 +619,69 @@ export class ResumeBuffer {
   bytes = 0;
   /** Bytes ever appended: a frame's offset in this count tells how far behind a cursor is. */
   total = 0;
-  #frames: Uint8Array[] = [];
+  #ring: Buffer;
+  /** Per frame held, from index #head on: where it starts in the ring, and `total` before it. */
+  #positions: number[] = [];
   #offsets: number[] = [];
-  /** Index in #frames of the frame numbered `first`; the slots before it are spent. */
   #head = 0;
+  /** Where in the ring the next frame goes. */
+  #tail = 0;
 
-  append(frame: Uint8Array): number {
-    this.#frames.push(frame);
+  /** @param capacity bytes of ring: what is held at most, plus room for the frame being added */
+  constructor(capacity: number) {
+    this.#ring = Buffer.allocUnsafe(Math.max(capacity, 2 * MAX_FRAME));
+  }
+
+  /** Frames `message` into the ring; forgets the oldest frames it would overwrite. Returns its number. */
+  append(message: Uint8Array): number {
+    const header = `${message.length} `;
+    const size = header.length + message.length;
+    // A frame never wraps around the end of the ring, so that each one is a single view.
+    const at = this.#tail + size <= this.#ring.length ? this.#tail : 0;
+    while (this.first < this.next && this.#overlaps(this.#positions[this.#head]!, this.#length(this.first), at, size)) this.#forgetOldest();
+    this.#ring.write(header, at, "latin1");
+    this.#ring.set(message, at + header.length);
+    this.#positions.push(at);
     this.#offsets.push(this.total);
-    this.bytes += frame.length;
-    this.total += frame.length;
+    this.#tail = at + size;
+    this.bytes += size;
+    this.total += size;
     return this.next++;
   }
 
   /** Forgets the oldest frames while over `limit` bytes, but none from `keepFrom` on. */
   trim(limit: number, keepFrom: number = this.next): void {
-    while (this.bytes > limit && this.first < keepFrom) {
-      this.bytes -= this.#frames[this.#head]!.length;
-      this.#frames[this.#head++] = EMPTY;
-      this.first++;
-    }
-    if (this.#head > 1024 && this.#head * 2 > this.#frames.length) {
-      this.#frames.splice(0, this.#head);
+    while (this.bytes > limit && this.first < keepFrom) this.#forgetOldest();
+    if (this.#head > 1024 && this.#head * 2 > this.#positions.length) {
+      this.#positions.splice(0, this.#head);
       this.#offsets.splice(0, this.#head);
       this.#head = 0;
     }
   }
 
+  /** Frame `seq`, as a view of the ring: valid until the next append. */
   frame(seq: number): Uint8Array {
-    return this.#frames[this.#head + seq - this.first]!;
+    const start = this.#positions[this.#index(seq)]!;
+    return this.#ring.subarray(start, start + this.#length(seq));
+  }
+
+  /**
+   * Frames from `seq` on that lie next to each other in the ring, up to `maxBytes` (at least
+   * one), as one view valid until the next append; and the number of the frame after them.
+   */
+  run(seq: number, maxBytes: number): { data: Uint8Array; next: number } {
+    const start = this.#positions[this.#index(seq)]!;
+    let end = start + this.#length(seq);
+    let next = seq + 1;
+    while (next < this.next && this.#positions[this.#index(next)] === end && end - start + this.#length(next) <= maxBytes) {
+      end += this.#length(next++);
+    }
+    return { data: this.#ring.subarray(start, end), next };
   }
 
   /** How many bytes lie between frame `seq` and the newest frame's end. */
   behind(seq: number): number {
-    return seq >= this.next ? 0 : this.total - this.#offsets[this.#head + seq - this.first]!;
+    return seq >= this.next ? 0 : this.total - this.#offsets[this.#index(seq)]!;
   }
 
   /** The oldest sequence number whose frames, from it to the newest, fit in `bytes`. */
@@ -658,8 +695,26 @@ export class ResumeBuffer {
     }
     return low;
   }
+
+  #index(seq: number): number {
+    return this.#head + seq - this.first;
+  }
+
+  #length(seq: number): number {
+    const index = this.#index(seq);
+    return (seq + 1 < this.next ? this.#offsets[index + 1]! : this.total) - this.#offsets[index]!;
+  }
+
+  #forgetOldest(): void {
+    this.bytes -= this.#length(this.first);
+    this.#head++;
+    this.first++;
+  }
+
+  #overlaps(start: number, length: number, at: number, size: number): boolean {
+    return start < at + size && at < start + length;
+  }
 }
-const EMPTY = new Uint8Array(0);
 
 /**
  * What one connected client still has to be sent: control frames, then data frames from its
@@ -704,10 +759,14 @@ export class ClientStream {
     this.cursor = start.seq;
   }
 
-  /** After new frames arrived: skips the oldest unsent ones while more than the limit is waiting. */
+  /**
+   * After new frames arrived: skips the oldest unsent ones while more than the limit is waiting,
+   * or when the buffer no longer holds them.
+   */
   keepWithinLimit(): void {
-    if (this.cursor === undefined || this.#buffer.behind(this.cursor) <= this.#limit) return;
-    const skipTo = this.#buffer.catchUpPoint(this.#limit);
+    if (this.cursor === undefined) return;
+    if (this.#buffer.behind(this.cursor) <= this.#limit && this.cursor >= this.#buffer.first) return;
+    const skipTo = Math.max(this.#buffer.catchUpPoint(this.#limit), this.#buffer.first);
     this.dropped += skipTo - this.cursor;
     this.#unannounced += skipTo - this.cursor;
     this.cursor = skipTo;
@@ -740,7 +799,8 @@ export class ClientStream {
         this.#unwritten = undefined;
         continue;
       }
-      if (taken > 0) this.#unwritten = this.#unwritten.subarray(taken);
+      // The rest waits for `drain`: a copy, since the ring under a view is overwritten in time.
+      this.#unwritten = Buffer.from(this.#unwritten.subarray(Math.max(taken, 0)));
       this.blockedSince ??= now;
       return;
     }
@@ -761,18 +821,14 @@ export class ClientStream {
       parts.push(encodeControl({ type: "start", seq: this.cursor, lost: this.#unannounced, reason }));
       this.#unannounced = 0;
     }
-    let size = parts.reduce((sum, part) => sum + part.length, 0);
-    if (this.cursor !== undefined) {
-      while (this.cursor < this.#buffer.next && (size === 0 || size + this.#buffer.frame(this.cursor).length <= maxWrite)) {
-        const frame = this.#buffer.frame(this.cursor++);
-        parts.push(frame);
-        size += frame.length;
-        this.sent++;
-        this.sentBytes += frame.length;
-      }
+    if (this.cursor !== undefined && this.cursor < this.#buffer.next) {
+      const { data, next } = this.#buffer.run(this.cursor, maxWrite);
+      this.sent += next - this.cursor;
+      this.sentBytes += data.length;
+      this.cursor = next;
+      parts.push(data);
     }
-    if (parts.length <= 1) return parts[0];
-    return Buffer.concat(parts, size);
+    return parts.length <= 1 ? parts[0] : Buffer.concat(parts);
   }
 }
 

@@ -12,9 +12,9 @@ import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
 import {
-  ClientStream, Deframer, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer, certificateNames, expiryWarning, fingerprintOf,
+  ClientStream, Deframer, MAX_FRAME, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer, certificateNames, expiryWarning, fingerprintOf,
   parseList, parsePins, prometheusText, TLS13_ONLY, UsageError, bindFailure, dnOfCertificate,
-  encodeControl, encodeFrame, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes, parseControl, parseCount,
+  encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes, parseControl, parseCount,
   parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart, sameDN, type Metric, type Option, type TlsFiles,
 } from "./lib.ts";
 
@@ -89,7 +89,8 @@ function loadFiles(): TlsFiles {
 
 /** This run's id: a client that sees another one knows the server restarted and lost its buffer. */
 const serverId = randomBytes(8).toString("hex");
-const recent = new ResumeBuffer();
+// What the buffer holds at most: --buffer, or --queue for a client that far behind; and one frame in arrival.
+const recent = new ResumeBuffer(Math.max(options.buffer, options.queue) + 2 * MAX_FRAME);
 const startedAt = Date.now();
 const counters = { received: 0, receivedBytes: 0, connections: 0, refused: 0 };
 
@@ -192,7 +193,7 @@ let flushScheduled = false;
 function receive(message: Uint8Array): void {
   counters.received++;
   counters.receivedBytes += message.length;
-  recent.append(encodeFrame(message));
+  recent.append(message);
   let keepFrom = recent.next;
   for (const socket of authorizedClients) {
     const { stream } = socket.data;
