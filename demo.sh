@@ -17,7 +17,7 @@ bash certs/make-certs.sh -d "$certs" localhost demo-client > /dev/null
   --cert "$certs/server.pem" --key "$certs/server.key" --ca "$certs/ca.pem" &
 sleep 0.5
 "$bun" slpc.ts --server "localhost:$tls_port" --ca "$certs/ca.pem" \
-  --cert "$certs/demo-client.pem" --key "$certs/demo-client.key" --stdout &
+  --cert "$certs/demo-client.pem" --key "$certs/demo-client.key" --stdout --replay &
 sleep 1
 
 "$bun" -e '

@@ -15,7 +15,7 @@ const runs = Number(process.env.FUZZ_RUNS ?? 1000);
 // Many cases take longer than bun's 5 s default.
 setDefaultTimeout(runs > 1000 ? 600_000 : 30_000);
 const property = <T extends unknown[]>(...args: [...{ [K in keyof T]: fc.Arbitrary<T[K]> }, (...values: T) => void]) =>
-  fc.assert(fc.property(...(args as Parameters<typeof fc.property>)), { numRuns: runs });
+  fc.assert(fc.property(...(args as unknown as Parameters<typeof fc.property>)), { numRuns: runs });
 
 /** Cuts `bytes` at the given points (taken modulo its length) into chunks. */
 function cut(bytes: Uint8Array, points: number[]): Uint8Array[] {

@@ -12,7 +12,7 @@ import { checkServerIdentity } from "node:tls";
 import {
   Deframer, MAX_MESSAGE, PROTOCOL_VERSION, expiryWarning, TLS13_ONLY, UsageError, encodeControl, formatAddress, gapNotice, helpText,
   loadTlsFiles, logger, messageAsLine, nextBackoff, parseCount, RateLimit, parseControl, parseHostPort, parseOptions, parseRequired,
-  parseResumePoint, parseSeconds, parseSwitch, reason, type ControlMessage, type Option, type ResumePoint, type TlsFiles,
+  parseResumePoint, parseSeconds, parseSwitch, reason, type ControlMessage, type Option, type ResumePoint, type TlsFiles, type Values,
 } from "./lib.ts";
 
 // Defaults. Each has a flag and an environment variable (see --help).
@@ -56,18 +56,19 @@ const OPTIONS = {
 } satisfies Record<string, Option<unknown>>;
 
 const log = logger("slpc");
-let options;
+let options: Values<typeof OPTIONS>;
 let tls: TlsFiles;
 /** The server run we follow and the last message delivered from it; undefined for a new client. */
 let position: ResumePoint | undefined;
 /** Whether `position` moved since it was last written to --state. */
 let stateDirty = false;
 try {
-  options = parseOptions(OPTIONS, process.argv.slice(2), process.env);
-  if (options === "help") {
+  const parsed = parseOptions(OPTIONS, process.argv.slice(2), process.env);
+  if (parsed === "help") {
     process.stdout.write(helpText("slpc", "Receives a server's syslog from slps over mutual TLS 1.3 and writes it to the local syslog daemon.", OPTIONS));
     process.exit(0);
   }
+  options = parsed;
   if (options.retryMax < options.retryMin) throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
   tls = loadTls();
   if (options.state) {

@@ -15,7 +15,7 @@ import {
   ClientStream, Deframer, MAX_FRAME, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer, certificateNames, expiryWarning, fingerprintOf,
   parseList, parsePins, prometheusText, TLS13_ONLY, UsageError, bindFailure, dnOfCertificate,
   encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes, parseControl, parseCount,
-  parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart, sameDN, type Metric, type Option, type TlsFiles,
+  parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart, sameDN, type Metric, type Option, type TlsFiles, type Values,
 } from "./lib.ts";
 
 // Defaults. Each has a flag and an environment variable (see --help).
@@ -65,14 +65,15 @@ const OPTIONS = {
 const CLIENT_MAX_MESSAGE = 1;
 
 const log = logger("slps");
-let options;
+let options: Values<typeof OPTIONS>;
 let tls: TlsFiles;
 try {
-  options = parseOptions(OPTIONS, process.argv.slice(2), process.env);
-  if (options === "help") {
+  const parsed = parseOptions(OPTIONS, process.argv.slice(2), process.env);
+  if (parsed === "help") {
     process.stdout.write(helpText("slps", "Streams this server's syslog to slpc clients over mutual TLS 1.3.", OPTIONS));
     process.exit(0);
   }
+  options = parsed;
   tls = loadFiles();
 } catch (error) {
   if (!(error instanceof UsageError)) throw error;

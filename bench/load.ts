@@ -2,6 +2,8 @@
 // rate or flat out. Usage: bun bench/load.ts PORT RATE SECONDS [SIZE]   (RATE 0: flat out)
 // Prints {"sent": N, "seconds": S} when done. Each message: "<13>bench SEQ SENT_AT_MS padding".
 
+export {};
+
 const [port, rate, seconds, size = 200] = process.argv.slice(2).map(Number) as [number, number, number, number?];
 const socket = await Bun.udpSocket({ connect: { hostname: "127.0.0.1", port } });
 const now = () => performance.timeOrigin + performance.now();

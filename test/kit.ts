@@ -213,7 +213,7 @@ export async function udpSink() {
   return { port: socket.port, messages, close: () => socket.close() };
 }
 
-let sender: Awaited<ReturnType<typeof Bun.udpSocket>> | undefined;
+let sender: import("bun").udp.Socket<"buffer"> | undefined;
 
 /** Sends each message as one datagram to 127.0.0.1:port. */
 export async function sendUdp(port: number, messages: Uint8Array[]): Promise<void> {
