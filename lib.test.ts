@@ -8,7 +8,7 @@ import { join } from "node:path";
 import {
   ClientStream, Deframer, MAX_CONTROL, ResumeBuffer, dnOfCertificate, encodeControl, encodeFrame, formatDN, gapNotice, helpText,
   messageAsLine, nextBackoff, parseBytes, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseResumePoint,
-  parseSwitch, prometheusText, RateLimit, expiryWarning, resumeStart, sameDN,
+  parseSwitch, prometheusText, RateLimit, expiryWarning, resumeStart, sameDN, bindFailure, certificateNames, fingerprintOf, parsePins,
 } from "./lib.ts";
 
 const bytes = (text: string) => Buffer.from(text, "latin1");
@@ -429,6 +429,34 @@ describe("nextBackoff", () => {
     expect(nextBackoff(10, 1, 60, 0)).toBe(30);
     expect(nextBackoff(10, 1, 60, 1)).toBe(60);
     expect(nextBackoff(5000, 1, 60, 0.5)).toBe(45);
+  });
+});
+
+describe("bindFailure", () => {
+  const failure = (code: string) => Object.assign(new Error("Failed to listen"), { code });
+
+  test("names the address and the flag, and what a low port needs", () => {
+    expect(bindFailure("udp", { host: "127.0.0.1", port: 514 }, failure("EACCES"))).toBe(
+      "cannot listen on 127.0.0.1:514 (--udp): ports under 1024 need root or CAP_NET_BIND_SERVICE; pick a port from 1024 up with --udp",
+    );
+    expect(bindFailure("listen", { host: "::", port: 6514 }, failure("EADDRINUSE"))).toBe(
+      "cannot listen on [::]:6514 (--listen): the address is already in use; pick another with --listen",
+    );
+    expect(bindFailure("listen", { host: "192.0.2.1", port: 6514 }, failure("EADDRNOTAVAIL"))).toBe(
+      "cannot listen on 192.0.2.1:6514 (--listen): no such address on this machine",
+    );
+  });
+});
+
+describe("certificateNames and fingerprints", () => {
+  test("a certificate's names for --allow are its CN and its DNS and email subjectAltNames", () => {
+    const dir = tempDir();
+    makeCert(dir, "named", { subject: "/O=Example/CN=laptop", san: "DNS:laptop.example.com,email:ann@example.com,IP:192.0.2.1" });
+    const certificate = new X509Certificate(readFileSync(join(dir, "named.pem")));
+    removeDir(dir);
+    expect(certificateNames(certificate)).toEqual(["laptop", "laptop.example.com", "ann@example.com"]);
+    expect(fingerprintOf(certificate)).toMatch(/^[0-9A-F]{64}$/);
+    expect(parsePins(certificate.fingerprint256.toLowerCase())).toEqual(new Set([fingerprintOf(certificate)]));
   });
 });
 

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Deframer, PROTOCOL_VERSION, encodeControl } from "./lib.ts";
 import {
-  BUN, Child, sendUdp, sleep, steadySender, testBed, until, type ClientOptions, type ServerHandle,
+  BUN, Child, sendUdp, sleep, stalledClient, steadySender, testBed, until, type ClientOptions, type ServerHandle,
 } from "./test/kit.ts";
 
 setDefaultTimeout(30_000);
@@ -158,6 +158,24 @@ describe("resume", () => {
     await until("all held messages", () => out.messages.length === held.length);
     expect(performance.now() - started).toBeGreaterThan(250); // 300 messages at 1,000 a second, 10 at once
     expect(texts(out.messages)).toEqual(texts(held));
+  });
+
+  test("a client that takes no bytes for --stall seconds is disconnected, and the others go on", async () => {
+    const s = await server(["--stall", "1", "--queue", "64MiB"]);
+    const out = await sink();
+    await client(s, { forwardPort: out.port });
+    bed.track(await stalledClient(s.tlsPort, bed.pki.ca, bed.pki.cert("client")));
+    await s.waitFor(/2 in all/);
+    const message = Buffer.alloc(8_000, 0x7a);
+    for (let sent = 0; sent < 1_000; sent += 10) {
+      await sendUdp(s.udpPort, Array(10).fill(message));
+      await until("the reading client", () => out.messages.length >= sent + 10);
+    }
+    await s.waitFor(/took no bytes for 1 s \(--stall\); closing/, 5_000);
+    await s.waitFor(/\(home\) disconnected/);
+    await sendUdp(s.udpPort, [Buffer.from("<13>after")]);
+    await until("the reading client still served", () => out.messages.at(-1)?.toString() === "<13>after");
+    expect(s.stderr.match(/ connected \(/g)).toHaveLength(2);
   });
 
   test("an idle connection stays up on heartbeats alone", async () => {
