@@ -15,8 +15,14 @@ const PANEL = 260;
 const LEFT = 70;
 const TOP = 30;
 
+/** The smallest of 1, 2, 2.5, 5 or 10 times a power of ten that is at least `value`: a round top for an axis. */
+function roundUp(value: number): number {
+  const power = 10 ** Math.floor(Math.log10(value));
+  return [1, 2, 2.5, 5, 10].map((m) => m * power).find((top) => top >= value)!;
+}
+
 function panel(points: Point[], rates: number[], value: (p: Point) => number, title: string, unit: string, y0: number): string {
-  const max = Math.max(1, ...points.map(value)) * 1.1;
+  const max = roundUp(Math.max(1, ...points.map(value)));
   const x = (rate: number) => LEFT + (rates.indexOf(rate) + 0.5) * ((WIDTH - LEFT - 20) / rates.length);
   const y = (v: number) => y0 + PANEL - (v / max) * PANEL;
   const parts = [
@@ -26,7 +32,7 @@ function panel(points: Point[], rates: number[], value: (p: Point) => number, ti
   ];
   for (let i = 0; i <= 4; i++) {
     const v = (max / 4) * i;
-    parts.push(`<text x="${LEFT - 6}" y="${y(v) + 4}" font-size="11" text-anchor="end">${v >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(1)}</text>`);
+    parts.push(`<text x="${LEFT - 6}" y="${y(v) + 4}" font-size="11" text-anchor="end">${v.toLocaleString("en-US", { maximumFractionDigits: 1 })}</text>`);
     parts.push(`<line x1="${LEFT}" y1="${y(v)}" x2="${WIDTH - 20}" y2="${y(v)}" stroke="#ddd"/>`);
   }
   for (const rate of rates) {
@@ -46,7 +52,7 @@ export function chart(points: Point[], rates: number[]): string {
   const relays = [...new Set(points.map((p) => p.relay))];
   const legend = relays.map((relay, i) =>
     `<rect x="${WIDTH - 160}" y="${8 + i * 16}" width="12" height="12" fill="${COLORS[relay] ?? "#2ca02c"}"/><text x="${WIDTH - 142}" y="${18 + i * 16}" font-size="12">${relay}</text>`);
-  const height = TOP + 2 * PANEL + 110;
+  const height = TOP + 2 * PANEL + 140;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" font-family="sans-serif">`,
     `<rect width="100%" height="100%" fill="white"/>`,
