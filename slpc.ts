@@ -122,23 +122,37 @@ function saveState(probe = false): void {
 }
 
 if (options.state) {
+  let lastFailure = "";
   setInterval(() => {
     if (!stateDirty) return;
     try {
       saveState();
+      lastFailure = "";
     } catch (error) {
-      log((error as Error).message);
+      // Once per kind of failure, not once a second while the disk stays full.
+      if ((error as Error).message !== lastFailure) log((error as Error).message);
+      lastFailure = (error as Error).message;
     }
   }, 1000).unref();
 }
 
 // ---- Output: the local syslog daemon over UDP, or stdout.
 
+// An ICMP "port unreachable" from a syslog daemon that is not running arrives as an error, one
+// per message sent: say so at once, then at most once a minute with the count.
+let forwardErrors = 0;
+let forwardErrorLogged = -Infinity;
 const udp = await Bun.udpSocket({
   socket: {
     drain: () => sendPending(),
-    // An ICMP "port unreachable" from a syslog daemon that is not running arrives here, without an error object.
-    error: (_socket, error) => log(`forward to ${formatAddress(forward)}: ${error ? reason(error) : "not reachable"}`),
+    error: (_socket, error) => {
+      forwardErrors++;
+      if (performance.now() - forwardErrorLogged < 60_000) return;
+      const times = forwardErrors > 1 ? ` (${forwardErrors} times since the last report)` : "";
+      log(`forward to ${formatAddress(forward)}: ${error ? reason(error) : "not reachable"}${times}; is the syslog daemon listening?`);
+      forwardErrorLogged = performance.now();
+      forwardErrors = 0;
+    },
   },
 });
 /**
