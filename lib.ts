@@ -246,7 +246,7 @@ export function expiryWarning(flag: string, certificate: X509Certificate, now: D
 }
 
 /** Reads a PEM file of certificate revocation lists for --crl. */
-export function loadCrl(path: string): string {
+function loadCrl(path: string): string {
   const pem = readPem("crl", path);
   if (!pem.includes("-----BEGIN X509 CRL-----")) throw new UsageError(`--crl ${path}: holds no CRL (-----BEGIN X509 CRL-----)`);
   return pem;
