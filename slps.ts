@@ -147,10 +147,12 @@ function refusal(socket: Socket<Client>, success: boolean, error: Error | null):
   return undefined;
 }
 
-function clientName(socket: Socket<Client>): string {
+/** Names an authorized client in log lines and counters: its address, and its certificate's CN or subject. */
+function identify(socket: Socket<Client>): void {
   const subject = dnOfCertificate(socket.getPeerX509Certificate()?.subject ?? "");
   const cn = subject.findLast(([type]) => type === "CN");
-  return `${socket.data.remote} (${cn ? cn[1] : formatDN(subject)})`;
+  socket.data.subject = formatDN(subject);
+  socket.data.name = `${socket.data.remote} (${cn ? cn[1] : socket.data.subject})`;
 }
 
 function flush(socket: Socket<Client>): void {
@@ -279,8 +281,7 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
           socket.end();
           return;
         }
-        socket.data.name = clientName(socket);
-        socket.data.subject = formatDN(dnOfCertificate(socket.getPeerX509Certificate()?.subject ?? ""));
+        identify(socket);
         socket.setKeepAlive(true, 30_000);
         authorizedClients.add(socket);
         log(`client ${socket.data.name} connected (${authorizedClients.size} in all)`);
