@@ -416,6 +416,7 @@ const DIGIT_9 = 0x39;
 
 /** The longest control message accepted: they are small JSON objects. */
 export const MAX_CONTROL = 4096;
+const MAX_CONTROL_DIGITS = String(MAX_CONTROL).length;
 
 /**
  * Turns a byte stream, cut anywhere, back into the frames that were sent.
@@ -429,6 +430,8 @@ export class Deframer {
   /** Why the stream is unusable, once it is; nothing is decoded after that. */
   error: string | undefined;
   #maxLength: number;
+  /** Digits of #maxLength and of MAX_CONTROL: a length with more is refused before its space. */
+  #maxDigits: number;
   /** Whether the frame being read is a control frame. */
   #control = false;
   /** The length read so far; -1 while between frames. */
@@ -441,6 +444,7 @@ export class Deframer {
   /** @param maxLength the longest log message accepted; a longer length is an error */
   constructor(maxLength: number) {
     this.#maxLength = maxLength;
+    this.#maxDigits = String(maxLength).length;
   }
 
   /** Bytes held for the frame being received: never more than the longest frame allowed. */
@@ -470,7 +474,7 @@ export class Deframer {
       const limit = this.#control ? MAX_CONTROL : this.#maxLength;
       if (byte >= DIGIT_0 && byte <= DIGIT_9) {
         if (this.#length === -1 && byte === DIGIT_0) this.error = "frame length starts with 0";
-        else if (++this.#digits > String(limit).length) this.error = `frame length over ${limit} bytes`;
+        else if (++this.#digits > (this.#control ? MAX_CONTROL_DIGITS : this.#maxDigits)) this.error = `frame length over ${limit} bytes`;
         else this.#length = Math.max(this.#length, 0) * 10 + (byte - DIGIT_0);
       } else if (byte === SPACE && this.#length > 0) {
         if (this.#length > limit) this.error = `frame length ${this.#length} over ${limit} bytes`;
