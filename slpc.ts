@@ -198,24 +198,23 @@ function sendPending(): void {
     }
     if (sent < count) break; // the kernel is full: `drain` calls again
   }
-  const tooMany = pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
-  if (tooMany !== readingPaused) {
-    readingPaused = tooMany;
-    if (tooMany) current?.pause();
-    else current?.resume();
-  }
+  pauseReading(pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES);
+}
+
+/** Stops or restarts reading from the server, so that it holds what this side cannot take yet. */
+function pauseReading(pause: boolean): void {
+  if (pause === readingPaused) return;
+  readingPaused = pause;
+  if (pause) current?.pause();
+  else current?.resume();
 }
 
 function output(message: Uint8Array, seq: number): void {
   if (options.stdout) {
     // A full pipe makes write() return false: stop reading the server until stdout drains.
     if (!process.stdout.write(messageAsLine(message)) && !readingPaused) {
-      readingPaused = true;
-      current?.pause();
-      process.stdout.once("drain", () => {
-        readingPaused = false;
-        current?.resume();
-      });
+      pauseReading(true);
+      process.stdout.once("drain", () => pauseReading(false));
     }
     delivered(seq);
     return;
