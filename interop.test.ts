@@ -77,7 +77,7 @@ for (const kind of ["rsyslog", "syslog-ng"] as const) {
           stderr: "pipe",
         });
         expect(logger.exitCode).toBe(0);
-        await until(`10,000 lines in ${home.file} (have ${linesOf(home.file).length})`, () => linesOf(home.file).length >= 10_000, 30_000);
+        await until(() => `10,000 lines in ${home.file} (have ${linesOf(home.file).length})`, () => linesOf(home.file).length >= 10_000, 30_000);
         expect(linesOf(home.file).map((line) => line.split(" ").slice(-2).join(" "))).toEqual(lines);
       });
     }

@@ -36,10 +36,7 @@ describe("resume", () => {
     path.restore();
     await sleep(1500);
     sender.stop();
-    await until("everything", () => out.messages.length >= sender.sent.length).catch((error) => {
-      console.log(out.messages.length, sender.sent.length, c.stderr, s.stderr, texts(out.messages).filter((m, i) => m !== sender.sent[i]).slice(0, 5));
-      throw error;
-    });
+    await until(() => `everything (${out.messages.length} of ${sender.sent.length})\n${c.stderr}${s.stderr}`, () => out.messages.length >= sender.sent.length);
     await sleep(200);
     expect(texts(out.messages)).toEqual(sender.sent);
     expect(c.stderr).toMatch(/disconnected from[\s\S]*following server/);

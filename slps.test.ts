@@ -176,7 +176,7 @@ describe("resilience", () => {
     // Sent in small batches, each waited for, so that no UDP buffer on the way overflows.
     for (let sent = 0; sent < total; sent += 10) {
       await sendUdp(s.udpPort, Array(10).fill(message));
-      await until(`the reading client keeps up (${out.messages.length} of ${sent + 10})`, () => out.messages.length >= sent + 10, 10_000);
+      await until(() => `the reading client keeps up (${out.messages.length} of ${sent + 10})`, () => out.messages.length >= sent + 10, 10_000);
     }
     expect(out.messages.length).toBe(total);
     await s.waitFor(/skipped \d+ oldest messages/, 3000);

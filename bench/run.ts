@@ -13,7 +13,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { findDaemon } from "../test/daemons.ts";
-import { Child, ROOT, freePort, removeDir, sleep, tempDir, until } from "../test/kit.ts";
+import { Child, ROOT, freePort, removeDir, sleep, tcpListening, tempDir, udpDrops, udpListening, until } from "../test/kit.ts";
 import { encodeControl } from "../lib.ts";
 import { chart } from "./chart.ts";
 
@@ -59,12 +59,6 @@ function cpuSeconds(pid: number): number {
 }
 function rssMB(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
-}
-/** Datagrams the kernel dropped at a UDP port on 127.0.0.1 because its receive buffer was full. */
-function udpDrops(port: number): number {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  const line = readFileSync("/proc/net/udp", "utf8").split("\n").find((l) => l.trim().split(/\s+/)[1] === local);
-  return line ? Number(line.trim().split(/\s+/).at(-1)) : 0;
 }
 
 /** Reads a child's stdout line by line. */
@@ -145,7 +139,7 @@ async function rsyslogRelay(sinkPort: number): Promise<Relay> {
     `template(name="raw" type="string" string="%rawmsg%")`,
     `action(type="omfwd" target="127.0.0.1" port="${sinkPort}" protocol="udp" template="raw")`,
   ]);
-  await until("rsyslog home to listen", () => readFileSync("/proc/net/tcp", "utf8").includes(`:${tlsPort.toString(16).toUpperCase().padStart(4, "0")} 00000000:0000 0A`), 10_000);
+  await until("rsyslog home to listen", () => tcpListening(tlsPort), 10_000);
   const server = await run("server", [
     tls("client"),
     `main_queue(${queue})`,
@@ -153,7 +147,7 @@ async function rsyslogRelay(sinkPort: number): Promise<Relay> {
     `input(type="imudp" address="127.0.0.1" port="${udpPort}" rcvbufSize="8m")`,
     `action(type="omfwd" target="127.0.0.1" port="${tlsPort}" protocol="tcp" StreamDriver="ossl" StreamDriverMode="1" StreamDriverAuthMode="x509/name" StreamDriverPermittedPeers="localhost" ${queue})`,
   ]);
-  await until("rsyslog server to listen", () => readFileSync("/proc/net/udp", "utf8").includes(`:${udpPort.toString(16).toUpperCase().padStart(4, "0")} `), 10_000);
+  await until("rsyslog server to listen", () => udpListening(udpPort), 10_000);
   await sleep(500); // let the TLS connection between the two come up
   return { name: "rsyslog", udpPort, processes: { "rsyslogd (server)": server, "rsyslogd (home)": home }, stop: () => stopAll([server, home]) };
 }
@@ -188,7 +182,7 @@ async function measure(makeRelay: (sinkPorts: number[]) => Promise<Relay> | Rela
   const sinkPorts = await Promise.all(Array.from({ length: clients }, () => freePort("udp")));
   const sink = new Child([BUN, join(ROOT, "bench/sink.ts"), ...sinkPorts.map(String)], {}, "pipe");
   const readSink = lines(sink);
-  await until("the sink to bind", () => sinkPorts.every((port) => readFileSync("/proc/net/udp", "utf8").includes(`:${port.toString(16).toUpperCase().padStart(4, "0")} `)));
+  await until("the sink to bind", () => sinkPorts.every(udpListening));
   const relay = await makeRelay(sinkPorts);
   const cpuBefore = Object.fromEntries(Object.entries(relay.processes).map(([role, child]) => [role, cpuSeconds(child.pid)]));
   const watched = [relay.udpPort, ...sinkPorts.filter((port) => port !== relay.udpPort)];

@@ -6,7 +6,7 @@
 
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Child, ROOT, until } from "./kit.ts";
+import { Child, ROOT, udpListening, until } from "./kit.ts";
 
 export type DaemonKind = "rsyslog" | "syslog-ng";
 
@@ -115,15 +115,9 @@ export async function startDaemon(kind: DaemonKind, role: "server" | "home", dir
     args = ["-f", config, "-p", join(dir, "syslog-ng.pid"), "-R", join(dir, "syslog-ng.persist"), "-c", join(dir, "syslog-ng.ctl")];
   }
   const child = new Child([...installed.cmd, ...args], installed.env);
-  if (role === "server") await until(`${kind} to create its sockets:\n${child.stderr}`, () => existsSync(socket) && existsSync(socket5424), 10_000);
-  else await until(`${kind} to listen on udp ${port}:\n${child.stderr}`, () => udpListening(port), 10_000);
+  if (role === "server") await until(() => `${kind} to create its sockets:\n${child.stderr}`, () => existsSync(socket) && existsSync(socket5424), 10_000);
+  else await until(() => `${kind} to listen on udp ${port}:\n${child.stderr}`, () => udpListening(port), 10_000);
   return { child, socket, socket5424, file };
-}
-
-/** Whether something listens on 127.0.0.1:port over UDP, from /proc/net/udp. */
-function udpListening(port: number): boolean {
-  const hex = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  return readFileSync("/proc/net/udp", "utf8").includes(hex);
 }
 
 /** The lines written so far to a file that may not exist yet. */

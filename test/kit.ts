@@ -93,15 +93,39 @@ export async function freePort(kind: "tcp" | "udp" = "tcp"): Promise<number> {
   return port;
 }
 
+/** The sockets bound to 127.0.0.1:port, as lines of /proc/net/udp or /proc/net/tcp. */
+function loopbackSockets(kind: "udp" | "tcp", port: number): string[][] {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return readFileSync(`/proc/net/${kind}`, "utf8").split("\n").map((line) => line.trim().split(/\s+/)).filter((fields) => fields[1] === local);
+}
+
+/** Whether something listens on 127.0.0.1:port over UDP. */
+export function udpListening(port: number): boolean {
+  return loopbackSockets("udp", port).length > 0;
+}
+
+/** Whether something listens on 127.0.0.1:port over TCP (state 0A). */
+export function tcpListening(port: number): boolean {
+  return loopbackSockets("tcp", port).some((fields) => fields[3] === "0A");
+}
+
+/** Datagrams the kernel dropped at 127.0.0.1:port because the socket's receive buffer was full. */
+export function udpDrops(port: number): number {
+  return loopbackSockets("udp", port).reduce((sum, fields) => sum + Number(fields.at(-1)), 0);
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `check` until it is true; fails with `what` after `ms`. */
-export async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+/**
+ * Polls `check` until it is true; fails after `ms`, saying `what` it waited for. A function for
+ * `what` is called only then, so the message shows the state at the timeout, not at the start.
+ */
+export async function until(what: string | (() => string), check: () => boolean, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === "string" ? what : what()}`);
     await sleep(2);
   }
 }
@@ -130,7 +154,7 @@ export class Child {
 
   /** Waits until stderr matches. */
   async waitFor(pattern: RegExp, ms = 10_000): Promise<void> {
-    await until(`${pattern} in stderr:\n${this.stderr}`, () => pattern.test(this.stderr), ms);
+    await until(() => `${pattern} in stderr:\n${this.stderr}`, () => pattern.test(this.stderr), ms);
   }
 
   async exit(ms = 5_000): Promise<number> {
