@@ -376,7 +376,13 @@ function reload(): void {
     listener = listen(files);
   } catch (error) {
     log(`SIGHUP: ${bindFailure("listen", listenAddress, error)}; keeping the certificates in force`);
-    listener = listen(tls);
+    try {
+      listener = listen(tls);
+    } catch (again) {
+      // Something else took the port in that moment: without a listener slps serves nobody.
+      log(`SIGHUP: ${bindFailure("listen", listenAddress, again)}; exiting`);
+      process.exit(1);
+    }
     return;
   }
   tls = files;
