@@ -1,6 +1,6 @@
 // The whole path with real syslog daemons: logger -> rsyslog or syslog-ng on the "server" ->
 // slps -> slpc -> rsyslog or syslog-ng at "home" -> a file. The daemon configuration comes from
-// deploy/, the snippets the README shows. Where a daemon is missing these tests are skipped with
+// deploy/, the snippets docs/setup.md shows. Where a daemon is missing these tests are skipped with
 // the reason, except under CI (SLP_REQUIRE_DAEMONS=1), where a missing daemon fails the run.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
@@ -84,10 +84,10 @@ for (const kind of ["rsyslog", "syslog-ng"] as const) {
   });
 }
 
-test("the README shows the daemon snippets that these tests use", () => {
-  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+test("the setup guide shows the daemon snippets that these tests use", () => {
+  const guide = readFileSync(join(ROOT, "docs/setup.md"), "utf8");
   const missing = ["rsyslog-server.conf", "rsyslog-home.conf", "syslog-ng-server.conf", "syslog-ng-home.conf"].filter(
-    (name) => !readme.includes(readFileSync(join(ROOT, "deploy", name), "utf8")),
+    (name) => !guide.includes(readFileSync(join(ROOT, "deploy", name), "utf8")),
   );
   expect(missing).toEqual([]);
 });
