@@ -47,10 +47,16 @@ export const widthOf = (cells: readonly Cell[]) => cells.reduce((sum, cell) => s
 
 /** The cells cut to `width` columns with `…` if they are wider, then padded with spaces to `width`. */
 export function fitCells(cells: readonly Cell[], width: number): string {
-  let shown = [...cells];
-  if (widthOf(shown) > width) {
-    while (shown.length > 0 && widthOf(shown) > width - 1) shown.pop();
-    shown.push({ text: "…", width: 1 });
+  let shown = cells;
+  if (widthOf(cells) > width) {
+    const kept: Cell[] = [];
+    let used = 1; // the ellipsis
+    for (const cell of cells) {
+      if (used + cell.width > width) break;
+      kept.push(cell);
+      used += cell.width;
+    }
+    shown = [...kept, { text: "…", width: 1 }];
   }
   return shown.map((cell) => cell.text).join("") + " ".repeat(Math.max(0, width - widthOf(shown)));
 }
