@@ -180,6 +180,12 @@ describe("RFC 3164 variants", () => {
     expectFields("<13>Jan  5 10:11:12 h prog:text", { app: "prog", message: "text" });
   });
 
+  test("a last word without colon is the message, not a tag", () => {
+    expectFields("<13>Jan  5 10:11:12 host word", { hostname: "host", app: undefined, message: "word" });
+    expectFields("<13>Jan  5 10:11:12 host prog[1]", { app: undefined, message: "prog[1]" });
+    expectFields("<13>Jan  5 10:11:12 host prog:", { app: "prog", message: "" });
+  });
+
   test("after the tag's colon exactly one space goes; the message keeps the rest", () => {
     expectFields("<13>Jan  5 10:11:12 h prog:   indented", { message: "  indented" });
   });

@@ -226,9 +226,9 @@ function parse3164(input: Uint8Array, at: number): Fields {
 }
 
 /**
- * `tag[pid]: `, `tag: `, and after a timestamp also `tag:`, `tag[pid] ` and `tag ` (rsyslog cuts
- * tags at 32 characters, colon and all). Without a timestamp only `tag: ` and `tag[pid]: ` count,
- * or the first word of any text would be taken for a program.
+ * `tag[pid]: `, `tag: `, and after a timestamp also `tag:`, `tag[pid] text` and `tag text`
+ * (rsyslog cuts tags at 32 characters, colon and all). Without a timestamp only `tag: ` and
+ * `tag[pid]: ` count, or the first word of any text would be taken for a program.
  */
 function parseTag(input: Uint8Array, at: number, stamped: boolean) {
   const start = at;
@@ -245,9 +245,10 @@ function parseTag(input: Uint8Array, at: number, stamped: boolean) {
   }
   const colon = input[at] === 0x3a;
   if (colon) at++;
-  if (!colon && !stamped) return undefined;
+  // Without a colon, only a word followed by more is a tag, or a message's one word would be.
+  if (!colon && (!stamped || input[at] !== SP)) return undefined;
   // `tag:text` only after a timestamp: without one, `http://host/` is text, not a tag.
-  if (input[at] !== SP && at < input.length && !(colon && stamped)) return undefined;
+  if (colon && !stamped && input[at] !== SP && at < input.length) return undefined;
   if (input[at] === SP) at++;
   return { app, procid, end: at };
 }
