@@ -98,7 +98,7 @@ const SEVERITY_STYLE = ["\x1b[31m", "\x1b[31m", "\x1b[31m", "\x1b[31m", "\x1b[33
  * ```ts
  * import { parseSyslog } from "./lib/syslog_message.ts";
  * import { formatPretty } from "./lib/format.ts";
- * const parsed = parseSyslog(new TextEncoder().encode("<35>Jan  5 10:11:12 web sshd[42]: Failed password"));
+ * const parsed = parseSyslog(new TextEncoder().encode("<36>Jan  5 10:11:12 web sshd[42]: Failed password"));
  * process.stdout.write(formatPretty(parsed, { color: true, width: 100 }));
  * // Jan  5 10:11:12 web          sshd[42]         warning Failed password   (in yellow from "warning")
  * ```
