@@ -1,0 +1,196 @@
+// How slpc writes a message on its standard output (issue 12, `--format`): `raw` as today's
+// `--stdout`, one JSON object a line for tools, and aligned, coloured columns for a person.
+// Each function returns the text to write, final newline included; none of them drops a
+// message: one that cannot be parsed keeps all its bytes in each format.
+
+import { isIsoTimestamp, FACILITY_NAMES, SEVERITY_NAMES, type SyslogMessage } from "./syslog_message.ts";
+import { type Cell, fitCells, terminalCells, terminalLines, widthOf, wrapCells } from "./terminal_text.ts";
+
+/**
+ * One message a line, as its bytes, with LF, CR and the other control bytes but TAB escaped
+ * (`\n`, `\r`, `\x1b`), so each message is one line and none moves the cursor.
+ */
+export function formatRaw(message: Uint8Array): Buffer {
+  const out: number[] = [];
+  for (const byte of message) {
+    if (byte === 0x0a) out.push(0x5c, 0x6e);
+    else if (byte === 0x0d) out.push(0x5c, 0x72);
+    else if ((byte < 0x20 && byte !== 0x09) || byte === 0x7f) {
+      out.push(...Buffer.from(`\\x${byte.toString(16).padStart(2, "0")}`));
+    } else out.push(byte);
+  }
+  out.push(0x0a);
+  return Buffer.from(out);
+}
+
+export interface JsonContext {
+  /** The server the message came from, as slpc names it. */
+  server: string;
+  /** The message's sequence number on that server. */
+  seq: number;
+  /** When slpc received it. */
+  received: Date;
+}
+
+/**
+ * One JSON object on one line. Every field is always there, null when the message lacks it,
+ * except the text: `message` when it is valid UTF-8, else `message_base64` with its bytes.
+ *
+ * @example
+ * ```ts
+ * import { parseSyslog } from "./lib/syslog_message.ts";
+ * import { formatJson } from "./lib/format.ts";
+ * const parsed = parseSyslog(new TextEncoder().encode("<38>Jan  5 10:11:12 web sshd[42]: Accepted key"));
+ * process.stdout.write(formatJson(parsed, { server: "web.example.com:6514", seq: 7, received: new Date() }));
+ * ```
+ */
+export function formatJson(parsed: SyslogMessage, { server, seq, received }: JsonContext): string {
+  const { buffer, byteOffset, byteLength } = parsed.message;
+  const text = parsed.utf8
+    ? { message: new TextDecoder("utf-8", { ignoreBOM: true }).decode(parsed.message) }
+    : { message_base64: Buffer.from(buffer, byteOffset, byteLength).toString("base64") };
+  const record = {
+    server,
+    seq,
+    received: received.toISOString(),
+    facility: parsed.facility === undefined ? null : FACILITY_NAMES[parsed.facility],
+    severity: parsed.severity === undefined ? null : SEVERITY_NAMES[parsed.severity],
+    timestamp: parsed.timestamp ?? null,
+    hostname: parsed.hostname ?? null,
+    app: parsed.app ?? null,
+    procid: parsed.procid ?? null,
+    msgid: parsed.msgid ?? null,
+    structured_data: parsed.structuredData ?? null,
+    ...text,
+  };
+  return `${JSON.stringify(record)}\n`;
+}
+
+export interface PrettyOptions {
+  /** Shown as the host of a message that names none. */
+  server?: string;
+  /** When the message was received: its time when it carries none. */
+  now?: Date;
+  /** ANSI colours by severity. */
+  color: boolean;
+  /** Columns of the terminal; messages wrap to fit. */
+  width: number;
+  /** IANA time zone for times, such as "Europe/Paris" (an unknown one throws RangeError); default this machine's. */
+  timeZone?: string;
+}
+
+/** Widths of the columns before the message: time, host, program[pid], severity. */
+const COLUMNS = [15, 12, 16, 7] as const;
+const MESSAGE_COLUMN = COLUMNS.reduce((sum, width) => sum + width + 1, 0);
+/** Fewer columns than this for the message, and wrapping would help less than it hurts: lines run on. */
+const NARROWEST_WRAP = 20;
+const RESET = "\x1b[0m";
+const DIM = "\x1b[2m";
+/** Red for err and worse, yellow for warning, dim for debug. */
+const SEVERITY_STYLE = ["\x1b[31m", "\x1b[31m", "\x1b[31m", "\x1b[31m", "\x1b[33m", "", "", DIM];
+
+/**
+ * Aligned columns for a person: local time, host, program[pid], severity, then the message and
+ * its structured data. A line longer than the terminal wraps, continuing under the message
+ * column; a message with LFs continues there too.
+ *
+ * @example
+ * ```ts
+ * import { parseSyslog } from "./lib/syslog_message.ts";
+ * import { formatPretty } from "./lib/format.ts";
+ * const parsed = parseSyslog(new TextEncoder().encode("<36>Jan  5 10:11:12 web sshd[42]: Failed password"));
+ * process.stdout.write(formatPretty(parsed, { color: true, width: 100 }));
+ * // Jan  5 10:11:12 web          sshd[42]         warning Failed password   (in yellow from "warning")
+ * ```
+ */
+export function formatPretty(parsed: SyslogMessage, options: PrettyOptions): string {
+  const style = options.color && parsed.severity !== undefined ? SEVERITY_STYLE[parsed.severity]! : "";
+  const pid = parsed.procid === undefined ? "" : `[${parsed.procid}]`;
+  const program = parsed.app === undefined ? "" : `${parsed.app}${pid}`;
+  const columns = [
+    displayTime(parsed.timestamp, options.now, options.timeZone),
+    parsed.hostname ?? options.server ?? "",
+    program,
+    parsed.severity === undefined ? "" : SEVERITY_NAMES[parsed.severity]!,
+  ].map((text, index) => fitCells(terminalCells(text), COLUMNS[index]!));
+  // Structured data follows the text, dimmed: `dim` marks its cells through the wrapping.
+  const lines: (Cell & { dim?: boolean })[][] = terminalLines(parsed.message);
+  const sd = structuredDataCells(parsed.structuredData).map((cell) => ({ ...cell, dim: true }));
+  const last = lines.at(-1)!;
+  if (sd.length > 0) last.push(...(widthOf(last) > 0 ? [{ text: " ", width: 1, dim: true }] : []), ...sd);
+  const room = options.width - MESSAGE_COLUMN;
+  const rows = lines.flatMap((line) => (room < NARROWEST_WRAP ? [line] : wrapCells(line, room)));
+  const paint = (text: string, dim = false) => {
+    const code = dim && options.color ? style + DIM : style;
+    return code === "" || text === "" ? text : `${code}${text}${RESET}`;
+  };
+  const out = rows.map((row, index) => {
+    while (row.at(-1)?.text === " ") row.pop();
+    const text = row.filter((cell) => !cell.dim).map((cell) => cell.text).join("");
+    const dimmed = row.filter((cell) => cell.dim).map((cell) => cell.text).join("");
+    const head = index === 0 ? `${columns.slice(0, 3).join(" ")} ${paint(columns[3]!)} ` : " ".repeat(MESSAGE_COLUMN);
+    return (head + paint(text) + paint(dimmed, true)).trimEnd();
+  });
+  return `${out.join("\n")}\n`;
+}
+
+/** `[id k=v k2="v 2"]`, values quoted only when they need it. */
+function structuredDataCells(sd: SyslogMessage["structuredData"]): Cell[] {
+  if (sd === undefined) return [];
+  const quote = (value: string) => (/^[^\s"\]=]+$/.test(value) ? value : JSON.stringify(value));
+  const element = ([id, params]: [string, Record<string, string>]) =>
+    `[${[id, ...Object.entries(params).map(([key, value]) => `${key}=${quote(value)}`)].join(" ")}]`;
+  return terminalCells(Object.entries(sd).map(element).join(""));
+}
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const ISO_PARTS = /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)(\.\d+)?(Z|([+-])(\d\d):(\d\d))?$/;
+const formatters = new Map<string | undefined, Intl.DateTimeFormat>();
+
+/**
+ * `Mmm dd hh:mm:ss`: an RFC 3339 time with an offset in the given zone; a time without one (BSD's,
+ * or ISO without offset) as the sender wrote it, since only the sender knows its zone; when there
+ * is no time, the time received.
+ */
+function displayTime(timestamp: string | undefined, now: Date | undefined, timeZone: string | undefined): string {
+  const bsd = timestamp && /^(\w{3}) +(\d{1,2}) (?:\d{4} )?(\d\d:\d\d:\d\d)/.exec(timestamp);
+  if (bsd) return `${bsd[1]} ${bsd[2]!.padStart(2)} ${bsd[3]}`;
+  const iso = timestamp && isIsoTimestamp(timestamp) ? ISO_PARTS.exec(timestamp) : null;
+  const [, year, month, day, hour, minute, second, fraction, zone, sign, zoneHours, zoneMinutes] = iso ?? [];
+  const clock = `${hour}:${minute}:${second}`;
+  if (iso && zone === undefined) return `${MONTHS[+month! - 1]} ${String(+day!).padStart(2)} ${clock}`;
+  let time = now;
+  if (iso) {
+    const offset = zone === "Z" ? 0 : (sign === "-" ? -1 : 1) * (+zoneHours! * 60 + +zoneMinutes!);
+    time = new Date(Date.UTC(2000, 0, 1)); // setUTCFullYear, as Date.UTC reads years 0 to 99 as 1900 to 1999
+    time.setUTCFullYear(+year!, +month! - 1, +day!);
+    time.setUTCHours(+hour!, +minute! - offset, +second!, Math.floor(Number(fraction ?? 0) * 1000));
+  }
+  if (time === undefined || Number.isNaN(time.getTime())) return "";
+  let formatter = formatters.get(timeZone);
+  if (formatter === undefined) {
+    formatter = new Intl.DateTimeFormat("en-US", {
+      timeZone, month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    });
+    formatters.set(timeZone, formatter);
+  }
+  const part = Object.fromEntries(formatter.formatToParts(time).map(({ type, value }) => [type, value]));
+  return `${part.month} ${part.day!.padStart(2)} ${part.hour}:${part.minute}:${part.second}`;
+}
+
+export type ColorFlag = "always" | "never" | "auto";
+
+/** The value of `--color`. */
+export function parseColorFlag(text: string): ColorFlag {
+  if (text === "always" || text === "never" || text === "auto") return text;
+  throw new Error("expected always, never or auto");
+}
+
+/**
+ * Whether to colour: `always` and `never` say so; `auto` colours a terminal unless NO_COLOR is set
+ * and not empty (no-color.org) or TERM is dumb.
+ */
+export function colorChoice(flag: ColorFlag, isTTY: boolean, env: Record<string, string | undefined>): boolean {
+  if (flag !== "auto") return flag === "always";
+  return isTTY && !env.NO_COLOR && env.TERM !== "dumb";
+}

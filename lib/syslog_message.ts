@@ -1,0 +1,254 @@
+// Parses one syslog message, as one UDP datagram carries it, into its header fields and its text,
+// so slps can filter on them and slpc can print them. Senders are many and sloppy, and any host
+// that reaches the UDP port can send anything, so the parser takes what it can and never throws:
+// - RFC 5424 (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG`), NILVALUEs, escaped SD values,
+//   a BOM before MSG;
+// - RFC 3164 and what daemons really send in its name: `<PRI>Mmm dd hh:mm:ss host tag[pid]: msg`,
+//   an ISO timestamp in its place (rsyslog's RSYSLOG_ForwardFormat), a year after the day, no
+//   hostname (local sockets), a tag without pid or without colon, or no timestamp at all;
+// - anything else, such as no PRI or a PRI above 191: format "unknown", the whole input as the
+//   message and no header field, so a filter on a header field never matches it.
+// A valid PRI always gives facility and severity, even if what follows is not a header (RFC 3164
+// section 4.3.3 treats all of that as the message). One LF ending a parsed message is dropped, as
+// rsyslog does on reception: rsyslog's RSYSLOG_SyslogProtocol23Format and syslog-ng's network()
+// both end each datagram with one.
+
+import { isUtf8 } from "node:buffer";
+
+/** Facility names by code (RFC 5424 table 1), as syslog-ng prints them; rsyslog's other names are aliases. */
+export const FACILITY_NAMES: readonly string[] = [
+  "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
+  "ntp", "security", "console", "clock", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+];
+/** Severity names by code (RFC 5424 table 2), most severe first. */
+export const SEVERITY_NAMES: readonly string[] = [
+  "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
+
+/** Every facility name a person may write, with its code: the table's and the usual aliases (rsyslog's 13-15). */
+export const FACILITY_CODES: ReadonlyMap<string, number> = new Map([
+  ...FACILITY_NAMES.map((name, code) => [name, code] as const),
+  ["kernel", 0], ["audit", 13], ["alert", 14], ["solaris-cron", 15],
+]);
+/** Every severity name a person may write, with its code. */
+export const SEVERITY_CODES: ReadonlyMap<string, number> = new Map([
+  ...SEVERITY_NAMES.map((name, code) => [name, code] as const),
+  ["panic", 0], ["error", 3], ["warn", 4],
+]);
+
+export type SyslogFormat = "rfc5424" | "rfc3164" | "unknown";
+
+export interface SyslogMessage {
+  facility?: number;
+  severity?: number;
+  /** As the sender wrote it: RFC 3339, or BSD's `Mmm dd hh:mm:ss` without year or zone. */
+  timestamp?: string;
+  hostname?: string;
+  /** RFC 5424 APP-NAME, or the RFC 3164 tag without its `[pid]`. */
+  app?: string;
+  procid?: string;
+  msgid?: string;
+  /** SD-ID -> parameter -> value; the first of repeated IDs or parameters wins. */
+  structuredData?: Record<string, Record<string, string>>;
+  /** MSG, bytes as they came (a view into the input), without a 5424 BOM or one final LF. */
+  message: Uint8Array;
+  /** Whether `message` is valid UTF-8. */
+  utf8: boolean;
+  format: SyslogFormat;
+}
+
+const SP = 0x20;
+const LF = 0x0a;
+const text = new TextDecoder(); // header fields are printable ASCII; SD values are UTF-8 by the RFC
+const isPrintable = (byte: number | undefined) => byte !== undefined && byte > 0x20 && byte < 0x7f;
+
+/**
+ * The fields of one syslog datagram. Never throws.
+ *
+ * @example
+ * ```ts
+ * import { parseSyslog } from "./lib/syslog_message.ts";
+ * const parsed = parseSyslog(new TextEncoder().encode("<38>Jan  5 10:11:12 web sshd[42]: Accepted key"));
+ * console.log(parsed.app, parsed.procid, new TextDecoder().decode(parsed.message)); // sshd 42 Accepted key
+ * ```
+ */
+export function parseSyslog(input: Uint8Array): SyslogMessage {
+  const pri = parsePri(input);
+  if (pri === undefined) return { message: input, utf8: isUtf8(input), format: "unknown" };
+  const fields = parse5424(input, pri.end) ?? parse3164(input, pri.end);
+  let { start } = fields;
+  let end = input.length;
+  if (end > start && input[end - 1] === LF) end--;
+  if (fields.format === "rfc5424" && input[start] === 0xef && input[start + 1] === 0xbb && input[start + 2] === 0xbf) {
+    start = Math.min(start + 3, end);
+  }
+  const message = input.subarray(start, end);
+  const { header, format } = fields;
+  return { facility: pri.value >> 3, severity: pri.value & 7, ...header, message, utf8: isUtf8(message), format };
+}
+
+type Header = Omit<SyslogMessage, "facility" | "severity" | "message" | "utf8" | "format">;
+interface Fields {
+  header: Header;
+  /** Where MSG starts. */
+  start: number;
+  format: "rfc5424" | "rfc3164";
+}
+
+/** `<0>` to `<191>`, one to three digits. */
+function parsePri(input: Uint8Array): { value: number; end: number } | undefined {
+  if (input[0] !== 0x3c) return undefined;
+  let value = 0;
+  let at = 1;
+  for (; at <= 4 && input[at] !== 0x3e; at++) {
+    const byte = input[at];
+    if (byte === undefined || byte < 0x30 || byte > 0x39 || at === 4) return undefined;
+    value = value * 10 + byte - 0x30;
+  }
+  return at === 1 || value > 191 ? undefined : { value, end: at + 1 };
+}
+
+/** The printable-ASCII run at `at` that ends at a space or the end of the input, or undefined. */
+function token(input: Uint8Array, at: number): { value: string; end: number } | undefined {
+  let end = at;
+  while (isPrintable(input[end])) end++;
+  if (end === at || (end < input.length && input[end] !== SP)) return undefined;
+  return { value: text.decode(input.subarray(at, end)), end };
+}
+
+// RFC 3339 as RFC 5424 wants it, with room for what senders do anyway: up to 9 digits of
+// fraction, and a missing offset (then it is the sender's wall time).
+const ISO_TIME = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d{1,9})?(Z|[+-]\d\d:\d\d)?$/;
+const MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec";
+const BSD_TIME = new RegExp(
+  `^(${MONTHS.replaceAll(" ", "|")}) {1,2}(\\d{1,2}) (?:\\d{4} )?(\\d\\d):(\\d\\d):(\\d\\d)(\\.\\d{1,9})?(?= |$)`,
+);
+
+/** Whether `value` is an RFC 3339 timestamp whose fields are in range. */
+export function isIsoTimestamp(value: string): boolean {
+  const m = ISO_TIME.exec(value);
+  return m !== null && inRange(+m[2]!, 1, 12) && inRange(+m[3]!, 1, 31) && inRange(+m[4]!, 0, 23) &&
+    inRange(+m[5]!, 0, 59) && inRange(+m[6]!, 0, 60) && (m[8] === undefined || m[8] === "Z" || +m[8].slice(4) <= 59);
+}
+const inRange = (n: number, min: number, max: number) => n >= min && n <= max;
+
+function parse5424(input: Uint8Array, at: number): Fields | undefined {
+  const version = /^[1-9]\d{0,2} /.exec(text.decode(input.subarray(at, at + 4)));
+  if (version === null) return undefined;
+  at += version[0].length;
+  // TIMESTAMP HOSTNAME APP-NAME PROCID MSGID, each followed by a space, then STRUCTURED-DATA.
+  const values: (string | undefined)[] = [];
+  while (values.length < 5) {
+    const field = token(input, at);
+    if (field === undefined || field.end >= input.length) return undefined;
+    values.push(field.value === "-" ? undefined : field.value);
+    at = field.end + 1;
+  }
+  const [timestamp, hostname, app, procid, msgid] = values;
+  if (timestamp !== undefined && !isIsoTimestamp(timestamp)) return undefined;
+  let structuredData: Header["structuredData"];
+  if (input[at] === 0x2d) at++;
+  else {
+    const sd = parseStructuredData(input, at);
+    if (sd === undefined) return undefined;
+    ({ structuredData, end: at } = sd);
+  }
+  if (at < input.length && input[at] !== SP) return undefined;
+  const header = { timestamp, hostname, app, procid, msgid, structuredData };
+  return { header, start: Math.min(at + 1, input.length), format: "rfc5424" };
+}
+
+/** One or more `[ID name="value" ...]`, values unescaped (`\"`, `\\`, `\]`); undefined if malformed. */
+function parseStructuredData(input: Uint8Array, at: number) {
+  const structuredData: Record<string, Record<string, string>> = {};
+  const name = () => {
+    const start = at;
+    while (isPrintable(input[at]) && input[at] !== 0x3d && input[at] !== 0x5d && input[at] !== 0x22) at++;
+    return at === start ? undefined : text.decode(input.subarray(start, at));
+  };
+  if (input[at] !== 0x5b) return undefined;
+  while (input[at] === 0x5b) {
+    at++;
+    const id = name();
+    if (id === undefined) return undefined;
+    const params: Record<string, string> = {};
+    while (input[at] === SP) {
+      at++;
+      const param = name();
+      if (param === undefined || input[at] !== 0x3d || input[at + 1] !== 0x22) return undefined;
+      const bytes: number[] = [];
+      for (at += 2; at < input.length && input[at] !== 0x22; at++) {
+        const next = input[at + 1];
+        if (input[at] === 0x5c && (next === 0x22 || next === 0x5c || next === 0x5d)) at++;
+        bytes.push(input[at]!);
+      }
+      if (at >= input.length) return undefined;
+      at++;
+      if (!Object.hasOwn(params, param)) defineField(params, param, text.decode(Uint8Array.from(bytes)));
+    }
+    if (input[at] !== 0x5d) return undefined;
+    at++;
+    if (!Object.hasOwn(structuredData, id)) defineField(structuredData, id, params);
+  }
+  return { structuredData, end: at };
+}
+
+/** Sets a key that a sender chose, so that `__proto__` is a key like any other. */
+function defineField<T>(record: Record<string, T>, key: string, value: T) {
+  Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+function parse3164(input: Uint8Array, at: number): Fields {
+  const header: Header = {};
+  const head = text.decode(input.subarray(at, at + 40));
+  const iso = /^[^ ]+/.exec(head)?.[0];
+  const bsd = BSD_TIME.exec(head);
+  let stamped = false;
+  if (iso !== undefined && isIsoTimestamp(iso)) [header.timestamp, stamped] = [iso, true];
+  else if (bsd !== null && inRange(+bsd[2]!, 1, 31) && +bsd[3]! <= 23 && +bsd[4]! <= 59 && +bsd[5]! <= 60) {
+    [header.timestamp, stamped] = [bsd[0], true];
+  }
+  if (stamped) {
+    at += header.timestamp!.length;
+    if (input[at] === SP) at++;
+    // A first word with `[` or a final `:` is a tag: local sockets and many devices send no hostname.
+    const host = token(input, at);
+    const hostLike = host !== undefined && !host.value.includes("[") &&
+      (!host.value.endsWith(":") || host.value.split(":").length > 2);
+    if (hostLike) {
+      header.hostname = host.value;
+      at = host.end < input.length ? host.end + 1 : host.end;
+    }
+  }
+  const tag = parseTag(input, at, stamped);
+  if (tag !== undefined) ({ app: header.app, procid: header.procid, end: at } = tag);
+  return { header, start: at, format: "rfc3164" };
+}
+
+/**
+ * `tag[pid]: `, `tag: `, and after a timestamp also `tag:`, `tag[pid] text` and `tag text`
+ * (rsyslog cuts tags at 32 characters, colon and all). Without a timestamp only `tag: ` and
+ * `tag[pid]: ` count, or the first word of any text would be taken for a program.
+ */
+function parseTag(input: Uint8Array, at: number, stamped: boolean) {
+  const start = at;
+  while (isPrintable(input[at]) && input[at] !== 0x3a && input[at] !== 0x5b && input[at] !== 0x5d) at++;
+  if (at === start) return undefined;
+  const app = text.decode(input.subarray(start, at));
+  let procid: string | undefined;
+  if (input[at] === 0x5b) {
+    const pidStart = at + 1;
+    for (at = pidStart; isPrintable(input[at]) && input[at] !== 0x5d; at++);
+    if (input[at] !== 0x5d || at === pidStart) return undefined;
+    procid = text.decode(input.subarray(pidStart, at));
+    at++;
+  }
+  const colon = input[at] === 0x3a;
+  if (colon) at++;
+  // Without a colon, only a word followed by more is a tag, or a message's one word would be.
+  if (!colon && (!stamped || input[at] !== SP)) return undefined;
+  // `tag:text` only after a timestamp: without one, `http://host/` is text, not a tag.
+  if (colon && !stamped && input[at] !== SP && at < input.length) return undefined;
+  if (input[at] === SP) at++;
+  return { app, procid, end: at };
+}
