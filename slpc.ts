@@ -7,11 +7,12 @@
 // connection that has been silent too long as dead, and retries with backoff until it is back.
 
 import type { Socket } from "bun";
+import { lookup } from "node:dns/promises";
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { checkServerIdentity } from "node:tls";
 import {
   Deframer, MAX_MESSAGE, PROTOCOL_VERSION, expiryWarning, TLS13_ONLY, UsageError, encodeControl, formatAddress, gapNotice, helpText,
-  loadTlsFiles, logger, messageAsLine, nextBackoff, parseCount, RateLimit, parseControl, parseHostPort, parseOptions, parseRequired,
+  loadTlsFiles, logger, type Address, messageAsLine, nextBackoff, parseCount, RateLimit, parseControl, parseHostPort, parseOptions, parseRequired,
   parseResumePoint, parseSeconds, parseSwitch, reason, type ControlMessage, type Option, type ResumePoint, type TlsFiles, type Values,
 } from "./lib.ts";
 
@@ -62,6 +63,8 @@ let tls: TlsFiles;
 let position: ResumePoint | undefined;
 /** Whether `position` moved since it was last written to --state. */
 let stateDirty = false;
+/** --forward as an IP address: sendmmsg takes no names, and the UDP socket must be bound for its family. */
+let forwardTo: Address & { family: 4 | 6 } = { host: "127.0.0.1", port: 514, family: 4 };
 try {
   const parsed = parseOptions(OPTIONS, process.argv.slice(2), process.env);
   if (parsed === "help") {
@@ -75,12 +78,27 @@ try {
     position = readState(options.state);
     saveState(true); // fails now, with exit 2, if the file cannot be written
   }
+  if (!options.stdout) forwardTo = await resolveForward(options.forward);
 } catch (error) {
   if (!(error instanceof UsageError)) throw error;
   log(error.message);
   process.exit(2);
 }
 const { server, forward } = options;
+
+/** Looked up once, at start: the local daemon does not move, and a name that does not resolve is a typo. */
+async function resolveForward(address: Address): Promise<Address & { family: 4 | 6 }> {
+  let found;
+  try {
+    found = await lookup(address.host, { all: true });
+  } catch (error) {
+    throw new UsageError(`--forward ${formatAddress(address)}: cannot resolve ${address.host}: ${reason(error)}`);
+  }
+  // A name with both families is taken as IPv4, where syslog daemons listen by default.
+  const chosen = found.find((entry) => entry.family === 4) ?? found[0];
+  if (!chosen) throw new UsageError(`--forward ${formatAddress(address)}: ${address.host} has no address`);
+  return { host: chosen.address, port: address.port, family: chosen.family === 6 ? 6 : 4 };
+}
 
 function loadTls(): TlsFiles {
   return loadTlsFiles({ cert: options.cert, key: options.key, ca: options.ca === "system" ? undefined : options.ca, crl: options.crl });
@@ -138,23 +156,32 @@ if (options.state) {
 
 // ---- Output: the local syslog daemon over UDP, or stdout.
 
-// An ICMP "port unreachable" from a syslog daemon that is not running arrives as an error, one
-// per message sent: say so at once, then at most once a minute with the count.
+/** --forward in log lines: as the operator wrote it, and the address it resolved to when that differs. */
+const forwardName = formatAddress(forward) + (forward.host === forwardTo.host ? "" : ` (${forwardTo.host})`);
+
+// A syslog daemon that is not running answers with ICMP "port unreachable": an error event, or
+// an exception from the next send. Say so at once, then at most once a minute with the count.
 let forwardErrors = 0;
 let forwardErrorLogged = -Infinity;
-const udp = await Bun.udpSocket({
-  socket: {
-    drain: () => sendPending(),
-    error: (_socket, error) => {
-      forwardErrors++;
-      if (performance.now() - forwardErrorLogged < 60_000) return;
-      const times = forwardErrors > 1 ? ` (${forwardErrors} times since the last report)` : "";
-      log(`forward to ${formatAddress(forward)}: ${error ? reason(error) : "not reachable"}${times}; is the syslog daemon listening?`);
-      forwardErrorLogged = performance.now();
-      forwardErrors = 0;
-    },
-  },
-});
+function forwardFailed(error: unknown): void {
+  forwardErrors++;
+  if (performance.now() - forwardErrorLogged < 60_000) return;
+  const times = forwardErrors > 1 ? ` (${forwardErrors} times since the last report)` : "";
+  log(`forward to ${forwardName}: ${error ? reason(error) : "not reachable"}${times}; is the syslog daemon listening?`);
+  forwardErrorLogged = performance.now();
+  forwardErrors = 0;
+}
+
+let udp: import("bun").udp.Socket<"buffer">;
+try {
+  udp = await Bun.udpSocket({
+    hostname: forwardTo.family === 6 ? "::" : "0.0.0.0",
+    socket: { drain: () => sendPending(), error: (_socket, error) => forwardFailed(error) },
+  });
+} catch (error) {
+  log(`--forward ${forwardName}: cannot open a UDP socket for IPv${forwardTo.family}: ${reason(error)}`);
+  process.exit(2);
+}
 /**
  * Messages not yet sent, with their numbers: over --forward-rate, or not taken by the kernel.
  * They go out in order, and while too many wait the connection to the server stops being read,
@@ -177,6 +204,11 @@ function delivered(seq: number): void {
 /** Messages handed to the kernel in one sendmmsg(2) call. */
 const SEND_BATCH = 64;
 
+/** While sends to --forward fail, how long before the messages kept are tried again. */
+const FORWARD_RETRY_MS = 1000;
+/** True after a send to --forward failed, until one succeeds: reading stays paused meanwhile. */
+let forwardFailing = false;
+
 function sendPending(): void {
   while (pending.length > 0) {
     const now = performance.now();
@@ -190,15 +222,28 @@ function sendPending(): void {
       break;
     }
     const packets: (Uint8Array | number | string)[] = [];
-    for (let i = 0; i < count; i++) packets.push(pending[i]!.message, forward.port, forward.host);
-    const sent = udp.sendMany(packets);
+    for (let i = 0; i < count; i++) packets.push(pending[i]!.message, forwardTo.port, forwardTo.host);
+    let sent;
+    try {
+      sent = udp.sendMany(packets);
+    } catch (error) {
+      // The messages stay, in order, and the server holds the rest until the daemon takes them.
+      forwardFailed(error);
+      forwardFailing = true;
+      paceTimer ??= setTimeout(() => {
+        paceTimer = undefined;
+        sendPending();
+      }, FORWARD_RETRY_MS);
+      break;
+    }
+    forwardFailing = false;
     for (const { message, seq } of pending.splice(0, sent)) {
       pendingBytes -= message.length;
       delivered(seq);
     }
     if (sent < count) break; // the kernel is full: `drain` calls again
   }
-  pauseReading(pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES);
+  pauseReading(forwardFailing || pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES);
 }
 
 /** Stops or restarts reading from the server, so that it holds what this side cannot take yet. */

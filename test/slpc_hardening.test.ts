@@ -1,0 +1,112 @@
+// slpc against the odd moments of issue 9: forward addresses in every form the flag accepts, a
+// daemon that is down, peers that never answer, slow outputs, signals and broken state files.
+// Real slps and slpc processes, real TLS and UDP on loopback, certificates made by this run.
+
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { BUN, Child, sendUdp, sleep, testBed, until, type ServerHandle } from "./kit.ts";
+
+setDefaultTimeout(30_000);
+
+const bed = testBed();
+const { server, sink, track } = bed;
+
+/** slpc dialling `port` with the test's client certificate, quick to retry, and `args`. */
+function slpc(port: number, args: string[]): Child {
+  const { cert, key } = bed.pki.cert("client");
+  return track(new Child([BUN, "slpc.ts", "--server", `localhost:${port}`, "--ca", bed.pki.ca, "--cert", cert, "--key", key,
+    "--retry-min", "0.2", "--retry-max", "1", ...args]));
+}
+
+/** Waits until slps has started one more client stream than `before`. */
+const streamStarted = (s: ServerHandle, before = 0) =>
+  until(() => `a stream to start:\n${s.stderr}`, () => (s.stderr.match(/ starts at #/g)?.length ?? 0) > before);
+
+/** A UDP sink on ::1 that keeps every datagram. */
+async function sink6() {
+  const messages: Buffer[] = [];
+  const socket = await Bun.udpSocket({ hostname: "::1", port: 0, socket: { data: (_s, data) => void messages.push(Buffer.from(data)) } });
+  bed.defer(() => socket.close());
+  return { port: socket.port, messages };
+}
+
+const numbered = (n: number, prefix = "msg") => Array.from({ length: n }, (_, i) => Buffer.from(`<13>${prefix} ${i}`));
+const texts = (messages: Buffer[]) => messages.map(String);
+
+describe("--forward in every form it accepts", () => {
+  test("--forward localhost:PORT delivers to a daemon on 127.0.0.1", async () => {
+    const s = await server();
+    const out = await sink();
+    const c = slpc(s.tlsPort, ["--forward", `localhost:${out.port}`]);
+    await streamStarted(s);
+    await sendUdp(s.udpPort, numbered(20));
+    await until(() => `20 messages, got ${out.messages.length}:\n${c.stderr}`, () => out.messages.length === 20);
+    expect(texts(out.messages)).toEqual(texts(numbered(20)));
+  });
+
+  test("--forward [::1]:PORT delivers to a daemon on ::1", async () => {
+    const s = await server();
+    const out = await sink6();
+    const c = slpc(s.tlsPort, ["--forward", `[::1]:${out.port}`]);
+    await streamStarted(s);
+    await sendUdp(s.udpPort, numbered(200));
+    await until(() => `200 messages, got ${out.messages.length}:\n${c.stderr}`, () => out.messages.length === 200);
+    expect(texts(out.messages)).toEqual(texts(numbered(200)));
+  });
+
+  test("a --forward host that does not resolve exits 2 with one line", async () => {
+    const c = slpc(1, ["--forward", "no-such-host.invalid:514"]);
+    expect(await c.exit()).toBe(2);
+    expect(c.stderr).toMatch(/^slpc: --forward no-such-host\.invalid:514: cannot resolve no-such-host\.invalid: [^\n]+\n$/);
+  });
+
+  test("a forward address the kernel refuses every send to: one line naming it, reading paused, no crash", async () => {
+    const s = await server();
+    // Without SO_BROADCAST, every send to the broadcast address fails with EACCES.
+    const c = slpc(s.tlsPort, ["--forward", "255.255.255.255:9", "--forward-rate", "1000"]);
+    await streamStarted(s);
+    const messages = numbered(20_000);
+    for (let i = 0; i < messages.length; i += 500) await sendUdp(s.udpPort, messages.slice(i, i + 500));
+    await c.waitFor(/forward to 255\.255\.255\.255:9: [^\n]*EACCES[^\n]*; is the syslog daemon listening\?/);
+    await sleep(2000);
+    const from = c.stderr.length;
+    c.kill("SIGUSR1");
+    await until(() => `counters:\n${c.stderr}`, () => c.stderr.slice(from).includes("{"));
+    const counters = JSON.parse(c.stderr.slice(from).split("\n").find((line) => line.startsWith("{"))!);
+    expect(counters.delivered).toBe(0);
+    expect(counters.pending).toBeLessThan(5000); // reading paused: the server holds the rest
+    expect(c.stderr.match(/EACCES/g)).toHaveLength(1); // once a minute at most
+    expect(c.stderr).not.toContain(`localhost:${s.tlsPort}: `); // no error line names the server
+    expect(c.stderr).not.toMatch(/^\s+at /m);
+    c.kill("SIGTERM");
+    expect(await c.exit()).toBe(0);
+  });
+
+  test("a daemon that is down: one line naming the forward address, no crash, and delivery once it is up", async () => {
+    const s = await server();
+    const out = await sink();
+    const port = out.port;
+    out.close(); // the daemon is down: the kernel refuses sends to its port
+    // Paced one by one, so that sends fail whole (ECONNREFUSED) instead of partly.
+    const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${port}`, "--forward-rate", "100"]);
+    await streamStarted(s);
+    await sendUdp(s.udpPort, numbered(100));
+    await c.waitFor(/forward to 127\.0\.0\.1:\d+: [^\n]*; is the syslog daemon listening\?/);
+    await sleep(1500); // sends go on failing meanwhile
+    expect(c.proc.exitCode).toBeNull();
+    // Up again on the same port: what slpc kept, and what the server held meanwhile, arrives.
+    const messagesUp: Buffer[] = [];
+    const up = await Bun.udpSocket({ hostname: "127.0.0.1", port, socket: { data: (_s, data) => void messagesUp.push(Buffer.from(data)) } });
+    bed.defer(() => up.close());
+    await sendUdp(s.udpPort, [Buffer.from("<13>after")]);
+    await until(() => `the last message (${messagesUp.length} so far):\n${c.stderr}`, () => messagesUp.at(-1)?.toString() === "<13>after");
+    expect(c.proc.exitCode).toBeNull();
+    expect(c.stderr).not.toMatch(/^\s+at /m); // no stack trace
+    expect(c.stderr.match(/is the syslog daemon listening/g)).toHaveLength(1);
+    expect(c.stderr).not.toContain(`localhost:${s.tlsPort}: `); // no error line names the server
+    expect(c.stderr).not.toContain("disconnected");
+    const seen = texts(messagesUp);
+    expect(new Set(seen).size).toBe(seen.length);
+    const numbers = seen.slice(0, -1).map((text) => Number(text.split(" ")[1]));
+    expect(numbers).toEqual([...numbers].sort((a, b) => a - b));
+  });
+});
