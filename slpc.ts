@@ -32,6 +32,7 @@ const REPLAY = "0"; // 1: a client with no resume point starts with everything t
 const DEAD_AFTER = "45"; // seconds without a byte from the server before the connection counts as dead
 const RETRY_MIN = "1"; // seconds before the first reconnect attempt
 const RETRY_MAX = "60"; // the longest wait between attempts
+const HANDSHAKE_TIMEOUT = "10"; // seconds from dialling to the server's start: TCP connect, TLS handshake, hello
 
 /** A server sends a heartbeat after seconds of silence; many in one second are an attack, not a protocol. */
 const MAX_HEARTBEATS_PER_SECOND = 50;
@@ -53,6 +54,7 @@ const OPTIONS = {
   replay: { flag: "replay", env: "SLPC_REPLAY", default: REPLAY, help: "with no resume point yet, start with everything the server still holds instead of live", parse: parseSwitch },
   deadAfter: { flag: "dead-after", env: "SLPC_DEAD_AFTER", default: DEAD_AFTER, arg: "SECONDS", help: "a connection that delivered no bytes for this long is closed and dialled again", parse: parseSeconds },
   retryMin: { flag: "retry-min", env: "SLPC_RETRY_MIN", default: RETRY_MIN, arg: "SECONDS", help: "wait before the first reconnect attempt; it doubles up to --retry-max", parse: parseSeconds },
+  handshakeTimeout: { flag: "handshake-timeout", env: "SLPC_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS", help: "a connection that has not finished its TCP connect, TLS handshake and the server's hello and start by then is closed and dialled again", parse: parseSeconds },
   retryMax: { flag: "retry-max", env: "SLPC_RETRY_MAX", default: RETRY_MAX, arg: "SECONDS", help: "longest wait between reconnect attempts", parse: parseSeconds },
 } satisfies Record<string, Option<unknown>>;
 
@@ -284,6 +286,10 @@ interface Connection {
   heartbeats: number;
   heartbeatSecond: number;
   closing?: boolean;
+  /** Ends an attempt that has not reached the server's start within --handshake-timeout. */
+  setupTimer?: Timer;
+  /** The socket, once TCP is up. */
+  socket?: Socket<Connection>;
 }
 
 let attempt = 0;
@@ -340,6 +346,7 @@ function onControl(socket: Socket<Connection>, message: ControlMessage): void {
       else counters.lost += message.lost ?? 0;
       if (connection.nextSeq === undefined) log(`following server ${connection.serverId} from #${message.seq}`);
       connection.nextSeq = message.seq;
+      clearTimeout(connection.setupTimer);
       if (position?.server !== connection.serverId) position = { server: connection.serverId, last: message.seq - 1 };
       return;
     }
@@ -398,13 +405,26 @@ setInterval(() => {
 
 function connect(): void {
   log(`connecting to ${target}`);
+  const connection: Connection = { deframer: new Deframer(MAX_MESSAGE), authorized: false, since: 0, lastByte: 0, heartbeats: 0, heartbeatSecond: 0 };
+  // A peer that accepts and never answers (a stuck proxy, the wrong host after a DNS change)
+  // would hold this attempt forever: no timeout of TCP or TLS ends it.
+  connection.setupTimer = setTimeout(() => {
+    const why = `no TLS handshake, hello and start within ${options.handshakeTimeout} s (--handshake-timeout)`;
+    if (connection.socket) return hangUp(connection.socket, why);
+    // Still connecting: Bun cannot cancel a TCP connect, so the attempt is abandoned instead.
+    log(`${target}: ${why}`);
+    connection.closing = true;
+    retryLater();
+  }, options.handshakeTimeout * 1000);
   Bun.connect<Connection>({
     hostname: server.host,
     port: server.port,
-    data: { deframer: new Deframer(MAX_MESSAGE), authorized: false, since: 0, lastByte: 0, heartbeats: 0, heartbeatSecond: 0 },
+    data: connection,
     tls: { cert: tls.cert, key: tls.key, ca: tls.ca, crl: tls.crl, serverName, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
     socket: {
       open(socket) {
+        if (connection.closing) return socket.terminate();
+        connection.socket = socket;
         current = socket;
         readingPaused = false;
       },
@@ -427,6 +447,7 @@ function connect(): void {
         if (socket.data.authorized && !socket.data.closing) onData(socket, chunk);
       },
       close(socket, error) {
+        clearTimeout(connection.setupTimer);
         if (current === socket) current = undefined;
         if (socket.data.authorized && !stopping) {
           const seconds = (performance.now() - socket.data.since) / 1000;
@@ -436,6 +457,8 @@ function connect(): void {
         retryLater();
       },
       connectError(_socket, error) {
+        clearTimeout(connection.setupTimer);
+        if (connection.closing) return; // abandoned: the timeout has scheduled the retry
         current = undefined;
         log(`cannot connect to ${target}: ${reason(error)}`);
         retryLater();

@@ -110,3 +110,26 @@ describe("--forward in every form it accepts", () => {
     expect(numbers).toEqual([...numbers].sort((a, b) => a - b));
   });
 });
+
+describe("--handshake-timeout", () => {
+  test("a peer that accepts TCP and never answers is hung up on after --handshake-timeout, and dialled again", async () => {
+    let accepted = 0;
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: () => void accepted++, data() {} } });
+    bed.defer(() => silent.stop(true));
+    const c = slpc(silent.port, ["--stdout", "--handshake-timeout", "1"]);
+    await c.waitFor(/connecting to/);
+    const dialled = performance.now();
+    await c.waitFor(/no TLS handshake, hello and start within 1 s \(--handshake-timeout\); closing the connection/);
+    const after = performance.now() - dialled;
+    await c.waitFor(/retrying in [\d.]+ s\nslpc: connecting to/);
+    await until(() => `a second connection (${accepted})`, () => accepted >= 2);
+    expect(after).toBeGreaterThanOrEqual(900);
+    expect(c.proc.exitCode).toBeNull();
+  });
+
+  test("--handshake-timeout refuses a value that is not seconds", async () => {
+    const c = slpc(1, ["--stdout", "--handshake-timeout", "0"]);
+    expect(await c.exit()).toBe(2);
+    expect(c.stderr).toBe('slpc: --handshake-timeout "0": expected seconds above zero, like 15 or 0.5\n');
+  });
+});
