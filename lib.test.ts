@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   ClientStream, Deframer, MAX_CONTROL, ResumeBuffer, dnOfCertificate, encodeControl, encodeFrame, formatDN, gapNotice, helpText,
-  messageAsLine, nextBackoff, parseBytes, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseResumePoint,
+  messageAsLine, messagesAsLines, nextBackoff, parseBytes, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseResumePoint,
   parseSwitch, prometheusText, RateLimit, expiryWarning, resumeStart, sameDN, bindFailure, certificateNames, fingerprintOf, parsePins,
 } from "./lib.ts";
 
@@ -509,5 +509,14 @@ describe("messageAsLine", () => {
   test("a message becomes exactly one line, its control bytes escaped and the rest untouched", () => {
     const message = Buffer.concat([bytes("a\nb\rc\0d\te\x1b"), Buffer.from([0xff, 0xc3, 0xa9])]);
     expect(messageAsLine(message)).toEqual(Buffer.concat([bytes("a\\nb\\rc\\x00d\te\\x1b"), Buffer.from([0xff, 0xc3, 0xa9, 0x0a])]));
+  });
+});
+
+describe("slpc hardening (issue 9)", () => {
+  test("messagesAsLines writes each message as the line messageAsLine makes, all in one buffer", () => {
+    const messages = [bytes("a\nb\rc\0d\te\x1b\x7f"), Buffer.from([0xff, 0xc3, 0xa9]), bytes(""), bytes("\x1f\x7f\n")];
+    expect(messagesAsLines(messages)).toEqual(Buffer.concat(messages.map(messageAsLine)));
+    expect(messagesAsLines(messages).toString("latin1")).toBe("a\\nb\\rc\\x00d\te\\x1b\\x7f\n\xff\xc3\xa9\n\n\\x1f\\x7f\\n\n");
+    expect(messagesAsLines([])).toEqual(Buffer.alloc(0));
   });
 });

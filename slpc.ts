@@ -12,7 +12,7 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { checkServerIdentity } from "node:tls";
 import {
   Deframer, MAX_MESSAGE, PROTOCOL_VERSION, expiryWarning, TLS13_ONLY, UsageError, encodeControl, formatAddress, gapNotice, helpText,
-  loadTlsFiles, logger, type Address, messageAsLine, nextBackoff, parseCount, RateLimit, parseControl, parseHostPort, parseOptions, parseRequired,
+  loadTlsFiles, logger, type Address, messagesAsLines, nextBackoff, parseCount, RateLimit, parseControl, parseHostPort, parseOptions, parseRequired,
   parseResumePoint, parseSeconds, parseSwitch, reason, type ControlMessage, type Option, type ResumePoint, type TlsFiles, type Values,
 } from "./lib.ts";
 
@@ -119,16 +119,21 @@ async function resolveForward(address: Address): Promise<Address & { family: 4 |
 
 const startedAt = Date.now();
 const counters = { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 };
-/** The server run we follow and the last message delivered from it; undefined for a new client. */
-let position: ResumePoint | undefined = stored;
-/** Whether `position` moved since it was last written to --state. */
-let stateDirty = false;
+/** The last message handed on, to the daemon or to stdout, and the server run it came from. */
+let handedOn: ResumePoint | undefined = stored;
+/** The server run followed and the number of its next message, from its latest `start` on. */
+let following: { server: string; next: number } | undefined;
+/** The resume point as last written to --state. */
+let stateWritten = stored ? JSON.stringify(stored) : "";
 /**
- * Messages not yet sent to --forward, with their numbers: over --forward-rate, or not taken by
- * the kernel. They go out in order, and while too many wait the server is not read, so it holds the rest.
+ * Messages received and not yet handed on, oldest first, each with the server run it came from:
+ * over --forward-rate, or not taken by the kernel. While too many wait the server is not read,
+ * so it holds the rest.
  */
-const pending: { message: Uint8Array; seq: number }[] = [];
+const pending: { message: Uint8Array; server: string; seq: number }[] = [];
 let pendingBytes = 0;
+/** Lines written to stdout that it has not confirmed taking, one entry per write, oldest first. */
+const unconfirmed: { server: string; last: number; count: number }[] = [];
 /** Wakes sendPending when --forward-rate allows the next message, or to try again after a failed send. */
 let sendTimer: Timer | undefined;
 /** True after a send to --forward failed, until one succeeds: the server is not read meanwhile. */
@@ -176,15 +181,34 @@ function writeState(point: ResumePoint | undefined, probe = false): void {
   }
 }
 
+/**
+ * Where to resume: after the last message handed on; or, when none waits, at the latest start,
+ * which may have moved past it (a gap, a server restart).
+ */
+function resumePoint(): ResumePoint | undefined {
+  if (following && pending.length === 0 && unconfirmed.length === 0) return { server: following.server, last: following.next - 1 };
+  return handedOn;
+}
+
+/** The newest message slpc holds: waiting to go out, written to stdout, or handed on. */
+function newestHeld(): ResumePoint | undefined {
+  const waiting = pending.at(-1);
+  if (waiting) return { server: waiting.server, last: waiting.seq };
+  const written = unconfirmed.at(-1);
+  return written ? { server: written.server, last: written.last } : resumePoint();
+}
+
+/** Writes the resume point to --state when it moved since the last write. */
 function saveState(): void {
-  stateDirty = false;
-  writeState(position);
+  const point = resumePoint();
+  if (!point || JSON.stringify(point) === stateWritten) return;
+  writeState(point);
+  stateWritten = JSON.stringify(point);
 }
 
 if (options.state) {
   let lastFailure = "";
   setInterval(() => {
-    if (!stateDirty) return;
     try {
       saveState();
       lastFailure = "";
@@ -230,10 +254,9 @@ async function openForwardSocket(): Promise<import("bun").udp.Socket<"buffer">> 
 }
 const udp = options.stdout ? undefined : await openForwardSocket();
 
-function delivered(seq: number): void {
-  counters.delivered++;
-  position!.last = seq;
-  stateDirty = true;
+function handOn(server: string, last: number, count: number): void {
+  counters.delivered += count;
+  handedOn = { server, last };
 }
 
 function sendLater(ms: number): void {
@@ -265,32 +288,51 @@ function sendPending(): void {
       break;
     }
     forwardFailing = false;
-    for (const { message, seq } of pending.splice(0, sent)) {
+    for (const { message, server, seq } of pending.splice(0, sent)) {
       pendingBytes -= message.length;
-      delivered(seq);
+      handOn(server, seq, 1);
     }
     if (sent < count) break; // the kernel is full: `drain` calls again
   }
   updateReading();
 }
 
-// One listener for the life of the process: a full pipe pauses reading until stdout drains.
+/**
+ * The lines of one read, as one write. They count as handed on once stdout says it took them:
+ * until then a SIGTERM could lose them, and the resume point must not pass them.
+ */
+function writeLines(): void {
+  const last = pending.at(-1);
+  if (!last) return;
+  const lines = messagesAsLines(pending.map(({ message }) => message));
+  unconfirmed.push({ server: last.server, last: last.seq, count: pending.length });
+  pending.length = 0;
+  pendingBytes = 0;
+  const taken = process.stdout.write(lines, (error) => {
+    const write = unconfirmed.shift()!;
+    if (!error) handOn(write.server, write.last, write.count);
+  });
+  // A full pipe: stop reading the server until stdout drains.
+  if (!taken) stdoutFull = true;
+  updateReading();
+}
+
+/** After a read: the messages it brought go out. */
+function handOnPending(): void {
+  if (options.stdout) writeLines();
+  else sendPending();
+}
+
 if (options.stdout) {
+  // One listener for the life of the process, not one per pause.
   process.stdout.on("drain", () => {
     stdoutFull = false;
     updateReading();
   });
-}
-
-function output(message: Uint8Array, seq: number): void {
-  if (options.stdout) {
-    if (!process.stdout.write(messageAsLine(message))) stdoutFull = true;
-    delivered(seq);
-    return;
-  }
-  // Sent in batches: onData calls sendPending once it has taken all the messages of a read.
-  pending.push({ message, seq });
-  pendingBytes += message.length;
+  process.stdout.on("error", (error) => {
+    log(`stdout: ${reason(error)}; exiting`);
+    stop(1);
+  });
 }
 
 // ---- The connection to the server.
@@ -317,8 +359,6 @@ interface Connection {
   deframer: Deframer;
   /** The server's hello, once it came. */
   serverId?: string;
-  /** Number of the next data frame, once the server said where it starts. */
-  nextSeq?: number;
   /** Control frames the socket has not taken yet: Bun's write buffers nothing. */
   outbox?: Uint8Array;
   /** Heartbeats in the current second: a server that sends a flood of them is hung up on. */
@@ -344,7 +384,7 @@ function enter(c: Connection, phase: Phase, why = ""): void {
       return;
     case "streaming":
       c.heardAt = now;
-      log(`following server ${c.serverId} from #${c.nextSeq}`);
+      log(`following server ${c.serverId} from #${following!.next}`);
       updateReading();
       return;
     case "closing":
@@ -418,9 +458,9 @@ function onControl(c: Connection, message: ControlMessage): void {
       c.serverId = message.server;
       if (message.heartbeat >= options.deadAfter)
         log(`warning: server heartbeat ${message.heartbeat} s is not below --dead-after ${options.deadAfter} s; idle connections will be dropped`);
-      // Messages waiting for the local daemon will still be delivered: resume after them, not before.
-      const last = pending.at(-1)?.seq ?? position?.last;
-      const resume = position ? { server: position.server, last: last! } : { replay: options.replay };
+      // Messages still waiting will be handed on: resume after them, not before.
+      const held = newestHeld();
+      const resume = held ? { server: held.server, last: held.last } : { replay: options.replay };
       return send(c, { type: "resume", version: PROTOCOL_VERSION, ...resume });
     }
     case "start": {
@@ -429,8 +469,7 @@ function onControl(c: Connection, message: ControlMessage): void {
       if (gap) log(gap);
       if (message.lost === null) counters.unknownGaps++;
       else counters.lost += message.lost ?? 0;
-      c.nextSeq = message.seq;
-      if (position?.server !== c.serverId) position = { server: c.serverId, last: message.seq - 1 };
+      following = { server: c.serverId, next: message.seq };
       if (c.phase === "resuming") enter(c, "streaming");
       return;
     }
@@ -452,17 +491,20 @@ function onData(c: Connection, chunk: Uint8Array): void {
   try {
     deliverFrames(c, chunk);
   } finally {
-    if (!options.stdout) sendPending();
+    handOnPending();
   }
 }
 
 function deliverFrames(c: Connection, chunk: Uint8Array): void {
   for (const frame of c.deframer.push(chunk)) {
     if (!frame.control) {
-      if (c.nextSeq === undefined) return enter(c, "closing", "protocol error: data before start");
+      if (c.phase !== "streaming") return enter(c, "closing", "protocol error: data before start");
+      // A number the state file could not hold: refuse it rather than lose count.
+      if (!Number.isSafeInteger(following!.next)) return enter(c, "closing", "protocol error: message number beyond 2^53");
       counters.received++;
       counters.receivedBytes += frame.body.length;
-      output(frame.body, c.nextSeq++);
+      pending.push({ message: frame.body, server: following!.server, seq: following!.next++ });
+      pendingBytes += frame.body.length;
       continue;
     }
     let message;
@@ -561,26 +603,46 @@ process.on("SIGUSR1", () => {
     server: target,
     connected: connection?.phase === "streaming",
     ...counters,
-    pending: pending.length,
-    position: position ?? null,
+    pending: pending.length + unconfirmed.reduce((sum, write) => sum + write.count, 0),
+    position: resumePoint() ?? null,
   };
   process.stderr.write(JSON.stringify(snapshot) + "\n");
 });
 
+/** How long SIGTERM waits for stdout to take what was written to it. */
+const STOP_WAIT_MS = 5000;
+
+/**
+ * SIGTERM, SIGINT: stop reading, let stdout take what it was given (for a while), and record
+ * in --state only what really went out, so that the next start delivers the rest once.
+ */
 function shutdown(signal: string): void {
+  if (stopping) return stop(0); // a second signal: at once
   stopping = true;
   log(`${signal}: exiting`);
   clearTimeout(retryTimer);
   connection?.socket?.terminate();
-  sendPending();
+  const deadline = performance.now() + STOP_WAIT_MS;
+  const waitForStdout = () => {
+    if (unconfirmed.length === 0) return stop(0);
+    if (performance.now() < deadline) return void setTimeout(waitForStdout, 10);
+    const lines = unconfirmed.reduce((sum, write) => sum + write.count, 0);
+    log(`stdout did not take ${lines} lines within ${STOP_WAIT_MS / 1000} s; --state records only what it took`);
+    stop(0);
+  };
+  waitForStdout();
+}
+
+function stop(code: number): void {
   try {
     saveState();
   } catch (error) {
     log(reason(error));
   }
   udp?.close();
-  process.exit(0);
+  process.exit(code);
 }
+
 process.on("SIGINT", () => shutdown("SIGINT"));
 process.on("SIGTERM", () => shutdown("SIGTERM"));
 

@@ -3,7 +3,9 @@
 // Real slps and slpc processes, real TLS and UDP on loopback, certificates made by this run.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { BUN, Child, sendUdp, sleep, testBed, until, type ServerHandle } from "./kit.ts";
+import { closeSync, constants, openSync, readFileSync, readSync } from "node:fs";
+import { join } from "node:path";
+import { BUN, Child, ROOT, sendUdp, sleep, testBed, until, type ServerHandle } from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
@@ -12,9 +14,22 @@ const { server, sink, track } = bed;
 
 /** slpc dialling `port` with the test's client certificate, quick to retry, and `args`. */
 function slpc(port: number, args: string[]): Child {
+  return track(new Child(slpcCommand(port, args)));
+}
+
+/** The command line of slpc dialling `port`, as slpc() runs it. */
+function slpcCommand(port: number, args: string[]): string[] {
   const { cert, key } = bed.pki.cert("client");
-  return track(new Child([BUN, "slpc.ts", "--server", `localhost:${port}`, "--ca", bed.pki.ca, "--cert", cert, "--key", key,
-    "--retry-min", "0.2", "--retry-max", "1", ...args]));
+  return [BUN, "slpc.ts", "--server", `localhost:${port}`, "--ca", bed.pki.ca, "--cert", cert, "--key", key,
+    "--retry-min", "0.2", "--retry-max", "1", ...args];
+}
+
+/** Sends `messages` to slps in batches, pausing between them so its UDP buffer never overflows. */
+async function feed(s: ServerHandle, messages: Buffer[]): Promise<void> {
+  for (let i = 0; i < messages.length; i += 100) {
+    await sendUdp(s.udpPort, messages.slice(i, i + 100));
+    await sleep(2);
+  }
 }
 
 /** Waits until slps has started one more client stream than `before`. */
@@ -131,5 +146,61 @@ describe("--handshake-timeout", () => {
     const c = slpc(1, ["--stdout", "--handshake-timeout", "0"]);
     expect(await c.exit()).toBe(2);
     expect(c.stderr).toBe('slpc: --handshake-timeout "0": expected seconds above zero, like 15 or 0.5\n');
+  });
+});
+
+describe("--stdout and SIGTERM", () => {
+  test("SIGTERM while stdout is full loses no line: --state records what was written, and a restart delivers the rest once", async () => {
+    const s = await server();
+    const state = join(bed.dir, "stdout-sigterm.json");
+    // stdout is a FIFO that the test leaves unread until after the signal: a pipe, and a full one.
+    const fifo = join(bed.dir, "stdout.fifo");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    const readEnd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    bed.defer(() => closeSync(readEnd));
+    const writeEnd = openSync(fifo, "w");
+    const first = Bun.spawn(slpcCommand(s.tlsPort, ["--stdout", "--state", state]), { cwd: ROOT, stdout: writeEnd, stderr: "pipe" });
+    closeSync(writeEnd);
+    bed.defer(() => (first.kill("SIGKILL"), first.exited));
+    let stderr = "";
+    void (async () => {
+      for await (const chunk of first.stderr) stderr += Buffer.from(chunk).toString();
+    })();
+    await streamStarted(s);
+    const messages = Array.from({ length: 5000 }, (_, i) => Buffer.from(`<13>line ${i + 1} ${"x".repeat(300)}`));
+    await feed(s, messages);
+    await sleep(500);
+    first.kill("SIGTERM");
+    await sleep(1000); // then the reader comes back, within slpc's 5 s
+    const chunks: Buffer[] = [];
+    const buffer = Buffer.alloc(1 << 16);
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+      let n;
+      try {
+        n = readSync(readEnd, buffer);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error;
+        await sleep(5);
+        continue;
+      }
+      if (n === 0) break; // slpc has exited and closed its end
+      chunks.push(Buffer.from(buffer.subarray(0, n)));
+    }
+    const written = Buffer.concat(chunks).toString();
+    expect(await first.exited).toBe(0);
+    const saved = JSON.parse(readFileSync(state, "utf8"));
+    const lines = written.split("\n").slice(0, -1);
+    expect(lines.length).toBe(saved.last); // every line --state claims is there, and no other
+    expect(lines).toEqual(texts(messages.slice(0, saved.last)));
+    expect(saved.last).toBeGreaterThan(0);
+    expect(saved.last).toBeLessThan(messages.length); // stdout was full: slpc had stopped reading
+    expect(stderr).toContain("SIGTERM: exiting");
+
+    const second = slpc(s.tlsPort, ["--stdout", "--state", state]);
+    const rest = () => second.stdout.toString().split("\n").slice(0, -1);
+    await until(() => `the rest (${rest().length} of ${messages.length - saved.last}):\n${second.stderr}`, () => rest().length >= messages.length - saved.last);
+    await sleep(200);
+    expect([...lines, ...rest()]).toEqual(texts(messages));
+    expect(second.stderr).not.toContain("gap");
   });
 });
