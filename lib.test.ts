@@ -160,7 +160,8 @@ describe("resumeStart", () => {
 
   test("the state file holds a server id and a number, nothing else", () => {
     expect(parseResumePoint('{"server":"ab","last":3}\n')).toEqual({ server: "ab", last: 3 });
-    expect(() => parseResumePoint("")).toThrow("not JSON");
+    expect(() => parseResumePoint("")).toThrow("empty");
+    expect(() => parseResumePoint("{\"server\":")).toThrow("not JSON");
     expect(() => parseResumePoint('{"server":"ab","last":-3}')).toThrow("expected");
   });
 });
@@ -518,5 +519,15 @@ describe("slpc hardening (issue 9)", () => {
     expect(messagesAsLines(messages)).toEqual(Buffer.concat(messages.map(messageAsLine)));
     expect(messagesAsLines(messages).toString("latin1")).toBe("a\\nb\\rc\\x00d\te\\x1b\\x7f\n\xff\xc3\xa9\n\n\\x1f\\x7f\\n\n");
     expect(messagesAsLines([])).toEqual(Buffer.alloc(0));
+  });
+
+  test("parseResumePoint reads back every resume point slpc can write, and nothing past 2^53 - 1", () => {
+    for (const point of [{ server: "a", last: 0 }, { server: "5f2c9a7e01b4d3c8", last: Number.MAX_SAFE_INTEGER }, { server: 'odd "id"\n', last: 7 }]) {
+      expect(parseResumePoint(JSON.stringify(point) + "\n")).toEqual(point);
+    }
+    expect(() => parseResumePoint('{"server":"a","last":9007199254740992}')).toThrow("not an slpc state file");
+    expect(() => parseResumePoint('{"server":"a","last":1.5}')).toThrow("not an slpc state file");
+    expect(() => parseResumePoint('{"server":"","last":1}')).toThrow("not an slpc state file");
+    expect(() => parseResumePoint(" \n")).toThrow("empty (not an slpc state file)");
   });
 });

@@ -579,8 +579,12 @@ export interface ResumePoint {
   last: number;
 }
 
-/** Reads slpc's state file; throws an Error saying what is wrong with it. */
+/**
+ * Reads slpc's state file; throws an Error saying what is wrong with it. It accepts exactly what
+ * slpc writes: a non-empty server id and a `last` from 0 to 2^53 - 1, the largest slpc numbers.
+ */
 export function parseResumePoint(text: string): ResumePoint {
+  if (text.trim() === "") throw new Error("empty (not an slpc state file)");
   let value;
   try {
     value = JSON.parse(text);

@@ -8,7 +8,8 @@
 
 import type { Socket } from "bun";
 import { lookup } from "node:dns/promises";
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
 import { checkServerIdentity } from "node:tls";
 import {
   Deframer, MAX_MESSAGE, PROTOCOL_VERSION, expiryWarning, TLS13_ONLY, UsageError, encodeControl, formatAddress, gapNotice, helpText,
@@ -70,6 +71,8 @@ let options: Values<typeof OPTIONS>;
 let tls: TlsFiles;
 /** The resume point in --state at start; undefined for a new client. */
 let stored: ResumePoint | undefined;
+/** Set when --state could not be read at start: the first `start` reports an unknown gap. */
+let stateUnreadable = false;
 /** --forward as an IP address: sendmmsg takes no names, and the UDP socket must be bound for its family. */
 let forwardTo: Address & { family: 4 | 6 } = { host: "127.0.0.1", port: 514, family: 4 };
 try {
@@ -151,8 +154,13 @@ let retryTimer: Timer | undefined;
 /** Set by SIGTERM and SIGINT. */
 let stopping = false;
 
-// ---- The resume point on disk: written to a temporary file and renamed, so it is never half written.
+// ---- The resume point on disk: written to a temporary file, synced and renamed, so that neither a
+// crash nor a power cut leaves it half written.
 
+/**
+ * The resume point in --state. A file that is not one (empty after a power cut, truncated,
+ * overwritten) must not keep slpc down: it is moved aside, and slpc starts as a new client.
+ */
 function readState(path: string): ResumePoint | undefined {
   let text;
   try {
@@ -164,7 +172,16 @@ function readState(path: string): ResumePoint | undefined {
   try {
     return parseResumePoint(text);
   } catch (error) {
-    throw new UsageError(`--state ${path}: ${reason(error)} (delete it to start as a new client)`);
+    const aside = `${path}.bad-${Math.floor(Date.now() / 1000)}`;
+    try {
+      renameSync(path, aside);
+    } catch (failure) {
+      throw new UsageError(`--state ${path}: ${reason(error)}, and it cannot be moved aside: ${reason(failure)}`);
+    }
+    const how = options.replay ? "with everything the server holds (--replay)" : "live";
+    log(`--state ${path}: ${reason(error)}; moved it to ${aside} and starting as a new client, ${how}`);
+    stateUnreadable = true;
+    return undefined;
   }
 }
 
@@ -173,11 +190,31 @@ function writeState(point: ResumePoint | undefined, probe = false): void {
   if (!options.state || (!point && !probe)) return;
   const temporary = `${options.state}.tmp`;
   try {
-    writeFileSync(temporary, point ? JSON.stringify(point) + "\n" : "");
-    if (point) renameSync(temporary, options.state);
-    else rmSync(temporary);
+    const fd = openSync(temporary, "w");
+    try {
+      if (point) writeSync(fd, JSON.stringify(point) + "\n");
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (!point) return rmSync(temporary);
+    renameSync(temporary, options.state);
   } catch (error) {
     throw new UsageError(`--state ${options.state}: cannot write: ${reason(error)}`);
+  }
+  syncFolder(dirname(options.state));
+}
+
+/** Makes a rename durable. Best effort: a folder that cannot be opened for reading still got the file. */
+function syncFolder(path: string): void {
+  let fd;
+  try {
+    fd = openSync(path, "r");
+    fsyncSync(fd);
+  } catch {
+    // The rename stands; only its durability across a power cut is not assured.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 
@@ -465,6 +502,8 @@ function onControl(c: Connection, message: ControlMessage): void {
     }
     case "start": {
       if (c.serverId === undefined) return enter(c, "closing", "protocol error: start before hello");
+      if (stateUnreadable && message.lost === undefined) message = { ...message, lost: null, reason: "the --state file was unreadable" };
+      stateUnreadable = false;
       const gap = gapNotice(message);
       if (gap) log(gap);
       if (message.lost === null) counters.unknownGaps++;

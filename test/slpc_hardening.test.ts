@@ -3,7 +3,7 @@
 // Real slps and slpc processes, real TLS and UDP on loopback, certificates made by this run.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { closeSync, constants, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, readSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BUN, Child, ROOT, sendUdp, sleep, testBed, until, type ServerHandle } from "./kit.ts";
 
@@ -202,5 +202,44 @@ describe("--stdout and SIGTERM", () => {
     await sleep(200);
     expect([...lines, ...rest()]).toEqual(texts(messages));
     expect(second.stderr).not.toContain("gap");
+  });
+});
+
+describe("a --state file that is not one", () => {
+  test.each([
+    ["empty", "", /--state \S+: empty \(not an slpc state file\); moved it to (\S+) and starting as a new client, live/],
+    ["garbage", "\x00\x01 not json at all", /--state \S+: not an slpc state file \(not JSON\); moved it to (\S+) and starting as a new client, live/],
+    ["truncated JSON", '{"server":"5f2c9a7e01b4d3c8","la', /--state \S+: not an slpc state file \(not JSON\); moved it to (\S+) and starting as a new client, live/],
+  ])("%s: slpc moves it aside, says so, reports an unknown gap and delivers", async (name, content, moved) => {
+    const s = await server();
+    const out = await sink();
+    const state = join(bed.dir, `bad-${name.replace(/ /g, "-")}.json`);
+    writeFileSync(state, content);
+    const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--state", state]);
+    await c.waitFor(moved);
+    const aside = moved.exec(c.stderr)![1]!;
+    expect(aside).toMatch(new RegExp(`^${state.replace(/[.]/g, "\\.")}\\.bad-\\d+$`));
+    expect(readFileSync(aside, "utf8")).toBe(content);
+    await c.waitFor(/gap: an unknown number of messages lost, the --state file was unreadable; continuing from #1/);
+    await sendUdp(s.udpPort, numbered(5));
+    await until(() => `5 messages:\n${c.stderr}`, () => out.messages.length === 5);
+    expect(texts(out.messages)).toEqual(texts(numbered(5)));
+    c.kill("SIGTERM");
+    expect(await c.exit()).toBe(0);
+    expect(JSON.parse(readFileSync(state, "utf8"))).toMatchObject({ last: 5 });
+  });
+
+  test("with --replay, slpc starts over with everything the server holds", async () => {
+    const s = await server();
+    await sendUdp(s.udpPort, numbered(3, "held"));
+    await sleep(100);
+    const out = await sink();
+    const state = join(bed.dir, "bad-replay.json");
+    writeFileSync(state, "{");
+    const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--state", state, "--replay"]);
+    await c.waitFor(/moved it to \S+ and starting as a new client, with everything the server holds \(--replay\)/);
+    await until(() => `the held messages:\n${c.stderr}`, () => out.messages.length === 3);
+    expect(texts(out.messages)).toEqual(texts(numbered(3, "held")));
+    expect(readdirSync(bed.dir).filter((file) => file.startsWith("bad-replay.json.bad-"))).toHaveLength(1);
   });
 });
