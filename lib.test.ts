@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   ClientStream, Deframer, MAX_CONTROL, ResumeBuffer, dnOfCertificate, encodeControl, encodeFrame, formatDN, gapNotice, helpText,
-  messageAsLine, messagesAsLines, nextBackoff, parseBytes, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseResumePoint,
+  isNetworkError, messageAsLine, messagesAsLines, nextBackoff, parseBytes, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseResumePoint,
   parseSwitch, prometheusText, RateLimit, expiryWarning, resumeStart, sameDN, bindFailure, certificateNames, fingerprintOf, parsePins,
 } from "./lib.ts";
 
@@ -529,5 +529,15 @@ describe("slpc hardening (issue 9)", () => {
     expect(() => parseResumePoint('{"server":"a","last":1.5}')).toThrow("not an slpc state file");
     expect(() => parseResumePoint('{"server":"","last":1}')).toThrow("not an slpc state file");
     expect(() => parseResumePoint(" \n")).toThrow("empty (not an slpc state file)");
+  });
+});
+
+describe("isNetworkError", () => {
+  test("tells a reset, a timeout or an unreachable host from a refusal by TLS", () => {
+    const failure = (code: string) => Object.assign(new Error(code), { code });
+    for (const code of ["ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNREFUSED", "EHOSTUNREACH"]) expect(isNetworkError(failure(code))).toBe(true);
+    expect(isNetworkError(failure("CERT_HAS_EXPIRED"))).toBe(false);
+    expect(isNetworkError(new Error("no code"))).toBe(false);
+    expect(isNetworkError(null)).toBe(false);
   });
 });

@@ -964,6 +964,17 @@ export function reason(error: unknown): string {
   return code && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
 }
 
+/** Failures of the network or of the peer's socket, as opposed to a refusal by TLS or a certificate check. */
+const NETWORK_ERRORS = new Set([
+  "ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNREFUSED", "ECONNABORTED", "ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "EHOSTDOWN", "ENOTCONN",
+]);
+
+/** Whether `error` is a network failure (a reset, a timeout, an unreachable host) rather than a refusal. */
+export function isNetworkError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null | undefined)?.code;
+  return code !== undefined && NETWORK_ERRORS.has(code);
+}
+
 /** Why a listening socket could not be opened, in the words an operator needs. */
 export function bindFailure(flag: string, address: Address, error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;

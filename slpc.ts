@@ -12,7 +12,7 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, write
 import { dirname } from "node:path";
 import { checkServerIdentity } from "node:tls";
 import {
-  Deframer, MAX_MESSAGE, PROTOCOL_VERSION, expiryWarning, TLS13_ONLY, UsageError, encodeControl, formatAddress, gapNotice, helpText,
+  Deframer, isNetworkError, MAX_MESSAGE, PROTOCOL_VERSION, expiryWarning, TLS13_ONLY, UsageError, encodeControl, formatAddress, gapNotice, helpText,
   loadTlsFiles, logger, type Address, messagesAsLines, nextBackoff, parseCount, RateLimit, parseControl, parseHostPort, parseOptions, parseRequired,
   parseResumePoint, parseSeconds, parseSwitch, reason, type ControlMessage, type Option, type ResumePoint, type TlsFiles, type Values,
 } from "./lib.ts";
@@ -425,7 +425,7 @@ function enter(c: Connection, phase: Phase, why = ""): void {
       updateReading();
       return;
     case "closing":
-      log(`${target}: ${why}; closing the connection`);
+      if (why) log(`${target}: ${why}; closing the connection`);
       // Still dialling: Bun cannot cancel a TCP connect, so the attempt is abandoned instead.
       if (!c.socket) return ended(c);
       c.socket.terminate();
@@ -441,6 +441,9 @@ function ended(c: Connection, error?: Error): void {
     const seconds = (performance.now() - c.authorizedAt) / 1000;
     if (seconds >= STAYED_UP_SECONDS) failures = 0;
     log(`disconnected from ${target} after ${seconds.toFixed(1)} s${error ? `: ${reason(error)}` : ""}`);
+  } else if (c.phase === "handshaking" && !stopping) {
+    // The network or the peer ended it, not a certificate check: say which.
+    log(`${target}: ${error ? `connection lost during the TLS handshake: ${reason(error)}` : "the server closed the connection during the TLS handshake"}`);
   }
   retryLater();
 }
@@ -462,8 +465,10 @@ function updateReading(): void {
   const wait = forwardFailing || stdoutFull || pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
   if (wait === c.paused) return;
   c.paused = wait;
-  if (wait) c.socket.pause();
-  else c.socket.resume();
+  if (wait) return c.socket.pause();
+  // The silence while paused was our own doing: --dead-after counts from now.
+  c.heardAt = performance.now();
+  c.socket.resume();
 }
 
 function send(c: Connection, message: ControlMessage): void {
@@ -575,6 +580,7 @@ function connect(): void {
       },
       handshake(socket, success, error) {
         if (c.phase !== "handshaking") return;
+        if (!success && isNetworkError(error)) return; // the connection is gone: `close` says so
         const why = serverRefusal(socket, success, error);
         if (why) return enter(c, "closing", why);
         socket.setKeepAlive(true, 15_000);
@@ -603,16 +609,28 @@ function connect(): void {
 // changed under it) delivers nothing and never fails by itself: the server's heartbeats are what
 // make silence mean death.
 const TICK_MS = Math.max(1, Math.min(1000, options.deadAfter * 250, options.handshakeTimeout * 250));
+let lastTick = performance.now();
 setInterval(() => {
   const c = connection;
   const now = performance.now();
+  // A tick this late means the process did not run (SIGSTOP, a laptop asleep). The bytes the
+  // server sent meanwhile wait unread in the socket: read first, judge at a later tick.
+  const frozen = now - lastTick > 2 * TICK_MS + 100;
+  lastTick = now;
   if (!c || c.phase === "closing") return;
+  if (frozen) return restartClocks(c, now);
   if (c.phase !== "streaming") {
     if (now >= c.setupDeadline) enter(c, "closing", `no TLS handshake, hello and start within ${options.handshakeTimeout} s (--handshake-timeout)`);
-  } else if (now - c.heardAt >= options.deadAfter * 1000) {
+  } else if (!c.paused && now - c.heardAt >= options.deadAfter * 1000) {
     enter(c, "closing", `no bytes for ${options.deadAfter} s (--dead-after), the connection is presumed dead`);
   }
 }, TICK_MS).unref();
+
+/** After the process was frozen: each phase's time starts again from now. */
+function restartClocks(c: Connection, now: number): void {
+  c.heardAt = now;
+  if (c.phase !== "streaming") c.setupDeadline = now + options.handshakeTimeout * 1000;
+}
 
 // ---- For operators: certificate renewal, expiry warnings, numbers.
 

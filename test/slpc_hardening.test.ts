@@ -5,6 +5,8 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { closeSync, constants, openSync, readFileSync, readSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createServer, type Socket as NetSocket } from "node:net";
+import { encodeControl, encodeFrame } from "../lib.ts";
 import { BUN, Child, ROOT, sendUdp, sleep, testBed, until, type ServerHandle } from "./kit.ts";
 
 setDefaultTimeout(30_000);
@@ -241,5 +243,123 @@ describe("a --state file that is not one", () => {
     await until(() => `the held messages:\n${c.stderr}`, () => out.messages.length === 3);
     expect(texts(out.messages)).toEqual(texts(numbered(3, "held")));
     expect(readdirSync(bed.dir).filter((file) => file.startsWith("bad-replay.json.bad-"))).toHaveLength(1);
+  });
+});
+
+describe("the resume point follows the server run each message came from", () => {
+  const serverId = (s: ServerHandle) => /server id ([0-9a-f]+)/.exec(s.stderr)![1]!;
+  const saved = (state: string) => JSON.parse(readFileSync(state, "utf8"));
+
+  test("messages of an old server run still waiting after a server restart are recorded under that run", async () => {
+    const first = await server();
+    const out = await sink();
+    const state = join(bed.dir, "old-run.json");
+    // 20 a second: the first run's messages are still waiting when the second run begins.
+    const c = slpc(first.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--forward-rate", "20", "--state", state]);
+    await streamStarted(first);
+    const a = numbered(100, "a");
+    await feed(first, a);
+    await until(() => `delivery under way:\n${c.stderr}`, () => out.messages.length >= 5);
+    first.kill("SIGTERM");
+    await first.exit();
+    const second = await server([], { udpPort: first.udpPort, tlsPort: first.tlsPort });
+    await c.waitFor(new RegExp(`following server ${serverId(second)}`));
+    const b = numbered(10, "b");
+    await feed(second, b);
+    await sleep(1500); // --state is written once a second
+    const midway = saved(state);
+    expect(out.messages.length).toBeLessThan(a.length);
+    expect(midway.server).toBe(serverId(first));
+    expect(midway.last).toBeLessThanOrEqual(out.messages.length);
+    await until(() => `everything (${out.messages.length}):\n${c.stderr}`, () => out.messages.length === a.length + b.length, 20_000);
+    await sleep(1500);
+    expect(saved(state)).toEqual({ server: serverId(second), last: b.length });
+    expect(texts(out.messages)).toEqual(texts([...a, ...b]));
+  });
+
+  test("after a server restart with no message since, --state names the new server", async () => {
+    const first = await server();
+    const out = await sink();
+    const state = join(bed.dir, "restart-quiet.json");
+    const c = slpc(first.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--state", state]);
+    await streamStarted(first);
+    await sendUdp(first.udpPort, numbered(3));
+    await until("3 messages", () => out.messages.length === 3);
+    await sleep(1200); // written: nothing is left to write but the new server's id
+    expect(saved(state)).toEqual({ server: serverId(first), last: 3 });
+    first.kill("SIGTERM");
+    await first.exit();
+    const second = await server([], { udpPort: first.udpPort, tlsPort: first.tlsPort });
+    await c.waitFor(new RegExp(`following server ${serverId(second)}`));
+    await sleep(1500); // --state is written once a second, also while slpc runs
+    expect(saved(state)).toEqual({ server: serverId(second), last: 0 });
+    c.kill("SIGTERM");
+    expect(await c.exit()).toBe(0);
+    expect(saved(state)).toEqual({ server: serverId(second), last: 0 });
+  });
+
+  test("a start near 2^53 cannot make the state file unreadable", async () => {
+    const port = bed.fakeServer(encodeControl({ type: "hello", version: 1, server: "far", heartbeat: 15, first: 1, next: 1 }), (socket) =>
+      void socket.write(Buffer.concat([encodeControl({ type: "start", seq: Number.MAX_SAFE_INTEGER }), encodeFrame(Buffer.from("one")), encodeFrame(Buffer.from("two"))])),
+    );
+    const out = await sink();
+    const state = join(bed.dir, "far.json");
+    const c = slpc(port, ["--forward", `127.0.0.1:${out.port}`, "--state", state, "--retry-min", "30", "--retry-max", "30"]);
+    await c.waitFor(/protocol error: message number beyond 2\^53; closing the connection/);
+    c.kill("SIGTERM");
+    expect(await c.exit()).toBe(0);
+    expect(texts(out.messages)).toEqual(["one"]);
+    expect(saved(state)).toEqual({ server: "far", last: Number.MAX_SAFE_INTEGER });
+    const again = slpc(port, ["--stdout", "--state", state, "--retry-min", "30", "--retry-max", "30"]);
+    await again.waitFor(/connected to/);
+    expect(again.proc.exitCode).toBeNull();
+  });
+});
+
+describe("odd moments", () => {
+  test("a pause longer than --dead-after (SIGSTOP, a laptop asleep) is not taken for a dead connection", async () => {
+    const s = await server(["--heartbeat", "0.5"]);
+    const out = await sink();
+    const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--dead-after", "2"]);
+    await streamStarted(s);
+    const sent: Buffer[] = [];
+    for (let pause = 1; pause <= 2; pause++) {
+      c.kill("SIGSTOP");
+      const during = numbered(10, `pause${pause}`);
+      await sendUdp(s.udpPort, during.slice(0, 5));
+      await sleep(3000); // heartbeats and messages wait in the socket meanwhile
+      await sendUdp(s.udpPort, during.slice(5));
+      sent.push(...during);
+      c.kill("SIGCONT");
+      await until(() => `the messages of pause ${pause}:\n${c.stderr}`, () => out.messages.length === sent.length);
+      await sleep(500);
+    }
+    await sleep(2500); // longer than --dead-after, awake: heartbeats keep it alive
+    expect(c.stderr).not.toContain("presumed dead");
+    expect(c.stderr).not.toContain("disconnected");
+    expect(s.stderr.match(/ starts at #/g)).toHaveLength(1);
+    expect(texts(out.messages)).toEqual(texts(sent));
+  });
+
+  /** A TCP listener that reads slpc's ClientHello and then does `act` to the connection. */
+  function afterClientHello(act: (socket: NetSocket) => void): number {
+    const listener = createServer((socket) => socket.once("data", () => act(socket)));
+    listener.listen(0, "127.0.0.1");
+    bed.defer(() => listener.close());
+    return (listener.address() as { port: number }).port;
+  }
+
+  test("a connection reset during the TLS handshake is called that, not a certificate refusal", async () => {
+    const port = afterClientHello((socket) => socket.resetAndDestroy());
+    const c = slpc(port, ["--stdout"]);
+    await c.waitFor(/localhost:\d+: connection lost during the TLS handshake: [^\n]*ECONNRESET[^\n]*\nslpc: retrying in/);
+    expect(c.stderr).not.toContain("certificate");
+  });
+
+  test("a connection closed during the TLS handshake is called that, not a certificate refusal", async () => {
+    const port = afterClientHello((socket) => socket.end());
+    const c = slpc(port, ["--stdout"]);
+    await c.waitFor(/localhost:\d+: the server closed the connection during the TLS handshake\nslpc: retrying in/);
+    expect(c.stderr).not.toContain("certificate");
   });
 });
