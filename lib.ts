@@ -511,6 +511,7 @@ export type ControlMessage =
   | { type: "resume"; version: number; server?: string; last?: number; replay?: boolean }
   | { type: "start"; seq: number; lost?: number | null; reason?: string }
   | { type: "heartbeat" }
+  | { type: "progress"; last: number }
   | { type: "error"; message: string };
 
 const isCount = (value: unknown) => Number.isSafeInteger(value) && (value as number) >= 0;

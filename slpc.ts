@@ -41,6 +41,10 @@ const MAX_HEARTBEATS_PER_SECOND = 50;
 /** A connection that lasted this long counts as having stayed up: the next retry waits RETRY_MIN again. */
 const STAYED_UP_SECONDS = 10;
 
+/** Bounds on the interval of progress messages, whatever heartbeat the server names. */
+const MIN_PROGRESS_MS = 100;
+const MAX_PROGRESS_MS = 60_000;
+
 /** The longest delay a timer takes: setTimeout fires at once for anything longer. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -401,6 +405,11 @@ interface Connection {
   /** Heartbeats in the current second: a server that sends a flood of them is hung up on. */
   heartbeats: number;
   heartbeatSecond: number;
+  /** Set when the server's hello offers `progress`: then slpc reports how far it delivered, every `heartbeat`. */
+  progressEvery?: number;
+  progressTimer?: Timer;
+  /** The number before the first message this connection brought: where it resumed. */
+  resumedAfter?: number;
 }
 
 /** Moves `c` into `phase`: every deadline, counter and log line of the lifecycle is set here. */
@@ -421,10 +430,13 @@ function enter(c: Connection, phase: Phase, why = ""): void {
       return;
     case "streaming":
       c.heardAt = now;
+      c.resumedAfter = following!.next - 1;
       log(`following server ${c.serverId} from #${following!.next}`);
+      if (c.progressEvery !== undefined) c.progressTimer = setInterval(() => sendProgress(c), c.progressEvery);
       updateReading();
       return;
     case "closing":
+      clearInterval(c.progressTimer);
       if (why) log(`${target}: ${why}; closing the connection`);
       // Still dialling: Bun cannot cancel a TCP connect, so the attempt is abandoned instead.
       if (!c.socket) return ended(c);
@@ -435,6 +447,7 @@ function enter(c: Connection, phase: Phase, why = ""): void {
 
 /** A connection is gone: say so, and dial again after a while. */
 function ended(c: Connection, error?: Error): void {
+  clearInterval(c.progressTimer);
   if (connection !== c) return; // an abandoned attempt that connected or failed after all
   connection = undefined;
   if (c.authorizedAt !== undefined && !stopping) {
@@ -477,6 +490,17 @@ function send(c: Connection, message: ControlMessage): void {
   flushOutbox(c);
 }
 
+/**
+ * Tells a server that offered `progress` how far delivery got, also while reading is paused: so
+ * that the server counts a client that is slow to hand on, but alive, as alive (its --stall).
+ */
+function sendProgress(c: Connection): void {
+  if (c.progressEvery === undefined || c.phase !== "streaming" || c.outbox) return; // the last one is not out yet
+  const point = resumePoint();
+  const last = point?.server === c.serverId ? point!.last : c.resumedAfter!;
+  send(c, { type: "progress", last });
+}
+
 function flushOutbox(c: Connection): void {
   if (!c.outbox || !c.socket || c.phase === "closing") return;
   const taken = c.socket.write(c.outbox);
@@ -498,6 +522,10 @@ function onControl(c: Connection, message: ControlMessage): void {
         return enter(c, "closing", `server speaks protocol version ${message.version}, this slpc speaks ${PROTOCOL_VERSION}; upgrade the older one`);
       if (c.serverId !== undefined) return enter(c, "closing", "protocol error: second hello");
       c.serverId = message.server;
+      // Only a server that offers it gets progress: an older one refuses messages it does not know.
+      if ("progress" in message && message.progress === true) {
+        c.progressEvery = Math.min(Math.max(message.heartbeat * 1000, MIN_PROGRESS_MS), MAX_PROGRESS_MS);
+      }
       if (message.heartbeat >= options.deadAfter)
         log(`warning: server heartbeat ${message.heartbeat} s is not below --dead-after ${options.deadAfter} s; idle connections will be dropped`);
       // Messages still waiting will be handed on: resume after them, not before.
@@ -626,10 +654,14 @@ setInterval(() => {
   }
 }, TICK_MS).unref();
 
-/** After the process was frozen: each phase's time starts again from now. */
+/**
+ * After the process was frozen: each phase's time starts again from now. A progress message
+ * goes out at once, so that a connection that died meanwhile fails fast.
+ */
 function restartClocks(c: Connection, now: number): void {
   c.heardAt = now;
   if (c.phase !== "streaming") c.setupDeadline = now + options.handshakeTimeout * 1000;
+  sendProgress(c);
 }
 
 // ---- For operators: certificate renewal, expiry warnings, numbers.

@@ -6,7 +6,8 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { closeSync, constants, openSync, readFileSync, readSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createServer, type Socket as NetSocket } from "node:net";
-import { encodeControl, encodeFrame } from "../lib.ts";
+import type { Socket } from "bun";
+import { Deframer, TLS13_ONLY, encodeControl, encodeFrame } from "../lib.ts";
 import { BUN, Child, ROOT, sendUdp, sleep, testBed, until, type ServerHandle } from "./kit.ts";
 
 setDefaultTimeout(30_000);
@@ -32,6 +33,55 @@ async function feed(s: ServerHandle, messages: Buffer[]): Promise<void> {
     await sendUdp(s.udpPort, messages.slice(i, i + 100));
     await sleep(2);
   }
+}
+
+/**
+ * A FIFO for a child's stdout that the test reads only when it wants to: until then it fills up
+ * like a pipe whose reader is slow. `writeEnd` goes to Bun.spawn; `readAll` reads until the child exits.
+ */
+function fifo(name: string) {
+  const path = join(bed.dir, name);
+  expect(Bun.spawnSync(["mkfifo", path]).exitCode).toBe(0);
+  const readEnd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  bed.defer(() => closeSync(readEnd));
+  const writeEnd = openSync(path, "w");
+  const chunks: Buffer[] = [];
+  const buffer = Buffer.alloc(1 << 16);
+  return {
+    writeEnd,
+    /** Reads what is there now; true once the writer has closed its end. */
+    drain(): boolean {
+      for (;;) {
+        let n;
+        try {
+          n = readSync(readEnd, buffer);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === "EAGAIN") return false;
+          throw error;
+        }
+        if (n === 0) return true;
+        chunks.push(Buffer.from(buffer.subarray(0, n)));
+      }
+    },
+    async readAll(ms = 10_000): Promise<string> {
+      for (const deadline = Date.now() + ms; !this.drain() && Date.now() < deadline; ) await sleep(5);
+      return Buffer.concat(chunks).toString();
+    },
+    /** The lines read so far. */
+    lines: () => Buffer.concat(chunks).toString().split("\n").slice(0, -1),
+  };
+}
+
+/** slpc as a process of the test's own, its stdout into `out`, its stderr collected. */
+function slpcInto(out: { writeEnd: number }, command: string[]) {
+  const proc = Bun.spawn(command, { cwd: ROOT, stdout: out.writeEnd, stderr: "pipe" });
+  closeSync(out.writeEnd); // the child holds the only write end: its exit is the reader's end of file
+  bed.defer(() => (proc.kill("SIGKILL"), proc.exited));
+  const child = { proc, stderr: "" };
+  void (async () => {
+    for await (const chunk of proc.stderr) child.stderr += Buffer.from(chunk).toString();
+  })();
+  return child;
 }
 
 /** Waits until slps has started one more client stream than `before`. */
@@ -156,47 +206,23 @@ describe("--stdout and SIGTERM", () => {
     const s = await server();
     const state = join(bed.dir, "stdout-sigterm.json");
     // stdout is a FIFO that the test leaves unread until after the signal: a pipe, and a full one.
-    const fifo = join(bed.dir, "stdout.fifo");
-    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
-    const readEnd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
-    bed.defer(() => closeSync(readEnd));
-    const writeEnd = openSync(fifo, "w");
-    const first = Bun.spawn(slpcCommand(s.tlsPort, ["--stdout", "--state", state]), { cwd: ROOT, stdout: writeEnd, stderr: "pipe" });
-    closeSync(writeEnd);
-    bed.defer(() => (first.kill("SIGKILL"), first.exited));
-    let stderr = "";
-    void (async () => {
-      for await (const chunk of first.stderr) stderr += Buffer.from(chunk).toString();
-    })();
+    const out = fifo("sigterm.fifo");
+    const first = slpcInto(out, slpcCommand(s.tlsPort, ["--stdout", "--state", state]));
     await streamStarted(s);
     const messages = Array.from({ length: 5000 }, (_, i) => Buffer.from(`<13>line ${i + 1} ${"x".repeat(300)}`));
     await feed(s, messages);
     await sleep(500);
-    first.kill("SIGTERM");
+    first.proc.kill("SIGTERM");
     await sleep(1000); // then the reader comes back, within slpc's 5 s
-    const chunks: Buffer[] = [];
-    const buffer = Buffer.alloc(1 << 16);
-    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
-      let n;
-      try {
-        n = readSync(readEnd, buffer);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error;
-        await sleep(5);
-        continue;
-      }
-      if (n === 0) break; // slpc has exited and closed its end
-      chunks.push(Buffer.from(buffer.subarray(0, n)));
-    }
-    const written = Buffer.concat(chunks).toString();
-    expect(await first.exited).toBe(0);
+    const written = await out.readAll();
+    expect(await first.proc.exited).toBe(0);
     const saved = JSON.parse(readFileSync(state, "utf8"));
     const lines = written.split("\n").slice(0, -1);
     expect(lines.length).toBe(saved.last); // every line --state claims is there, and no other
     expect(lines).toEqual(texts(messages.slice(0, saved.last)));
     expect(saved.last).toBeGreaterThan(0);
     expect(saved.last).toBeLessThan(messages.length); // stdout was full: slpc had stopped reading
-    expect(stderr).toContain("SIGTERM: exiting");
+    expect(first.stderr).toContain("SIGTERM: exiting");
 
     const second = slpc(s.tlsPort, ["--stdout", "--state", state]);
     const rest = () => second.stdout.toString().split("\n").slice(0, -1);
@@ -361,5 +387,124 @@ describe("odd moments", () => {
     const c = slpc(port, ["--stdout"]);
     await c.waitFor(/localhost:\d+: the server closed the connection during the TLS handshake\nslpc: retrying in/);
     expect(c.stderr).not.toContain("certificate");
+  });
+});
+
+describe("backpressure is not death", () => {
+  /**
+   * A TLS server of the test's own with the real server certificate: it greets each connection
+   * with `hello`, answers slpc's resume with `stream` (written as fast as slpc takes it), and
+   * keeps every control message slpc sends, with the time it came.
+   */
+  function scriptedServer(hello: Record<string, unknown>, stream: Buffer) {
+    type Peer = { deframer: Deframer; unsent?: Buffer };
+    const received: { at: number; message: Record<string, any> }[] = [];
+    const pump = (socket: Socket<Peer>) => {
+      const rest = socket.data.unsent;
+      if (!rest) return;
+      const taken = socket.write(rest);
+      socket.data.unsent = taken >= rest.length ? undefined : rest.subarray(Math.max(taken, 0));
+    };
+    const listener = Bun.listen<Peer>({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: Bun.file(bed.pki.server.cert), key: Bun.file(bed.pki.server.key), secureOptions: TLS13_ONLY },
+      socket: {
+        open(socket) {
+          socket.data = { deframer: new Deframer(1) };
+          socket.write(encodeControl({ type: "hello", version: 1, server: "scripted", first: 1, next: 1, ...hello } as never));
+        },
+        data(socket, chunk) {
+          for (const frame of socket.data.deframer.push(chunk)) {
+            const message = JSON.parse(Buffer.from(frame.body).toString());
+            received.push({ at: performance.now(), message });
+            if (message.type === "resume") {
+              socket.data.unsent = stream;
+              pump(socket);
+            }
+          }
+        },
+        drain: pump,
+      },
+    });
+    bed.defer(() => listener.stop(true));
+    return { port: listener.port, received, progress: () => received.filter(({ message }) => message.type === "progress") };
+  }
+
+  const stream = (count: number) =>
+    Buffer.concat([encodeControl({ type: "start", seq: 1 }), ...numbered(count).map((message) => encodeFrame(message))]);
+
+  test("a server whose hello offers progress gets {type: progress, last} every heartbeat", async () => {
+    const fake = scriptedServer({ heartbeat: 0.2, progress: true }, stream(3));
+    const out = await sink();
+    const c = slpc(fake.port, ["--forward", `127.0.0.1:${out.port}`]);
+    await until("3 messages", () => out.messages.length === 3);
+    await sleep(1500);
+    expect(fake.received[0]!.message).toMatchObject({ type: "resume" });
+    const progress = fake.progress();
+    expect(progress.length).toBeGreaterThanOrEqual(4);
+    expect(progress.length).toBeLessThanOrEqual(10);
+    expect(progress.at(-1)!.message).toEqual({ type: "progress", last: 3 });
+    expect(c.stderr).not.toContain("closing");
+  });
+
+  test("a server whose hello does not offer progress never gets one", async () => {
+    const fake = scriptedServer({ heartbeat: 0.2 }, stream(3));
+    const out = await sink();
+    slpc(fake.port, ["--forward", `127.0.0.1:${out.port}`]);
+    await until("3 messages", () => out.messages.length === 3);
+    await sleep(1500);
+    expect(fake.received.map(({ message }) => message.type)).toEqual(["resume"]);
+  });
+
+  test("progress goes on while slpc has stopped reading, and says how far delivery got", async () => {
+    const count = 8000; // more than slpc keeps waiting: it stops reading, and the server holds the rest
+    const fake = scriptedServer({ heartbeat: 0.2, progress: true }, stream(count));
+    const out = await sink();
+    slpc(fake.port, ["--forward", `127.0.0.1:${out.port}`, "--forward-rate", "1000"]);
+    await until("delivery under way", () => out.messages.length > 0);
+    await sleep(2000);
+    expect(out.messages.length).toBeLessThan(count);
+    const lasts = fake.progress().map(({ message }) => message.last as number);
+    expect(lasts.length).toBeGreaterThanOrEqual(5);
+    expect(lasts).toEqual([...lasts].sort((a, b) => a - b));
+    expect(lasts.at(-1)!).toBeGreaterThan(lasts[0]!);
+    expect(lasts.at(-1)!).toBeLessThanOrEqual(out.messages.length);
+  });
+
+  test("stdout that takes nothing for longer than --dead-after is not a dead connection", async () => {
+    const s = await server(["--heartbeat", "0.5"]);
+    const out = fifo("slow-reader.fifo");
+    const c = slpcInto(out, slpcCommand(s.tlsPort, ["--stdout", "--dead-after", "1.5"]));
+    await streamStarted(s);
+    const messages = Array.from({ length: 3000 }, (_, i) => Buffer.from(`<13>slow ${i + 1} ${"y".repeat(300)}`));
+    await feed(s, messages);
+    await sleep(3500); // the reader is away: stdout is full and slpc has stopped reading
+    await until(() => `every line (${out.lines().length}):\n${c.stderr}`, () => (out.drain(), out.lines().length >= messages.length));
+    await sleep(200);
+    out.drain();
+    expect(c.stderr).not.toContain("presumed dead");
+    expect(s.stderr.match(/ starts at #/g)).toHaveLength(1);
+    expect(out.lines()).toEqual(texts(messages));
+  });
+
+  // Needs slps to offer `progress` in its hello and count progress as life against --stall (the
+  // server half of issue 9): until then slps closes the stalled-looking connection after 2 s.
+  test("a reader away for longer than --stall and --dead-after: no reconnect, every message once (needs slps progress)", async () => {
+    const s = await server(["--stall", "2", "--heartbeat", "1", "--queue", "64MiB", "--buffer", "64MiB"]);
+    const out = fifo("away-reader.fifo");
+    const c = slpcInto(out, slpcCommand(s.tlsPort, ["--stdout", "--dead-after", "2"]));
+    await streamStarted(s);
+    // Far more than the TCP buffers between the two hold, so slps has bytes waiting the whole time.
+    const messages = Array.from({ length: 12_000 }, (_, i) => Buffer.from(`<13>backlog ${i + 1} ${"z".repeat(1000)}`));
+    await feed(s, messages);
+    await sleep(3500);
+    await until(() => `every line (${out.lines().length}):\n${c.stderr}\n${s.stderr}`, () => (out.drain(), out.lines().length >= messages.length), 30_000);
+    await sleep(200);
+    out.drain();
+    expect(s.stderr).not.toContain("--stall");
+    expect(c.stderr).not.toContain("presumed dead");
+    expect(s.stderr.match(/ starts at #/g)).toHaveLength(1);
+    expect(out.lines()).toEqual(texts(messages));
   });
 });
