@@ -941,7 +941,7 @@ export function messagesAsLines(messages: readonly Uint8Array[]): Buffer {
       const width = byte < 0x20 || byte === 0x7f ? lineBytes(byte) : 1;
       if (width === 1) out[at++] = byte;
       else if (width === 2) [out[at++], out[at++]] = [0x5c, byte === 0x0a ? 0x6e : 0x72];
-      else [out[at++], out[at++], out[at++], out[at++]] = [0x5c, 0x78, HEX.charCodeAt(byte >> 4), HEX.charCodeAt(byte & 15)];
+      else [out[at++], out[at++], out[at++], out[at++]] = [0x5c, 0x78, HEX.charCodeAt(byte >> 4), HEX.charCodeAt(byte & 0xf)];
     }
     out[at++] = 0x0a;
   }
@@ -967,7 +967,8 @@ export function reason(error: unknown): string {
 
 /** Failures of the network or of the peer's socket, as opposed to a refusal by TLS or a certificate check. */
 const NETWORK_ERRORS = new Set([
-  "ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNREFUSED", "ECONNABORTED", "ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "EHOSTDOWN", "ENOTCONN",
+  "ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNREFUSED", "ECONNABORTED",
+  "ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "EHOSTDOWN", "ENOTCONN",
 ]);
 
 /** Whether `error` is a network failure (a reset, a timeout, an unreachable host) rather than a refusal. */

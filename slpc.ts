@@ -12,9 +12,10 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, write
 import { dirname } from "node:path";
 import { checkServerIdentity } from "node:tls";
 import {
-  Deframer, isNetworkError, MAX_MESSAGE, PROTOCOL_VERSION, expiryWarning, TLS13_ONLY, UsageError, encodeControl, formatAddress, gapNotice, helpText,
-  loadTlsFiles, logger, type Address, messagesAsLines, nextBackoff, parseCount, RateLimit, parseControl, parseHostPort, parseOptions, parseRequired,
-  parseResumePoint, parseSeconds, parseSwitch, reason, type ControlMessage, type Option, type ResumePoint, type TlsFiles, type Values,
+  Deframer, MAX_MESSAGE, PROTOCOL_VERSION, RateLimit, TLS13_ONLY, UsageError, encodeControl, expiryWarning,
+  formatAddress, gapNotice, helpText, isNetworkError, loadTlsFiles, logger, messagesAsLines, nextBackoff,
+  parseControl, parseCount, parseHostPort, parseOptions, parseRequired, parseResumePoint, parseSeconds, parseSwitch, reason,
+  type Address, type ControlMessage, type Option, type ResumePoint, type TlsFiles, type Values,
 } from "./lib.ts";
 
 // Defaults. Each has a flag and an environment variable (see --help).
@@ -61,7 +62,12 @@ const OPTIONS = {
   state: { flag: "state", env: "SLPC_STATE", default: STATE, arg: "FILE", help: "keep the resume point in this file, so a restarted slpc loses nothing either", parse: (t: string) => t },
   replay: { flag: "replay", env: "SLPC_REPLAY", default: REPLAY, help: "with no resume point yet, start with everything the server still holds instead of live", parse: parseSwitch },
   deadAfter: { flag: "dead-after", env: "SLPC_DEAD_AFTER", default: DEAD_AFTER, arg: "SECONDS", help: "a connection that delivered no bytes for this long is closed and dialled again", parse: parseSeconds },
-  handshakeTimeout: { flag: "handshake-timeout", env: "SLPC_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS", help: "a connection that has not finished its TCP connect, TLS handshake and the server's hello and start by then is closed and dialled again", parse: parseSeconds },
+  handshakeTimeout: {
+    flag: "handshake-timeout", env: "SLPC_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS",
+    help: "a connection that has not finished its TCP connect, TLS handshake and the server's hello and start "
+      + "by then is closed and dialled again",
+    parse: parseSeconds,
+  },
   retryMin: { flag: "retry-min", env: "SLPC_RETRY_MIN", default: RETRY_MIN, arg: "SECONDS", help: "wait before the first reconnect attempt; it doubles up to --retry-max", parse: parseSeconds },
   retryMax: { flag: "retry-max", env: "SLPC_RETRY_MAX", default: RETRY_MAX, arg: "SECONDS", help: "longest wait between reconnect attempts", parse: parseSeconds },
 } satisfies Record<string, Option<unknown>>;
@@ -105,7 +111,8 @@ const serverName = options.servername || server.host;
 const forwardName = formatAddress(forward) + (forward.host === forwardTo.host ? "" : ` (${forwardTo.host})`);
 
 function loadTls(): TlsFiles {
-  return loadTlsFiles({ cert: options.cert, key: options.key, ca: options.ca === "system" ? undefined : options.ca, crl: options.crl });
+  const { cert, key, ca, crl } = options;
+  return loadTlsFiles({ cert, key, ca: ca === "system" ? undefined : ca, crl });
 }
 
 /** Looked up once, at start: the local daemon does not move, and a name that does not resolve is a typo. */
@@ -227,8 +234,8 @@ function syncFolder(path: string): void {
  * which may have moved past it (a gap, a server restart).
  */
 function resumePoint(): ResumePoint | undefined {
-  if (following && pending.length === 0 && unconfirmed.length === 0) return { server: following.server, last: following.next - 1 };
-  return handedOn;
+  const nothingWaits = pending.length === 0 && unconfirmed.length === 0;
+  return following && nothingWaits ? { server: following.server, last: following.next - 1 } : handedOn;
 }
 
 /** The newest message slpc holds: waiting to go out, written to stdout, or handed on. */
@@ -269,7 +276,9 @@ const PENDING_HIGH_BYTES = 4 * 1024 * 1024;
 const SEND_BATCH = 64;
 /** While sends to --forward fail, how long before the messages kept are tried again. */
 const FORWARD_RETRY_MS = 1000;
-const forwardRate = options.forwardRate > 0 ? new RateLimit(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now()) : undefined;
+const forwardRate = options.forwardRate > 0
+  ? new RateLimit(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now())
+  : undefined;
 
 // A syslog daemon that is not running answers with ICMP "port unreachable": an error event, or
 // an exception from the next send. Say so at once, then at most once a minute with the count.
@@ -456,7 +465,9 @@ function ended(c: Connection, error?: Error): void {
     log(`disconnected from ${target} after ${seconds.toFixed(1)} s${error ? `: ${reason(error)}` : ""}`);
   } else if (c.phase === "handshaking" && !stopping) {
     // The network or the peer ended it, not a certificate check: say which.
-    log(`${target}: ${error ? `connection lost during the TLS handshake: ${reason(error)}` : "the server closed the connection during the TLS handshake"}`);
+    log(error
+      ? `${target}: connection lost during the TLS handshake: ${reason(error)}`
+      : `${target}: the server closed the connection during the TLS handshake`);
   }
   retryLater();
 }
@@ -518,8 +529,10 @@ function serverRefusal(socket: Socket<Connection>, success: boolean, error: Erro
 function onControl(c: Connection, message: ControlMessage): void {
   switch (message.type) {
     case "hello": {
-      if (message.version !== PROTOCOL_VERSION)
-        return enter(c, "closing", `server speaks protocol version ${message.version}, this slpc speaks ${PROTOCOL_VERSION}; upgrade the older one`);
+      if (message.version !== PROTOCOL_VERSION) {
+        const versions = `server speaks protocol version ${message.version}, this slpc speaks ${PROTOCOL_VERSION}`;
+        return enter(c, "closing", `${versions}; upgrade the older one`);
+      }
       if (c.serverId !== undefined) return enter(c, "closing", "protocol error: second hello");
       c.serverId = message.server;
       // Only a server that offers it gets progress: an older one refuses messages it does not know.
@@ -535,7 +548,9 @@ function onControl(c: Connection, message: ControlMessage): void {
     }
     case "start": {
       if (c.serverId === undefined) return enter(c, "closing", "protocol error: start before hello");
-      if (stateUnreadable && message.lost === undefined) message = { ...message, lost: null, reason: "the --state file was unreadable" };
+      if (stateUnreadable && message.lost === undefined) {
+        message = { ...message, lost: null, reason: "the --state file was unreadable" };
+      }
       stateUnreadable = false;
       const gap = gapNotice(message);
       if (gap) log(gap);
@@ -548,7 +563,9 @@ function onControl(c: Connection, message: ControlMessage): void {
     case "heartbeat": {
       const second = Math.floor(performance.now() / 1000);
       if (second !== c.heartbeatSecond) [c.heartbeatSecond, c.heartbeats] = [second, 0];
-      if (++c.heartbeats > MAX_HEARTBEATS_PER_SECOND) return enter(c, "closing", `protocol error: heartbeat flood, over ${MAX_HEARTBEATS_PER_SECOND} in a second`);
+      if (++c.heartbeats > MAX_HEARTBEATS_PER_SECOND) {
+        return enter(c, "closing", `protocol error: heartbeat flood, over ${MAX_HEARTBEATS_PER_SECOND} in a second`);
+      }
       return;
     }
     case "error":
@@ -572,7 +589,9 @@ function deliverFrames(c: Connection, chunk: Uint8Array): void {
     if (!frame.control) {
       if (c.phase !== "streaming") return enter(c, "closing", "protocol error: data before start");
       // A number the state file could not hold: refuse it rather than lose count.
-      if (!Number.isSafeInteger(following!.next)) return enter(c, "closing", "protocol error: message number beyond 2^53");
+      if (!Number.isSafeInteger(following!.next)) {
+        return enter(c, "closing", "protocol error: message number beyond 2^53");
+      }
       counters.received++;
       counters.receivedBytes += frame.body.length;
       pending.push({ message: frame.body, server: following!.server, seq: following!.next++ });
@@ -592,7 +611,10 @@ function deliverFrames(c: Connection, chunk: Uint8Array): void {
 }
 
 function connect(): void {
-  const c: Connection = { phase: "connecting", setupDeadline: 0, heardAt: 0, paused: false, deframer: new Deframer(MAX_MESSAGE), heartbeats: 0, heartbeatSecond: 0 };
+  const c: Connection = {
+    phase: "connecting", setupDeadline: 0, heardAt: 0, paused: false, deframer: new Deframer(MAX_MESSAGE),
+    heartbeats: 0, heartbeatSecond: 0,
+  };
   connection = c;
   enter(c, "connecting");
   Bun.connect<Connection>({
@@ -648,7 +670,10 @@ setInterval(() => {
   if (!c || c.phase === "closing") return;
   if (frozen) return restartClocks(c, now);
   if (c.phase !== "streaming") {
-    if (now >= c.setupDeadline) enter(c, "closing", `no TLS handshake, hello and start within ${options.handshakeTimeout} s (--handshake-timeout)`);
+    if (now >= c.setupDeadline) {
+      const timeout = `${options.handshakeTimeout} s (--handshake-timeout)`;
+      enter(c, "closing", `no TLS handshake, hello and start within ${timeout}`);
+    }
   } else if (!c.paused && now - c.heardAt >= options.deadAfter * 1000) {
     enter(c, "closing", `no bytes for ${options.deadAfter} s (--dead-after), the connection is presumed dead`);
   }
@@ -711,6 +736,7 @@ function shutdown(signal: string): void {
   log(`${signal}: exiting`);
   clearTimeout(retryTimer);
   connection?.socket?.terminate();
+  sendPending(); // what --forward-rate allows now; the rest comes again on the next start, with --state
   const deadline = performance.now() + STOP_WAIT_MS;
   const waitForStdout = () => {
     if (unconfirmed.length === 0) return stop(0);

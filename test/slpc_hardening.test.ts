@@ -91,7 +91,8 @@ const streamStarted = (s: ServerHandle, before = 0) =>
 /** A UDP sink on ::1 that keeps every datagram. */
 async function sink6() {
   const messages: Buffer[] = [];
-  const socket = await Bun.udpSocket({ hostname: "::1", port: 0, socket: { data: (_s, data) => void messages.push(Buffer.from(data)) } });
+  const keep = (_socket: unknown, data: Buffer) => void messages.push(Buffer.from(data));
+  const socket = await Bun.udpSocket({ hostname: "::1", port: 0, socket: { data: keep } });
   bed.defer(() => socket.close());
   return { port: socket.port, messages };
 }
@@ -162,10 +163,12 @@ describe("--forward in every form it accepts", () => {
     expect(c.proc.exitCode).toBeNull();
     // Up again on the same port: what slpc kept, and what the server held meanwhile, arrives.
     const messagesUp: Buffer[] = [];
-    const up = await Bun.udpSocket({ hostname: "127.0.0.1", port, socket: { data: (_s, data) => void messagesUp.push(Buffer.from(data)) } });
+    const keep = (_socket: unknown, data: Buffer) => void messagesUp.push(Buffer.from(data));
+    const up = await Bun.udpSocket({ hostname: "127.0.0.1", port, socket: { data: keep } });
     bed.defer(() => up.close());
     await sendUdp(s.udpPort, [Buffer.from("<13>after")]);
-    await until(() => `the last message (${messagesUp.length} so far):\n${c.stderr}`, () => messagesUp.at(-1)?.toString() === "<13>after");
+    await until(() => `the last message (${messagesUp.length} so far):\n${c.stderr}`,
+      () => messagesUp.at(-1)?.toString() === "<13>after");
     expect(c.proc.exitCode).toBeNull();
     expect(c.stderr).not.toMatch(/^\s+at /m); // no stack trace
     expect(c.stderr.match(/is the syslog daemon listening/g)).toHaveLength(1);
@@ -226,19 +229,44 @@ describe("--stdout and SIGTERM", () => {
 
     const second = slpc(s.tlsPort, ["--stdout", "--state", state]);
     const rest = () => second.stdout.toString().split("\n").slice(0, -1);
-    await until(() => `the rest (${rest().length} of ${messages.length - saved.last}):\n${second.stderr}`, () => rest().length >= messages.length - saved.last);
+    const missing = messages.length - saved.last;
+    await until(() => `the rest (${rest().length} of ${missing}):\n${second.stderr}`, () => rest().length >= missing);
     await sleep(200);
     expect([...lines, ...rest()]).toEqual(texts(messages));
     expect(second.stderr).not.toContain("gap");
   });
 });
 
+describe("--stdout and a reader that never comes back", () => {
+  test("SIGTERM gives stdout 5 s, then exits; --state claims no line that was not written", async () => {
+    const s = await server();
+    const state = join(bed.dir, "stdout-gone.json");
+    const out = fifo("gone.fifo");
+    const c = slpcInto(out, slpcCommand(s.tlsPort, ["--stdout", "--state", state]));
+    await streamStarted(s);
+    const messages = Array.from({ length: 3000 }, (_, i) => Buffer.from(`<13>gone ${i + 1} ${"x".repeat(300)}`));
+    await feed(s, messages);
+    await sleep(500);
+    const signalled = performance.now();
+    c.proc.kill("SIGTERM");
+    expect(await c.proc.exited).toBe(0);
+    const waited = performance.now() - signalled;
+    expect(waited).toBeGreaterThanOrEqual(4500);
+    expect(waited).toBeLessThan(9000);
+    expect(c.stderr).toMatch(/stdout did not take \d+ lines within 5 s; --state records only what it took\n$/);
+    const saved = JSON.parse(readFileSync(state, "utf8"));
+    const lines = (await out.readAll()).split("\n");
+    expect(lines.slice(0, saved.last)).toEqual(texts(messages.slice(0, saved.last)));
+  });
+});
+
 describe("a --state file that is not one", () => {
   test.each([
-    ["empty", "", /--state \S+: empty \(not an slpc state file\); moved it to (\S+) and starting as a new client, live/],
-    ["garbage", "\x00\x01 not json at all", /--state \S+: not an slpc state file \(not JSON\); moved it to (\S+) and starting as a new client, live/],
-    ["truncated JSON", '{"server":"5f2c9a7e01b4d3c8","la', /--state \S+: not an slpc state file \(not JSON\); moved it to (\S+) and starting as a new client, live/],
-  ])("%s: slpc moves it aside, says so, reports an unknown gap and delivers", async (name, content, moved) => {
+    ["empty", "", "empty \\(not an slpc state file\\)"],
+    ["garbage", "\x00\x01 not json at all", "not an slpc state file \\(not JSON\\)"],
+    ["truncated JSON", '{"server":"5f2c9a7e01b4d3c8","la', "not an slpc state file \\(not JSON\\)"],
+  ])("%s: slpc moves it aside, says so, reports an unknown gap and delivers", async (name, content, why) => {
+    const moved = new RegExp(`--state \\S+: ${why}; moved it to (\\S+) and starting as a new client, live`);
     const s = await server();
     const out = await sink();
     const state = join(bed.dir, `bad-${name.replace(/ /g, "-")}.json`);
@@ -297,7 +325,8 @@ describe("the resume point follows the server run each message came from", () =>
     expect(out.messages.length).toBeLessThan(a.length);
     expect(midway.server).toBe(serverId(first));
     expect(midway.last).toBeLessThanOrEqual(out.messages.length);
-    await until(() => `everything (${out.messages.length}):\n${c.stderr}`, () => out.messages.length === a.length + b.length, 20_000);
+    const all = a.length + b.length;
+    await until(() => `everything (${out.messages.length}):\n${c.stderr}`, () => out.messages.length === all, 20_000);
     await sleep(1500);
     expect(saved(state)).toEqual({ server: serverId(second), last: b.length });
     expect(texts(out.messages)).toEqual(texts([...a, ...b]));
@@ -325,8 +354,10 @@ describe("the resume point follows the server run each message came from", () =>
   });
 
   test("a start near 2^53 cannot make the state file unreadable", async () => {
-    const port = bed.fakeServer(encodeControl({ type: "hello", version: 1, server: "far", heartbeat: 15, first: 1, next: 1 }), (socket) =>
-      void socket.write(Buffer.concat([encodeControl({ type: "start", seq: Number.MAX_SAFE_INTEGER }), encodeFrame(Buffer.from("one")), encodeFrame(Buffer.from("two"))])),
+    const hello = encodeControl({ type: "hello", version: 1, server: "far", heartbeat: 15, first: 1, next: 1 });
+    const start = encodeControl({ type: "start", seq: Number.MAX_SAFE_INTEGER });
+    const port = bed.fakeServer(hello, (socket) =>
+      void socket.write(Buffer.concat([start, encodeFrame(Buffer.from("one")), encodeFrame(Buffer.from("two"))])),
     );
     const out = await sink();
     const state = join(bed.dir, "far.json");
@@ -428,7 +459,8 @@ describe("backpressure is not death", () => {
       },
     });
     bed.defer(() => listener.stop(true));
-    return { port: listener.port, received, progress: () => received.filter(({ message }) => message.type === "progress") };
+    const progress = () => received.filter(({ message }) => message.type === "progress");
+    return { port: listener.port, received, progress };
   }
 
   const stream = (count: number) =>
@@ -480,7 +512,8 @@ describe("backpressure is not death", () => {
     const messages = Array.from({ length: 3000 }, (_, i) => Buffer.from(`<13>slow ${i + 1} ${"y".repeat(300)}`));
     await feed(s, messages);
     await sleep(3500); // the reader is away: stdout is full and slpc has stopped reading
-    await until(() => `every line (${out.lines().length}):\n${c.stderr}`, () => (out.drain(), out.lines().length >= messages.length));
+    const everyLine = () => (out.drain(), out.lines().length >= messages.length);
+    await until(() => `every line (${out.lines().length}):\n${c.stderr}`, everyLine);
     await sleep(200);
     out.drain();
     expect(c.stderr).not.toContain("presumed dead");
@@ -499,7 +532,8 @@ describe("backpressure is not death", () => {
     const messages = Array.from({ length: 12_000 }, (_, i) => Buffer.from(`<13>backlog ${i + 1} ${"z".repeat(1000)}`));
     await feed(s, messages);
     await sleep(3500);
-    await until(() => `every line (${out.lines().length}):\n${c.stderr}\n${s.stderr}`, () => (out.drain(), out.lines().length >= messages.length), 30_000);
+    const everyLine = () => (out.drain(), out.lines().length >= messages.length);
+    await until(() => `every line (${out.lines().length}):\n${c.stderr}\n${s.stderr}`, everyLine, 30_000);
     await sleep(200);
     out.drain();
     expect(s.stderr).not.toContain("--stall");
