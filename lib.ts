@@ -941,7 +941,10 @@ export function messagesAsLines(messages: readonly Uint8Array[]): Buffer {
       const width = byte < 0x20 || byte === 0x7f ? lineBytes(byte) : 1;
       if (width === 1) out[at++] = byte;
       else if (width === 2) [out[at++], out[at++]] = [0x5c, byte === 0x0a ? 0x6e : 0x72];
-      else [out[at++], out[at++], out[at++], out[at++]] = [0x5c, 0x78, HEX.charCodeAt(byte >> 4), HEX.charCodeAt(byte & 0xf)];
+      else {
+        [out[at++], out[at++]] = [0x5c, 0x78];
+        [out[at++], out[at++]] = [HEX.charCodeAt(byte >> 4), HEX.charCodeAt(byte & 0xf)];
+      }
     }
     out[at++] = 0x0a;
   }
