@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   ClientStream, Deframer, MAX_CONTROL, ResumeBuffer, dnOfCertificate, encodeControl, encodeFrame, formatDN, gapNotice, helpText,
-  messageAsLine, nextBackoff, parseBytes, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseResumePoint,
+  isNetworkError, messageAsLine, messagesAsLines, nextBackoff, parseBytes, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseResumePoint,
   parseSwitch, prometheusText, RateLimit, expiryWarning, resumeStart, sameDN, bindFailure, certificateNames, fingerprintOf, parsePins,
 } from "./lib.ts";
 
@@ -160,7 +160,8 @@ describe("resumeStart", () => {
 
   test("the state file holds a server id and a number, nothing else", () => {
     expect(parseResumePoint('{"server":"ab","last":3}\n')).toEqual({ server: "ab", last: 3 });
-    expect(() => parseResumePoint("")).toThrow("not JSON");
+    expect(() => parseResumePoint("")).toThrow("empty");
+    expect(() => parseResumePoint("{\"server\":")).toThrow("not JSON");
     expect(() => parseResumePoint('{"server":"ab","last":-3}')).toThrow("expected");
   });
 });
@@ -509,5 +510,34 @@ describe("messageAsLine", () => {
   test("a message becomes exactly one line, its control bytes escaped and the rest untouched", () => {
     const message = Buffer.concat([bytes("a\nb\rc\0d\te\x1b"), Buffer.from([0xff, 0xc3, 0xa9])]);
     expect(messageAsLine(message)).toEqual(Buffer.concat([bytes("a\\nb\\rc\\x00d\te\\x1b"), Buffer.from([0xff, 0xc3, 0xa9, 0x0a])]));
+  });
+});
+
+describe("slpc hardening (issue 9)", () => {
+  test("messagesAsLines writes each message as the line messageAsLine makes, all in one buffer", () => {
+    const messages = [bytes("a\nb\rc\0d\te\x1b\x7f"), Buffer.from([0xff, 0xc3, 0xa9]), bytes(""), bytes("\x1f\x7f\n")];
+    expect(messagesAsLines(messages)).toEqual(Buffer.concat(messages.map(messageAsLine)));
+    expect(messagesAsLines(messages).toString("latin1")).toBe("a\\nb\\rc\\x00d\te\\x1b\\x7f\n\xff\xc3\xa9\n\n\\x1f\\x7f\\n\n");
+    expect(messagesAsLines([])).toEqual(Buffer.alloc(0));
+  });
+
+  test("parseResumePoint reads back every resume point slpc can write, and nothing past 2^53 - 1", () => {
+    for (const point of [{ server: "a", last: 0 }, { server: "5f2c9a7e01b4d3c8", last: Number.MAX_SAFE_INTEGER }, { server: 'odd "id"\n', last: 7 }]) {
+      expect(parseResumePoint(JSON.stringify(point) + "\n")).toEqual(point);
+    }
+    expect(() => parseResumePoint('{"server":"a","last":9007199254740992}')).toThrow("not an slpc state file");
+    expect(() => parseResumePoint('{"server":"a","last":1.5}')).toThrow("not an slpc state file");
+    expect(() => parseResumePoint('{"server":"","last":1}')).toThrow("not an slpc state file");
+    expect(() => parseResumePoint(" \n")).toThrow("empty (not an slpc state file)");
+  });
+});
+
+describe("isNetworkError", () => {
+  test("tells a reset, a timeout or an unreachable host from a refusal by TLS", () => {
+    const failure = (code: string) => Object.assign(new Error(code), { code });
+    for (const code of ["ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNREFUSED", "EHOSTUNREACH"]) expect(isNetworkError(failure(code))).toBe(true);
+    expect(isNetworkError(failure("CERT_HAS_EXPIRED"))).toBe(false);
+    expect(isNetworkError(new Error("no code"))).toBe(false);
+    expect(isNetworkError(null)).toBe(false);
   });
 });

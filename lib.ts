@@ -511,6 +511,7 @@ export type ControlMessage =
   | { type: "resume"; version: number; server?: string; last?: number; replay?: boolean }
   | { type: "start"; seq: number; lost?: number | null; reason?: string }
   | { type: "heartbeat" }
+  | { type: "progress"; last: number }
   | { type: "error"; message: string };
 
 const isCount = (value: unknown) => Number.isSafeInteger(value) && (value as number) >= 0;
@@ -579,8 +580,12 @@ export interface ResumePoint {
   last: number;
 }
 
-/** Reads slpc's state file; throws an Error saying what is wrong with it. */
+/**
+ * Reads slpc's state file; throws an Error saying what is wrong with it. It accepts exactly what
+ * slpc writes: a non-empty server id and a `last` from 0 to 2^53 - 1, the largest slpc numbers.
+ */
 export function parseResumePoint(text: string): ResumePoint {
+  if (text.trim() === "") throw new Error("empty (not an slpc state file)");
   let value;
   try {
     value = JSON.parse(text);
@@ -911,20 +916,44 @@ export class RateLimit {
 // ---------------------------------------------------------------------------------------------
 // Output
 
+/** Bytes a message byte takes in a line: LF and CR as `\n` and `\r`, other control bytes as `\xHH`. */
+function lineBytes(byte: number): number {
+  if (byte === 0x0a || byte === 0x0d) return 2;
+  return (byte < 0x20 && byte !== 0x09) || byte === 0x7f ? 4 : 1;
+}
+
+const HEX = "0123456789abcdef";
+
 /**
- * One message as one line for a terminal: LF, CR and other control bytes become escapes so
- * that a message never spans lines or moves the cursor; all other bytes pass unchanged.
+ * Messages as lines for a terminal, in one buffer: LF, CR and other control bytes become escapes
+ * so that a message never spans lines or moves the cursor; all other bytes pass unchanged.
  */
-export function messageAsLine(message: Uint8Array): Buffer {
-  const out: number[] = [];
-  for (const byte of message) {
-    if (byte === 0x0a) out.push(0x5c, 0x6e);
-    else if (byte === 0x0d) out.push(0x5c, 0x72);
-    else if ((byte < 0x20 && byte !== 0x09) || byte === 0x7f) out.push(...Buffer.from(`\\x${byte.toString(16).padStart(2, "0")}`));
-    else out.push(byte);
+export function messagesAsLines(messages: readonly Uint8Array[]): Buffer {
+  let size = 0;
+  for (const message of messages) {
+    size += message.length + 1;
+    for (const byte of message) if (byte < 0x20 || byte === 0x7f) size += lineBytes(byte) - 1;
   }
-  out.push(0x0a);
-  return Buffer.from(out);
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const message of messages) {
+    for (const byte of message) {
+      const width = byte < 0x20 || byte === 0x7f ? lineBytes(byte) : 1;
+      if (width === 1) out[at++] = byte;
+      else if (width === 2) [out[at++], out[at++]] = [0x5c, byte === 0x0a ? 0x6e : 0x72];
+      else {
+        [out[at++], out[at++]] = [0x5c, 0x78];
+        [out[at++], out[at++]] = [HEX.charCodeAt(byte >> 4), HEX.charCodeAt(byte & 0xf)];
+      }
+    }
+    out[at++] = 0x0a;
+  }
+  return out;
+}
+
+/** One message as one line: see messagesAsLines. */
+export function messageAsLine(message: Uint8Array): Buffer {
+  return messagesAsLines([message]);
 }
 
 /** `program: text` on stderr, one line per event. */
@@ -937,6 +966,18 @@ export function reason(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const code = (error as NodeJS.ErrnoException).code;
   return code && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
+}
+
+/** Failures of the network or of the peer's socket, as opposed to a refusal by TLS or a certificate check. */
+const NETWORK_ERRORS = new Set([
+  "ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNREFUSED", "ECONNABORTED",
+  "ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "EHOSTDOWN", "ENOTCONN",
+]);
+
+/** Whether `error` is a network failure (a reset, a timeout, an unreachable host) rather than a refusal. */
+export function isNetworkError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null | undefined)?.code;
+  return code !== undefined && NETWORK_ERRORS.has(code);
 }
 
 /** Why a listening socket could not be opened, in the words an operator needs. */

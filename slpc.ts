@@ -7,12 +7,15 @@
 // connection that has been silent too long as dead, and retries with backoff until it is back.
 
 import type { Socket } from "bun";
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { lookup } from "node:dns/promises";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
 import { checkServerIdentity } from "node:tls";
 import {
-  Deframer, MAX_MESSAGE, PROTOCOL_VERSION, expiryWarning, TLS13_ONLY, UsageError, encodeControl, formatAddress, gapNotice, helpText,
-  loadTlsFiles, logger, messageAsLine, nextBackoff, parseCount, RateLimit, parseControl, parseHostPort, parseOptions, parseRequired,
-  parseResumePoint, parseSeconds, parseSwitch, reason, type ControlMessage, type Option, type ResumePoint, type TlsFiles, type Values,
+  Deframer, MAX_MESSAGE, PROTOCOL_VERSION, RateLimit, TLS13_ONLY, UsageError, encodeControl, expiryWarning,
+  formatAddress, gapNotice, helpText, isNetworkError, loadTlsFiles, logger, messagesAsLines, nextBackoff,
+  parseControl, parseCount, parseHostPort, parseOptions, parseRequired, parseResumePoint, parseSeconds, parseSwitch, reason,
+  type Address, type ControlMessage, type Option, type ResumePoint, type TlsFiles, type Values,
 } from "./lib.ts";
 
 // Defaults. Each has a flag and an environment variable (see --help).
@@ -29,6 +32,7 @@ const STATE = ""; // file that keeps the resume point across restarts; empty: ke
 const FORWARD_RATE = "50000"; // messages a second at most to the local syslog daemon; 0 for no limit
 const REPLAY = "0"; // 1: a client with no resume point starts with everything the server holds
 const DEAD_AFTER = "45"; // seconds without a byte from the server before the connection counts as dead
+const HANDSHAKE_TIMEOUT = "10"; // seconds from dialling to the server's start: TCP connect, TLS handshake, hello
 const RETRY_MIN = "1"; // seconds before the first reconnect attempt
 const RETRY_MAX = "60"; // the longest wait between attempts
 
@@ -37,6 +41,13 @@ const MAX_HEARTBEATS_PER_SECOND = 50;
 
 /** A connection that lasted this long counts as having stayed up: the next retry waits RETRY_MIN again. */
 const STAYED_UP_SECONDS = 10;
+
+/** Bounds on the interval of progress messages, whatever heartbeat the server names. */
+const MIN_PROGRESS_MS = 100;
+const MAX_PROGRESS_MS = 60_000;
+
+/** The longest delay a timer takes: setTimeout fires at once for anything longer. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const OPTIONS = {
   server: { flag: "server", env: "SLPC_SERVER", default: SERVER, arg: "HOST[:PORT]", help: `the slps server; port ${PORT} when omitted (required)`, parse: (t: string) => parseHostPort(t, PORT) },
@@ -51,17 +62,29 @@ const OPTIONS = {
   state: { flag: "state", env: "SLPC_STATE", default: STATE, arg: "FILE", help: "keep the resume point in this file, so a restarted slpc loses nothing either", parse: (t: string) => t },
   replay: { flag: "replay", env: "SLPC_REPLAY", default: REPLAY, help: "with no resume point yet, start with everything the server still holds instead of live", parse: parseSwitch },
   deadAfter: { flag: "dead-after", env: "SLPC_DEAD_AFTER", default: DEAD_AFTER, arg: "SECONDS", help: "a connection that delivered no bytes for this long is closed and dialled again", parse: parseSeconds },
+  handshakeTimeout: {
+    flag: "handshake-timeout", env: "SLPC_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS",
+    help: "a connection that has not finished its TCP connect, TLS handshake and the server's hello and start "
+      + "by then is closed and dialled again",
+    parse: parseSeconds,
+  },
   retryMin: { flag: "retry-min", env: "SLPC_RETRY_MIN", default: RETRY_MIN, arg: "SECONDS", help: "wait before the first reconnect attempt; it doubles up to --retry-max", parse: parseSeconds },
   retryMax: { flag: "retry-max", env: "SLPC_RETRY_MAX", default: RETRY_MAX, arg: "SECONDS", help: "longest wait between reconnect attempts", parse: parseSeconds },
 } satisfies Record<string, Option<unknown>>;
 
 const log = logger("slpc");
+
+// ---- Start: options, certificates, the resume point on disk and the forward address. Anything
+// wrong with them is one line and exit 2, before a socket opens.
+
 let options: Values<typeof OPTIONS>;
 let tls: TlsFiles;
-/** The server run we follow and the last message delivered from it; undefined for a new client. */
-let position: ResumePoint | undefined;
-/** Whether `position` moved since it was last written to --state. */
-let stateDirty = false;
+/** The resume point in --state at start; undefined for a new client. */
+let stored: ResumePoint | undefined;
+/** Set when --state could not be read at start: the first `start` reports an unknown gap. */
+let stateUnreadable = false;
+/** --forward as an IP address: sendmmsg takes no names, and the UDP socket must be bound for its family. */
+let forwardTo: Address & { family: 4 | 6 } = { host: "127.0.0.1", port: 514, family: 4 };
 try {
   const parsed = parseOptions(OPTIONS, process.argv.slice(2), process.env);
   if (parsed === "help") {
@@ -72,26 +95,83 @@ try {
   if (options.retryMax < options.retryMin) throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
   tls = loadTls();
   if (options.state) {
-    position = readState(options.state);
-    saveState(true); // fails now, with exit 2, if the file cannot be written
+    stored = readState(options.state);
+    writeState(stored, true); // fails now, with exit 2, if the file cannot be written
   }
+  if (!options.stdout) forwardTo = await resolveForward(options.forward);
 } catch (error) {
   if (!(error instanceof UsageError)) throw error;
   log(error.message);
   process.exit(2);
 }
 const { server, forward } = options;
+const target = formatAddress(server);
+const serverName = options.servername || server.host;
+/** --forward in log lines: as the operator wrote it, and the address it resolved to when that differs. */
+const forwardName = formatAddress(forward) + (forward.host === forwardTo.host ? "" : ` (${forwardTo.host})`);
 
 function loadTls(): TlsFiles {
-  return loadTlsFiles({ cert: options.cert, key: options.key, ca: options.ca === "system" ? undefined : options.ca, crl: options.crl });
+  const { cert, key, ca, crl } = options;
+  return loadTlsFiles({ cert, key, ca: ca === "system" ? undefined : ca, crl });
 }
+
+/** Looked up once, at start: the local daemon does not move, and a name that does not resolve is a typo. */
+async function resolveForward(address: Address): Promise<Address & { family: 4 | 6 }> {
+  let found;
+  try {
+    found = await lookup(address.host, { all: true });
+  } catch (error) {
+    throw new UsageError(`--forward ${formatAddress(address)}: cannot resolve ${address.host}: ${reason(error)}`);
+  }
+  // A name with both families is taken as IPv4, where syslog daemons listen by default.
+  const chosen = found.find((entry) => entry.family === 4) ?? found[0];
+  if (!chosen) throw new UsageError(`--forward ${formatAddress(address)}: ${address.host} has no address`);
+  return { host: chosen.address, port: address.port, family: chosen.family === 6 ? 6 : 4 };
+}
+
+// ---- State: everything slpc keeps between events, in one place. The sections below read and change it.
 
 const startedAt = Date.now();
 const counters = { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 };
-const serverName = options.servername || server.host;
+/** The last message handed on, to the daemon or to stdout, and the server run it came from. */
+let handedOn: ResumePoint | undefined = stored;
+/** The server run followed and the number of its next message, from its latest `start` on. */
+let following: { server: string; next: number } | undefined;
+/** The resume point as last written to --state. */
+let stateWritten = stored ? JSON.stringify(stored) : "";
+/**
+ * Messages received and not yet handed on, oldest first, each with the server run it came from:
+ * over --forward-rate, or not taken by the kernel. While too many wait the server is not read,
+ * so it holds the rest.
+ */
+const pending: { message: Uint8Array; server: string; seq: number }[] = [];
+let pendingBytes = 0;
+/** Lines written to stdout that it has not confirmed taking, one entry per write, oldest first. */
+const unconfirmed: { server: string; last: number; count: number }[] = [];
+/** Wakes sendPending when --forward-rate allows the next message, or to try again after a failed send. */
+let sendTimer: Timer | undefined;
+/** True after a send to --forward failed, until one succeeds: the server is not read meanwhile. */
+let forwardFailing = false;
+/** Failed sends to --forward since the last report, and when that was. */
+let forwardErrors = 0;
+let forwardErrorLogged = -Infinity;
+/** True while stdout has not taken everything written to it: the server is not read meanwhile. */
+let stdoutFull = false;
+/** The connection being dialled, set up or used; undefined while waiting to dial again. */
+let connection: Connection | undefined;
+/** Attempts in a row that did not stay up: the wait before the next one grows with them. */
+let failures = 0;
+let retryTimer: Timer | undefined;
+/** Set by SIGTERM and SIGINT. */
+let stopping = false;
 
-// ---- The resume point on disk: written to a temporary file and renamed, so it is never half written.
+// ---- The resume point on disk: written to a temporary file, synced and renamed, so that neither a
+// crash nor a power cut leaves it half written.
 
+/**
+ * The resume point in --state. A file that is not one (empty after a power cut, truncated,
+ * overwritten) must not keep slpc down: it is moved aside, and slpc starts as a new client.
+ */
 function readState(path: string): ResumePoint | undefined {
   let text;
   try {
@@ -103,158 +183,339 @@ function readState(path: string): ResumePoint | undefined {
   try {
     return parseResumePoint(text);
   } catch (error) {
-    throw new UsageError(`--state ${path}: ${(error as Error).message} (delete it to start as a new client)`);
+    const aside = `${path}.bad-${Math.floor(Date.now() / 1000)}`;
+    try {
+      renameSync(path, aside);
+    } catch (failure) {
+      throw new UsageError(`--state ${path}: ${reason(error)}, and it cannot be moved aside: ${reason(failure)}`);
+    }
+    const how = options.replay ? "with everything the server holds (--replay)" : "live";
+    log(`--state ${path}: ${reason(error)}; moved it to ${aside} and starting as a new client, ${how}`);
+    stateUnreadable = true;
+    return undefined;
   }
 }
 
-/** Writes the resume point; with `probe` and none yet, only proves the file can be written. */
-function saveState(probe = false): void {
-  stateDirty = false;
-  if (!options.state || (!position && !probe)) return;
+/** Writes `point` to --state; with `probe` and no point yet, only proves that the file can be written. */
+function writeState(point: ResumePoint | undefined, probe = false): void {
+  if (!options.state || (!point && !probe)) return;
   const temporary = `${options.state}.tmp`;
   try {
-    writeFileSync(temporary, position ? JSON.stringify(position) + "\n" : "");
-    if (position) renameSync(temporary, options.state);
-    else rmSync(temporary);
+    const fd = openSync(temporary, "w");
+    try {
+      if (point) writeSync(fd, JSON.stringify(point) + "\n");
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (!point) return rmSync(temporary);
+    renameSync(temporary, options.state);
   } catch (error) {
     throw new UsageError(`--state ${options.state}: cannot write: ${reason(error)}`);
   }
+  syncFolder(dirname(options.state));
+}
+
+/** Makes a rename durable. Best effort: a folder that cannot be opened for reading still got the file. */
+function syncFolder(path: string): void {
+  let fd;
+  try {
+    fd = openSync(path, "r");
+    fsyncSync(fd);
+  } catch {
+    // The rename stands; only its durability across a power cut is not assured.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * Where to resume: after the last message handed on; or, when none waits, at the latest start,
+ * which may have moved past it (a gap, a server restart).
+ */
+function resumePoint(): ResumePoint | undefined {
+  const nothingWaits = pending.length === 0 && unconfirmed.length === 0;
+  return following && nothingWaits ? { server: following.server, last: following.next - 1 } : handedOn;
+}
+
+/** The newest message slpc holds: waiting to go out, written to stdout, or handed on. */
+function newestHeld(): ResumePoint | undefined {
+  const waiting = pending.at(-1);
+  if (waiting) return { server: waiting.server, last: waiting.seq };
+  const written = unconfirmed.at(-1);
+  return written ? { server: written.server, last: written.last } : resumePoint();
+}
+
+/** Writes the resume point to --state when it moved since the last write. */
+function saveState(): void {
+  const point = resumePoint();
+  if (!point || JSON.stringify(point) === stateWritten) return;
+  writeState(point);
+  stateWritten = JSON.stringify(point);
 }
 
 if (options.state) {
   let lastFailure = "";
   setInterval(() => {
-    if (!stateDirty) return;
     try {
       saveState();
       lastFailure = "";
     } catch (error) {
       // Once per kind of failure, not once a second while the disk stays full.
-      if ((error as Error).message !== lastFailure) log((error as Error).message);
-      lastFailure = (error as Error).message;
+      if (reason(error) !== lastFailure) log(reason(error));
+      lastFailure = reason(error);
     }
   }, 1000).unref();
 }
 
 // ---- Output: the local syslog daemon over UDP, or stdout.
 
-// An ICMP "port unreachable" from a syslog daemon that is not running arrives as an error, one
-// per message sent: say so at once, then at most once a minute with the count.
-let forwardErrors = 0;
-let forwardErrorLogged = -Infinity;
-const udp = await Bun.udpSocket({
-  socket: {
-    drain: () => sendPending(),
-    error: (_socket, error) => {
-      forwardErrors++;
-      if (performance.now() - forwardErrorLogged < 60_000) return;
-      const times = forwardErrors > 1 ? ` (${forwardErrors} times since the last report)` : "";
-      log(`forward to ${formatAddress(forward)}: ${error ? reason(error) : "not reachable"}${times}; is the syslog daemon listening?`);
-      forwardErrorLogged = performance.now();
-      forwardErrors = 0;
-    },
-  },
-});
-/**
- * Messages not yet sent, with their numbers: over --forward-rate, or not taken by the kernel.
- * They go out in order, and while too many wait the connection to the server stops being read,
- * so the server holds the rest.
- */
-const pending: { message: Uint8Array; seq: number }[] = [];
-let pendingBytes = 0;
 const PENDING_HIGH = 4096;
 const PENDING_HIGH_BYTES = 4 * 1024 * 1024;
-const forwardRate = options.forwardRate > 0 ? new RateLimit(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now()) : undefined;
-let paceTimer: Timer | undefined;
-let readingPaused = false;
-
-function delivered(seq: number): void {
-  counters.delivered++;
-  position!.last = seq;
-  stateDirty = true;
-}
-
 /** Messages handed to the kernel in one sendmmsg(2) call. */
 const SEND_BATCH = 64;
+/** While sends to --forward fail, how long before the messages kept are tried again. */
+const FORWARD_RETRY_MS = 1000;
+const forwardRate = options.forwardRate > 0
+  ? new RateLimit(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now())
+  : undefined;
+
+// A syslog daemon that is not running answers with ICMP "port unreachable": an error event, or
+// an exception from the next send. Say so at once, then at most once a minute with the count.
+function forwardFailed(error: unknown): void {
+  forwardErrors++;
+  if (performance.now() - forwardErrorLogged < 60_000) return;
+  const times = forwardErrors > 1 ? ` (${forwardErrors} times since the last report)` : "";
+  log(`forward to ${forwardName}: ${error ? reason(error) : "not reachable"}${times}; is the syslog daemon listening?`);
+  forwardErrorLogged = performance.now();
+  forwardErrors = 0;
+}
+
+async function openForwardSocket(): Promise<import("bun").udp.Socket<"buffer">> {
+  try {
+    return await Bun.udpSocket({
+      hostname: forwardTo.family === 6 ? "::" : "0.0.0.0",
+      socket: { drain: () => sendPending(), error: (_socket, error) => forwardFailed(error) },
+    });
+  } catch (error) {
+    log(`--forward ${forwardName}: cannot open a UDP socket for IPv${forwardTo.family}: ${reason(error)}`);
+    process.exit(2);
+  }
+}
+const udp = options.stdout ? undefined : await openForwardSocket();
+
+function handOn(server: string, last: number, count: number): void {
+  counters.delivered += count;
+  handedOn = { server, last };
+}
+
+function sendLater(ms: number): void {
+  sendTimer ??= setTimeout(() => {
+    sendTimer = undefined;
+    sendPending();
+  }, ms);
+}
 
 function sendPending(): void {
-  while (pending.length > 0) {
+  while (pending.length > 0 && udp) {
     const now = performance.now();
     let count = 0;
     while (count < Math.min(SEND_BATCH, pending.length) && (!forwardRate || forwardRate.take(now))) count++;
     if (count === 0) {
-      paceTimer ??= setTimeout(() => {
-        paceTimer = undefined;
-        sendPending();
-      }, Math.max(1, forwardRate!.wait()));
+      sendLater(Math.max(1, forwardRate!.wait()));
       break;
     }
     const packets: (Uint8Array | number | string)[] = [];
-    for (let i = 0; i < count; i++) packets.push(pending[i]!.message, forward.port, forward.host);
-    const sent = udp.sendMany(packets);
-    for (const { message, seq } of pending.splice(0, sent)) {
+    for (let i = 0; i < count; i++) packets.push(pending[i]!.message, forwardTo.port, forwardTo.host);
+    let sent;
+    try {
+      sent = udp.sendMany(packets);
+    } catch (error) {
+      // The messages stay, in order, and the server holds the rest until the daemon takes them.
+      forwardFailed(error);
+      forwardFailing = true;
+      sendLater(FORWARD_RETRY_MS);
+      break;
+    }
+    forwardFailing = false;
+    for (const { message, server, seq } of pending.splice(0, sent)) {
       pendingBytes -= message.length;
-      delivered(seq);
+      handOn(server, seq, 1);
     }
     if (sent < count) break; // the kernel is full: `drain` calls again
   }
-  pauseReading(pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES);
+  updateReading();
 }
 
-/** Stops or restarts reading from the server, so that it holds what this side cannot take yet. */
-function pauseReading(pause: boolean): void {
-  if (pause === readingPaused) return;
-  readingPaused = pause;
-  if (pause) current?.pause();
-  else current?.resume();
+/**
+ * The lines of one read, as one write. They count as handed on once stdout says it took them:
+ * until then a SIGTERM could lose them, and the resume point must not pass them.
+ */
+function writeLines(): void {
+  const last = pending.at(-1);
+  if (!last) return;
+  const lines = messagesAsLines(pending.map(({ message }) => message));
+  unconfirmed.push({ server: last.server, last: last.seq, count: pending.length });
+  pending.length = 0;
+  pendingBytes = 0;
+  const taken = process.stdout.write(lines, (error) => {
+    const write = unconfirmed.shift()!;
+    if (!error) handOn(write.server, write.last, write.count);
+  });
+  // A full pipe: stop reading the server until stdout drains.
+  if (!taken) stdoutFull = true;
+  updateReading();
 }
 
-function output(message: Uint8Array, seq: number): void {
-  if (options.stdout) {
-    // A full pipe makes write() return false: stop reading the server until stdout drains.
-    if (!process.stdout.write(messageAsLine(message)) && !readingPaused) {
-      pauseReading(true);
-      process.stdout.once("drain", () => pauseReading(false));
-    }
-    delivered(seq);
-    return;
-  }
-  // Sent in batches: onData calls sendPending once it has taken all the messages of a read.
-  pending.push({ message, seq });
-  pendingBytes += message.length;
+/** After a read: the messages it brought go out. */
+function handOnPending(): void {
+  if (options.stdout) writeLines();
+  else sendPending();
 }
 
-// ---- The connection to the server, and reconnecting.
+if (options.stdout) {
+  // One listener for the life of the process, not one per pause.
+  process.stdout.on("drain", () => {
+    stdoutFull = false;
+    updateReading();
+  });
+  process.stdout.on("error", (error) => {
+    log(`stdout: ${reason(error)}; exiting`);
+    stop(1);
+  });
+}
+
+// ---- The connection to the server.
+
+/**
+ * A connection's life, one phase after the other. From dialling to the server's first `start`
+ * (connecting, handshaking, resuming) --handshake-timeout applies; while streaming, --dead-after,
+ * counted only while slpc reads; closing lasts until the socket is gone.
+ */
+type Phase = "connecting" | "handshaking" | "resuming" | "streaming" | "closing";
 
 interface Connection {
+  phase: Phase;
+  /** The socket, once TCP is up. */
+  socket?: Socket<Connection>;
+  /** When the setup must be done (performance.now() milliseconds): dialling plus --handshake-timeout. */
+  setupDeadline: number;
+  /** When bytes last came while reading: the silence that --dead-after measures starts here. */
+  heardAt: number;
+  /** When TLS was done and the server's certificate accepted. */
+  authorizedAt?: number;
+  /** Whether reading from the socket is paused, so that the server holds what this side cannot take yet. */
+  paused: boolean;
   deframer: Deframer;
-  authorized: boolean;
-  since: number;
-  lastByte: number;
   /** The server's hello, once it came. */
   serverId?: string;
-  /** Number of the next data frame, once the server said where it starts. */
-  nextSeq?: number;
+  /** Control frames the socket has not taken yet: Bun's write buffers nothing. */
+  outbox?: Uint8Array;
   /** Heartbeats in the current second: a server that sends a flood of them is hung up on. */
   heartbeats: number;
   heartbeatSecond: number;
-  closing?: boolean;
+  /** Set when the server's hello offers `progress`: then slpc reports how far it delivered, every `heartbeat`. */
+  progressEvery?: number;
+  progressTimer?: Timer;
+  /** The number before the first message this connection brought: where it resumed. */
+  resumedAfter?: number;
 }
 
-let attempt = 0;
-let current: Socket<Connection> | undefined;
-let retryTimer: Timer | undefined;
-let stopping = false;
-const target = formatAddress(server);
+/** Moves `c` into `phase`: every deadline, counter and log line of the lifecycle is set here. */
+function enter(c: Connection, phase: Phase, why = ""): void {
+  const now = performance.now();
+  c.phase = phase;
+  switch (phase) {
+    case "connecting":
+      c.setupDeadline = now + options.handshakeTimeout * 1000;
+      log(`connecting to ${target}`);
+      return;
+    case "handshaking":
+      return; // TCP is up; the deadline from dialling still holds
+    case "resuming":
+      c.authorizedAt = now;
+      if (counters.connects++ > 0) counters.reconnects++;
+      log(`connected to ${target}`);
+      return;
+    case "streaming":
+      c.heardAt = now;
+      c.resumedAfter = following!.next - 1;
+      log(`following server ${c.serverId} from #${following!.next}`);
+      if (c.progressEvery !== undefined) c.progressTimer = setInterval(() => sendProgress(c), c.progressEvery);
+      updateReading();
+      return;
+    case "closing":
+      clearInterval(c.progressTimer);
+      if (why) log(`${target}: ${why}; closing the connection`);
+      // Still dialling: Bun cannot cancel a TCP connect, so the attempt is abandoned instead.
+      if (!c.socket) return ended(c);
+      c.socket.terminate();
+      return;
+  }
+}
+
+/** A connection is gone: say so, and dial again after a while. */
+function ended(c: Connection, error?: Error): void {
+  clearInterval(c.progressTimer);
+  if (connection !== c) return; // an abandoned attempt that connected or failed after all
+  connection = undefined;
+  if (c.authorizedAt !== undefined && !stopping) {
+    const seconds = (performance.now() - c.authorizedAt) / 1000;
+    if (seconds >= STAYED_UP_SECONDS) failures = 0;
+    log(`disconnected from ${target} after ${seconds.toFixed(1)} s${error ? `: ${reason(error)}` : ""}`);
+  } else if (c.phase === "handshaking" && !stopping) {
+    // The network or the peer ended it, not a certificate check: say which.
+    log(error
+      ? `${target}: connection lost during the TLS handshake: ${reason(error)}`
+      : `${target}: the server closed the connection during the TLS handshake`);
+  }
+  retryLater();
+}
 
 function retryLater(): void {
   if (stopping || retryTimer) return;
-  const seconds = nextBackoff(attempt++, options.retryMin, options.retryMax);
+  const seconds = nextBackoff(failures++, options.retryMin, options.retryMax);
   log(`retrying in ${seconds.toFixed(1)} s`);
   retryTimer = setTimeout(() => {
     retryTimer = undefined;
     connect();
-  }, seconds * 1000);
+  }, Math.min(seconds * 1000, MAX_TIMER_MS));
+}
+
+/** Pauses or resumes reading from the server, so that it holds what this side cannot take yet. */
+function updateReading(): void {
+  const c = connection;
+  if (!c?.socket || c.phase !== "streaming") return;
+  const wait = forwardFailing || stdoutFull || pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
+  if (wait === c.paused) return;
+  c.paused = wait;
+  if (wait) return c.socket.pause();
+  // The silence while paused was our own doing: --dead-after counts from now.
+  c.heardAt = performance.now();
+  c.socket.resume();
+}
+
+function send(c: Connection, message: ControlMessage): void {
+  const frame = encodeControl(message);
+  c.outbox = c.outbox ? Buffer.concat([c.outbox, frame]) : frame;
+  flushOutbox(c);
+}
+
+/**
+ * Tells a server that offered `progress` how far delivery got, also while reading is paused: so
+ * that the server counts a client that is slow to hand on, but alive, as alive (its --stall).
+ */
+function sendProgress(c: Connection): void {
+  if (c.progressEvery === undefined || c.phase !== "streaming" || c.outbox) return; // the last one is not out yet
+  const point = resumePoint();
+  const last = point?.server === c.serverId ? point!.last : c.resumedAfter!;
+  send(c, { type: "progress", last });
+}
+
+function flushOutbox(c: Connection): void {
+  if (!c.outbox || !c.socket || c.phase === "closing") return;
+  const taken = c.socket.write(c.outbox);
+  c.outbox = taken >= c.outbox.length ? undefined : c.outbox.subarray(Math.max(taken, 0));
 }
 
 /** Why the server's certificate is not the one we want, or undefined when it is. */
@@ -264,136 +525,126 @@ function serverRefusal(socket: Socket<Connection>, success: boolean, error: Erro
   return mismatch ? `server certificate refused: ${mismatch.message}` : undefined;
 }
 
-function hangUp(socket: Socket<Connection>, why: string): void {
-  log(`${target}: ${why}; closing the connection`);
-  socket.data.closing = true;
-  socket.terminate();
-}
-
 /** hello, then start (possibly again later), heartbeat and error, in the order the protocol allows. */
-function onControl(socket: Socket<Connection>, message: ControlMessage): void {
-  const connection = socket.data;
+function onControl(c: Connection, message: ControlMessage): void {
   switch (message.type) {
     case "hello": {
-      if (message.version !== PROTOCOL_VERSION)
-        return hangUp(socket, `server speaks protocol version ${message.version}, this slpc speaks ${PROTOCOL_VERSION}; upgrade the older one`);
-      if (connection.serverId !== undefined) return hangUp(socket, "protocol error: second hello");
-      connection.serverId = message.server;
+      if (message.version !== PROTOCOL_VERSION) {
+        const versions = `server speaks protocol version ${message.version}, this slpc speaks ${PROTOCOL_VERSION}`;
+        return enter(c, "closing", `${versions}; upgrade the older one`);
+      }
+      if (c.serverId !== undefined) return enter(c, "closing", "protocol error: second hello");
+      c.serverId = message.server;
+      // Only a server that offers it gets progress: an older one refuses messages it does not know.
+      if ("progress" in message && message.progress === true) {
+        c.progressEvery = Math.min(Math.max(message.heartbeat * 1000, MIN_PROGRESS_MS), MAX_PROGRESS_MS);
+      }
       if (message.heartbeat >= options.deadAfter)
         log(`warning: server heartbeat ${message.heartbeat} s is not below --dead-after ${options.deadAfter} s; idle connections will be dropped`);
-      // Messages waiting for the local daemon will still be delivered: resume after them, not before.
-      const last = pending.at(-1)?.seq ?? position?.last;
-      const resume = position ? { server: position.server, last: last! } : { replay: options.replay };
-      socket.write(encodeControl({ type: "resume", version: PROTOCOL_VERSION, ...resume }));
-      return;
+      // Messages still waiting will be handed on: resume after them, not before.
+      const held = newestHeld();
+      const resume = held ? { server: held.server, last: held.last } : { replay: options.replay };
+      return send(c, { type: "resume", version: PROTOCOL_VERSION, ...resume });
     }
     case "start": {
-      if (connection.serverId === undefined) return hangUp(socket, "protocol error: start before hello");
+      if (c.serverId === undefined) return enter(c, "closing", "protocol error: start before hello");
+      if (stateUnreadable && message.lost === undefined) {
+        message = { ...message, lost: null, reason: "the --state file was unreadable" };
+      }
+      stateUnreadable = false;
       const gap = gapNotice(message);
       if (gap) log(gap);
       if (message.lost === null) counters.unknownGaps++;
       else counters.lost += message.lost ?? 0;
-      if (connection.nextSeq === undefined) log(`following server ${connection.serverId} from #${message.seq}`);
-      connection.nextSeq = message.seq;
-      if (position?.server !== connection.serverId) position = { server: connection.serverId, last: message.seq - 1 };
+      following = { server: c.serverId, next: message.seq };
+      if (c.phase === "resuming") enter(c, "streaming");
       return;
     }
     case "heartbeat": {
       const second = Math.floor(performance.now() / 1000);
-      if (second !== connection.heartbeatSecond) [connection.heartbeatSecond, connection.heartbeats] = [second, 0];
-      if (++connection.heartbeats > MAX_HEARTBEATS_PER_SECOND) return hangUp(socket, `protocol error: heartbeat flood, over ${MAX_HEARTBEATS_PER_SECOND} in a second`);
+      if (second !== c.heartbeatSecond) [c.heartbeatSecond, c.heartbeats] = [second, 0];
+      if (++c.heartbeats > MAX_HEARTBEATS_PER_SECOND) {
+        return enter(c, "closing", `protocol error: heartbeat flood, over ${MAX_HEARTBEATS_PER_SECOND} in a second`);
+      }
       return;
     }
     case "error":
-      return hangUp(socket, `server says: ${message.message}`);
+      return enter(c, "closing", `server says: ${message.message}`);
     default:
-      return hangUp(socket, `protocol error: unexpected ${message.type} message`);
+      return enter(c, "closing", `protocol error: unexpected ${message.type} message`);
   }
 }
 
-function onData(socket: Socket<Connection>, chunk: Uint8Array): void {
+function onData(c: Connection, chunk: Uint8Array): void {
+  c.heardAt = performance.now();
   try {
-    deliverFrames(socket, chunk);
+    deliverFrames(c, chunk);
   } finally {
-    if (!options.stdout) sendPending();
+    handOnPending();
   }
 }
 
-function deliverFrames(socket: Socket<Connection>, chunk: Uint8Array): void {
-  const connection = socket.data;
-  connection.lastByte = performance.now();
-  for (const frame of connection.deframer.push(chunk)) {
+function deliverFrames(c: Connection, chunk: Uint8Array): void {
+  for (const frame of c.deframer.push(chunk)) {
     if (!frame.control) {
-      if (connection.nextSeq === undefined) return hangUp(socket, "protocol error: data before start");
+      if (c.phase !== "streaming") return enter(c, "closing", "protocol error: data before start");
+      // A number the state file could not hold: refuse it rather than lose count.
+      if (!Number.isSafeInteger(following!.next)) {
+        return enter(c, "closing", "protocol error: message number beyond 2^53");
+      }
       counters.received++;
       counters.receivedBytes += frame.body.length;
-      output(frame.body, connection.nextSeq++);
+      pending.push({ message: frame.body, server: following!.server, seq: following!.next++ });
+      pendingBytes += frame.body.length;
       continue;
     }
     let message;
     try {
       message = parseControl(frame.body);
     } catch (error) {
-      return hangUp(socket, `protocol error: ${(error as Error).message}`);
+      return enter(c, "closing", `protocol error: ${reason(error)}`);
     }
-    onControl(socket, message);
-    if (connection.closing) return;
+    onControl(c, message);
+    if (c.phase === "closing") return;
   }
-  if (connection.deframer.error) hangUp(socket, connection.deframer.error);
+  if (c.deframer.error) enter(c, "closing", c.deframer.error);
 }
 
-// A half-open connection (the home address changed under it) delivers nothing and never fails
-// by itself: the server's heartbeats are what make silence mean death.
-setInterval(() => {
-  if (!current?.data.authorized || current.data.closing) return;
-  if (performance.now() - current.data.lastByte >= options.deadAfter * 1000) {
-    hangUp(current, `no bytes for ${options.deadAfter} s (--dead-after), the connection is presumed dead`);
-  }
-}, Math.min(1000, options.deadAfter * 250)).unref();
-
 function connect(): void {
-  log(`connecting to ${target}`);
+  const c: Connection = {
+    phase: "connecting", setupDeadline: 0, heardAt: 0, paused: false, deframer: new Deframer(MAX_MESSAGE),
+    heartbeats: 0, heartbeatSecond: 0,
+  };
+  connection = c;
+  enter(c, "connecting");
   Bun.connect<Connection>({
     hostname: server.host,
     port: server.port,
-    data: { deframer: new Deframer(MAX_MESSAGE), authorized: false, since: 0, lastByte: 0, heartbeats: 0, heartbeatSecond: 0 },
+    data: c,
     tls: { cert: tls.cert, key: tls.key, ca: tls.ca, crl: tls.crl, serverName, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
     socket: {
       open(socket) {
-        current = socket;
-        readingPaused = false;
+        if (connection !== c) return void socket.terminate(); // abandoned while dialling
+        c.socket = socket;
+        enter(c, "handshaking");
       },
       handshake(socket, success, error) {
+        if (c.phase !== "handshaking") return;
+        if (!success && isNetworkError(error)) return; // the connection is gone: `close` says so
         const why = serverRefusal(socket, success, error);
-        if (why) {
-          log(`${target}: ${why}`);
-          socket.data.closing = true;
-          socket.terminate();
-          return;
-        }
-        socket.data.authorized = true;
-        socket.data.since = socket.data.lastByte = performance.now();
+        if (why) return enter(c, "closing", why);
         socket.setKeepAlive(true, 15_000);
-        if (counters.connects++ > 0) counters.reconnects++;
-        log(`connected to ${target}`);
+        enter(c, "resuming");
       },
-      data(socket, chunk) {
+      data(_socket, chunk) {
         // Never trust a byte from a server that failed its checks, or after we decided to hang up.
-        if (socket.data.authorized && !socket.data.closing) onData(socket, chunk);
+        if (c.phase === "resuming" || c.phase === "streaming") onData(c, chunk);
       },
-      close(socket, error) {
-        if (current === socket) current = undefined;
-        if (socket.data.authorized && !stopping) {
-          const seconds = (performance.now() - socket.data.since) / 1000;
-          if (seconds >= STAYED_UP_SECONDS) attempt = 0;
-          log(`disconnected from ${target} after ${seconds.toFixed(1)} s${error ? `: ${reason(error)}` : ""}`);
-        }
-        retryLater();
-      },
+      drain: () => flushOutbox(c),
+      close: (_socket, error) => ended(c, error),
       connectError(_socket, error) {
-        current = undefined;
-        log(`cannot connect to ${target}: ${reason(error)}`);
-        retryLater();
+        if (connection === c) log(`cannot connect to ${target}: ${reason(error)}`);
+        ended(c);
       },
       error(_socket, error) {
         log(`${target}: ${reason(error)}`);
@@ -402,6 +653,40 @@ function connect(): void {
   }).catch(() => {
     // connectError has logged it and scheduled the retry.
   });
+}
+
+// The deadlines of every phase, checked by one clock. A half-open connection (the home address
+// changed under it) delivers nothing and never fails by itself: the server's heartbeats are what
+// make silence mean death.
+const TICK_MS = Math.max(1, Math.min(1000, options.deadAfter * 250, options.handshakeTimeout * 250));
+let lastTick = performance.now();
+setInterval(() => {
+  const c = connection;
+  const now = performance.now();
+  // A tick this late means the process did not run (SIGSTOP, a laptop asleep). The bytes the
+  // server sent meanwhile wait unread in the socket: read first, judge at a later tick.
+  const frozen = now - lastTick > 2 * TICK_MS + 100;
+  lastTick = now;
+  if (!c || c.phase === "closing") return;
+  if (frozen) return restartClocks(c, now);
+  if (c.phase !== "streaming") {
+    if (now >= c.setupDeadline) {
+      const timeout = `${options.handshakeTimeout} s (--handshake-timeout)`;
+      enter(c, "closing", `no TLS handshake, hello and start within ${timeout}`);
+    }
+  } else if (!c.paused && now - c.heardAt >= options.deadAfter * 1000) {
+    enter(c, "closing", `no bytes for ${options.deadAfter} s (--dead-after), the connection is presumed dead`);
+  }
+}, TICK_MS).unref();
+
+/**
+ * After the process was frozen: each phase's time starts again from now. A progress message
+ * goes out at once, so that a connection that died meanwhile fails fast.
+ */
+function restartClocks(c: Connection, now: number): void {
+  c.heardAt = now;
+  if (c.phase !== "streaming") c.setupDeadline = now + options.handshakeTimeout * 1000;
+  sendProgress(c);
 }
 
 // ---- For operators: certificate renewal, expiry warnings, numbers.
@@ -418,7 +703,7 @@ process.on("SIGHUP", () => {
   try {
     tls = loadTls();
   } catch (error) {
-    log(`SIGHUP: ${(error as Error).message}; keeping the certificates in force`);
+    log(`SIGHUP: ${reason(error)}; keeping the certificates in force`);
     return;
   }
   log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}; the next connection uses them`);
@@ -430,28 +715,49 @@ process.on("SIGUSR1", () => {
     program: "slpc",
     uptime: Math.round((Date.now() - startedAt) / 1000),
     server: target,
-    connected: current?.data.nextSeq !== undefined,
+    connected: connection?.phase === "streaming",
     ...counters,
-    pending: pending.length,
-    position: position ?? null,
+    pending: pending.length + unconfirmed.reduce((sum, write) => sum + write.count, 0),
+    position: resumePoint() ?? null,
   };
   process.stderr.write(JSON.stringify(snapshot) + "\n");
 });
 
+/** How long SIGTERM waits for stdout to take what was written to it. */
+const STOP_WAIT_MS = 5000;
+
+/**
+ * SIGTERM, SIGINT: stop reading, let stdout take what it was given (for a while), and record
+ * in --state only what really went out, so that the next start delivers the rest once.
+ */
 function shutdown(signal: string): void {
+  if (stopping) return stop(0); // a second signal: at once
   stopping = true;
   log(`${signal}: exiting`);
   clearTimeout(retryTimer);
-  current?.terminate();
-  sendPending();
+  connection?.socket?.terminate();
+  sendPending(); // what --forward-rate allows now; the rest comes again on the next start, with --state
+  const deadline = performance.now() + STOP_WAIT_MS;
+  const waitForStdout = () => {
+    if (unconfirmed.length === 0) return stop(0);
+    if (performance.now() < deadline) return void setTimeout(waitForStdout, 10);
+    const lines = unconfirmed.reduce((sum, write) => sum + write.count, 0);
+    log(`stdout did not take ${lines} lines within ${STOP_WAIT_MS / 1000} s; --state records only what it took`);
+    stop(0);
+  };
+  waitForStdout();
+}
+
+function stop(code: number): void {
   try {
     saveState();
   } catch (error) {
-    log((error as Error).message);
+    log(reason(error));
   }
-  udp.close();
-  process.exit(0);
+  udp?.close();
+  process.exit(code);
 }
+
 process.on("SIGINT", () => shutdown("SIGINT"));
 process.on("SIGTERM", () => shutdown("SIGTERM"));
 

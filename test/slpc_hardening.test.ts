@@ -1,0 +1,544 @@
+// slpc against the odd moments of issue 9: forward addresses in every form the flag accepts, a
+// daemon that is down, peers that never answer, slow outputs, signals and broken state files.
+// Real slps and slpc processes, real TLS and UDP on loopback, certificates made by this run.
+
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { closeSync, constants, openSync, readFileSync, readSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createServer, type Socket as NetSocket } from "node:net";
+import type { Socket } from "bun";
+import { Deframer, TLS13_ONLY, encodeControl, encodeFrame } from "../lib.ts";
+import { BUN, Child, ROOT, sendUdp, sleep, testBed, until, type ServerHandle } from "./kit.ts";
+
+setDefaultTimeout(30_000);
+
+const bed = testBed();
+const { server, sink, track } = bed;
+
+/** slpc dialling `port` with the test's client certificate, quick to retry, and `args`. */
+function slpc(port: number, args: string[]): Child {
+  return track(new Child(slpcCommand(port, args)));
+}
+
+/** The command line of slpc dialling `port`, as slpc() runs it. */
+function slpcCommand(port: number, args: string[]): string[] {
+  const { cert, key } = bed.pki.cert("client");
+  return [BUN, "slpc.ts", "--server", `localhost:${port}`, "--ca", bed.pki.ca, "--cert", cert, "--key", key,
+    "--retry-min", "0.2", "--retry-max", "1", ...args];
+}
+
+/** Sends `messages` to slps in batches, pausing between them so its UDP buffer never overflows. */
+async function feed(s: ServerHandle, messages: Buffer[]): Promise<void> {
+  for (let i = 0; i < messages.length; i += 100) {
+    await sendUdp(s.udpPort, messages.slice(i, i + 100));
+    await sleep(2);
+  }
+}
+
+/**
+ * A FIFO for a child's stdout that the test reads only when it wants to: until then it fills up
+ * like a pipe whose reader is slow. `writeEnd` goes to Bun.spawn; `readAll` reads until the child exits.
+ */
+function fifo(name: string) {
+  const path = join(bed.dir, name);
+  expect(Bun.spawnSync(["mkfifo", path]).exitCode).toBe(0);
+  const readEnd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  bed.defer(() => closeSync(readEnd));
+  const writeEnd = openSync(path, "w");
+  const chunks: Buffer[] = [];
+  const buffer = Buffer.alloc(1 << 16);
+  return {
+    writeEnd,
+    /** Reads what is there now; true once the writer has closed its end. */
+    drain(): boolean {
+      for (;;) {
+        let n;
+        try {
+          n = readSync(readEnd, buffer);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === "EAGAIN") return false;
+          throw error;
+        }
+        if (n === 0) return true;
+        chunks.push(Buffer.from(buffer.subarray(0, n)));
+      }
+    },
+    async readAll(ms = 10_000): Promise<string> {
+      for (const deadline = Date.now() + ms; !this.drain() && Date.now() < deadline; ) await sleep(5);
+      return Buffer.concat(chunks).toString();
+    },
+    /** The lines read so far. */
+    lines: () => Buffer.concat(chunks).toString().split("\n").slice(0, -1),
+  };
+}
+
+/** slpc as a process of the test's own, its stdout into `out`, its stderr collected. */
+function slpcInto(out: { writeEnd: number }, command: string[]) {
+  const proc = Bun.spawn(command, { cwd: ROOT, stdout: out.writeEnd, stderr: "pipe" });
+  closeSync(out.writeEnd); // the child holds the only write end: its exit is the reader's end of file
+  bed.defer(() => (proc.kill("SIGKILL"), proc.exited));
+  const child = { proc, stderr: "" };
+  void (async () => {
+    for await (const chunk of proc.stderr) child.stderr += Buffer.from(chunk).toString();
+  })();
+  return child;
+}
+
+/** Waits until slps has started one more client stream than `before`. */
+const streamStarted = (s: ServerHandle, before = 0) =>
+  until(() => `a stream to start:\n${s.stderr}`, () => (s.stderr.match(/ starts at #/g)?.length ?? 0) > before);
+
+/** A UDP sink on ::1 that keeps every datagram. */
+async function sink6() {
+  const messages: Buffer[] = [];
+  const keep = (_socket: unknown, data: Buffer) => void messages.push(Buffer.from(data));
+  const socket = await Bun.udpSocket({ hostname: "::1", port: 0, socket: { data: keep } });
+  bed.defer(() => socket.close());
+  return { port: socket.port, messages };
+}
+
+const numbered = (n: number, prefix = "msg") => Array.from({ length: n }, (_, i) => Buffer.from(`<13>${prefix} ${i}`));
+const texts = (messages: Buffer[]) => messages.map(String);
+
+describe("--forward in every form it accepts", () => {
+  test("--forward localhost:PORT delivers to a daemon on 127.0.0.1", async () => {
+    const s = await server();
+    const out = await sink();
+    const c = slpc(s.tlsPort, ["--forward", `localhost:${out.port}`]);
+    await streamStarted(s);
+    await sendUdp(s.udpPort, numbered(20));
+    await until(() => `20 messages, got ${out.messages.length}:\n${c.stderr}`, () => out.messages.length === 20);
+    expect(texts(out.messages)).toEqual(texts(numbered(20)));
+  });
+
+  test("--forward [::1]:PORT delivers to a daemon on ::1", async () => {
+    const s = await server();
+    const out = await sink6();
+    const c = slpc(s.tlsPort, ["--forward", `[::1]:${out.port}`]);
+    await streamStarted(s);
+    await sendUdp(s.udpPort, numbered(200));
+    await until(() => `200 messages, got ${out.messages.length}:\n${c.stderr}`, () => out.messages.length === 200);
+    expect(texts(out.messages)).toEqual(texts(numbered(200)));
+  });
+
+  test("a --forward host that does not resolve exits 2 with one line", async () => {
+    const c = slpc(1, ["--forward", "no-such-host.invalid:514"]);
+    expect(await c.exit()).toBe(2);
+    expect(c.stderr).toMatch(/^slpc: --forward no-such-host\.invalid:514: cannot resolve no-such-host\.invalid: [^\n]+\n$/);
+  });
+
+  test("a forward address the kernel refuses every send to: one line naming it, reading paused, no crash", async () => {
+    const s = await server();
+    // Without SO_BROADCAST, every send to the broadcast address fails with EACCES.
+    const c = slpc(s.tlsPort, ["--forward", "255.255.255.255:9", "--forward-rate", "1000"]);
+    await streamStarted(s);
+    const messages = numbered(20_000);
+    for (let i = 0; i < messages.length; i += 500) await sendUdp(s.udpPort, messages.slice(i, i + 500));
+    await c.waitFor(/forward to 255\.255\.255\.255:9: [^\n]*EACCES[^\n]*; is the syslog daemon listening\?/);
+    await sleep(2000);
+    const from = c.stderr.length;
+    c.kill("SIGUSR1");
+    await until(() => `counters:\n${c.stderr}`, () => c.stderr.slice(from).includes("{"));
+    const counters = JSON.parse(c.stderr.slice(from).split("\n").find((line) => line.startsWith("{"))!);
+    expect(counters.delivered).toBe(0);
+    expect(counters.pending).toBeLessThan(5000); // reading paused: the server holds the rest
+    expect(c.stderr.match(/EACCES/g)).toHaveLength(1); // once a minute at most
+    expect(c.stderr).not.toContain(`localhost:${s.tlsPort}: `); // no error line names the server
+    expect(c.stderr).not.toMatch(/^\s+at /m);
+    c.kill("SIGTERM");
+    expect(await c.exit()).toBe(0);
+  });
+
+  test("a daemon that is down: one line naming the forward address, no crash, and delivery once it is up", async () => {
+    const s = await server();
+    const out = await sink();
+    const port = out.port;
+    out.close(); // the daemon is down: the kernel refuses sends to its port
+    // Paced one by one, so that sends fail whole (ECONNREFUSED) instead of partly.
+    const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${port}`, "--forward-rate", "100"]);
+    await streamStarted(s);
+    await sendUdp(s.udpPort, numbered(100));
+    await c.waitFor(/forward to 127\.0\.0\.1:\d+: [^\n]*; is the syslog daemon listening\?/);
+    await sleep(1500); // sends go on failing meanwhile
+    expect(c.proc.exitCode).toBeNull();
+    // Up again on the same port: what slpc kept, and what the server held meanwhile, arrives.
+    const messagesUp: Buffer[] = [];
+    const keep = (_socket: unknown, data: Buffer) => void messagesUp.push(Buffer.from(data));
+    const up = await Bun.udpSocket({ hostname: "127.0.0.1", port, socket: { data: keep } });
+    bed.defer(() => up.close());
+    await sendUdp(s.udpPort, [Buffer.from("<13>after")]);
+    await until(() => `the last message (${messagesUp.length} so far):\n${c.stderr}`,
+      () => messagesUp.at(-1)?.toString() === "<13>after");
+    expect(c.proc.exitCode).toBeNull();
+    expect(c.stderr).not.toMatch(/^\s+at /m); // no stack trace
+    expect(c.stderr.match(/is the syslog daemon listening/g)).toHaveLength(1);
+    expect(c.stderr).not.toContain(`localhost:${s.tlsPort}: `); // no error line names the server
+    expect(c.stderr).not.toContain("disconnected");
+    const seen = texts(messagesUp);
+    expect(new Set(seen).size).toBe(seen.length);
+    const numbers = seen.slice(0, -1).map((text) => Number(text.split(" ")[1]));
+    expect(numbers).toEqual([...numbers].sort((a, b) => a - b));
+  });
+});
+
+describe("--handshake-timeout", () => {
+  test("a peer that accepts TCP and never answers is hung up on after --handshake-timeout, and dialled again", async () => {
+    let accepted = 0;
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: () => void accepted++, data() {} } });
+    bed.defer(() => silent.stop(true));
+    const c = slpc(silent.port, ["--stdout", "--handshake-timeout", "1"]);
+    await c.waitFor(/connecting to/);
+    const dialled = performance.now();
+    await c.waitFor(/no TLS handshake, hello and start within 1 s \(--handshake-timeout\); closing the connection/);
+    const after = performance.now() - dialled;
+    await c.waitFor(/retrying in [\d.]+ s\nslpc: connecting to/);
+    await until(() => `a second connection (${accepted})`, () => accepted >= 2);
+    expect(after).toBeGreaterThanOrEqual(900);
+    expect(c.proc.exitCode).toBeNull();
+  });
+
+  test("--handshake-timeout refuses a value that is not seconds", async () => {
+    const c = slpc(1, ["--stdout", "--handshake-timeout", "0"]);
+    expect(await c.exit()).toBe(2);
+    expect(c.stderr).toBe('slpc: --handshake-timeout "0": expected seconds above zero, like 15 or 0.5\n');
+  });
+});
+
+describe("--stdout and SIGTERM", () => {
+  test("SIGTERM while stdout is full loses no line: --state records what was written, and a restart delivers the rest once", async () => {
+    const s = await server();
+    const state = join(bed.dir, "stdout-sigterm.json");
+    // stdout is a FIFO that the test leaves unread until after the signal: a pipe, and a full one.
+    const out = fifo("sigterm.fifo");
+    const first = slpcInto(out, slpcCommand(s.tlsPort, ["--stdout", "--state", state]));
+    await streamStarted(s);
+    const messages = Array.from({ length: 5000 }, (_, i) => Buffer.from(`<13>line ${i + 1} ${"x".repeat(300)}`));
+    await feed(s, messages);
+    await sleep(500);
+    first.proc.kill("SIGTERM");
+    await sleep(1000); // then the reader comes back, within slpc's 5 s
+    const written = await out.readAll();
+    expect(await first.proc.exited).toBe(0);
+    const saved = JSON.parse(readFileSync(state, "utf8"));
+    const lines = written.split("\n").slice(0, -1);
+    expect(lines.length).toBe(saved.last); // every line --state claims is there, and no other
+    expect(lines).toEqual(texts(messages.slice(0, saved.last)));
+    expect(saved.last).toBeGreaterThan(0);
+    expect(saved.last).toBeLessThan(messages.length); // stdout was full: slpc had stopped reading
+    expect(first.stderr).toContain("SIGTERM: exiting");
+
+    const second = slpc(s.tlsPort, ["--stdout", "--state", state]);
+    const rest = () => second.stdout.toString().split("\n").slice(0, -1);
+    const missing = messages.length - saved.last;
+    await until(() => `the rest (${rest().length} of ${missing}):\n${second.stderr}`, () => rest().length >= missing);
+    await sleep(200);
+    expect([...lines, ...rest()]).toEqual(texts(messages));
+    expect(second.stderr).not.toContain("gap");
+  });
+});
+
+describe("--stdout and a reader that never comes back", () => {
+  test("SIGTERM gives stdout 5 s, then exits; --state claims no line that was not written", async () => {
+    const s = await server();
+    const state = join(bed.dir, "stdout-gone.json");
+    const out = fifo("gone.fifo");
+    const c = slpcInto(out, slpcCommand(s.tlsPort, ["--stdout", "--state", state]));
+    await streamStarted(s);
+    const messages = Array.from({ length: 3000 }, (_, i) => Buffer.from(`<13>gone ${i + 1} ${"x".repeat(300)}`));
+    await feed(s, messages);
+    await sleep(500);
+    const signalled = performance.now();
+    c.proc.kill("SIGTERM");
+    expect(await c.proc.exited).toBe(0);
+    const waited = performance.now() - signalled;
+    expect(waited).toBeGreaterThanOrEqual(4500);
+    expect(waited).toBeLessThan(9000);
+    expect(c.stderr).toMatch(/stdout did not take \d+ lines within 5 s; --state records only what it took\n$/);
+    const saved = JSON.parse(readFileSync(state, "utf8"));
+    const lines = (await out.readAll()).split("\n");
+    expect(lines.slice(0, saved.last)).toEqual(texts(messages.slice(0, saved.last)));
+  });
+});
+
+describe("a --state file that is not one", () => {
+  test.each([
+    ["empty", "", "empty \\(not an slpc state file\\)"],
+    ["garbage", "\x00\x01 not json at all", "not an slpc state file \\(not JSON\\)"],
+    ["truncated JSON", '{"server":"5f2c9a7e01b4d3c8","la', "not an slpc state file \\(not JSON\\)"],
+  ])("%s: slpc moves it aside, says so, reports an unknown gap and delivers", async (name, content, why) => {
+    const moved = new RegExp(`--state \\S+: ${why}; moved it to (\\S+) and starting as a new client, live`);
+    const s = await server();
+    const out = await sink();
+    const state = join(bed.dir, `bad-${name.replace(/ /g, "-")}.json`);
+    writeFileSync(state, content);
+    const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--state", state]);
+    await c.waitFor(moved);
+    const aside = moved.exec(c.stderr)![1]!;
+    expect(aside).toMatch(new RegExp(`^${state.replace(/[.]/g, "\\.")}\\.bad-\\d+$`));
+    expect(readFileSync(aside, "utf8")).toBe(content);
+    await c.waitFor(/gap: an unknown number of messages lost, the --state file was unreadable; continuing from #1/);
+    await sendUdp(s.udpPort, numbered(5));
+    await until(() => `5 messages:\n${c.stderr}`, () => out.messages.length === 5);
+    expect(texts(out.messages)).toEqual(texts(numbered(5)));
+    c.kill("SIGTERM");
+    expect(await c.exit()).toBe(0);
+    expect(JSON.parse(readFileSync(state, "utf8"))).toMatchObject({ last: 5 });
+  });
+
+  test("with --replay, slpc starts over with everything the server holds", async () => {
+    const s = await server();
+    await sendUdp(s.udpPort, numbered(3, "held"));
+    await sleep(100);
+    const out = await sink();
+    const state = join(bed.dir, "bad-replay.json");
+    writeFileSync(state, "{");
+    const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--state", state, "--replay"]);
+    await c.waitFor(/moved it to \S+ and starting as a new client, with everything the server holds \(--replay\)/);
+    await until(() => `the held messages:\n${c.stderr}`, () => out.messages.length === 3);
+    expect(texts(out.messages)).toEqual(texts(numbered(3, "held")));
+    expect(readdirSync(bed.dir).filter((file) => file.startsWith("bad-replay.json.bad-"))).toHaveLength(1);
+  });
+});
+
+describe("the resume point follows the server run each message came from", () => {
+  const serverId = (s: ServerHandle) => /server id ([0-9a-f]+)/.exec(s.stderr)![1]!;
+  const saved = (state: string) => JSON.parse(readFileSync(state, "utf8"));
+
+  test("messages of an old server run still waiting after a server restart are recorded under that run", async () => {
+    const first = await server();
+    const out = await sink();
+    const state = join(bed.dir, "old-run.json");
+    // 20 a second: the first run's messages are still waiting when the second run begins.
+    const c = slpc(first.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--forward-rate", "20", "--state", state]);
+    await streamStarted(first);
+    const a = numbered(100, "a");
+    await feed(first, a);
+    await until(() => `delivery under way:\n${c.stderr}`, () => out.messages.length >= 5);
+    first.kill("SIGTERM");
+    await first.exit();
+    const second = await server([], { udpPort: first.udpPort, tlsPort: first.tlsPort });
+    await c.waitFor(new RegExp(`following server ${serverId(second)}`));
+    const b = numbered(10, "b");
+    await feed(second, b);
+    await sleep(1500); // --state is written once a second
+    const midway = saved(state);
+    expect(out.messages.length).toBeLessThan(a.length);
+    expect(midway.server).toBe(serverId(first));
+    expect(midway.last).toBeLessThanOrEqual(out.messages.length);
+    const all = a.length + b.length;
+    await until(() => `everything (${out.messages.length}):\n${c.stderr}`, () => out.messages.length === all, 20_000);
+    await sleep(1500);
+    expect(saved(state)).toEqual({ server: serverId(second), last: b.length });
+    expect(texts(out.messages)).toEqual(texts([...a, ...b]));
+  });
+
+  test("after a server restart with no message since, --state names the new server", async () => {
+    const first = await server();
+    const out = await sink();
+    const state = join(bed.dir, "restart-quiet.json");
+    const c = slpc(first.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--state", state]);
+    await streamStarted(first);
+    await sendUdp(first.udpPort, numbered(3));
+    await until("3 messages", () => out.messages.length === 3);
+    await sleep(1200); // written: nothing is left to write but the new server's id
+    expect(saved(state)).toEqual({ server: serverId(first), last: 3 });
+    first.kill("SIGTERM");
+    await first.exit();
+    const second = await server([], { udpPort: first.udpPort, tlsPort: first.tlsPort });
+    await c.waitFor(new RegExp(`following server ${serverId(second)}`));
+    await sleep(1500); // --state is written once a second, also while slpc runs
+    expect(saved(state)).toEqual({ server: serverId(second), last: 0 });
+    c.kill("SIGTERM");
+    expect(await c.exit()).toBe(0);
+    expect(saved(state)).toEqual({ server: serverId(second), last: 0 });
+  });
+
+  test("a start near 2^53 cannot make the state file unreadable", async () => {
+    const hello = encodeControl({ type: "hello", version: 1, server: "far", heartbeat: 15, first: 1, next: 1 });
+    const start = encodeControl({ type: "start", seq: Number.MAX_SAFE_INTEGER });
+    const port = bed.fakeServer(hello, (socket) =>
+      void socket.write(Buffer.concat([start, encodeFrame(Buffer.from("one")), encodeFrame(Buffer.from("two"))])),
+    );
+    const out = await sink();
+    const state = join(bed.dir, "far.json");
+    const c = slpc(port, ["--forward", `127.0.0.1:${out.port}`, "--state", state, "--retry-min", "30", "--retry-max", "30"]);
+    await c.waitFor(/protocol error: message number beyond 2\^53; closing the connection/);
+    c.kill("SIGTERM");
+    expect(await c.exit()).toBe(0);
+    expect(texts(out.messages)).toEqual(["one"]);
+    expect(saved(state)).toEqual({ server: "far", last: Number.MAX_SAFE_INTEGER });
+    const again = slpc(port, ["--stdout", "--state", state, "--retry-min", "30", "--retry-max", "30"]);
+    await again.waitFor(/connected to/);
+    expect(again.proc.exitCode).toBeNull();
+  });
+});
+
+describe("odd moments", () => {
+  test("a pause longer than --dead-after (SIGSTOP, a laptop asleep) is not taken for a dead connection", async () => {
+    const s = await server(["--heartbeat", "0.5"]);
+    const out = await sink();
+    const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--dead-after", "2"]);
+    await streamStarted(s);
+    const sent: Buffer[] = [];
+    for (let pause = 1; pause <= 2; pause++) {
+      c.kill("SIGSTOP");
+      const during = numbered(10, `pause${pause}`);
+      await sendUdp(s.udpPort, during.slice(0, 5));
+      await sleep(3000); // heartbeats and messages wait in the socket meanwhile
+      await sendUdp(s.udpPort, during.slice(5));
+      sent.push(...during);
+      c.kill("SIGCONT");
+      await until(() => `the messages of pause ${pause}:\n${c.stderr}`, () => out.messages.length === sent.length);
+      await sleep(500);
+    }
+    await sleep(2500); // longer than --dead-after, awake: heartbeats keep it alive
+    expect(c.stderr).not.toContain("presumed dead");
+    expect(c.stderr).not.toContain("disconnected");
+    expect(s.stderr.match(/ starts at #/g)).toHaveLength(1);
+    expect(texts(out.messages)).toEqual(texts(sent));
+  });
+
+  /** A TCP listener that reads slpc's ClientHello and then does `act` to the connection. */
+  function afterClientHello(act: (socket: NetSocket) => void): number {
+    const listener = createServer((socket) => socket.once("data", () => act(socket)));
+    listener.listen(0, "127.0.0.1");
+    bed.defer(() => listener.close());
+    return (listener.address() as { port: number }).port;
+  }
+
+  test("a connection reset during the TLS handshake is called that, not a certificate refusal", async () => {
+    const port = afterClientHello((socket) => socket.resetAndDestroy());
+    const c = slpc(port, ["--stdout"]);
+    await c.waitFor(/localhost:\d+: connection lost during the TLS handshake: [^\n]*ECONNRESET[^\n]*\nslpc: retrying in/);
+    expect(c.stderr).not.toContain("certificate");
+  });
+
+  test("a connection closed during the TLS handshake is called that, not a certificate refusal", async () => {
+    const port = afterClientHello((socket) => socket.end());
+    const c = slpc(port, ["--stdout"]);
+    await c.waitFor(/localhost:\d+: the server closed the connection during the TLS handshake\nslpc: retrying in/);
+    expect(c.stderr).not.toContain("certificate");
+  });
+});
+
+describe("backpressure is not death", () => {
+  /**
+   * A TLS server of the test's own with the real server certificate: it greets each connection
+   * with `hello`, answers slpc's resume with `stream` (written as fast as slpc takes it), and
+   * keeps every control message slpc sends, with the time it came.
+   */
+  function scriptedServer(hello: Record<string, unknown>, stream: Buffer) {
+    type Peer = { deframer: Deframer; unsent?: Buffer };
+    const received: { at: number; message: Record<string, any> }[] = [];
+    const pump = (socket: Socket<Peer>) => {
+      const rest = socket.data.unsent;
+      if (!rest) return;
+      const taken = socket.write(rest);
+      socket.data.unsent = taken >= rest.length ? undefined : rest.subarray(Math.max(taken, 0));
+    };
+    const listener = Bun.listen<Peer>({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: Bun.file(bed.pki.server.cert), key: Bun.file(bed.pki.server.key), secureOptions: TLS13_ONLY },
+      socket: {
+        open(socket) {
+          socket.data = { deframer: new Deframer(1) };
+          socket.write(encodeControl({ type: "hello", version: 1, server: "scripted", first: 1, next: 1, ...hello } as never));
+        },
+        data(socket, chunk) {
+          for (const frame of socket.data.deframer.push(chunk)) {
+            const message = JSON.parse(Buffer.from(frame.body).toString());
+            received.push({ at: performance.now(), message });
+            if (message.type === "resume") {
+              socket.data.unsent = stream;
+              pump(socket);
+            }
+          }
+        },
+        drain: pump,
+      },
+    });
+    bed.defer(() => listener.stop(true));
+    const progress = () => received.filter(({ message }) => message.type === "progress");
+    return { port: listener.port, received, progress };
+  }
+
+  const stream = (count: number) =>
+    Buffer.concat([encodeControl({ type: "start", seq: 1 }), ...numbered(count).map((message) => encodeFrame(message))]);
+
+  test("a server whose hello offers progress gets {type: progress, last} every heartbeat", async () => {
+    const fake = scriptedServer({ heartbeat: 0.2, progress: true }, stream(3));
+    const out = await sink();
+    const c = slpc(fake.port, ["--forward", `127.0.0.1:${out.port}`]);
+    await until("3 messages", () => out.messages.length === 3);
+    await sleep(1500);
+    expect(fake.received[0]!.message).toMatchObject({ type: "resume" });
+    const progress = fake.progress();
+    expect(progress.length).toBeGreaterThanOrEqual(4);
+    expect(progress.length).toBeLessThanOrEqual(10);
+    expect(progress.at(-1)!.message).toEqual({ type: "progress", last: 3 });
+    expect(c.stderr).not.toContain("closing");
+  });
+
+  test("a server whose hello does not offer progress never gets one", async () => {
+    const fake = scriptedServer({ heartbeat: 0.2 }, stream(3));
+    const out = await sink();
+    slpc(fake.port, ["--forward", `127.0.0.1:${out.port}`]);
+    await until("3 messages", () => out.messages.length === 3);
+    await sleep(1500);
+    expect(fake.received.map(({ message }) => message.type)).toEqual(["resume"]);
+  });
+
+  test("progress goes on while slpc has stopped reading, and says how far delivery got", async () => {
+    const count = 8000; // more than slpc keeps waiting: it stops reading, and the server holds the rest
+    const fake = scriptedServer({ heartbeat: 0.2, progress: true }, stream(count));
+    const out = await sink();
+    slpc(fake.port, ["--forward", `127.0.0.1:${out.port}`, "--forward-rate", "1000"]);
+    await until("delivery under way", () => out.messages.length > 0);
+    await sleep(2000);
+    expect(out.messages.length).toBeLessThan(count);
+    const lasts = fake.progress().map(({ message }) => message.last as number);
+    expect(lasts.length).toBeGreaterThanOrEqual(5);
+    expect(lasts).toEqual([...lasts].sort((a, b) => a - b));
+    expect(lasts.at(-1)!).toBeGreaterThan(lasts[0]!);
+    expect(lasts.at(-1)!).toBeLessThanOrEqual(out.messages.length);
+  });
+
+  test("stdout that takes nothing for longer than --dead-after is not a dead connection", async () => {
+    const s = await server(["--heartbeat", "0.5"]);
+    const out = fifo("slow-reader.fifo");
+    const c = slpcInto(out, slpcCommand(s.tlsPort, ["--stdout", "--dead-after", "1.5"]));
+    await streamStarted(s);
+    const messages = Array.from({ length: 3000 }, (_, i) => Buffer.from(`<13>slow ${i + 1} ${"y".repeat(300)}`));
+    await feed(s, messages);
+    await sleep(3500); // the reader is away: stdout is full and slpc has stopped reading
+    const everyLine = () => (out.drain(), out.lines().length >= messages.length);
+    await until(() => `every line (${out.lines().length}):\n${c.stderr}`, everyLine);
+    await sleep(200);
+    out.drain();
+    expect(c.stderr).not.toContain("presumed dead");
+    expect(s.stderr.match(/ starts at #/g)).toHaveLength(1);
+    expect(out.lines()).toEqual(texts(messages));
+  });
+
+  // Needs slps to offer `progress` in its hello and count progress as life against --stall (the
+  // server half of issue 9): until then slps closes the stalled-looking connection after 2 s.
+  test("a reader away for longer than --stall and --dead-after: no reconnect, every message once (needs slps progress)", async () => {
+    const s = await server(["--stall", "2", "--heartbeat", "1", "--queue", "64MiB", "--buffer", "64MiB"]);
+    const out = fifo("away-reader.fifo");
+    const c = slpcInto(out, slpcCommand(s.tlsPort, ["--stdout", "--dead-after", "2"]));
+    await streamStarted(s);
+    // Far more than the TCP buffers between the two hold, so slps has bytes waiting the whole time.
+    const messages = Array.from({ length: 12_000 }, (_, i) => Buffer.from(`<13>backlog ${i + 1} ${"z".repeat(1000)}`));
+    await feed(s, messages);
+    await sleep(3500);
+    const everyLine = () => (out.drain(), out.lines().length >= messages.length);
+    await until(() => `every line (${out.lines().length}):\n${c.stderr}\n${s.stderr}`, everyLine, 30_000);
+    await sleep(200);
+    out.drain();
+    expect(s.stderr).not.toContain("--stall");
+    expect(c.stderr).not.toContain("presumed dead");
+    expect(s.stderr.match(/ starts at #/g)).toHaveLength(1);
+    expect(out.lines()).toEqual(texts(messages));
+  });
+});
