@@ -63,7 +63,7 @@ describe("RelpSession", () => {
   test("answers cut at every byte give the same events", () => {
     const session = opened();
     sendAll(session, [1, 2, 3]);
-    const stream = bytes(ok(2) + ok(3) + ok(4) + "0 serverclose 0\n");
+    const stream = bytes(`${ok(2) + ok(3) + ok(4)}0 serverclose 0\n`);
     const events = [...stream].flatMap((byte) => session.receive(Uint8Array.of(byte)));
     expect(acknowledged(events)).toEqual([1, 2, 3, { type: "closed", reason: "the daemon closed the RELP session" }]);
   });
