@@ -294,6 +294,24 @@ withDaemon("relp:// into rsyslog's imrelp", missingDaemon("rsyslog", "imrelp.so"
     expect({ broken, duplicated, notes: forwarder.notes }).toEqual({ broken: [], duplicated: 0, notes: [] });
   });
 
+  test("a session renews itself before its txnrs run out, and rsyslog takes the new one: none lost or repeated", async () => {
+    check();
+    // imrelp cannot go past txnr 999,999,999; the session closes there and the caller reconnects.
+    // Every 1,000 here instead, so 10,000 messages renew it nine times.
+    const daemon = await home("rsyslog", "relp", "relp-renew");
+    const forwarder = relpForwarder(daemon.port, { lastTxnr: 1000 });
+    const all = () => forwarder.acknowledged.length === COUNT;
+    await until(() => `${COUNT} acknowledgements, have ${forwarder.acknowledged.length}`, all, 60_000);
+    expect(forwarder.acknowledged).toEqual(messages.map((_, i) => i));
+    await until(
+      () => `${COUNT} messages in the file`,
+      () => arrivals(daemon.file).missing.length === 0,
+      30_000,
+    );
+    const renewals = forwarder.notes.filter((note) => note === "the RELP session was closed").length;
+    expect({ renewals, duplicated: arrivals(daemon.file).duplicated }).toEqual({ renewals: 10, duplicated: 0 });
+  });
+
   test("rsyslog killed and restarted mid-stream: every message lands, duplicates at most the window", async () => {
     check();
     // A direct main queue makes rsyslog write each message before it acknowledges it. With its
