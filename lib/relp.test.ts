@@ -195,7 +195,7 @@ describe("RelpSession", () => {
         }
         expect(session.unacknowledged().length + session.inFlight).toBeLessThanOrEqual(4);
       }),
-      { numRuns: 2000 },
+      { numRuns: Number(process.env.FUZZ_RUNS ?? 1000) }, // `npm run fuzz` runs many more
     );
   });
 
