@@ -44,14 +44,13 @@ type Entry<Tag> = { message: Uint8Array; tag: Tag; acknowledged: boolean };
 /**
  * @example
  * const session = new RelpSession<number>();
- * write(session.open()); // "1 open 47 relp_version=0\nrelp_software=slp\ncommands=syslog\n"
+ * write(session.open()); // "1 open 48 relp_version=0\nrelp_software=slp\ncommands=syslog\n"
  * session.receive(answer); // [{ type: "opened", resend: <empty> }]
  * write(session.send(Buffer.from("<13>hi"), 1)!); // "2 syslog 6 <13>hi\n"
  * session.receive(Buffer.from("2 rsp 6 200 OK\n")); // [{ type: "acknowledged", tag: 1 }]
  */
 export class RelpSession<Tag> {
-  /** down: no usable connection; opening: `open` sent; open: messages flow; closing: `close` sent. */
-  phase: "down" | "opening" | "open" | "closing" = "down";
+  #phase: "down" | "opening" | "open" | "closing" = "down";
   #window: number;
   #software: string;
   #timeout: number;
@@ -77,6 +76,11 @@ export class RelpSession<Tag> {
     if (!Number.isInteger(this.#lastTxnr) || this.#lastTxnr < this.#window + 3 || this.#lastTxnr > MAX_TXNR) {
       throw new RangeError(`RELP lastTxnr must be ${this.#window + 3} to ${MAX_TXNR}`);
     }
+  }
+
+  /** down: no usable connection; opening: `open` sent; open: messages flow; closing: `close` sent. */
+  get phase(): "down" | "opening" | "open" | "closing" {
+    return this.#phase;
   }
 
   /** Messages sent and not yet acknowledged; a full window (`inFlight === window`) refuses more. */
@@ -123,7 +127,7 @@ export class RelpSession<Tag> {
   /** The `close` command that ends the session once every message before it is answered; empty if not open. */
   close(): Uint8Array {
     if (this.phase !== "open") return new Uint8Array(0);
-    this.phase = "closing";
+    this.#phase = "closing";
     return this.#command("close", new Uint8Array(0), "close");
   }
 
@@ -162,7 +166,7 @@ export class RelpSession<Tag> {
   }
 
   #reset(phase: RelpSession<Tag>["phase"]): void {
-    this.phase = phase;
+    this.#phase = phase;
     this.#awaiting.clear();
     this.#nextTxnr = 1;
     this.#received = Buffer.alloc(0);
@@ -235,7 +239,7 @@ export class RelpSession<Tag> {
     if (!offers.get("commands")?.split(",").includes("syslog")) {
       return this.#end("error", "the daemon does not offer the RELP syslog command");
     }
-    this.phase = "open";
+    this.#phase = "open";
     const unacknowledged = this.#inFlight.filter((entry) => !entry.acknowledged);
     const resend = unacknowledged.map((entry) => this.#command("syslog", entry.message, entry));
     return { type: "opened", resend: Buffer.concat(resend) };
