@@ -6,9 +6,12 @@
 
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Child, ROOT, udpListening, until } from "./kit.ts";
+import { Child, ROOT, tcpListening, udpListening, until } from "./kit.ts";
 
 export type DaemonKind = "rsyslog" | "syslog-ng";
+
+/** How the home daemon takes what slpc forwards: `--forward`'s transports. */
+export type HomeInput = "udp" | "tcp" | "relp" | "unix";
 
 interface Installed {
   cmd: string[];
@@ -38,11 +41,11 @@ export function findDaemon(kind: DaemonKind): Installed | string {
   return `${kind} is not installed (bash .ci/install-daemons installs it)`;
 }
 
-/** A snippet from deploy/ with its port 514 moved to `port`, as the README shows it otherwise. */
+/** A snippet from deploy/ with its port (514, or 2514 for RELP) moved to `port`, as the docs show it otherwise. */
 export function snippet(name: string, port: number): string {
   const text = readFileSync(join(ROOT, "deploy", name), "utf8");
-  const moved = text.replace(/port\("?514"?\)/g, `port(${port})`).replace(/port="514"/g, `port="${port}"`);
-  if (moved === text) throw new Error(`deploy/${name} names no port 514`);
+  const moved = text.replace(/port\("?2?514"?\)/g, `port(${port})`).replace(/port="2?514"/g, `port="${port}"`);
+  if (moved === text) throw new Error(`deploy/${name} names no port 514 or 2514`);
   return moved;
 }
 
@@ -55,7 +58,8 @@ const SYSLOG_NG_FIELDS = `template("\${HOST} \${PROGRAM} \${FACILITY} \${LEVEL} 
 
 export interface Daemon {
   child: Child;
-  /** server side: the socket `logger -u` writes to; RFC 5424 messages go to `socket5424`. */
+  /** server side: the socket `logger -u` writes to; RFC 5424 messages go to `socket5424`. home side with
+   * input "unix": the datagram socket the daemon reads, as it would /dev/log. */
   socket: string;
   socket5424: string;
   /** home side: the file messages land in. */
@@ -64,9 +68,20 @@ export interface Daemon {
 
 /**
  * Starts a daemon in `dir`: role "server" reads a local log socket and forwards to slps at
- * `port`; role "home" listens on `port` for slpc and writes the fields to a file.
+ * `port`; role "home" listens on `port` for slpc and writes the fields to a file. At home,
+ * `home.input` picks the transport and its snippet from deploy/ (UDP unless told; "unix" reads
+ * `socket` instead of a port), and `home.harness` adds configuration lines before it. Starting
+ * a daemon again in the same folder restarts it: same port or socket, same file.
  */
-export async function startDaemon(kind: DaemonKind, role: "server" | "home", dir: string, port: number): Promise<Daemon> {
+export async function startDaemon(
+  kind: DaemonKind,
+  role: "server" | "home",
+  dir: string,
+  port: number,
+  home: { input?: HomeInput; harness?: string[] } = {},
+): Promise<Daemon> {
+  const input = home.input ?? "udp";
+  const homeSnippet = (daemon: DaemonKind) => snippet(`${daemon}-home${input === "udp" ? "" : `-${input}`}.conf`, port);
   const installed = findDaemon(kind);
   if (typeof installed === "string") throw new Error(installed);
   const socket = join(dir, "log.sock");
@@ -89,7 +104,11 @@ export async function startDaemon(kind: DaemonKind, role: "server" | "home", dir
           // Another name than the server's and this machine's, so a host name it stamped itself would show.
           `global(workDirectory="${dir}" localHostname="home-machine")`,
           RSYSLOG_FIELDS,
-          snippet("rsyslog-home.conf", port),
+          ...(home.harness ?? []),
+          ...(input === "unix"
+            // Debian's `module(load="imuxsock")`, the reader of /dev/log, with the socket at a path of the test's own.
+            ? [`module(load="imuxsock" SysSock.Name="${socket}")`]
+            : [homeSnippet("rsyslog")]),
           `*.* action(type="omfile" file="${file}" template="fields")`,
         ];
     writeFileSync(config, harness.join("\n") + "\n");
@@ -109,14 +128,23 @@ export async function startDaemon(kind: DaemonKind, role: "server" | "home", dir
           "@version: 3.38",
           `options { use-dns(no); };`,
           `destination d_syslog { file("${file}" ${SYSLOG_NG_FIELDS}); };`,
-          snippet("syslog-ng-home.conf", port),
+          ...(home.harness ?? []),
+          ...(input === "unix"
+            // What the system() source makes of /dev/log, at a path of the test's own.
+            ? [`source s_local { unix-dgram("${socket}"); };`, `log { source(s_local); destination(d_syslog); };`]
+            : [homeSnippet("syslog-ng")]),
         ];
     writeFileSync(config, harness.join("\n") + "\n");
     args = ["-f", config, "-p", join(dir, "syslog-ng.pid"), "-R", join(dir, "syslog-ng.persist"), "-c", join(dir, "syslog-ng.ctl")];
   }
   const child = new Child([...installed.cmd, ...args], installed.env);
   if (role === "server") await until(() => `${kind} to create its sockets:\n${child.stderr}`, () => existsSync(socket) && existsSync(socket5424), 10_000);
-  else await until(() => `${kind} to listen on udp ${port}:\n${child.stderr}`, () => udpListening(port), 10_000);
+  else if (input === "unix") {
+    await until(() => `${kind} to make ${socket}:\n${child.stderr}`, () => existsSync(socket), 10_000);
+  } else {
+    const listening = input === "udp" ? udpListening : tcpListening;
+    await until(() => `${kind} to listen on ${input} ${port}:\n${child.stderr}`, () => listening(port), 10_000);
+  }
   return { child, socket, socket5424, file };
 }
 

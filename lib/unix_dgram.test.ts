@@ -1,0 +1,122 @@
+// Tests of the Unix datagram sender against a real socket: a Python reader (test/unix_dgram_sink.py),
+// since Bun cannot read one either. The real daemons are in test/forward_daemons.test.ts.
+
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { reason } from "../lib.ts";
+import { Child, ROOT, removeDir, tempDir, until } from "../test/kit.ts";
+import { UnixDatagramSender } from "./unix_dgram.ts";
+
+let dir = "";
+const started: (Child | UnixDatagramSender)[] = [];
+beforeAll(() => {
+  dir = tempDir();
+});
+afterEach(() => {
+  for (const thing of started.splice(0)) thing instanceof Child ? thing.kill("SIGKILL") : thing.close();
+});
+afterAll(() => removeDir(dir));
+
+/** A reader bound to `name` in the test folder; `datagrams()` are what it has received so far. */
+async function sink(name: string, hold = false) {
+  const path = join(dir, name);
+  const child = new Child(
+    ["python3", join(ROOT, "test/unix_dgram_sink.py"), path, ...(hold ? ["--hold"] : [])],
+    {},
+    "pipe",
+  );
+  started.push(child);
+  await until("the reader to bind", () => child.stdout.toString().startsWith("ready\n"));
+  const datagrams = () =>
+    child.stdout
+      .toString()
+      .split("\n")
+      .slice(1, -1)
+      .map((line) => Buffer.from(line, "hex"));
+  return { path, child, datagrams };
+}
+
+function sender(path: string): UnixDatagramSender {
+  const created = new UnixDatagramSender(path);
+  started.push(created);
+  return created;
+}
+
+/** What `send` threw, as the caller would log it. */
+function failure(send: () => unknown): string {
+  try {
+    send();
+  } catch (error) {
+    return reason(error);
+  }
+  return "nothing thrown";
+}
+
+describe("UnixDatagramSender", () => {
+  test("each message arrives as one datagram, byte for byte: line breaks, NUL, empty, 65,507 bytes", async () => {
+    const reader = await sink("bytes.sock");
+    const messages = [
+      Buffer.from("<13>app: two\nlines"),
+      Buffer.alloc(0),
+      Buffer.from(Array.from({ length: 256 }, (_, i) => i)),
+      Buffer.alloc(65507, 0x41),
+    ];
+    const log = sender(reader.path);
+    expect(messages.map((message) => log.send(message))).toEqual(["sent", "sent", "sent", "sent"]);
+    await until("4 datagrams", () => reader.datagrams().length === 4);
+    expect(reader.datagrams()).toEqual(messages);
+  });
+
+  test("a reader that falls behind makes send say full, and nothing sent is lost", async () => {
+    const reader = await sink("held.sock", true);
+    const log = sender(reader.path);
+    const sent: string[] = [];
+    while (sent.length < 100_000 && log.send(Buffer.from(`m ${sent.length}`)) === "sent") sent.push(`m ${sent.length}`);
+    expect(sent.length).toBeLessThan(100_000);
+    reader.child.proc.stdin!.write("read now\n");
+    reader.child.proc.stdin!.flush();
+    const refused = Buffer.from(`m ${sent.length}`);
+    await until("room in the reader's queue", () => log.send(refused) === "sent");
+    sent.push(refused.toString());
+    await until(
+      () => `${sent.length} datagrams`,
+      () => reader.datagrams().length === sent.length,
+    );
+    expect(reader.datagrams().map(String)).toEqual(sent);
+  });
+
+  test("no socket at the path is an error naming it, ENOENT", () => {
+    const path = join(dir, "absent.sock");
+    expect(failure(() => sender(path).send(Buffer.from("x")))).toBe(`${path}: No such file or directory (ENOENT)`);
+  });
+
+  test("a reader gone is ECONNREFUSED; a new one at the same path is found without reopening", async () => {
+    const first = await sink("restart.sock");
+    const log = sender(first.path);
+    expect(log.send(Buffer.from("one"))).toBe("sent");
+    first.child.kill("SIGKILL");
+    await first.child.proc.exited;
+    expect(existsSync(first.path)).toBe(true);
+    expect(failure(() => log.send(Buffer.from("lost")))).toBe(`${first.path}: Connection refused (ECONNREFUSED)`);
+    rmSync(first.path); // what a daemon does before it binds its socket again
+    const second = await sink("restart.sock");
+    expect(log.send(Buffer.from("two"))).toBe("sent");
+    await until("the datagram", () => second.datagrams().length === 1);
+    expect(second.datagrams().map(String)).toEqual(["two"]);
+  });
+
+  test("a datagram larger than the socket can carry is EMSGSIZE, not a truncation", async () => {
+    const reader = await sink("large.sock");
+    const log = sender(reader.path);
+    expect(failure(() => log.send(Buffer.alloc(1 << 20)))).toBe(`${reader.path}: Message too long (EMSGSIZE)`);
+    expect(log.send(Buffer.from("after"))).toBe("sent");
+  });
+
+  test("a path too long for a socket address is refused when the sender is made; a closed one sends nothing", () => {
+    expect(() => new UnixDatagramSender(`/${"a".repeat(107)}`)).toThrow(RangeError);
+    const log = new UnixDatagramSender(join(dir, "closed.sock"));
+    log.close();
+    expect(failure(() => log.send(Buffer.from("x")))).toBe(`${join(dir, "closed.sock")}: socket closed`);
+  });
+});
