@@ -119,7 +119,7 @@ const authorizedClients = new Set<Socket<Client>>();
 // address. Refusals for these are counted and logged once a second, not once per connection.
 let handshaking = 0;
 const handshakesBySource = new RateLimitByKey(options.handshakeRate, 60_000);
-const floodRefusals = { pending: 0, rate: 0 };
+const floodRefusals = { pending: 0, rate: 0, reset: 0 };
 
 /** Whether this client certificate may receive logs, or why not. */
 function refusal(socket: Socket<Client>, success: boolean, error: Error | null): string | undefined {
@@ -218,7 +218,8 @@ const housekeeping = setInterval(() => {
   const now = performance.now();
   if (floodRefusals.pending > 0) log(`refused ${floodRefusals.pending} connections: ${options.maxPending} handshakes already pending (--max-pending)`);
   if (floodRefusals.rate > 0) log(`refused ${floodRefusals.rate} connections: over ${options.handshakeRate} a minute from one address (--handshake-rate)`);
-  floodRefusals.pending = floodRefusals.rate = 0;
+  if (floodRefusals.reset > 0) log(`closed ${floodRefusals.reset} connections that were reset before they could be served`);
+  floodRefusals.pending = floodRefusals.rate = floodRefusals.reset = 0;
   for (const socket of authorizedClients) {
     const client = socket.data;
     const dropped = client.stream.takeDropped();
@@ -251,6 +252,13 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
     socket: {
       open(socket) {
         counters.connections++;
+        // A connection reset before this callback ran has no address left: there is nobody to
+        // serve, and nothing to hold a handshake slot for.
+        if (socket.remoteAddress === undefined) {
+          floodRefusals.reset++;
+          socket.terminate();
+          return;
+        }
         if (handshaking >= options.maxPending || !handshakesBySource.allow(socket.remoteAddress, performance.now())) {
           floodRefusals[handshaking >= options.maxPending ? "pending" : "rate"]++;
           counters.refused++;
