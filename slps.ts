@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
 import {
-  ClientStream, Deframer, MAX_FRAME, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer, certificateNames, expiryWarning, fingerprintOf,
+  ClientStream, Deframer, MAX_FRAME, MAX_MESSAGE, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer, certificateNames, expiryWarning, fingerprintOf,
   parseList, parsePins, prometheusText, TLS13_ONLY, UsageError, bindFailure, dnOfCertificate,
   encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes, parseControl, parseCount,
   parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart, sameDN, type Metric, type Option, type TlsFiles, type Values,
@@ -94,6 +94,14 @@ const serverId = randomBytes(8).toString("hex");
 const recent = new ResumeBuffer(Math.max(options.buffer, options.queue) + 2 * MAX_FRAME);
 const startedAt = Date.now();
 const counters = { received: 0, receivedBytes: 0, connections: 0, refused: 0 };
+/**
+ * Datagrams no client could take, so none is relayed: an empty one would be the frame `0 `, and
+ * one over MAX_MESSAGE (only UDP over IPv6 delivers them, up to 65,527 bytes) a frame over the
+ * limit; either would make slpc refuse the stream and reconnect to the same frame for ever.
+ */
+const skipped = { empty: 0, oversize: 0 };
+/** The same, since the last log line about them. */
+const skippedUnreported = { empty: 0, oversize: 0 };
 
 /** One TLS connection, from its first byte to its close. */
 interface Client {
@@ -194,6 +202,12 @@ function onControl(socket: Socket<Client>, body: Uint8Array): void {
 let flushScheduled = false;
 
 function receive(message: Uint8Array): void {
+  if (message.length === 0 || message.length > MAX_MESSAGE) {
+    const kind = message.length === 0 ? "empty" : "oversize";
+    skipped[kind]++;
+    skippedUnreported[kind]++;
+    return;
+  }
   counters.received++;
   counters.receivedBytes += message.length;
   recent.append(message);
@@ -220,6 +234,10 @@ const housekeeping = setInterval(() => {
   if (floodRefusals.rate > 0) log(`refused ${floodRefusals.rate} connections: over ${options.handshakeRate} a minute from one address (--handshake-rate)`);
   if (floodRefusals.reset > 0) log(`closed ${floodRefusals.reset} connections that were reset before they could be served`);
   floodRefusals.pending = floodRefusals.rate = floodRefusals.reset = 0;
+  if (skippedUnreported.empty > 0) log(`skipped ${skippedUnreported.empty} empty datagrams: an empty message cannot be relayed (${skipped.empty} in all)`);
+  if (skippedUnreported.oversize > 0)
+    log(`skipped ${skippedUnreported.oversize} datagrams over ${MAX_MESSAGE} bytes, the longest message a client takes (${skipped.oversize} in all)`);
+  skippedUnreported.empty = skippedUnreported.oversize = 0;
   for (const socket of authorizedClients) {
     const client = socket.data;
     const dropped = client.stream.takeDropped();
@@ -404,6 +422,7 @@ function snapshot() {
     server: serverId,
     uptime: Math.round((Date.now() - startedAt) / 1000),
     ...counters,
+    skipped: { ...skipped },
     buffer: { messages: recent.next - recent.first, bytes: recent.bytes, limit: options.buffer, first: recent.first, next: recent.next },
     clients: [...authorizedClients].map(({ data }) => ({
       name: data.name,
@@ -427,6 +446,10 @@ function metrics(): Metric[] {
     one("slps_received_messages_total", "Messages received over UDP.", "counter", now.received),
     one("slps_received_bytes_total", "Bytes of messages received over UDP.", "counter", now.receivedBytes),
     one("slps_connections_total", "TLS connections accepted.", "counter", now.connections),
+    {
+      name: "slps_skipped_datagrams_total", help: "Datagrams not relayed: empty, or over 65,507 bytes (oversize).", type: "counter",
+      samples: (["empty", "oversize"] as const).map((kind) => ({ labels: { reason: kind }, value: now.skipped[kind] })),
+    },
     one("slps_refused_connections_total", "Connections refused: certificate, issuer, limits or timeouts.", "counter", now.refused),
     one("slps_clients", "Authorized clients connected now.", "gauge", now.clients.length),
     one("slps_buffer_messages", "Messages held in the resume buffer.", "gauge", now.buffer.messages),

@@ -3,6 +3,9 @@
 // certificates, CRLs of a CA hierarchy, and clients that are slow rather than dead.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { createSocket } from "node:dgram";
+import { readFileSync } from "node:fs";
+import { MAX_MESSAGE } from "../lib.ts";
 import { testBed, sendUdp, sleep, until, type Child } from "./kit.ts";
 
 setDefaultTimeout(30_000);
@@ -56,5 +59,60 @@ describe("connections reset before slps serves them (defect 1)", () => {
     expect(s.stderr).not.toContain("handshakes already pending");
     expect(s.stderr).not.toContain("host.includes");
     await s.waitFor(/closed \d+ connections that were reset before they could be served/);
+  });
+});
+
+/** Whether this machine has the IPv6 loopback address ::1 (its line in /proc/net/if_inet6). */
+const ipv6Loopback = /^0{31}1 /m.test(readFileSync("/proc/net/if_inet6", "utf8"));
+if (!ipv6Loopback) console.warn("slps_hardening.test.ts: skipping the IPv6 datagram test: this machine has no ::1");
+
+/** Sends each message as one datagram with node:dgram, which sends an empty one too. */
+async function sendDatagrams(host: string, port: number, messages: Uint8Array[]): Promise<void> {
+  const socket = createSocket(host.includes(":") ? "udp6" : "udp4");
+  try {
+    for (const message of messages) {
+      await new Promise<void>((resolve, reject) => socket.send(message, port, host, (error) => (error ? reject(error) : resolve())));
+    }
+  } finally {
+    socket.close();
+  }
+}
+
+/** A UDP port free on ::1 a moment ago. */
+async function freeIpv6Port(): Promise<number> {
+  const socket = createSocket("udp6");
+  await new Promise<void>((resolve) => socket.bind(0, "::1", resolve));
+  const { port } = socket.address();
+  socket.close();
+  return port;
+}
+
+describe("datagrams no client could take (defect 2)", () => {
+  test("an empty datagram is skipped and counted, and the messages after it arrive", async () => {
+    const s = await server();
+    const out = await sink();
+    await client(s, { forwardPort: out.port });
+    await sendDatagrams("127.0.0.1", s.udpPort, [Buffer.alloc(0), Buffer.from("<13>one"), Buffer.alloc(0), Buffer.from("<13>two")]);
+    await until("both messages", () => out.messages.length === 2);
+    expect(out.messages.map(String)).toEqual(["<13>one", "<13>two"]);
+    await s.waitFor(/skipped 2 empty datagrams: an empty message cannot be relayed \(2 in all\)/);
+    const numbers = await snapshotOf(s);
+    expect(numbers).toMatchObject({ received: 2, skipped: { empty: 2, oversize: 0 }, buffer: { messages: 2, first: 1, next: 3 } });
+  });
+
+  test.skipIf(!ipv6Loopback)("a datagram over 65,507 bytes from --udp [::1] is skipped and counted; the largest one that fits arrives", async () => {
+    const udpPort = await freeIpv6Port();
+    const s = await server(["--udp", `[::1]:${udpPort}`]);
+    await s.waitFor(new RegExp(`receiving syslog on udp \\[::1\\]:${udpPort}`));
+    const out = await sink();
+    await client(s, { forwardPort: out.port });
+    const largest = Buffer.alloc(MAX_MESSAGE, 0x6d);
+    await sendDatagrams("::1", udpPort, [Buffer.alloc(65_520, 0x78), largest, Buffer.from("<13>after")]);
+    await until("the two that fit", () => out.messages.length === 2);
+    expect(out.messages[0]!.equals(largest)).toBe(true);
+    expect(out.messages[1]!.toString()).toBe("<13>after");
+    await s.waitFor(/skipped 1 datagrams over 65507 bytes, the longest message a client takes \(1 in all\)/);
+    const numbers = await snapshotOf(s);
+    expect(numbers).toMatchObject({ received: 2, skipped: { empty: 0, oversize: 1 }, buffer: { messages: 2, next: 3 } });
   });
 });
