@@ -269,7 +269,8 @@ export function fingerprintOf(certificate: X509Certificate): string {
   return certificate.fingerprint256.replace(/:/g, "").toUpperCase();
 }
 
-const MAX_KEYS = 50_000;
+/** Addresses the handshake-rate table holds at once (--handshake-rate). */
+export const MAX_KEYS = 50_000;
 
 /**
  * At most `limit` events per key in any `windowMs`, counted in fixed windows. slps counts TLS
@@ -278,27 +279,35 @@ const MAX_KEYS = 50_000;
 export class RateLimitByKey {
   #limit: number;
   #windowMs: number;
+  #maxKeys: number;
   #counts = new Map<string, { since: number; count: number }>();
 
-  constructor(limit: number, windowMs: number) {
+  /** @param maxKeys the most keys counted at once: what a scan from many addresses may cost */
+  constructor(limit: number, windowMs: number, maxKeys = MAX_KEYS) {
     this.#limit = limit;
     this.#windowMs = windowMs;
+    this.#maxKeys = maxKeys;
   }
 
-  allow(key: string, now: number): boolean {
+  /**
+   * Counts one event for `key`: "allowed", or why not: "rate" when the key is over its limit,
+   * "full" when the table of keys is full, so that a new key cannot be counted at all.
+   */
+  allow(key: string, now: number): "allowed" | "rate" | "full" {
     let entry = this.#counts.get(key);
     if (!entry || now - entry.since >= this.#windowMs) {
       // A scan from many addresses costs bounded memory: finished windows are forgotten, and
       // while too many are still open, new addresses are refused until some finish.
-      if (this.#counts.size >= MAX_KEYS) {
+      if (this.#counts.size >= this.#maxKeys) {
         for (const [k, e] of this.#counts) if (now - e.since >= this.#windowMs) this.#counts.delete(k);
-        if (this.#counts.size >= MAX_KEYS) return false;
+        if (this.#counts.size >= this.#maxKeys) return "full";
       }
       entry = { since: now, count: 0 };
       this.#counts.set(key, entry);
     }
-    return ++entry.count <= this.#limit;
+    return ++entry.count <= this.#limit ? "allowed" : "rate";
   }
+
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
 import {
-  ClientStream, Deframer, MAX_FRAME, MAX_MESSAGE, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer, certificateNames, expiryWarning, fingerprintOf,
+  ClientStream, Deframer, MAX_FRAME, MAX_KEYS, MAX_MESSAGE, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer, certificateNames, expiryWarning, fingerprintOf,
   parseList, parsePins, prometheusText, TLS13_ONLY, UsageError, bindFailure, dnOfCertificate,
   encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes, parseControl, parseCount,
   parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart, sameDN, type Metric, type Option, type TlsFiles, type Values,
@@ -103,31 +103,127 @@ const skipped = { empty: 0, oversize: 0 };
 /** The same, since the last log line about them. */
 const skippedUnreported = { empty: 0, oversize: 0 };
 
+/**
+ * A connection's life, in order: its TLS handshake and certificate checks; once authorized, the
+ * wait for its resume request; the stream of messages; and a short goodbye. A connection is in
+ * exactly one phase, held in that phase's set, and each phase has a deadline (see `deadlineOf`).
+ */
+type Phase = "handshaking" | "resuming" | "streaming" | "closing";
+
 /** One TLS connection, from its first byte to its close. */
 interface Client {
   remote: string;
-  /** Set once the certificate checks passed; from then on it is in `authorizedClients`. */
+  /** Changed only by `enter`. "closed" is the end: in no set, with no timer. */
+  phase: Phase | "closed";
+  /** When the TCP connection was accepted: handshake and resume request are due --handshake-timeout later. */
+  openedAt: number;
+  /** Ends the current phase when it overstays. */
+  deadline?: Timer;
+  /** Set once the certificate checks passed: from then on the client is counted against --max-clients. */
   name?: string;
   /** The client certificate's subject, one-line form. */
   subject?: string;
   deframer: Deframer;
   stream: ClientStream;
   droppedTotal: number;
-  /** Set when we decided to close it: read nothing more. */
-  closing?: boolean;
-  /** True from the TCP connection until the TLS handshake is done: it counts against --max-pending. */
-  handshaking?: boolean;
-  /** Closes a connection that is slow to finish its handshake or to say where to resume. */
-  setupTimer?: Timer;
+  /** The last sequence number the client says it delivered (a `progress` message), and when it said so. */
+  delivered?: number;
+  progressAt: number;
 }
 
-const authorizedClients = new Set<Socket<Client>>();
+const connections: Record<Phase, Set<Socket<Client>>> = {
+  handshaking: new Set(), resuming: new Set(), streaming: new Set(), closing: new Set(),
+};
+
+/**
+ * Connections that take a --max-pending slot: not authorized yet, or refused and on their way
+ * out. Derived, never counted by hand, so that no path through the callbacks can leak a slot.
+ */
+const pending = () => connections.handshaking.size + connections.closing.size;
+/** Clients past the certificate checks, counted against --max-clients. */
+const authorized = () => connections.resuming.size + connections.streaming.size;
+/** A refused or misbehaving connection gets this long to take its last bytes and close; then it is cut. */
+const CLOSING_MS = Math.min(options.handshakeTimeout, 2) * 1000;
 
 // Before authentication nothing may be cheap for an attacker: few handshakes at once, few per
 // address. Refusals for these are counted and logged once a second, not once per connection.
-let handshaking = 0;
 const handshakesBySource = new RateLimitByKey(options.handshakeRate, 60_000);
-const floodRefusals = { pending: 0, rate: 0, reset: 0 };
+const floodRefusals = { pending: 0, rate: 0, full: 0, reset: 0 };
+
+/** Milliseconds the connection may stay in its phase from now. */
+function deadlineOf(client: Client, phase: Phase, now: number): number {
+  switch (phase) {
+    case "handshaking":
+    case "resuming":
+      // One clock for both: a client that is slow to handshake has less time to resume.
+      return client.openedAt + options.handshakeTimeout * 1000 - now;
+    case "streaming": {
+      // Checked again each --stall while nothing waits; while bytes wait, --stall from the last sign of life.
+      const { blockedSince, lastWrite } = client.stream;
+      if (blockedSince === undefined) return options.stall * 1000;
+      return Math.max(blockedSince, lastWrite, client.progressAt) + options.stall * 1000 - now;
+    }
+    case "closing":
+      return CLOSING_MS;
+  }
+}
+
+/**
+ * Moves a connection into `phase`: the one place that changes its phase, its set and its
+ * deadline. Entering "closed" twice (our own terminate, then Bun's close) is one close.
+ */
+function enter(socket: Socket<Client>, phase: Phase | "closed", why?: string): void {
+  const client = socket.data;
+  if (client.phase === "closed") return;
+  connections[client.phase].delete(socket);
+  clearTimeout(client.deadline);
+  client.phase = phase;
+  if (phase === "closed") {
+    if (client.name === undefined) return;
+    const dropped = client.droppedTotal + client.stream.takeDropped();
+    log(`client ${client.name} disconnected${why ? `: ${why}` : ""}${dropped ? `, ${dropped} messages skipped in all` : ""}`);
+    return;
+  }
+  connections[phase].add(socket);
+  const now = performance.now();
+  client.deadline = setTimeout(() => overstayed(socket, phase), Math.max(0, deadlineOf(client, phase, now)));
+}
+
+/** A connection's phase deadline passed. */
+function overstayed(socket: Socket<Client>, phase: Phase): void {
+  const client = socket.data;
+  if (client.phase !== phase) return;
+  switch (phase) {
+    case "handshaking":
+    case "resuming":
+      counters.refused++;
+      log(`refused ${client.remote}: no TLS handshake and resume request within ${options.handshakeTimeout} s`);
+      return cut(socket);
+    case "streaming":
+      if (deadlineOf(client, phase, performance.now()) > 0) return enter(socket, "streaming"); // alive: check again later
+      log(`client ${client.name}: took no bytes for ${options.stall} s (--stall); closing`);
+      return cut(socket);
+    case "closing":
+      return cut(socket); // the peer never closed its side
+  }
+}
+
+/** Closes at once, without waiting for the peer. */
+function cut(socket: Socket<Client>): void {
+  socket.terminate();
+  enter(socket, "closed");
+}
+
+/**
+ * Sends `last` if given, then our FIN, and gives the peer until the closing deadline to close
+ * its side. Not `end()`: on a TLS socket whose peer never answers, Bun's `end()` keeps the
+ * connection open for good, and a `terminate()` after it no longer closes it.
+ */
+function goodbye(socket: Socket<Client>, last?: Uint8Array): void {
+  enter(socket, "closing");
+  if (last) socket.write(last);
+  socket.shutdown();
+}
 
 /** Whether this client certificate may receive logs, or why not. */
 function refusal(socket: Socket<Client>, success: boolean, error: Error | null): string | undefined {
@@ -151,7 +247,7 @@ function refusal(socket: Socket<Client>, success: boolean, error: Error | null):
   const issuer = dnOfCertificate(certificate.issuer);
   if (requiredIssuer && !sameDN(issuer, requiredIssuer))
     return `issuer ${formatDN(issuer)} is not --issuer ${formatDN(requiredIssuer)}`;
-  if (authorizedClients.size >= maxClients) return `already ${authorizedClients.size} clients (--max-clients ${maxClients})`;
+  if (authorized() >= maxClients) return `already ${authorized()} clients (--max-clients ${maxClients})`;
   return undefined;
 }
 
@@ -170,9 +266,8 @@ function flush(socket: Socket<Client>): void {
 /** Tells the peer why (unless that would cut a frame in half), and closes. */
 function refuseProtocol(socket: Socket<Client>, message: string): void {
   log(`client ${socket.data.name}: ${message}; closing`);
-  socket.data.closing = true;
-  if (socket.data.stream.midWrite) socket.terminate();
-  else socket.end(encodeControl({ type: "error", message }));
+  if (socket.data.stream.midWrite) return cut(socket);
+  goodbye(socket, encodeControl({ type: "error", message }));
 }
 
 /** A control message from an authorized client: `resume` once, nothing else. */
@@ -182,18 +277,18 @@ function onControl(socket: Socket<Client>, body: Uint8Array): void {
   try {
     message = parseControl(body);
   } catch (error) {
-    return refuseProtocol(socket, `bad control message: ${(error as Error).message}`);
+    return refuseProtocol(socket, `bad control message: ${reason(error)}`);
   }
+  if (message.type === "resume" && client.phase === "streaming") return refuseProtocol(socket, "resume sent twice");
   if (message.type !== "resume") return refuseProtocol(socket, `unexpected ${message.type} message`);
   if (message.version !== PROTOCOL_VERSION)
     return refuseProtocol(socket, `client speaks protocol version ${message.version}, this server speaks ${PROTOCOL_VERSION}`);
-  if (client.stream.cursor !== undefined) return refuseProtocol(socket, "resume sent twice");
-  clearTimeout(client.setupTimer);
   const start = resumeStart(message, { id: serverId, first: recent.first, next: recent.next });
   const from = start.lost === undefined ? "" : `, ${start.lost ?? "unknown number of"} messages lost (${start.reason})`;
   log(`client ${client.name} starts at #${start.seq}${message.server === undefined ? " (new)" : ""}${from}`);
   client.stream.start(start);
   client.stream.keepWithinLimit();
+  enter(socket, "streaming");
   flush(socket);
 }
 
@@ -212,44 +307,42 @@ function receive(message: Uint8Array): void {
   counters.receivedBytes += message.length;
   recent.append(message);
   let keepFrom = recent.next;
-  for (const socket of authorizedClients) {
+  for (const socket of connections.streaming) {
     const { stream } = socket.data;
     stream.keepWithinLimit();
-    if (stream.cursor !== undefined) keepFrom = Math.min(keepFrom, stream.cursor);
+    keepFrom = Math.min(keepFrom, stream.cursor!);
   }
   recent.trim(options.buffer, keepFrom);
-  if (flushScheduled || authorizedClients.size === 0) return;
+  if (flushScheduled || connections.streaming.size === 0) return;
   flushScheduled = true;
   setImmediate(() => {
     flushScheduled = false;
-    for (const socket of authorizedClients) flush(socket);
+    for (const socket of connections.streaming) flush(socket);
   });
 }
 
-// Once a second: report skipped messages (a stalled client would otherwise log once per
-// message), send heartbeats on idle connections, and close clients that stopped reading.
+// Once a second: report refusals and skipped messages (a flood or a stalled client would
+// otherwise log once per connection or message), and send heartbeats on idle connections.
 const housekeeping = setInterval(() => {
   const now = performance.now();
   if (floodRefusals.pending > 0) log(`refused ${floodRefusals.pending} connections: ${options.maxPending} handshakes already pending (--max-pending)`);
   if (floodRefusals.rate > 0) log(`refused ${floodRefusals.rate} connections: over ${options.handshakeRate} a minute from one address (--handshake-rate)`);
+  if (floodRefusals.full > 0)
+    log(`refused ${floodRefusals.full} connections: the --handshake-rate table is full (${MAX_KEYS} addresses in the last minute)`);
   if (floodRefusals.reset > 0) log(`closed ${floodRefusals.reset} connections that were reset before they could be served`);
-  floodRefusals.pending = floodRefusals.rate = floodRefusals.reset = 0;
+  floodRefusals.pending = floodRefusals.rate = floodRefusals.full = floodRefusals.reset = 0;
   if (skippedUnreported.empty > 0) log(`skipped ${skippedUnreported.empty} empty datagrams: an empty message cannot be relayed (${skipped.empty} in all)`);
   if (skippedUnreported.oversize > 0)
     log(`skipped ${skippedUnreported.oversize} datagrams over ${MAX_MESSAGE} bytes, the longest message a client takes (${skipped.oversize} in all)`);
   skippedUnreported.empty = skippedUnreported.oversize = 0;
-  for (const socket of authorizedClients) {
+  for (const socket of connections.streaming) {
     const client = socket.data;
     const dropped = client.stream.takeDropped();
     if (dropped > 0) {
       client.droppedTotal += dropped;
       log(`client ${client.name}: more than ${queueLimit} bytes behind, skipped ${dropped} oldest messages (${client.droppedTotal} in all)`);
     }
-    const { blockedSince, lastWrite } = client.stream;
-    if (blockedSince !== undefined && now - Math.max(blockedSince, lastWrite) >= options.stall * 1000) {
-      log(`client ${client.name}: took no bytes for ${options.stall} s (--stall); closing`);
-      socket.terminate();
-    } else if (client.stream.idle && now - lastWrite >= options.heartbeat * 1000) {
+    if (client.stream.idle && now - client.stream.lastWrite >= options.heartbeat * 1000) {
       client.stream.control({ type: "heartbeat" });
       flush(socket);
     }
@@ -270,71 +363,56 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
     socket: {
       open(socket) {
         counters.connections++;
-        // A connection reset before this callback ran has no address left: there is nobody to
-        // serve, and nothing to hold a handshake slot for.
-        if (socket.remoteAddress === undefined) {
-          floodRefusals.reset++;
+        const host = socket.remoteAddress;
+        const now = performance.now();
+        // A connection reset before this callback ran has no address left: nobody to serve.
+        const verdict = host === undefined ? "reset" : pending() >= options.maxPending ? "pending" : handshakesBySource.allow(host, now);
+        if (verdict !== "allowed") {
+          floodRefusals[verdict]++;
+          if (verdict !== "reset") counters.refused++;
           socket.terminate();
           return;
         }
-        if (handshaking >= options.maxPending || !handshakesBySource.allow(socket.remoteAddress, performance.now())) {
-          floodRefusals[handshaking >= options.maxPending ? "pending" : "rate"]++;
-          counters.refused++;
-          socket.terminate();
-          return;
-        }
-        handshaking++;
-        const remote = formatAddress({ host: socket.remoteAddress, port: socket.remotePort });
         socket.data = {
-          remote, handshaking: true, deframer: new Deframer(CLIENT_MAX_MESSAGE), stream: new ClientStream(recent, queueLimit, performance.now()), droppedTotal: 0,
+          remote: formatAddress({ host: host!, port: socket.remotePort }), phase: "handshaking", openedAt: now, progressAt: now,
+          deframer: new Deframer(CLIENT_MAX_MESSAGE), stream: new ClientStream(recent, queueLimit, now), droppedTotal: 0,
         };
-        socket.data.setupTimer = setTimeout(() => {
-          counters.refused++;
-          log(`refused ${remote}: no TLS handshake and resume request within ${options.handshakeTimeout} s`);
-          socket.terminate();
-        }, options.handshakeTimeout * 1000);
+        enter(socket, "handshaking");
       },
       handshake(socket, success, error) {
-        if (!socket.data) return;
-        socket.data.handshaking = false;
-        handshaking--;
+        if (socket.data?.phase !== "handshaking") return;
         // Bun may report success for a certificate that failed verification; refusal() checks `authorized` too.
         const why = refusal(socket, success, error);
         if (why) {
-          clearTimeout(socket.data.setupTimer);
           counters.refused++;
           log(`refused ${socket.data.remote}: ${why}`);
-          socket.end();
-          return;
+          return goodbye(socket);
         }
         identify(socket);
         socket.setKeepAlive(true, 30_000);
-        authorizedClients.add(socket);
-        log(`client ${socket.data.name} connected (${authorizedClients.size} in all)`);
+        enter(socket, "resuming");
+        log(`client ${socket.data.name} connected (${authorized()} in all)`);
         const { heartbeat } = options;
         socket.data.stream.control({ type: "hello", version: PROTOCOL_VERSION, server: serverId, heartbeat, first: recent.first, next: recent.next });
         flush(socket);
       },
       data(socket, chunk) {
-        if (!socket.data || !authorizedClients.has(socket) || socket.data.closing) return;
+        const phase = socket.data?.phase;
+        if (phase !== "resuming" && phase !== "streaming") return;
         const { deframer } = socket.data;
         for (const frame of deframer.push(chunk)) {
           if (!frame.control) return refuseProtocol(socket, "clients may send control messages only");
           onControl(socket, frame.body);
-          if (socket.data.closing) return;
+          if (socket.data.phase === "closing" || socket.data.phase === "closed") return;
         }
         if (deframer.error) refuseProtocol(socket, deframer.error);
       },
       drain(socket) {
-        if (authorizedClients.has(socket)) flush(socket);
+        const phase = socket.data?.phase;
+        if (phase === "resuming" || phase === "streaming") flush(socket);
       },
       close(socket, error) {
-        if (socket.data?.handshaking) handshaking--;
-        clearTimeout(socket.data?.setupTimer);
-        if (!socket.data || !authorizedClients.delete(socket)) return;
-        const dropped = socket.data.droppedTotal + socket.data.stream.takeDropped();
-        const why = error ? `: ${reason(error)}` : "";
-        log(`client ${socket.data.name} disconnected${why}${dropped ? `, ${dropped} messages skipped in all` : ""}`);
+        if (socket.data) enter(socket, "closed", error ? reason(error) : undefined);
       },
       error(socket, error) {
         log(`connection ${socket.data?.remote ?? "?"}: ${reason(error)}`);
@@ -424,7 +502,11 @@ function snapshot() {
     ...counters,
     skipped: { ...skipped },
     buffer: { messages: recent.next - recent.first, bytes: recent.bytes, limit: options.buffer, first: recent.first, next: recent.next },
-    clients: [...authorizedClients].map(({ data }) => ({
+    phases: {
+      handshaking: connections.handshaking.size, resuming: connections.resuming.size,
+      streaming: connections.streaming.size, closing: connections.closing.size,
+    },
+    clients: [...connections.resuming, ...connections.streaming].map(({ data }) => ({
       name: data.name,
       subject: data.subject,
       address: data.remote,
@@ -452,6 +534,10 @@ function metrics(): Metric[] {
     },
     one("slps_refused_connections_total", "Connections refused: certificate, issuer, limits or timeouts.", "counter", now.refused),
     one("slps_clients", "Authorized clients connected now.", "gauge", now.clients.length),
+    {
+      name: "slps_open_connections", help: "TLS connections open now, by phase: handshaking, resuming, streaming, closing.", type: "gauge",
+      samples: Object.entries(now.phases).map(([phase, value]) => ({ labels: { phase }, value })),
+    },
     one("slps_buffer_messages", "Messages held in the resume buffer.", "gauge", now.buffer.messages),
     one("slps_buffer_bytes", "Bytes held in the resume buffer.", "gauge", now.buffer.bytes),
     one("slps_buffer_limit_bytes", "The resume buffer's limit (--buffer).", "gauge", now.buffer.limit),
@@ -482,7 +568,7 @@ process.on("SIGHUP", reload);
 process.on("SIGUSR1", () => process.stderr.write(JSON.stringify(snapshot()) + "\n"));
 
 function shutdown(signal: string): void {
-  log(`${signal}: closing ${authorizedClients.size} clients and exiting`);
+  log(`${signal}: closing ${authorized()} clients and exiting`);
   udp.close();
   listener.stop(true);
   process.exit(0);

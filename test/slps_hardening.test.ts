@@ -4,13 +4,17 @@
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createSocket } from "node:dgram";
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { MAX_MESSAGE } from "../lib.ts";
-import { testBed, sendUdp, sleep, until, type Child } from "./kit.ts";
+import { Child, makeCert, testBed, sendUdp, sleep, until } from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
-const bed = testBed();
+const bed = testBed((dir) => {
+  makeCert(dir, "selfsigned", { subject: "/CN=laptop", usage: "client" });
+});
 const { server, client, sink } = bed;
 
 /** The first JSON line slps writes to stderr on SIGUSR1 after now. */
@@ -58,6 +62,7 @@ describe("connections reset before slps serves them (defect 1)", () => {
     expect(out.messages.map(String)).toEqual(["<13>still served"]);
     expect(s.stderr).not.toContain("handshakes already pending");
     expect(s.stderr).not.toContain("host.includes");
+    expect((await snapshotOf(s)).phases).toEqual({ handshaking: 0, resuming: 0, streaming: 1, closing: 0 });
     await s.waitFor(/closed \d+ connections that were reset before they could be served/);
   });
 });
@@ -114,5 +119,52 @@ describe("datagrams no client could take (defect 2)", () => {
     await s.waitFor(/skipped 1 datagrams over 65507 bytes, the longest message a client takes \(1 in all\)/);
     const numbers = await snapshotOf(s);
     expect(numbers).toMatchObject({ received: 2, skipped: { empty: 0, oversize: 1 }, buffer: { messages: 2, next: 3 } });
+  });
+});
+
+/**
+ * A TLS client that completes its handshake and then neither reads, writes nor closes, until it
+ * is killed: a peer that ignores the server's goodbye.
+ */
+function silentTlsClient(port: number, creds: { cert: string; key: string }): Child {
+  const script = [
+    "import socket, ssl, sys, time",
+    "context = ssl.create_default_context(cafile=sys.argv[2])",
+    "context.load_cert_chain(sys.argv[3], sys.argv[4])",
+    "connection = context.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1]))), server_hostname='localhost')",
+    "print('handshake done', flush=True)",
+    "time.sleep(600)",
+  ].join("\n");
+  return bed.track(new Child(["python3", "-c", script, String(port), bed.pki.ca, creds.cert, creds.key]));
+}
+
+/** slps's own TCP connections on 127.0.0.1:port (its listener not counted), from /proc/net/tcp. */
+function serverSideConnections(port: number): number {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields[1] === local && fields[3] !== "0A").length;
+}
+
+describe("refused connections whose peer never closes (defect 4)", () => {
+  const fingerprint = () => new X509Certificate(readFileSync(join(bed.dir, "selfsigned.pem"))).fingerprint256;
+  test.each([
+    ["--pin", () => ["--pin", fingerprint()], /is not pinned \(--pin\)/],
+    ["--allow", () => ["--allow", "someone-else"], /none of them in --allow/],
+    ["--issuer", () => ["--issuer", "/C=US/O=Example/CN=Example CA B"], /is not --issuer/],
+    ["--max-clients", () => ["--max-clients", "1"], /already 1 clients \(--max-clients 1\)/],
+  ] as const)("a connection refused by %s is gone from slps within --handshake-timeout", async (flag, args, refused) => {
+    const s = await server([...args(), "--handshake-timeout", "2"]);
+    const served = flag === "--max-clients" ? 1 : 0;
+    if (served) await client(s, { forwardPort: (await sink()).port });
+    const peer = silentTlsClient(s.tlsPort, bed.pki.cert("client"));
+    await s.waitFor(refused);
+    const refusedAt = performance.now();
+    expect(peer.proc.exitCode).toBeNull();
+    await until(() => `slps to let go of the refused connection (${serverSideConnections(s.tlsPort)} open)`,
+      () => serverSideConnections(s.tlsPort) === served, 10_000);
+    expect(performance.now() - refusedAt).toBeLessThan(2000 + 1500);
+    const phases = (await snapshotOf(s)).phases;
+    expect(phases).toEqual({ handshaking: 0, resuming: 0, streaming: served, closing: 0 });
   });
 });
