@@ -12,10 +12,11 @@ import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
 import {
-  ClientStream, Deframer, MAX_FRAME, MAX_KEYS, MAX_MESSAGE, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer, certificateNames, expiryWarning, fingerprintOf,
-  parseList, parsePins, prometheusText, TLS13_ONLY, UsageError, bindFailure, dnOfCertificate,
-  encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes, parseControl, parseCount,
-  parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart, sameDN, type Metric, type Option, type TlsFiles, type Values,
+  ClientStream, Deframer, MAX_FRAME, MAX_KEYS, MAX_MESSAGE, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer,
+  certificateNames, expiryWarning, fingerprintOf, parseList, parsePins, prometheusText, TLS13_ONLY, UsageError,
+  bindFailure, dnOfCertificate, encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes,
+  parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart,
+  sameDN, casWithoutCrl, isRevoked, readCrl, type RevocationList, type Metric, type Option, type TlsFiles, type Values,
 } from "./lib.ts";
 
 // Defaults. Each has a flag and an environment variable (see --help).
@@ -181,7 +182,8 @@ function enter(socket: Socket<Client>, phase: Phase | "closed", why?: string): v
   if (phase === "closed") {
     if (client.name === undefined) return;
     const dropped = client.droppedTotal + client.stream.takeDropped();
-    log(`client ${client.name} disconnected${why ? `: ${why}` : ""}${dropped ? `, ${dropped} messages skipped in all` : ""}`);
+    const skippedInAll = dropped ? `, ${dropped} messages skipped in all` : "";
+    log(`client ${client.name} disconnected${why ? `: ${why}` : ""}${skippedInAll}`);
     return;
   }
   connections[phase].add(socket);
@@ -200,7 +202,8 @@ function overstayed(socket: Socket<Client>, phase: Phase): void {
       log(`refused ${client.remote}: no TLS handshake and resume request within ${options.handshakeTimeout} s`);
       return cut(socket);
     case "streaming":
-      if (deadlineOf(client, phase, performance.now()) > 0) return enter(socket, "streaming"); // alive: check again later
+      // Alive after all (it took bytes, or said it delivered some): check again later.
+      if (deadlineOf(client, phase, performance.now()) > 0) return enter(socket, "streaming");
       log(`client ${client.name}: took no bytes for ${options.stall} s (--stall); closing`);
       return cut(socket);
     case "closing":
@@ -226,7 +229,9 @@ function goodbye(socket: Socket<Client>, last?: Uint8Array): void {
 }
 
 /** Whether this client certificate may receive logs, or why not. */
-function refusal(socket: Socket<Client>, success: boolean, error: Error | null): string | undefined {
+function refusal(
+  socket: Socket<Client>, success: boolean, error: Error | null, crls: RevocationList[],
+): string | undefined {
   const certificate = socket.getPeerX509Certificate();
   const why = error ? reason(error) : "not authorized";
   if (!certificate) return `no client certificate${success ? "" : ` (${why})`}`;
@@ -237,6 +242,7 @@ function refusal(socket: Socket<Client>, success: boolean, error: Error | null):
     const now = Date.now();
     if (now < Date.parse(certificate.validFrom) || now > Date.parse(certificate.validTo))
       return `certificate ${serial} is outside its validity (${certificate.validFrom} to ${certificate.validTo})`;
+    if (isRevoked(certificate, crls)) return `certificate ${serial} is revoked (--crl)`;
   } else if (!success || !socket.authorized) {
     return `certificate ${serial} refused: ${why}`;
   }
@@ -327,13 +333,15 @@ const housekeeping = setInterval(() => {
   const now = performance.now();
   if (floodRefusals.pending > 0) log(`refused ${floodRefusals.pending} connections: ${options.maxPending} handshakes already pending (--max-pending)`);
   if (floodRefusals.rate > 0) log(`refused ${floodRefusals.rate} connections: over ${options.handshakeRate} a minute from one address (--handshake-rate)`);
-  if (floodRefusals.full > 0)
-    log(`refused ${floodRefusals.full} connections: the --handshake-rate table is full (${MAX_KEYS} addresses in the last minute)`);
-  if (floodRefusals.reset > 0) log(`closed ${floodRefusals.reset} connections that were reset before they could be served`);
+  const { full, reset } = floodRefusals;
+  if (full > 0) log(`refused ${full} connections: the --handshake-rate table is full (${MAX_KEYS} addresses)`);
+  if (reset > 0) log(`closed ${reset} connections that were reset before they could be served`);
   floodRefusals.pending = floodRefusals.rate = floodRefusals.full = floodRefusals.reset = 0;
-  if (skippedUnreported.empty > 0) log(`skipped ${skippedUnreported.empty} empty datagrams: an empty message cannot be relayed (${skipped.empty} in all)`);
-  if (skippedUnreported.oversize > 0)
-    log(`skipped ${skippedUnreported.oversize} datagrams over ${MAX_MESSAGE} bytes, the longest message a client takes (${skipped.oversize} in all)`);
+  const { empty, oversize } = skippedUnreported;
+  if (empty > 0) log(`skipped ${empty} empty datagrams: an empty message cannot be relayed (${skipped.empty} in all)`);
+  if (oversize > 0) {
+    log(`skipped ${oversize} datagrams over ${MAX_MESSAGE} bytes, too long for a frame (${skipped.oversize} in all)`);
+  }
   skippedUnreported.empty = skippedUnreported.oversize = 0;
   for (const socket of connections.streaming) {
     const client = socket.data;
@@ -352,6 +360,8 @@ housekeeping.unref();
 
 /** The TLS listener with the given certificates; SIGHUP replaces it, while its connections stay. */
 function listen(files: TlsFiles): TCPSocketListener<Client> {
+  // The TLS layer checks CRLs only for certificates it verifies; pinned ones refusal() checks against these.
+  const crls = (files.crl ?? []).map(readCrl);
   return Bun.listen<Client>({
     hostname: listenAddress.host,
     port: listenAddress.port,
@@ -366,7 +376,8 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
         const host = socket.remoteAddress;
         const now = performance.now();
         // A connection reset before this callback ran has no address left: nobody to serve.
-        const verdict = host === undefined ? "reset" : pending() >= options.maxPending ? "pending" : handshakesBySource.allow(host, now);
+        const full = pending() >= options.maxPending;
+        const verdict = host === undefined ? "reset" : full ? "pending" : handshakesBySource.allow(host, now);
         if (verdict !== "allowed") {
           floodRefusals[verdict]++;
           if (verdict !== "reset") counters.refused++;
@@ -374,15 +385,20 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
           return;
         }
         socket.data = {
-          remote: formatAddress({ host: host!, port: socket.remotePort }), phase: "handshaking", openedAt: now, progressAt: now,
-          deframer: new Deframer(CLIENT_MAX_MESSAGE), stream: new ClientStream(recent, queueLimit, now), droppedTotal: 0,
+          remote: formatAddress({ host: host!, port: socket.remotePort }),
+          phase: "handshaking",
+          openedAt: now,
+          progressAt: now,
+          deframer: new Deframer(CLIENT_MAX_MESSAGE),
+          stream: new ClientStream(recent, queueLimit, now),
+          droppedTotal: 0,
         };
         enter(socket, "handshaking");
       },
       handshake(socket, success, error) {
         if (socket.data?.phase !== "handshaking") return;
         // Bun may report success for a certificate that failed verification; refusal() checks `authorized` too.
-        const why = refusal(socket, success, error);
+        const why = refusal(socket, success, error, crls);
         if (why) {
           counters.refused++;
           log(`refused ${socket.data.remote}: ${why}`);
@@ -464,6 +480,17 @@ function warnIfExpiring(): void {
 warnIfExpiring();
 setInterval(warnIfExpiring, 86_400_000).unref();
 
+/** OpenSSL checks the CRLs of the whole chain: a CA in --ca without one in --crl has every client under it refused. */
+function warnIfCrlMissing(files: TlsFiles): void {
+  if (!files.crl || !files.ca) return;
+  const missing = casWithoutCrl(files.ca, files.crl);
+  if (missing.length > 0) {
+    const consequence = "every client certificate under it will be refused (unable to get certificate CRL)";
+    log(`warning: --crl ${options.crl} holds no CRL from ${missing.join(", ")} (in --ca): ${consequence}`);
+  }
+}
+warnIfCrlMissing(tls);
+
 /** SIGHUP: reread the certificate, key and CA. New connections use them; connected clients stay. */
 function reload(): void {
   let files: TlsFiles;
@@ -492,6 +519,7 @@ function reload(): void {
   tls = files;
   log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}`);
   warnIfExpiring();
+  warnIfCrlMissing(files);
 }
 
 function snapshot() {
@@ -529,13 +557,17 @@ function metrics(): Metric[] {
     one("slps_received_bytes_total", "Bytes of messages received over UDP.", "counter", now.receivedBytes),
     one("slps_connections_total", "TLS connections accepted.", "counter", now.connections),
     {
-      name: "slps_skipped_datagrams_total", help: "Datagrams not relayed: empty, or over 65,507 bytes (oversize).", type: "counter",
+      name: "slps_skipped_datagrams_total",
+      help: "Datagrams not relayed: empty, or over 65,507 bytes (oversize).",
+      type: "counter",
       samples: (["empty", "oversize"] as const).map((kind) => ({ labels: { reason: kind }, value: now.skipped[kind] })),
     },
     one("slps_refused_connections_total", "Connections refused: certificate, issuer, limits or timeouts.", "counter", now.refused),
     one("slps_clients", "Authorized clients connected now.", "gauge", now.clients.length),
     {
-      name: "slps_open_connections", help: "TLS connections open now, by phase: handshaking, resuming, streaming, closing.", type: "gauge",
+      name: "slps_open_connections",
+      help: "TLS connections open now, by phase: handshaking, resuming, streaming, closing.",
+      type: "gauge",
       samples: Object.entries(now.phases).map(([phase, value]) => ({ labels: { phase }, value })),
     },
     one("slps_buffer_messages", "Messages held in the resume buffer.", "gauge", now.buffer.messages),

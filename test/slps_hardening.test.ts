@@ -5,15 +5,17 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createSocket } from "node:dgram";
 import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MAX_MESSAGE } from "../lib.ts";
-import { Child, makeCert, testBed, sendUdp, sleep, until } from "./kit.ts";
+import { Child, ROOT, chain, makeCert, rawTlsClient, testBed, sendUdp, sleep, until } from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
 const bed = testBed((dir) => {
   makeCert(dir, "selfsigned", { subject: "/CN=laptop", usage: "client" });
+  makeCert(dir, "clientA2_0", { subject: "/O=Example/CN=home-a2", issuer: "interA", usage: "client" });
+  chain(dir, "clientA2", "clientA2_0", "interA");
 });
 const { server, client, sink } = bed;
 
@@ -116,7 +118,7 @@ describe("datagrams no client could take (defect 2)", () => {
     await until("the two that fit", () => out.messages.length === 2);
     expect(out.messages[0]!.equals(largest)).toBe(true);
     expect(out.messages[1]!.toString()).toBe("<13>after");
-    await s.waitFor(/skipped 1 datagrams over 65507 bytes, the longest message a client takes \(1 in all\)/);
+    await s.waitFor(/skipped 1 datagrams over 65507 bytes, too long for a frame \(1 in all\)/);
     const numbers = await snapshotOf(s);
     expect(numbers).toMatchObject({ received: 2, skipped: { empty: 0, oversize: 1 }, buffer: { messages: 2, next: 3 } });
   });
@@ -166,5 +168,102 @@ describe("refused connections whose peer never closes (defect 4)", () => {
     expect(performance.now() - refusedAt).toBeLessThan(2000 + 1500);
     const phases = (await snapshotOf(s)).phases;
     expect(phases).toEqual({ handshaking: 0, resuming: 0, streaming: served, closing: 0 });
+  });
+});
+
+/** Runs openssl in `cwd`; throws with its stderr when it fails. */
+function openssl(cwd: string, ...args: string[]): void {
+  const result = Bun.spawnSync(["openssl", ...args], { cwd, stderr: "pipe", stdout: "pipe" });
+  if (result.exitCode !== 0) throw new Error(`openssl ${args.join(" ")}: ${result.stderr}`);
+}
+
+let crls = 0;
+/** A CRL (PEM) from the test CA `ca` that revokes the test certificates `revoked`, made with `openssl ca`. */
+function makeCrl(ca: string, revoked: string[] = []): string {
+  const dir = join(bed.dir, `crl${++crls}`);
+  mkdirSync(dir);
+  writeFileSync(join(dir, "index.txt"), "");
+  writeFileSync(join(dir, "crlnumber"), "1000\n");
+  writeFileSync(join(dir, "ca.cnf"), `[ca]\ndefault_ca = test\n[test]\ndatabase = ${dir}/index.txt\ncrlnumber = ${dir}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\n`);
+  const caFiles = ["-config", join(dir, "ca.cnf"), "-keyfile", join(bed.dir, `${ca}.key`), "-cert", join(bed.dir, `${ca}.pem`)];
+  for (const name of revoked) openssl(dir, "ca", ...caFiles, "-revoke", join(bed.dir, `${name}.pem`));
+  openssl(dir, "ca", ...caFiles, "-gencrl", "-out", join(dir, "crl.pem"));
+  return readFileSync(join(dir, "crl.pem"), "utf8");
+}
+
+/** Writes `pems` into one file for --crl; returns its path. */
+function crlFile(...pems: string[]): string {
+  const path = join(bed.dir, `crls${++crls}.pem`);
+  writeFileSync(path, pems.join(""));
+  return path;
+}
+
+const serialOf = (name: string) => new X509Certificate(readFileSync(join(bed.dir, `${name}.pem`))).serialNumber;
+const fingerprintOf = (name: string) => new X509Certificate(readFileSync(join(bed.dir, `${name}.pem`))).fingerprint256;
+
+describe("revocation (defects 5 and 6)", () => {
+  test("a pinned certificate that --crl revokes is refused; a pinned one it does not revoke is served", async () => {
+    const crl = crlFile(makeCrl("root", ["client"]));
+    const s = await server(["--pin", fingerprintOf("client"), "--pin", fingerprintOf("selfsigned"), "--crl", crl]);
+    const out = await sink();
+    await client(s, { forwardPort: out.port, certName: "selfsigned" });
+    const revoked = bed.track(rawTlsClient(s.tlsPort, bed.pki.ca, bed.pki.cert("client")));
+    await s.waitFor(new RegExp(`refused 127\\.0\\.0\\.1:\\d+: certificate serial ${serialOf("client")} is revoked \\(--crl\\)`));
+    await sendUdp(s.udpPort, [Buffer.from("<13>for the unrevoked pin")]);
+    await until("delivery", () => out.messages.length === 1);
+    await sleep(200);
+    expect(revoked.stdout.length).toBe(0);
+    expect(s.stderr).not.toContain("warning: --crl");
+  });
+
+  test("CRLs from the root and from an intermediate in one --crl file: a good client under it is served, a revoked one refused", async () => {
+    const crl = crlFile(makeCrl("root"), makeCrl("interA", ["clientA2_0"]));
+    const s = await server(["--crl", crl]);
+    const out = await sink();
+    await client(s, { forwardPort: out.port, certName: "clientA" });
+    const revoked = bed.track(rawTlsClient(s.tlsPort, bed.pki.ca, bed.pki.cert("clientA2"), ["-cert_chain", join(bed.dir, "interA.pem")]));
+    await s.waitFor(new RegExp(`certificate serial ${serialOf("clientA2_0")} refused: certificate revoked`));
+    await sendUdp(s.udpPort, [Buffer.from("<13>for home-a")]);
+    await until("delivery", () => out.messages.length === 1);
+    await sleep(200);
+    expect(revoked.stdout.length).toBe(0);
+    expect(s.stderr).not.toContain("warning: --crl");
+  });
+
+  test("a --crl without a CRL from a CA in --ca is one warning at start, naming that CA", async () => {
+    const crl = crlFile(makeCrl("interA"));
+    const s = await server(["--crl", crl]);
+    await s.waitFor(/warning: --crl/);
+    expect(s.stderr).toContain(
+      `slps: warning: --crl ${crl} holds no CRL from /C=US/O=Example/CN=Example Root CA (in --ca): every client certificate under it will be refused (unable to get certificate CRL)\n`,
+    );
+  });
+
+  test("make-certs.sh -i and revoke.sh run a two-level CA: one crl.pem refuses the revoked client and serves the others", async () => {
+    const ops = join(bed.dir, "ops-two-level");
+    const script = (name: string, ...args: string[]) => {
+      const result = Bun.spawnSync(["bash", join(ROOT, "certs", name), "-d", ops, ...args], { stderr: "pipe", stdout: "pipe" });
+      if (result.exitCode !== 0) throw new Error(`${name}: ${result.stderr}`);
+      return result.stdout.toString();
+    };
+    expect(script("make-certs.sh", "-i", "site", "localhost", "home", "laptop")).toContain(
+      "issuer of the client certificates (slps --issuer): /O=slp/CN=slp site CA",
+    );
+    const revoked = script("revoke.sh", "laptop");
+    expect(revoked).toContain("CRL from /O=slp/CN=slp private CA: 0 revoked");
+    expect(revoked).toContain("CRL from /O=slp/CN=slp site CA: 1 revoked");
+    const files = (name: string) => ({ cert: join(ops, `${name}.pem`), key: join(ops, `${name}.key`) });
+    const s = await server(["--cert", join(ops, "server.pem"), "--key", join(ops, "server.key"), "--ca", join(ops, "ca.pem"),
+      "--crl", join(ops, "crl.pem"), "--issuer", "/O=slp/CN=slp site CA"]);
+    const out = await sink();
+    const opsClient = (name: string) => ["--ca", join(ops, "ca.pem"), "--cert", files(name).cert, "--key", files(name).key];
+    await client(s, { forwardPort: out.port, args: opsClient("home") });
+    const thief = bed.track(rawTlsClient(s.tlsPort, join(ops, "ca.pem"), files("laptop"), ["-cert_chain", join(ops, "ca-site.pem")]));
+    await s.waitFor(/refused 127\.0\.0\.1:\d+: certificate serial [0-9A-F]+ refused: certificate revoked/);
+    await sendUdp(s.udpPort, [Buffer.from("<13>for home")]);
+    await until("delivery", () => out.messages.length === 1);
+    await sleep(200);
+    expect(thief.stdout.length).toBe(0);
+    expect(s.stderr).not.toContain("warning: --crl");
   });
 });
