@@ -9,7 +9,7 @@ import {
   ClientStream, Deframer, MAX_CONTROL, ResumeBuffer, dnOfCertificate, encodeControl, encodeFrame, formatDN, gapNotice, helpText,
   messageAsLine, nextBackoff, parseBytes, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseResumePoint,
   parseSwitch, prometheusText, RateLimit, expiryWarning, resumeStart, sameDN, bindFailure, certificateNames, fingerprintOf, parsePins,
-  RateLimitByKey, casWithoutCrl, isRevoked, readCrl,
+  RateLimitByKey, casWithoutCrl, isRevoked, readCrl, MAX_SEQ,
 } from "./lib.ts";
 
 const bytes = (text: string) => Buffer.from(text, "latin1");
@@ -579,5 +579,47 @@ describe("RateLimitByKey", () => {
     expect(limit.allow("b", 3)).toBe("allowed");
     expect(limit.allow("c", 4)).toBe("full");
     expect(limit.allow("c", 1000)).toBe("allowed"); // a's window ended, so its place is free again
+  });
+});
+
+describe("multi-valued RDNs", () => {
+  test("an issuer with O and CN in one RDN matches --issuer in every way of writing it", () => {
+    const issuer = dnOfCertificate("C=US\nO=Example + CN=Multi CA"); // as node:crypto prints it
+    const forms = ["/C=US/O=Example+CN=Multi CA", "/C=US/CN=Multi CA+O=Example", "/C=US/O=Example + CN=Multi CA"];
+    forms.push("CN=Multi CA+O=Example,C=US");
+    for (const written of forms) expect(sameDN(parseDN(written), issuer)).toBe(true);
+    expect(sameDN(parseDN("/C=US/O=Example+CN=Other CA"), issuer)).toBe(false);
+  });
+
+  test("a space escaped at the end of a value is kept", () => {
+    expect(parseDN("/O=a\\ +CN=b")).toEqual([["CN", "b"], ["O", "a "]]);
+    expect(dnOfCertificate("O=a\\  + CN=b")).toEqual([["CN", "b"], ["O", "a "]]);
+  });
+});
+
+describe("sequence numbers in control messages", () => {
+  const parse = (value: unknown) => parseControl(Buffer.from(JSON.stringify(value)));
+
+  test("are bounded by MAX_SEQ, 2^52, in every message that carries one", () => {
+    expect(MAX_SEQ).toBe(2 ** 52);
+    expect(parse({ type: "resume", version: 1, server: "a", last: MAX_SEQ })).toMatchObject({ last: MAX_SEQ });
+    const resume = { type: "resume", version: 1, server: "a" };
+    expect(() => parse({ ...resume, last: MAX_SEQ + 1 })).toThrow("resume message has a bad 'last'");
+    expect(() => parse({ type: "start", seq: 2 ** 53 - 1 })).toThrow("start message has a bad 'seq'");
+    expect(() => parse({ type: "start", seq: 1, lost: MAX_SEQ + 1 })).toThrow("start message has a bad 'lost'");
+    const hello = { type: "hello", version: 1, server: "a", heartbeat: 15 };
+    expect(() => parse({ ...hello, first: MAX_SEQ + 1, next: MAX_SEQ + 1 })).toThrow("hello message has a bad 'first'");
+    expect(() => parse({ ...hello, first: 1, next: MAX_SEQ + 1 })).toThrow("hello message has a bad 'next'");
+    expect(() => parse({ type: "progress", last: MAX_SEQ + 1 })).toThrow("progress message has a bad 'last'");
+  });
+
+  test("progress carries the last number delivered; hello may offer it", () => {
+    expect(parse({ type: "progress", last: 0 })).toEqual({ type: "progress", last: 0 });
+    expect(parse({ type: "progress", last: 41, extra: true })).toEqual({ type: "progress", last: 41 });
+    expect(() => parse({ type: "progress" })).toThrow("progress message has a bad 'last'");
+    expect(() => parse({ type: "progress", last: "7" })).toThrow("progress message has a bad 'last'");
+    const hello = { type: "hello", version: 1, server: "a", heartbeat: 15, first: 1, next: 1 };
+    expect(parse({ ...hello, progress: true })).toMatchObject({ progress: true });
+    expect(() => parse({ ...hello, progress: 1 })).toThrow("hello message has a bad 'progress'");
   });
 });

@@ -492,16 +492,9 @@ export function parseDN(text: string): DistinguishedName {
   const trimmed = text.trim();
   if (trimmed === "") throw new Error("empty distinguished name");
   if (trimmed.startsWith("/")) {
-    return splitUnescaped(trimmed.slice(1), "/")
-      .flatMap((rdn) => splitUnescaped(rdn, "+"))
-      .map((part) => attribute(part, text))
-      .map(([type, value]) => [type, unescapeValue(value)]);
+    return splitUnescaped(trimmed.slice(1), "/").flatMap((rdn) => rdnAttributes(rdn, text, false));
   }
-  return splitUnescaped(trimmed, ",")
-    .reverse()
-    .flatMap((rdn) => splitUnescaped(rdn, "+"))
-    .map((part) => attribute(part.trim(), text))
-    .map(([type, value]) => [type, unescapeValue(value.trim())]);
+  return splitUnescaped(trimmed, ",").reverse().flatMap((rdn) => rdnAttributes(rdn, text, true));
 }
 
 /** The issuer or subject of a node:crypto X509Certificate: one `TYPE=value` a line, X.500 order. */
@@ -509,9 +502,27 @@ export function dnOfCertificate(name: string): DistinguishedName {
   return name
     .split("\n")
     .filter((line) => line !== "")
-    .flatMap((line) => splitUnescaped(line, "+"))
-    .map((part) => attribute(part, name))
-    .map(([type, value]) => [type, unescapeValue(value)]);
+    .flatMap((line) => rdnAttributes(line, name, false));
+}
+
+/**
+ * The attributes of one RDN. A multi-valued one (`O=Example + CN=CA`) is a set: its attributes
+ * are trimmed around the `+`, and sorted, since DER stores them in an order people do not write.
+ */
+function rdnAttributes(rdn: string, source: string, trim: boolean): DistinguishedName {
+  const parts = splitUnescaped(rdn, "+");
+  const clean = trim || parts.length > 1 ? trimUnescaped : (part: string) => part;
+  const attributes = parts
+    .map((part) => attribute(clean(part), source))
+    .map(([type, value]): [string, string] => [type, unescapeValue(clean(value))]);
+  const key = ([type, value]: [string, string]) => `${type}\0${value}`;
+  if (attributes.length > 1) attributes.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  return attributes;
+}
+
+/** Trims spaces at both ends, but not one escaped with a backslash (`\ `). */
+function trimUnescaped(text: string): string {
+  return text.trimStart().replace(/(?<!\\)\s+$/, "");
 }
 
 export function sameDN(a: DistinguishedName, b: DistinguishedName): boolean {
@@ -643,18 +654,31 @@ export class Deframer {
 // ---------------------------------------------------------------------------------------------
 // The protocol. Right after it has authorized a client, slps sends `hello`; slpc answers with
 // `resume`; slps sends `start`, then data frames, each numbered one more than the last, with
-// `heartbeat` when idle and `start` again when it had to skip messages. See PROTOCOL in the README.
+// `heartbeat` when idle and `start` again when it had to skip messages. A hello with
+// `progress: true` lets the client send `progress` after `start`, with the last number it
+// delivered, so that a client slowed by its own output counts as alive. See PROTOCOL in the README.
 
 export const PROTOCOL_VERSION = 1;
 
 export type ControlMessage =
-  | { type: "hello"; version: number; server: string; heartbeat: number; first: number; next: number }
+  | { type: "hello"; version: number; server: string; heartbeat: number; first: number; next: number;
+      progress?: boolean }
   | { type: "resume"; version: number; server?: string; last?: number; replay?: boolean }
   | { type: "start"; seq: number; lost?: number | null; reason?: string }
+  | { type: "progress"; last: number }
   | { type: "heartbeat" }
   | { type: "error"; message: string };
 
 const isCount = (value: unknown) => Number.isSafeInteger(value) && (value as number) >= 0;
+
+/**
+ * The largest sequence number (or count of messages) a control message may carry. At a million
+ * messages a second it lasts 142 years, and it leaves room to add to it (`last + 1`, a count of
+ * messages since) without leaving the integers a double holds exactly, or a state file that says
+ * 2^53 and cannot be read back.
+ */
+export const MAX_SEQ = 2 ** 52;
+const isSeq = (value: unknown) => isCount(value) && (value as number) <= MAX_SEQ;
 
 /** Reads a control frame's JSON; throws an Error saying what is wrong with it. */
 export function parseControl(body: Uint8Array): ControlMessage {
@@ -672,22 +696,26 @@ export function parseControl(body: Uint8Array): ControlMessage {
       if (message.version !== PROTOCOL_VERSION) return message as ControlMessage; // the caller names the mismatch
       if (typeof message.server !== "string" || message.server === "") throw bad("server");
       if (typeof message.heartbeat !== "number" || !(message.heartbeat > 0)) throw bad("heartbeat");
-      if (!isCount(message.first) || (message.first as number) < 1) throw bad("first");
-      if (!isCount(message.next) || (message.next as number) < (message.first as number)) throw bad("next");
+      if (!isSeq(message.first) || (message.first as number) < 1) throw bad("first");
+      if (!isSeq(message.next) || (message.next as number) < (message.first as number)) throw bad("next");
+      if (message.progress !== undefined && typeof message.progress !== "boolean") throw bad("progress");
       return message as ControlMessage;
     case "resume":
       if (!isCount(message.version)) throw bad("version");
       if (message.version !== PROTOCOL_VERSION) return message as ControlMessage;
       if (message.server !== undefined && (typeof message.server !== "string" || message.server === "")) throw bad("server");
       if ((message.server === undefined) !== (message.last === undefined)) throw bad(message.server === undefined ? "server" : "last");
-      if (message.last !== undefined && !isCount(message.last)) throw bad("last");
+      if (message.last !== undefined && !isSeq(message.last)) throw bad("last");
       if (message.replay !== undefined && typeof message.replay !== "boolean") throw bad("replay");
       return message as ControlMessage;
     case "start":
-      if (!isCount(message.seq) || (message.seq as number) < 1) throw bad("seq");
-      if (message.lost !== undefined && message.lost !== null && !isCount(message.lost)) throw bad("lost");
+      if (!isSeq(message.seq) || (message.seq as number) < 1) throw bad("seq");
+      if (message.lost !== undefined && message.lost !== null && !isSeq(message.lost)) throw bad("lost");
       if (message.reason !== undefined && typeof message.reason !== "string") throw bad("reason");
       return message as ControlMessage;
+    case "progress":
+      if (!isSeq(message.last)) throw bad("last");
+      return { type: "progress", last: message.last as number };
     case "heartbeat":
       return { type: "heartbeat" };
     case "error":

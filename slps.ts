@@ -54,13 +54,22 @@ const OPTIONS = {
   maxClients: { flag: "max-clients", env: "SLPS_MAX_CLIENTS", default: MAX_CLIENTS, arg: "N", help: "authorized clients at once; one more is refused", parse: parseCount(1) },
   maxPending: { flag: "max-pending", env: "SLPS_MAX_PENDING", default: MAX_PENDING, arg: "N", help: "connections at once that have not finished their TLS handshake; more are closed at once", parse: parseCount(1) },
   handshakeRate: { flag: "handshake-rate", env: "SLPS_HANDSHAKE_RATE", default: HANDSHAKE_RATE, arg: "N", help: "TLS connections a minute from one address; more are closed at once", parse: parseCount(1) },
-  queue: { flag: "queue", env: "SLPS_QUEUE", default: QUEUE, arg: "BYTES", help: "how far one client may fall behind; past it its oldest messages are skipped, counted and logged", parse: parseBytes },
+  queue: { flag: "queue", env: "SLPS_QUEUE", default: QUEUE, arg: "BYTES", help: `how far one client may fall behind, at least ${MAX_FRAME} (one frame); past it its oldest messages are skipped, counted and logged`, parse: parseQueue },
   buffer: { flag: "buffer", env: "SLPS_BUFFER", default: BUFFER, arg: "BYTES", help: "recent messages kept for clients that reconnect, also while none is connected; 0 turns resume off", parse: parseBytes },
   heartbeat: { flag: "heartbeat", env: "SLPS_HEARTBEAT", default: HEARTBEAT, arg: "SECONDS", help: "a client that has been sent nothing for this long gets a heartbeat", parse: parseSeconds },
   stall: { flag: "stall", env: "SLPS_STALL", default: STALL, arg: "SECONDS", help: "a client that takes no bytes for this long while some wait for it is disconnected", parse: parseSeconds },
   metrics: { flag: "metrics", env: "SLPS_METRICS", default: METRICS, arg: "HOST:PORT", help: "serve counters in Prometheus text format at http://HOST:PORT/metrics (off by default)", parse: (t: string) => (t === "" ? undefined : parseHostPort(t)) },
   handshakeTimeout: { flag: "handshake-timeout", env: "SLPS_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS", help: "a connection that has not finished its TLS handshake and resume request by then is closed", parse: parseSeconds },
 } satisfies Record<string, Option<unknown>>;
+
+/** A queue that cannot hold one frame would skip every message: refused at start. */
+function parseQueue(text: string): number {
+  const bytes = parseBytes(text);
+  if (bytes < MAX_FRAME) {
+    throw new Error(`must be at least ${MAX_FRAME} bytes, the frame of a message of ${MAX_MESSAGE}`);
+  }
+  return bytes;
+}
 
 /** Clients send control messages only; a data frame of any size from one is refused once read. */
 const CLIENT_MAX_MESSAGE = 1;
@@ -276,7 +285,7 @@ function refuseProtocol(socket: Socket<Client>, message: string): void {
   goodbye(socket, encodeControl({ type: "error", message }));
 }
 
-/** A control message from an authorized client: `resume` once, nothing else. */
+/** A control message from an authorized client: `resume` once, then `progress` as often as it likes. */
 function onControl(socket: Socket<Client>, body: Uint8Array): void {
   const client = socket.data;
   let message;
@@ -284,6 +293,12 @@ function onControl(socket: Socket<Client>, body: Uint8Array): void {
     message = parseControl(body);
   } catch (error) {
     return refuseProtocol(socket, `bad control message: ${reason(error)}`);
+  }
+  if (message.type === "progress" && client.phase === "streaming") {
+    // A sign of life: a client whose own output is slow stops reading, but it is not dead (see deadlineOf).
+    client.delivered = message.last;
+    client.progressAt = performance.now();
+    return;
   }
   if (message.type === "resume" && client.phase === "streaming") return refuseProtocol(socket, "resume sent twice");
   if (message.type !== "resume") return refuseProtocol(socket, `unexpected ${message.type} message`);
@@ -408,8 +423,12 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
         socket.setKeepAlive(true, 30_000);
         enter(socket, "resuming");
         log(`client ${socket.data.name} connected (${authorized()} in all)`);
-        const { heartbeat } = options;
-        socket.data.stream.control({ type: "hello", version: PROTOCOL_VERSION, server: serverId, heartbeat, first: recent.first, next: recent.next });
+        socket.data.stream.control({
+          type: "hello", version: PROTOCOL_VERSION, server: serverId, heartbeat: options.heartbeat,
+          first: recent.first, next: recent.next,
+          // The client may say how far it delivered, which counts as life (see deadlineOf).
+          progress: true,
+        });
         flush(socket);
       },
       data(socket, chunk) {
@@ -542,6 +561,7 @@ function snapshot() {
       sentBytes: data.stream.sentBytes,
       dropped: data.droppedTotal + data.stream.dropped,
       behind: data.stream.cursor === undefined ? 0 : recent.behind(data.stream.cursor),
+      delivered: data.delivered ?? null,
     })),
   };
 }
@@ -549,9 +569,12 @@ function snapshot() {
 function metrics(): Metric[] {
   const now = snapshot();
   const one = (name: string, help: string, type: Metric["type"], value: number): Metric => ({ name, help, type, samples: [{ labels: {}, value }] });
-  const perClient = (name: string, help: string, type: Metric["type"], value: (c: (typeof now.clients)[number]) => number): Metric => ({
-    name, help, type, samples: now.clients.map((c) => ({ labels: { subject: c.subject ?? "", address: c.address }, value: value(c) })),
-  });
+  type Shown = (typeof now.clients)[number];
+  type Value = (c: Shown) => number;
+  const perClient = (name: string, help: string, type: Metric["type"], value: Value, clients = now.clients) => ({
+    name, help, type,
+    samples: clients.map((c) => ({ labels: { subject: c.subject ?? "", address: c.address }, value: value(c) })),
+  }) satisfies Metric;
   return [
     one("slps_received_messages_total", "Messages received over UDP.", "counter", now.received),
     one("slps_received_bytes_total", "Bytes of messages received over UDP.", "counter", now.receivedBytes),
@@ -577,6 +600,8 @@ function metrics(): Metric[] {
     perClient("slps_client_sent_bytes_total", "Bytes of messages sent to a client.", "counter", (c) => c.sentBytes),
     perClient("slps_client_dropped_messages_total", "Messages a client missed because it fell more than --queue behind.", "counter", (c) => c.dropped),
     perClient("slps_client_behind_bytes", "Bytes waiting for a client.", "gauge", (c) => c.behind),
+    perClient("slps_client_delivered_sequence", "The last message a client said it delivered (progress).", "gauge",
+      (c) => c.delivered!, now.clients.filter((c) => c.delivered !== null)),
   ];
 }
 

@@ -7,8 +7,8 @@ import { createSocket } from "node:dgram";
 import { X509Certificate } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { MAX_MESSAGE } from "../lib.ts";
-import { Child, ROOT, chain, makeCert, rawTlsClient, testBed, sendUdp, sleep, until } from "./kit.ts";
+import { MAX_FRAME, MAX_MESSAGE } from "../lib.ts";
+import { BUN, Child, ROOT, chain, makeCert, rawTlsClient, testBed, sendUdp, sleep, until } from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
@@ -16,6 +16,11 @@ const bed = testBed((dir) => {
   makeCert(dir, "selfsigned", { subject: "/CN=laptop", usage: "client" });
   makeCert(dir, "clientA2_0", { subject: "/O=Example/CN=home-a2", issuer: "interA", usage: "client" });
   chain(dir, "clientA2", "clientA2_0", "interA");
+  // A CA whose subject has O and CN in one RDN, and a client under it.
+  openssl(dir, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "multica.key",
+    "-out", "multica.pem", "-days", "30", "-multivalue-rdn", "-subj", "/C=US/O=Example+CN=Multi CA",
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign");
+  makeCert(dir, "multiclient", { subject: "/O=Example/CN=home-multi", issuer: "multica", usage: "client" });
 });
 const { server, client, sink } = bed;
 
@@ -265,5 +270,94 @@ describe("revocation (defects 5 and 6)", () => {
     await sleep(200);
     expect(thief.stdout.length).toBe(0);
     expect(s.stderr).not.toContain("warning: --crl");
+  });
+});
+
+describe("smaller ones (defect 11)", () => {
+  test("an --issuer whose RDN holds O and CN together admits the clients of that CA, written in either order", async () => {
+    for (const issuer of ["/C=US/CN=Multi CA+O=Example", "CN=Multi CA + O=Example,C=US"]) {
+      const s = await server(["--ca", join(bed.dir, "multica.pem"), "--issuer", issuer]);
+      const out = await sink();
+      await client(s, { forwardPort: out.port, certName: "multiclient" });
+      await sendUdp(s.udpPort, [Buffer.from("<13>for the multi CA")]);
+      await until("delivery", () => out.messages.length === 1);
+      expect(s.stderr).not.toContain("is not --issuer");
+    }
+  });
+
+  test("a --queue that cannot hold one frame is refused at start; one frame exactly carries the largest message", async () => {
+    const small = new Child([BUN, "slps.ts", "--queue", "64000"]);
+    expect(await small.exit()).toBe(2);
+    expect(small.stderr).toBe(`slps: --queue "64000": must be at least ${MAX_FRAME} bytes, the frame of a message of ${MAX_MESSAGE}\n`);
+    const s = await server(["--queue", String(MAX_FRAME)]);
+    const out = await sink();
+    await client(s, { forwardPort: out.port });
+    const largest = Buffer.alloc(MAX_MESSAGE, 0x71);
+    await sendUdp(s.udpPort, [largest]);
+    await until("the largest message", () => out.messages.length === 1);
+    expect(out.messages[0]!.equals(largest)).toBe(true);
+  });
+});
+
+/**
+ * A client of the test's own that reads slps's hello, asks to start live and never reads again,
+ * with a 4 KiB receive buffer so that slps feels it at once. With `progress` it then sends a
+ * `progress` message every half second, as a client whose own output is slow does. It prints the
+ * hello it got and its own port, so that the test can find its lines in slps's log.
+ */
+function unreadingClient(port: number, progress: boolean): Child {
+  const script = `
+import json, socket, ssl, sys, time
+port, ca, cert, key, progress = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
+context = ssl.create_default_context(cafile=ca)
+context.load_cert_chain(cert, key)
+raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+raw.connect(("127.0.0.1", port))
+connection = context.wrap_socket(raw, server_hostname="localhost")
+def frame(message):
+    body = json.dumps(message).encode()
+    return b"!%d %s" % (len(body), body)
+received = b""
+while b" " not in received:
+    received += connection.recv(1)
+length = int(received[1:received.index(b" ")])
+body = b""
+while len(body) < length:
+    body += connection.recv(length - len(body))
+connection.sendall(frame({"type": "resume", "version": 1}))
+print(json.dumps({"port": connection.getsockname()[1], "hello": json.loads(body)}), flush=True)
+while True:
+    time.sleep(0.5)
+    if progress:
+        connection.sendall(frame({"type": "progress", "last": 0}))
+`;
+  const { cert, key } = bed.pki.cert("client");
+  return bed.track(new Child(["python3", "-c", script, String(port), bed.pki.ca, cert, key, progress ? "1" : "0"]));
+}
+
+describe("a slow client is not a dead one (defect 8)", () => {
+  test("a client that reads nothing but sends progress outlives --stall; one that sends nothing is closed after it", async () => {
+    const s = await server(["--stall", "2", "--queue", "1MiB"]);
+    const started = () => s.stderr.match(/ starts at #/g)?.length ?? 0;
+    const [slow, dead] = [unreadingClient(s.tlsPort, true), unreadingClient(s.tlsPort, false)];
+    await until("both clients' start", () => started() === 2 && [slow, dead].every((child) => child.stdout.includes("\n")));
+    const [slowPort, deadPort] = [slow, dead].map((child) => JSON.parse(child.stdout.toString()).port as number);
+    expect(JSON.parse(slow.stdout.toString()).hello).toMatchObject({ type: "hello", version: 1, progress: true });
+    // Far more than the two sockets hold: slps's writes to both clients block.
+    const message = Buffer.alloc(8000, 0x73);
+    for (let i = 0; i < 40; i++) {
+      await sendUdp(s.udpPort, Array(10).fill(message));
+      await sleep(5);
+    }
+    await s.waitFor(new RegExp(`client 127\\.0\\.0\\.1:${deadPort} \\(home\\): took no bytes for 2 s \\(--stall\\); closing`), 10_000);
+    const blockedAt = performance.now();
+    await until("three --stall periods", () => performance.now() - blockedAt > 6000, 8000);
+    expect(s.stderr).not.toContain(`127.0.0.1:${slowPort} (home): took no bytes`);
+    const numbers = await snapshotOf(s);
+    expect(numbers.phases).toEqual({ handshaking: 0, resuming: 0, streaming: 1, closing: 0 });
+    expect(numbers.clients).toHaveLength(1);
+    expect(numbers.clients[0]).toMatchObject({ address: `127.0.0.1:${slowPort}`, delivered: 0 });
+    expect(numbers.clients[0].behind).toBeGreaterThan(0);
   });
 });
