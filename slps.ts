@@ -154,6 +154,8 @@ const pending = () => connections.handshaking.size + connections.closing.size;
 const authorized = () => connections.resuming.size + connections.streaming.size;
 /** A refused or misbehaving connection gets this long to take its last bytes and close; then it is cut. */
 const CLOSING_MS = Math.min(options.handshakeTimeout, 2) * 1000;
+/** The longest a timer waits: a longer delay fires at once. A deadline further out is checked again then. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 // Before authentication nothing may be cheap for an attacker: few handshakes at once, few per
 // address. Refusals for these are counted and logged once a second, not once per connection.
@@ -197,13 +199,16 @@ function enter(socket: Socket<Client>, phase: Phase | "closed", why?: string): v
   }
   connections[phase].add(socket);
   const now = performance.now();
-  client.deadline = setTimeout(() => overstayed(socket, phase), Math.max(0, deadlineOf(client, phase, now)));
+  const ms = Math.min(Math.max(0, deadlineOf(client, phase, now)), MAX_TIMER_MS);
+  client.deadline = setTimeout(() => overstayed(socket, phase), ms);
 }
 
 /** A connection's phase deadline passed. */
 function overstayed(socket: Socket<Client>, phase: Phase): void {
   const client = socket.data;
   if (client.phase !== phase) return;
+  // Not yet: the deadline lay beyond the longest timer, or a stream took bytes (or said it delivered some) since.
+  if (phase !== "closing" && deadlineOf(client, phase, performance.now()) > 0) return enter(socket, phase);
   switch (phase) {
     case "handshaking":
     case "resuming":
@@ -211,8 +216,6 @@ function overstayed(socket: Socket<Client>, phase: Phase): void {
       log(`refused ${client.remote}: no TLS handshake and resume request within ${options.handshakeTimeout} s`);
       return cut(socket);
     case "streaming":
-      // Alive after all (it took bytes, or said it delivered some): check again later.
-      if (deadlineOf(client, phase, performance.now()) > 0) return enter(socket, "streaming");
       log(`client ${client.name}: took no bytes for ${options.stall} s (--stall); closing`);
       return cut(socket);
     case "closing":

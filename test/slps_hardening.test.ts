@@ -303,6 +303,24 @@ describe("smaller ones (defect 11)", () => {
   });
 });
 
+describe("every value a flag accepts works", () => {
+  test("a --handshake-timeout and --stall beyond the longest timer (24.8 days) wait, rather than fire at once", async () => {
+    const s = await server(["--handshake-timeout", "3000000", "--stall", "3000000"]);
+    let closed = false;
+    const idle = await Bun.connect({ hostname: "127.0.0.1", port: s.tlsPort, socket: { data() {}, close: () => void (closed = true) } });
+    bed.defer(() => idle.terminate());
+    const out = await sink();
+    await client(s, { forwardPort: out.port });
+    await sendUdp(s.udpPort, [Buffer.from("<13>in time")]);
+    await until("delivery", () => out.messages.length === 1);
+    await sleep(500);
+    expect(closed).toBe(false);
+    expect(s.stderr).not.toContain("no TLS handshake");
+    expect(s.stderr).not.toContain("TimeoutOverflowWarning");
+    expect((await snapshotOf(s)).phases).toEqual({ handshaking: 1, resuming: 0, streaming: 1, closing: 0 });
+  });
+});
+
 /**
  * A client of the test's own that reads slps's hello, asks to start live and never reads again,
  * with a 4 KiB receive buffer so that slps feels it at once. With `progress` it then sends a
