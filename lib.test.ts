@@ -3,12 +3,13 @@
 import { describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
 import { makeCert, removeDir, tempDir } from "./test/kit.ts";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   ClientStream, Deframer, MAX_CONTROL, ResumeBuffer, dnOfCertificate, encodeControl, encodeFrame, formatDN, gapNotice, helpText,
   isNetworkError, messageAsLine, messagesAsLines, nextBackoff, parseBytes, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseResumePoint,
   parseSwitch, prometheusText, RateLimit, expiryWarning, resumeStart, sameDN, bindFailure, certificateNames, fingerprintOf, parsePins,
+  RateLimitByKey, casWithoutCrl, isRevoked, readCrl, MAX_SEQ,
 } from "./lib.ts";
 
 const bytes = (text: string) => Buffer.from(text, "latin1");
@@ -539,5 +540,116 @@ describe("isNetworkError", () => {
     expect(isNetworkError(failure("CERT_HAS_EXPIRED"))).toBe(false);
     expect(isNetworkError(new Error("no code"))).toBe(false);
     expect(isNetworkError(null)).toBe(false);
+  });
+});
+
+// Issue 9, the server's side.
+describe("CRLs read by slps itself", () => {
+  const dir = tempDir();
+  makeCert(dir, "root", { subject: "/O=Example/CN=Root", ca: true });
+  makeCert(dir, "inter", { subject: "/O=Example/CN=Inter", issuer: "root", ca: true });
+  makeCert(dir, "kept", { subject: "/CN=kept", issuer: "inter" });
+  makeCert(dir, "lost", { subject: "/CN=lost", issuer: "inter" });
+  makeCert(dir, "direct", { subject: "/CN=direct", issuer: "root" });
+  /** A CRL from `ca` revoking `names`, by `openssl ca`, as an operator makes one. */
+  const crl = (ca: string, names: string[]) => {
+    writeFileSync(join(dir, `${ca}.index`), "");
+    const config = `[ca]\ndefault_ca = t\n[t]\ndatabase = ${dir}/${ca}.index\ndefault_md = sha256\ndefault_crl_days=9`;
+    writeFileSync(join(dir, `${ca}.cnf`), config);
+    const run = (...args: string[]) => {
+      const command = ["openssl", "ca", "-config", `${ca}.cnf`, "-keyfile", `${ca}.key`, "-cert", `${ca}.pem`, ...args];
+      const result = Bun.spawnSync(command, { cwd: dir, stderr: "pipe" });
+      if (result.exitCode !== 0) throw new Error(result.stderr.toString());
+    };
+    for (const name of names) run("-revoke", `${name}.pem`);
+    run("-gencrl", "-out", `${ca}.crl`);
+    return readFileSync(join(dir, `${ca}.crl`), "utf8");
+  };
+  const read = (name: string) => new X509Certificate(readFileSync(join(dir, `${name}.pem`)));
+  const certificates = new Map(["root", "inter", "kept", "lost", "direct"].map((name) => [name, read(name)]));
+  const certificate = (name: string) => certificates.get(name)!;
+  const fromInter = crl("inter", ["lost"]);
+  const fromRoot = crl("root", []);
+  removeDir(dir);
+
+  test("readCrl reads the issuer and the revoked serial numbers", () => {
+    const list = readCrl(fromInter);
+    expect(list.revoked).toEqual(new Set([certificate("lost").serialNumber.replace(/^0+/, "")]));
+    expect(readCrl(fromRoot).revoked.size).toBe(0);
+    expect(list.issuer.equals(readCrl(fromRoot).issuer)).toBe(false);
+  });
+
+  test("isRevoked needs both the issuer and the serial to match", () => {
+    expect(isRevoked(certificate("lost"), [readCrl(fromInter)])).toBe(true);
+    expect(isRevoked(certificate("kept"), [readCrl(fromInter)])).toBe(false);
+    expect(isRevoked(certificate("lost"), [readCrl(fromRoot)])).toBe(false);
+    expect(isRevoked(certificate("lost"), [])).toBe(false);
+    expect(isRevoked(certificate("direct"), [readCrl(fromRoot), readCrl(fromInter)])).toBe(false);
+  });
+
+  test("casWithoutCrl names each CA in a bundle that no CRL comes from", () => {
+    const bundle = [certificate("root").toString(), certificate("inter").toString()].join("");
+    expect(casWithoutCrl(bundle, [fromRoot, fromInter])).toEqual([]);
+    expect(casWithoutCrl(bundle, [fromInter])).toEqual(["/O=Example/CN=Root"]);
+    expect(casWithoutCrl(bundle, [])).toEqual(["/O=Example/CN=Root", "/O=Example/CN=Inter"]);
+  });
+
+  test("a CRL that is not DER, or cut short, is refused with a reason", () => {
+    expect(() => readCrl("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----")).toThrow();
+    const body = fromInter.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "");
+    const cut = Buffer.from(body, "base64").subarray(0, 40).toString("base64");
+    expect(() => readCrl(`-----BEGIN X509 CRL-----\n${cut}\n-----END X509 CRL-----`)).toThrow("DER truncated");
+  });
+});
+
+describe("RateLimitByKey", () => {
+  test("says whether an event is over the key's rate or the table of keys is full", () => {
+    const limit = new RateLimitByKey(2, 1000, 2);
+    expect([limit.allow("a", 0), limit.allow("a", 1), limit.allow("a", 2)]).toEqual(["allowed", "allowed", "rate"]);
+    expect(limit.allow("b", 3)).toBe("allowed");
+    expect(limit.allow("c", 4)).toBe("full");
+    expect(limit.allow("c", 1000)).toBe("allowed"); // a's window ended, so its place is free again
+  });
+});
+
+describe("multi-valued RDNs", () => {
+  test("an issuer with O and CN in one RDN matches --issuer in every way of writing it", () => {
+    const issuer = dnOfCertificate("C=US\nO=Example + CN=Multi CA"); // as node:crypto prints it
+    const forms = ["/C=US/O=Example+CN=Multi CA", "/C=US/CN=Multi CA+O=Example", "/C=US/O=Example + CN=Multi CA"];
+    forms.push("CN=Multi CA+O=Example,C=US");
+    for (const written of forms) expect(sameDN(parseDN(written), issuer)).toBe(true);
+    expect(sameDN(parseDN("/C=US/O=Example+CN=Other CA"), issuer)).toBe(false);
+  });
+
+  test("a space escaped at the end of a value is kept", () => {
+    expect(parseDN("/O=a\\ +CN=b")).toEqual([["CN", "b"], ["O", "a "]]);
+    expect(dnOfCertificate("O=a\\  + CN=b")).toEqual([["CN", "b"], ["O", "a "]]);
+  });
+});
+
+describe("sequence numbers in control messages", () => {
+  const parse = (value: unknown) => parseControl(Buffer.from(JSON.stringify(value)));
+
+  test("are bounded by MAX_SEQ, 2^52, in every message that carries one", () => {
+    expect(MAX_SEQ).toBe(2 ** 52);
+    expect(parse({ type: "resume", version: 1, server: "a", last: MAX_SEQ })).toMatchObject({ last: MAX_SEQ });
+    const resume = { type: "resume", version: 1, server: "a" };
+    expect(() => parse({ ...resume, last: MAX_SEQ + 1 })).toThrow("resume message has a bad 'last'");
+    expect(() => parse({ type: "start", seq: 2 ** 53 - 1 })).toThrow("start message has a bad 'seq'");
+    expect(() => parse({ type: "start", seq: 1, lost: MAX_SEQ + 1 })).toThrow("start message has a bad 'lost'");
+    const hello = { type: "hello", version: 1, server: "a", heartbeat: 15 };
+    expect(() => parse({ ...hello, first: MAX_SEQ + 1, next: MAX_SEQ + 1 })).toThrow("hello message has a bad 'first'");
+    expect(() => parse({ ...hello, first: 1, next: MAX_SEQ + 1 })).toThrow("hello message has a bad 'next'");
+    expect(() => parse({ type: "progress", last: MAX_SEQ + 1 })).toThrow("progress message has a bad 'last'");
+  });
+
+  test("progress carries the last number delivered; hello may offer it", () => {
+    expect(parse({ type: "progress", last: 0 })).toEqual({ type: "progress", last: 0 });
+    expect(parse({ type: "progress", last: 41, extra: true })).toEqual({ type: "progress", last: 41 });
+    expect(() => parse({ type: "progress" })).toThrow("progress message has a bad 'last'");
+    expect(() => parse({ type: "progress", last: "7" })).toThrow("progress message has a bad 'last'");
+    const hello = { type: "hello", version: 1, server: "a", heartbeat: 15, first: 1, next: 1 };
+    expect(parse({ ...hello, progress: true })).toMatchObject({ progress: true });
+    expect(() => parse({ ...hello, progress: 1 })).toThrow("hello message has a bad 'progress'");
   });
 });

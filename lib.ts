@@ -182,8 +182,11 @@ export interface TlsFiles {
   key: string;
   /** Absent: the system trust store (slpc only). */
   ca?: string;
-  /** Revocation lists the peer's certificate is checked against (--crl). */
-  crl?: string;
+  /**
+   * Revocation lists the peer's certificate is checked against (--crl), one PEM CRL each: Bun,
+   * like Node, reads only the first CRL of a PEM string.
+   */
+  crl?: string[];
   /** The own certificate, for log lines and expiry checks. */
   leaf: X509Certificate;
 }
@@ -245,11 +248,140 @@ export function expiryWarning(flag: string, certificate: X509Certificate, now: D
   return `warning: --${flag} certificate ${name} expires in ${Math.floor(left)} days (${certificate.validTo}); renew it and send SIGHUP`;
 }
 
-/** Reads a PEM file of certificate revocation lists for --crl. */
-function loadCrl(path: string): string {
+/** Reads a PEM file of certificate revocation lists for --crl: each CRL on its own, each one checked. */
+function loadCrl(path: string): string[] {
   const pem = readPem("crl", path);
-  if (!pem.includes("-----BEGIN X509 CRL-----")) throw new UsageError(`--crl ${path}: holds no CRL (-----BEGIN X509 CRL-----)`);
-  return pem;
+  const blocks = pem.match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g);
+  if (!blocks) throw new UsageError(`--crl ${path}: holds no CRL (-----BEGIN X509 CRL-----)`);
+  blocks.forEach((block, i) => {
+    try {
+      readCrl(block);
+    } catch (error) {
+      throw new UsageError(`--crl ${path}: CRL number ${i + 1} cannot be read (${reason(error)})`);
+    }
+  });
+  return blocks;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocation, read by slps itself. A --pin certificate need not chain to --ca, so the TLS layer
+// lets it through unverified, CRLs unchecked; and at start slps checks that --crl holds a CRL
+// from each CA in --ca. A small DER reader is enough: a CRL's issuer and its revoked serials,
+// a certificate's serial, issuer and subject.
+
+/** One DER element: its tag, and where it starts, where its contents start, and where it ends. */
+interface DerElement {
+  tag: number;
+  start: number;
+  body: number;
+  end: number;
+}
+
+const DER_INTEGER = 0x02;
+const DER_SEQUENCE = 0x30;
+const DER_UTC_TIME = 0x17;
+const DER_GENERALIZED_TIME = 0x18;
+/** `[0] EXPLICIT`: a certificate's version. */
+const DER_CONTEXT_0 = 0xa0;
+
+/** The element at `at`, which must end by `limit`. X.509 uses one-byte tags and lengths of at most 4 bytes. */
+function derElement(der: Uint8Array, at: number, limit = der.length): DerElement {
+  if (at + 2 > limit) throw new Error("DER truncated");
+  const tag = der[at]!;
+  let length = der[at + 1]!;
+  let body = at + 2;
+  if (length & 0x80) {
+    const octets = length & 0x7f;
+    if (octets === 0 || octets > 4 || body + octets > limit) throw new Error("DER length malformed");
+    length = 0;
+    for (let i = 0; i < octets; i++) length = length * 256 + der[body++]!;
+  }
+  if (body + length > limit) throw new Error("DER truncated");
+  return { tag, start: at, body, end: body + length };
+}
+
+/** The elements inside `parent`, which must be a SEQUENCE (or another constructed element). */
+function derChildren(der: Uint8Array, parent: DerElement | undefined, what: string): DerElement[] {
+  if (parent === undefined || (parent.tag & 0x20) === 0) throw new Error(`${what} missing`);
+  const children: DerElement[] = [];
+  for (let at = parent.body; at < parent.end; at = children.at(-1)!.end) children.push(derElement(der, at, parent.end));
+  return children;
+}
+
+/** An element of the given tag, or an Error naming what was expected. */
+function derExpect(element: DerElement | undefined, tag: number, what: string): DerElement {
+  if (element?.tag !== tag) throw new Error(`${what} missing`);
+  return element;
+}
+
+/** A serial number as hex digits, upper case, without leading zeros: the form both sides compare in. */
+function serialOf(der: Uint8Array, integer: DerElement): string {
+  return Buffer.from(der.subarray(integer.body, integer.end)).toString("hex").toUpperCase().replace(/^0+(?=.)/, "");
+}
+
+const derBytes = (der: Uint8Array, element: DerElement) => Buffer.from(der.subarray(element.start, element.end));
+
+/** A certificate revocation list, as far as deciding "revoked" needs it. */
+export interface RevocationList {
+  /** The CRL issuer's name as DER, compared byte for byte with a certificate's issuer name. */
+  issuer: Buffer;
+  /** The serial numbers of the certificates it revokes, as hex without leading zeros. */
+  revoked: Set<string>;
+}
+
+/**
+ * Reads one PEM CRL: its issuer and the serials it revokes. Its signature and dates are not
+ * checked: the file is the operator's own (--crl), read from local disk like the key beside it.
+ */
+export function readCrl(pem: string): RevocationList {
+  const der = Buffer.from(pem.replace(/-----(BEGIN|END) X509 CRL-----/g, ""), "base64");
+  // CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signature }
+  const tbs = derChildren(der, derChildren(der, derElement(der, 0), "CertificateList")[0], "TBSCertList");
+  // TBSCertList ::= SEQUENCE { version OPTIONAL, signature, issuer, thisUpdate, nextUpdate OPTIONAL,
+  //                            revokedCertificates OPTIONAL, crlExtensions [0] OPTIONAL }
+  let i = tbs[0]?.tag === DER_INTEGER ? 1 : 0;
+  const issuer = derExpect(tbs[i + 1], DER_SEQUENCE, "CRL issuer");
+  i += 3;
+  if (tbs[i]?.tag === DER_UTC_TIME || tbs[i]?.tag === DER_GENERALIZED_TIME) i++;
+  const revoked = new Set<string>();
+  if (tbs[i]?.tag === DER_SEQUENCE) {
+    for (const entry of derChildren(der, tbs[i], "revokedCertificates")) {
+      revoked.add(serialOf(der, derExpect(derChildren(der, entry, "CRL entry")[0], DER_INTEGER, "revoked serial")));
+    }
+  }
+  return { issuer: derBytes(der, issuer), revoked };
+}
+
+/** A certificate's serial, and its issuer and subject names as DER, from its TBSCertificate. */
+function certificateIdentity(certificate: X509Certificate): { serial: string; issuer: Buffer; subject: Buffer } {
+  const der = certificate.raw;
+  const tbs = derChildren(der, derChildren(der, derElement(der, 0), "Certificate")[0], "TBSCertificate");
+  // TBSCertificate ::= SEQUENCE { [0] version OPTIONAL, serialNumber, signature, issuer, validity, subject, ... }
+  const i = tbs[0]?.tag === DER_CONTEXT_0 ? 1 : 0;
+  return {
+    serial: serialOf(der, derExpect(tbs[i], DER_INTEGER, "serial number")),
+    issuer: derBytes(der, derExpect(tbs[i + 2], DER_SEQUENCE, "issuer")),
+    subject: derBytes(der, derExpect(tbs[i + 4], DER_SEQUENCE, "subject")),
+  };
+}
+
+/** Whether a CRL from the certificate's issuer lists its serial number. */
+export function isRevoked(certificate: X509Certificate, crls: readonly RevocationList[]): boolean {
+  const { serial, issuer } = certificateIdentity(certificate);
+  return crls.some((crl) => crl.issuer.equals(issuer) && crl.revoked.has(serial));
+}
+
+/**
+ * The CA certificates in `caPem` that no CRL in `crlPems` comes from, as one-line DNs. OpenSSL
+ * checks the CRLs of the whole chain, so it refuses every certificate under such a CA.
+ */
+export function casWithoutCrl(caPem: string, crlPems: readonly string[]): string[] {
+  const issuers = crlPems.map((pem) => readCrl(pem).issuer);
+  const blocks = caPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks
+    .map((block) => new X509Certificate(block))
+    .filter((ca) => !issuers.some((issuer) => issuer.equals(certificateIdentity(ca).subject)))
+    .map((ca) => formatDN(dnOfCertificate(ca.subject)));
 }
 
 /** The names a client certificate carries, for --allow: its subject CN and its DNS and email subjectAltNames. */
@@ -269,7 +401,8 @@ export function fingerprintOf(certificate: X509Certificate): string {
   return certificate.fingerprint256.replace(/:/g, "").toUpperCase();
 }
 
-const MAX_KEYS = 50_000;
+/** Addresses the handshake-rate table holds at once (--handshake-rate). */
+export const MAX_KEYS = 50_000;
 
 /**
  * At most `limit` events per key in any `windowMs`, counted in fixed windows. slps counts TLS
@@ -278,27 +411,35 @@ const MAX_KEYS = 50_000;
 export class RateLimitByKey {
   #limit: number;
   #windowMs: number;
+  #maxKeys: number;
   #counts = new Map<string, { since: number; count: number }>();
 
-  constructor(limit: number, windowMs: number) {
+  /** @param maxKeys the most keys counted at once: what a scan from many addresses may cost */
+  constructor(limit: number, windowMs: number, maxKeys = MAX_KEYS) {
     this.#limit = limit;
     this.#windowMs = windowMs;
+    this.#maxKeys = maxKeys;
   }
 
-  allow(key: string, now: number): boolean {
+  /**
+   * Counts one event for `key`: "allowed", or why not: "rate" when the key is over its limit,
+   * "full" when the table of keys is full, so that a new key cannot be counted at all.
+   */
+  allow(key: string, now: number): "allowed" | "rate" | "full" {
     let entry = this.#counts.get(key);
     if (!entry || now - entry.since >= this.#windowMs) {
       // A scan from many addresses costs bounded memory: finished windows are forgotten, and
       // while too many are still open, new addresses are refused until some finish.
-      if (this.#counts.size >= MAX_KEYS) {
+      if (this.#counts.size >= this.#maxKeys) {
         for (const [k, e] of this.#counts) if (now - e.since >= this.#windowMs) this.#counts.delete(k);
-        if (this.#counts.size >= MAX_KEYS) return false;
+        if (this.#counts.size >= this.#maxKeys) return "full";
       }
       entry = { since: now, count: 0 };
       this.#counts.set(key, entry);
     }
-    return ++entry.count <= this.#limit;
+    return ++entry.count <= this.#limit ? "allowed" : "rate";
   }
+
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -351,16 +492,9 @@ export function parseDN(text: string): DistinguishedName {
   const trimmed = text.trim();
   if (trimmed === "") throw new Error("empty distinguished name");
   if (trimmed.startsWith("/")) {
-    return splitUnescaped(trimmed.slice(1), "/")
-      .flatMap((rdn) => splitUnescaped(rdn, "+"))
-      .map((part) => attribute(part, text))
-      .map(([type, value]) => [type, unescapeValue(value)]);
+    return splitUnescaped(trimmed.slice(1), "/").flatMap((rdn) => rdnAttributes(rdn, text, false));
   }
-  return splitUnescaped(trimmed, ",")
-    .reverse()
-    .flatMap((rdn) => splitUnescaped(rdn, "+"))
-    .map((part) => attribute(part.trim(), text))
-    .map(([type, value]) => [type, unescapeValue(value.trim())]);
+  return splitUnescaped(trimmed, ",").reverse().flatMap((rdn) => rdnAttributes(rdn, text, true));
 }
 
 /** The issuer or subject of a node:crypto X509Certificate: one `TYPE=value` a line, X.500 order. */
@@ -368,9 +502,27 @@ export function dnOfCertificate(name: string): DistinguishedName {
   return name
     .split("\n")
     .filter((line) => line !== "")
-    .flatMap((line) => splitUnescaped(line, "+"))
-    .map((part) => attribute(part, name))
-    .map(([type, value]) => [type, unescapeValue(value)]);
+    .flatMap((line) => rdnAttributes(line, name, false));
+}
+
+/**
+ * The attributes of one RDN. A multi-valued one (`O=Example + CN=CA`) is a set: its attributes
+ * are trimmed around the `+`, and sorted, since DER stores them in an order people do not write.
+ */
+function rdnAttributes(rdn: string, source: string, trim: boolean): DistinguishedName {
+  const parts = splitUnescaped(rdn, "+");
+  const clean = trim || parts.length > 1 ? trimUnescaped : (part: string) => part;
+  const attributes = parts
+    .map((part) => attribute(clean(part), source))
+    .map(([type, value]): [string, string] => [type, unescapeValue(clean(value))]);
+  const key = ([type, value]: [string, string]) => `${type}\0${value}`;
+  if (attributes.length > 1) attributes.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  return attributes;
+}
+
+/** Trims spaces at both ends, but not one escaped with a backslash (`\ `). */
+function trimUnescaped(text: string): string {
+  return text.trimStart().replace(/(?<!\\)\s+$/, "");
 }
 
 export function sameDN(a: DistinguishedName, b: DistinguishedName): boolean {
@@ -502,19 +654,32 @@ export class Deframer {
 // ---------------------------------------------------------------------------------------------
 // The protocol. Right after it has authorized a client, slps sends `hello`; slpc answers with
 // `resume`; slps sends `start`, then data frames, each numbered one more than the last, with
-// `heartbeat` when idle and `start` again when it had to skip messages. See PROTOCOL in the README.
+// `heartbeat` when idle and `start` again when it had to skip messages. A hello with
+// `progress: true` lets the client send `progress` after `start`, with the last number it
+// delivered, so that a client slowed by its own output counts as alive. See PROTOCOL in the README.
 
 export const PROTOCOL_VERSION = 1;
 
 export type ControlMessage =
-  | { type: "hello"; version: number; server: string; heartbeat: number; first: number; next: number }
+  | { type: "hello"; version: number; server: string; heartbeat: number; first: number; next: number;
+      progress?: boolean }
   | { type: "resume"; version: number; server?: string; last?: number; replay?: boolean }
   | { type: "start"; seq: number; lost?: number | null; reason?: string }
+  | { type: "progress"; last: number }
   | { type: "heartbeat" }
   | { type: "progress"; last: number }
   | { type: "error"; message: string };
 
 const isCount = (value: unknown) => Number.isSafeInteger(value) && (value as number) >= 0;
+
+/**
+ * The largest sequence number (or count of messages) a control message may carry. At a million
+ * messages a second it lasts 142 years, and it leaves room to add to it (`last + 1`, a count of
+ * messages since) without leaving the integers a double holds exactly, or a state file that says
+ * 2^53 and cannot be read back.
+ */
+export const MAX_SEQ = 2 ** 52;
+const isSeq = (value: unknown) => isCount(value) && (value as number) <= MAX_SEQ;
 
 /** Reads a control frame's JSON; throws an Error saying what is wrong with it. */
 export function parseControl(body: Uint8Array): ControlMessage {
@@ -532,22 +697,26 @@ export function parseControl(body: Uint8Array): ControlMessage {
       if (message.version !== PROTOCOL_VERSION) return message as ControlMessage; // the caller names the mismatch
       if (typeof message.server !== "string" || message.server === "") throw bad("server");
       if (typeof message.heartbeat !== "number" || !(message.heartbeat > 0)) throw bad("heartbeat");
-      if (!isCount(message.first) || (message.first as number) < 1) throw bad("first");
-      if (!isCount(message.next) || (message.next as number) < (message.first as number)) throw bad("next");
+      if (!isSeq(message.first) || (message.first as number) < 1) throw bad("first");
+      if (!isSeq(message.next) || (message.next as number) < (message.first as number)) throw bad("next");
+      if (message.progress !== undefined && typeof message.progress !== "boolean") throw bad("progress");
       return message as ControlMessage;
     case "resume":
       if (!isCount(message.version)) throw bad("version");
       if (message.version !== PROTOCOL_VERSION) return message as ControlMessage;
       if (message.server !== undefined && (typeof message.server !== "string" || message.server === "")) throw bad("server");
       if ((message.server === undefined) !== (message.last === undefined)) throw bad(message.server === undefined ? "server" : "last");
-      if (message.last !== undefined && !isCount(message.last)) throw bad("last");
+      if (message.last !== undefined && !isSeq(message.last)) throw bad("last");
       if (message.replay !== undefined && typeof message.replay !== "boolean") throw bad("replay");
       return message as ControlMessage;
     case "start":
-      if (!isCount(message.seq) || (message.seq as number) < 1) throw bad("seq");
-      if (message.lost !== undefined && message.lost !== null && !isCount(message.lost)) throw bad("lost");
+      if (!isSeq(message.seq) || (message.seq as number) < 1) throw bad("seq");
+      if (message.lost !== undefined && message.lost !== null && !isSeq(message.lost)) throw bad("lost");
       if (message.reason !== undefined && typeof message.reason !== "string") throw bad("reason");
       return message as ControlMessage;
+    case "progress":
+      if (!isSeq(message.last)) throw bad("last");
+      return { type: "progress", last: message.last as number };
     case "heartbeat":
       return { type: "heartbeat" };
     case "error":

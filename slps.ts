@@ -12,10 +12,11 @@ import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
 import {
-  ClientStream, Deframer, MAX_FRAME, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer, certificateNames, expiryWarning, fingerprintOf,
-  parseList, parsePins, prometheusText, TLS13_ONLY, UsageError, bindFailure, dnOfCertificate,
-  encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes, parseControl, parseCount,
-  parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart, sameDN, type Metric, type Option, type TlsFiles, type Values,
+  ClientStream, Deframer, MAX_FRAME, MAX_KEYS, MAX_MESSAGE, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer,
+  certificateNames, expiryWarning, fingerprintOf, parseList, parsePins, prometheusText, TLS13_ONLY, UsageError,
+  bindFailure, dnOfCertificate, encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes,
+  parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart,
+  sameDN, casWithoutCrl, isRevoked, readCrl, type RevocationList, type Metric, type Option, type TlsFiles, type Values,
 } from "./lib.ts";
 
 // Defaults. Each has a flag and an environment variable (see --help).
@@ -47,19 +48,28 @@ const OPTIONS = {
   key: { flag: "key", env: "SLPS_KEY", default: KEY, arg: "FILE", help: "private key of --cert, PEM", parse: parseRequired },
   ca: { flag: "ca", env: "SLPS_CA", default: CA, arg: "FILE", help: "CA bundle that client certificates must chain to, PEM", parse: parseRequired },
   issuer: { flag: "issuer", env: "SLPS_ISSUER", default: ISSUER, arg: "DN", help: "if set, the client certificate's issuer must equal this DN (/C=US/O=Example/CN=Example CA or CN=Example CA,O=Example,C=US)", parse: (t: string) => (t === "" ? undefined : parseDN(t)) },
-  crl: { flag: "crl", env: "SLPS_CRL", default: CRL, arg: "FILE", help: "PEM file of CRLs (certs/revoke.sh writes one); a client certificate listed there is refused", parse: (t: string) => t || undefined },
+  crl: { flag: "crl", env: "SLPS_CRL", default: CRL, arg: "FILE", help: "PEM file of CRLs, one from every CA in a client's chain (certs/revoke.sh writes one); a client certificate listed there is refused, pinned ones too", parse: (t: string) => t || undefined },
   allow: { flag: "allow", env: "SLPS_ALLOW", default: ALLOW, arg: "NAME", help: "if given, the client certificate's subject CN or a DNS/email subjectAltName must be one of these (repeatable; comma-separated in the variable)", parse: parseList, repeatable: true },
-  pin: { flag: "pin", env: "SLPS_PIN", default: PIN, arg: "SHA256", help: "if given, the client certificate's SHA-256 fingerprint must be one of these, and then need not chain to --ca (repeatable; comma-separated in the variable)", parse: parsePins, repeatable: true },
+  pin: { flag: "pin", env: "SLPS_PIN", default: PIN, arg: "SHA256", help: "if given, the client certificate's SHA-256 fingerprint must be one of these, and then need not chain to --ca, though --crl still applies (repeatable; comma-separated in the variable)", parse: parsePins, repeatable: true },
   maxClients: { flag: "max-clients", env: "SLPS_MAX_CLIENTS", default: MAX_CLIENTS, arg: "N", help: "authorized clients at once; one more is refused", parse: parseCount(1) },
-  maxPending: { flag: "max-pending", env: "SLPS_MAX_PENDING", default: MAX_PENDING, arg: "N", help: "connections at once that have not finished their TLS handshake; more are closed at once", parse: parseCount(1) },
+  maxPending: { flag: "max-pending", env: "SLPS_MAX_PENDING", default: MAX_PENDING, arg: "N", help: "connections at once that have not finished their TLS handshake, or were refused and are being closed; more are closed at once", parse: parseCount(1) },
   handshakeRate: { flag: "handshake-rate", env: "SLPS_HANDSHAKE_RATE", default: HANDSHAKE_RATE, arg: "N", help: "TLS connections a minute from one address; more are closed at once", parse: parseCount(1) },
-  queue: { flag: "queue", env: "SLPS_QUEUE", default: QUEUE, arg: "BYTES", help: "how far one client may fall behind; past it its oldest messages are skipped, counted and logged", parse: parseBytes },
+  queue: { flag: "queue", env: "SLPS_QUEUE", default: QUEUE, arg: "BYTES", help: `how far one client may fall behind, at least ${MAX_FRAME} bytes (one frame); past it its oldest messages are skipped, counted and logged`, parse: parseQueue },
   buffer: { flag: "buffer", env: "SLPS_BUFFER", default: BUFFER, arg: "BYTES", help: "recent messages kept for clients that reconnect, also while none is connected; 0 turns resume off", parse: parseBytes },
   heartbeat: { flag: "heartbeat", env: "SLPS_HEARTBEAT", default: HEARTBEAT, arg: "SECONDS", help: "a client that has been sent nothing for this long gets a heartbeat", parse: parseSeconds },
-  stall: { flag: "stall", env: "SLPS_STALL", default: STALL, arg: "SECONDS", help: "a client that takes no bytes for this long while some wait for it is disconnected", parse: parseSeconds },
+  stall: { flag: "stall", env: "SLPS_STALL", default: STALL, arg: "SECONDS", help: "a client that takes no bytes for this long while some wait for it is disconnected, unless it says how far it delivered (progress)", parse: parseSeconds },
   metrics: { flag: "metrics", env: "SLPS_METRICS", default: METRICS, arg: "HOST:PORT", help: "serve counters in Prometheus text format at http://HOST:PORT/metrics (off by default)", parse: (t: string) => (t === "" ? undefined : parseHostPort(t)) },
-  handshakeTimeout: { flag: "handshake-timeout", env: "SLPS_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS", help: "a connection that has not finished its TLS handshake and resume request by then is closed", parse: parseSeconds },
+  handshakeTimeout: { flag: "handshake-timeout", env: "SLPS_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS", help: "a connection that has not finished its TLS handshake and resume request by then is closed; a refused one is cut after min(this, 2 s)", parse: parseSeconds },
 } satisfies Record<string, Option<unknown>>;
+
+/** A queue that cannot hold one frame would skip every message: refused at start. */
+function parseQueue(text: string): number {
+  const bytes = parseBytes(text);
+  if (bytes < MAX_FRAME) {
+    throw new Error(`must be at least ${MAX_FRAME} bytes, the frame of a message of ${MAX_MESSAGE}`);
+  }
+  return bytes;
+}
 
 /** Clients send control messages only; a data frame of any size from one is refused once read. */
 const CLIENT_MAX_MESSAGE = 1;
@@ -94,35 +104,146 @@ const serverId = randomBytes(8).toString("hex");
 const recent = new ResumeBuffer(Math.max(options.buffer, options.queue) + 2 * MAX_FRAME);
 const startedAt = Date.now();
 const counters = { received: 0, receivedBytes: 0, connections: 0, refused: 0 };
+/**
+ * Datagrams no client could take, so none is relayed: an empty one would be the frame `0 `, and
+ * one over MAX_MESSAGE (only UDP over IPv6 delivers them, up to 65,527 bytes) a frame over the
+ * limit; either would make slpc refuse the stream and reconnect to the same frame for ever.
+ */
+const skipped = { empty: 0, oversize: 0 };
+/** The same, since the last log line about them. */
+const skippedUnreported = { empty: 0, oversize: 0 };
+
+/**
+ * A connection's life, in order: its TLS handshake and certificate checks; once authorized, the
+ * wait for its resume request; the stream of messages; and a short goodbye. A connection is in
+ * exactly one phase, held in that phase's set, and each phase has a deadline (see `deadlineOf`).
+ */
+type Phase = "handshaking" | "resuming" | "streaming" | "closing";
 
 /** One TLS connection, from its first byte to its close. */
 interface Client {
   remote: string;
-  /** Set once the certificate checks passed; from then on it is in `authorizedClients`. */
+  /** Changed only by `enter`. "closed" is the end: in no set, with no timer. */
+  phase: Phase | "closed";
+  /** When the TCP connection was accepted: handshake and resume request are due --handshake-timeout later. */
+  openedAt: number;
+  /** Ends the current phase when it overstays. */
+  deadline?: Timer;
+  /** Set once the certificate checks passed: from then on the client is counted against --max-clients. */
   name?: string;
   /** The client certificate's subject, one-line form. */
   subject?: string;
   deframer: Deframer;
   stream: ClientStream;
   droppedTotal: number;
-  /** Set when we decided to close it: read nothing more. */
-  closing?: boolean;
-  /** True from the TCP connection until the TLS handshake is done: it counts against --max-pending. */
-  handshaking?: boolean;
-  /** Closes a connection that is slow to finish its handshake or to say where to resume. */
-  setupTimer?: Timer;
+  /** The last sequence number the client says it delivered (a `progress` message), and when it said so. */
+  delivered?: number;
+  progressAt: number;
 }
 
-const authorizedClients = new Set<Socket<Client>>();
+const connections: Record<Phase, Set<Socket<Client>>> = {
+  handshaking: new Set(), resuming: new Set(), streaming: new Set(), closing: new Set(),
+};
+
+/**
+ * Connections that take a --max-pending slot: not authorized yet, or refused and on their way
+ * out. Derived, never counted by hand, so that no path through the callbacks can leak a slot.
+ */
+const pending = () => connections.handshaking.size + connections.closing.size;
+/** Clients past the certificate checks, counted against --max-clients. */
+const authorized = () => connections.resuming.size + connections.streaming.size;
+/** A refused or misbehaving connection gets this long to take its last bytes and close; then it is cut. */
+const CLOSING_MS = Math.min(options.handshakeTimeout, 2) * 1000;
+/** The longest a timer waits: a longer delay fires at once. A deadline further out is checked again then. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 // Before authentication nothing may be cheap for an attacker: few handshakes at once, few per
 // address. Refusals for these are counted and logged once a second, not once per connection.
-let handshaking = 0;
 const handshakesBySource = new RateLimitByKey(options.handshakeRate, 60_000);
-const floodRefusals = { pending: 0, rate: 0 };
+const floodRefusals = { pending: 0, rate: 0, full: 0, reset: 0 };
+
+/** Milliseconds the connection may stay in its phase from now. */
+function deadlineOf(client: Client, phase: Phase, now: number): number {
+  switch (phase) {
+    case "handshaking":
+    case "resuming":
+      // One clock for both: a client that is slow to handshake has less time to resume.
+      return client.openedAt + options.handshakeTimeout * 1000 - now;
+    case "streaming": {
+      // Checked again each --stall while nothing waits; while bytes wait, --stall from the last sign of life.
+      const { blockedSince, lastWrite } = client.stream;
+      if (blockedSince === undefined) return options.stall * 1000;
+      return Math.max(blockedSince, lastWrite, client.progressAt) + options.stall * 1000 - now;
+    }
+    case "closing":
+      return CLOSING_MS;
+  }
+}
+
+/**
+ * Moves a connection into `phase`: the one place that changes its phase, its set and its
+ * deadline. Entering "closed" twice (our own terminate, then Bun's close) is one close.
+ */
+function enter(socket: Socket<Client>, phase: Phase | "closed", why?: string): void {
+  const client = socket.data;
+  if (client.phase === "closed") return;
+  connections[client.phase].delete(socket);
+  clearTimeout(client.deadline);
+  client.phase = phase;
+  if (phase === "closed") {
+    if (client.name === undefined) return;
+    const dropped = client.droppedTotal + client.stream.takeDropped();
+    const skippedInAll = dropped ? `, ${dropped} messages skipped in all` : "";
+    log(`client ${client.name} disconnected${why ? `: ${why}` : ""}${skippedInAll}`);
+    return;
+  }
+  connections[phase].add(socket);
+  const now = performance.now();
+  const ms = Math.min(Math.max(0, deadlineOf(client, phase, now)), MAX_TIMER_MS);
+  client.deadline = setTimeout(() => overstayed(socket, phase), ms);
+}
+
+/** A connection's phase deadline passed. */
+function overstayed(socket: Socket<Client>, phase: Phase): void {
+  const client = socket.data;
+  if (client.phase !== phase) return;
+  // Not yet: the deadline lay beyond the longest timer, or a stream took bytes (or said it delivered some) since.
+  if (phase !== "closing" && deadlineOf(client, phase, performance.now()) > 0) return enter(socket, phase);
+  switch (phase) {
+    case "handshaking":
+    case "resuming":
+      counters.refused++;
+      log(`refused ${client.remote}: no TLS handshake and resume request within ${options.handshakeTimeout} s`);
+      return cut(socket);
+    case "streaming":
+      log(`client ${client.name}: took no bytes for ${options.stall} s (--stall); closing`);
+      return cut(socket);
+    case "closing":
+      return cut(socket); // the peer never closed its side
+  }
+}
+
+/** Closes at once, without waiting for the peer. */
+function cut(socket: Socket<Client>): void {
+  socket.terminate();
+  enter(socket, "closed");
+}
+
+/**
+ * Sends `last` if given, then our FIN, and gives the peer until the closing deadline to close
+ * its side. Not `end()`: on a TLS socket whose peer never answers, Bun's `end()` keeps the
+ * connection open for good, and a `terminate()` after it no longer closes it.
+ */
+function goodbye(socket: Socket<Client>, last?: Uint8Array): void {
+  enter(socket, "closing");
+  if (last) socket.write(last);
+  socket.shutdown();
+}
 
 /** Whether this client certificate may receive logs, or why not. */
-function refusal(socket: Socket<Client>, success: boolean, error: Error | null): string | undefined {
+function refusal(
+  socket: Socket<Client>, success: boolean, error: Error | null, crls: RevocationList[],
+): string | undefined {
   const certificate = socket.getPeerX509Certificate();
   const why = error ? reason(error) : "not authorized";
   if (!certificate) return `no client certificate${success ? "" : ` (${why})`}`;
@@ -133,6 +254,7 @@ function refusal(socket: Socket<Client>, success: boolean, error: Error | null):
     const now = Date.now();
     if (now < Date.parse(certificate.validFrom) || now > Date.parse(certificate.validTo))
       return `certificate ${serial} is outside its validity (${certificate.validFrom} to ${certificate.validTo})`;
+    if (isRevoked(certificate, crls)) return `certificate ${serial} is revoked (--crl)`;
   } else if (!success || !socket.authorized) {
     return `certificate ${serial} refused: ${why}`;
   }
@@ -143,7 +265,7 @@ function refusal(socket: Socket<Client>, success: boolean, error: Error | null):
   const issuer = dnOfCertificate(certificate.issuer);
   if (requiredIssuer && !sameDN(issuer, requiredIssuer))
     return `issuer ${formatDN(issuer)} is not --issuer ${formatDN(requiredIssuer)}`;
-  if (authorizedClients.size >= maxClients) return `already ${authorizedClients.size} clients (--max-clients ${maxClients})`;
+  if (authorized() >= maxClients) return `already ${authorized()} clients (--max-clients ${maxClients})`;
   return undefined;
 }
 
@@ -162,30 +284,35 @@ function flush(socket: Socket<Client>): void {
 /** Tells the peer why (unless that would cut a frame in half), and closes. */
 function refuseProtocol(socket: Socket<Client>, message: string): void {
   log(`client ${socket.data.name}: ${message}; closing`);
-  socket.data.closing = true;
-  if (socket.data.stream.midWrite) socket.terminate();
-  else socket.end(encodeControl({ type: "error", message }));
+  if (socket.data.stream.midWrite) return cut(socket);
+  goodbye(socket, encodeControl({ type: "error", message }));
 }
 
-/** A control message from an authorized client: `resume` once, nothing else. */
+/** A control message from an authorized client: `resume` once, then `progress` as often as it likes. */
 function onControl(socket: Socket<Client>, body: Uint8Array): void {
   const client = socket.data;
   let message;
   try {
     message = parseControl(body);
   } catch (error) {
-    return refuseProtocol(socket, `bad control message: ${(error as Error).message}`);
+    return refuseProtocol(socket, `bad control message: ${reason(error)}`);
   }
+  if (message.type === "progress" && client.phase === "streaming") {
+    // A sign of life: a client whose own output is slow stops reading, but it is not dead (see deadlineOf).
+    client.delivered = message.last;
+    client.progressAt = performance.now();
+    return;
+  }
+  if (message.type === "resume" && client.phase === "streaming") return refuseProtocol(socket, "resume sent twice");
   if (message.type !== "resume") return refuseProtocol(socket, `unexpected ${message.type} message`);
   if (message.version !== PROTOCOL_VERSION)
     return refuseProtocol(socket, `client speaks protocol version ${message.version}, this server speaks ${PROTOCOL_VERSION}`);
-  if (client.stream.cursor !== undefined) return refuseProtocol(socket, "resume sent twice");
-  clearTimeout(client.setupTimer);
   const start = resumeStart(message, { id: serverId, first: recent.first, next: recent.next });
   const from = start.lost === undefined ? "" : `, ${start.lost ?? "unknown number of"} messages lost (${start.reason})`;
   log(`client ${client.name} starts at #${start.seq}${message.server === undefined ? " (new)" : ""}${from}`);
   client.stream.start(start);
   client.stream.keepWithinLimit();
+  enter(socket, "streaming");
   flush(socket);
 }
 
@@ -194,43 +321,54 @@ function onControl(socket: Socket<Client>, body: Uint8Array): void {
 let flushScheduled = false;
 
 function receive(message: Uint8Array): void {
+  if (message.length === 0 || message.length > MAX_MESSAGE) {
+    const kind = message.length === 0 ? "empty" : "oversize";
+    skipped[kind]++;
+    skippedUnreported[kind]++;
+    return;
+  }
   counters.received++;
   counters.receivedBytes += message.length;
   recent.append(message);
   let keepFrom = recent.next;
-  for (const socket of authorizedClients) {
+  for (const socket of connections.streaming) {
     const { stream } = socket.data;
     stream.keepWithinLimit();
-    if (stream.cursor !== undefined) keepFrom = Math.min(keepFrom, stream.cursor);
+    keepFrom = Math.min(keepFrom, stream.cursor!);
   }
   recent.trim(options.buffer, keepFrom);
-  if (flushScheduled || authorizedClients.size === 0) return;
+  if (flushScheduled || connections.streaming.size === 0) return;
   flushScheduled = true;
   setImmediate(() => {
     flushScheduled = false;
-    for (const socket of authorizedClients) flush(socket);
+    for (const socket of connections.streaming) flush(socket);
   });
 }
 
-// Once a second: report skipped messages (a stalled client would otherwise log once per
-// message), send heartbeats on idle connections, and close clients that stopped reading.
+// Once a second: report refusals and skipped messages (a flood or a stalled client would
+// otherwise log once per connection or message), and send heartbeats on idle connections.
 const housekeeping = setInterval(() => {
   const now = performance.now();
   if (floodRefusals.pending > 0) log(`refused ${floodRefusals.pending} connections: ${options.maxPending} handshakes already pending (--max-pending)`);
   if (floodRefusals.rate > 0) log(`refused ${floodRefusals.rate} connections: over ${options.handshakeRate} a minute from one address (--handshake-rate)`);
-  floodRefusals.pending = floodRefusals.rate = 0;
-  for (const socket of authorizedClients) {
+  const { full, reset } = floodRefusals;
+  if (full > 0) log(`refused ${full} connections: the --handshake-rate table is full (${MAX_KEYS} addresses)`);
+  if (reset > 0) log(`closed ${reset} connections that were reset before they could be served`);
+  floodRefusals.pending = floodRefusals.rate = floodRefusals.full = floodRefusals.reset = 0;
+  const { empty, oversize } = skippedUnreported;
+  if (empty > 0) log(`skipped ${empty} empty datagrams: an empty message cannot be relayed (${skipped.empty} in all)`);
+  if (oversize > 0) {
+    log(`skipped ${oversize} datagrams over ${MAX_MESSAGE} bytes, too long for a frame (${skipped.oversize} in all)`);
+  }
+  skippedUnreported.empty = skippedUnreported.oversize = 0;
+  for (const socket of connections.streaming) {
     const client = socket.data;
     const dropped = client.stream.takeDropped();
     if (dropped > 0) {
       client.droppedTotal += dropped;
       log(`client ${client.name}: more than ${queueLimit} bytes behind, skipped ${dropped} oldest messages (${client.droppedTotal} in all)`);
     }
-    const { blockedSince, lastWrite } = client.stream;
-    if (blockedSince !== undefined && now - Math.max(blockedSince, lastWrite) >= options.stall * 1000) {
-      log(`client ${client.name}: took no bytes for ${options.stall} s (--stall); closing`);
-      socket.terminate();
-    } else if (client.stream.idle && now - lastWrite >= options.heartbeat * 1000) {
+    if (client.stream.idle && now - client.stream.lastWrite >= options.heartbeat * 1000) {
       client.stream.control({ type: "heartbeat" });
       flush(socket);
     }
@@ -240,6 +378,8 @@ housekeeping.unref();
 
 /** The TLS listener with the given certificates; SIGHUP replaces it, while its connections stay. */
 function listen(files: TlsFiles): TCPSocketListener<Client> {
+  // The TLS layer checks CRLs only for certificates it verifies; pinned ones refusal() checks against these.
+  const crls = (files.crl ?? []).map(readCrl);
   return Bun.listen<Client>({
     hostname: listenAddress.host,
     port: listenAddress.port,
@@ -251,64 +391,66 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
     socket: {
       open(socket) {
         counters.connections++;
-        if (handshaking >= options.maxPending || !handshakesBySource.allow(socket.remoteAddress, performance.now())) {
-          floodRefusals[handshaking >= options.maxPending ? "pending" : "rate"]++;
-          counters.refused++;
+        const host = socket.remoteAddress;
+        const now = performance.now();
+        // A connection reset before this callback ran has no address left: nobody to serve.
+        const full = pending() >= options.maxPending;
+        const verdict = host === undefined ? "reset" : full ? "pending" : handshakesBySource.allow(host, now);
+        if (verdict !== "allowed") {
+          floodRefusals[verdict]++;
+          if (verdict !== "reset") counters.refused++;
           socket.terminate();
           return;
         }
-        handshaking++;
-        const remote = formatAddress({ host: socket.remoteAddress, port: socket.remotePort });
         socket.data = {
-          remote, handshaking: true, deframer: new Deframer(CLIENT_MAX_MESSAGE), stream: new ClientStream(recent, queueLimit, performance.now()), droppedTotal: 0,
+          remote: formatAddress({ host: host!, port: socket.remotePort }),
+          phase: "handshaking",
+          openedAt: now,
+          progressAt: now,
+          deframer: new Deframer(CLIENT_MAX_MESSAGE),
+          stream: new ClientStream(recent, queueLimit, now),
+          droppedTotal: 0,
         };
-        socket.data.setupTimer = setTimeout(() => {
-          counters.refused++;
-          log(`refused ${remote}: no TLS handshake and resume request within ${options.handshakeTimeout} s`);
-          socket.terminate();
-        }, options.handshakeTimeout * 1000);
+        enter(socket, "handshaking");
       },
       handshake(socket, success, error) {
-        if (!socket.data) return;
-        socket.data.handshaking = false;
-        handshaking--;
+        if (socket.data?.phase !== "handshaking") return;
         // Bun may report success for a certificate that failed verification; refusal() checks `authorized` too.
-        const why = refusal(socket, success, error);
+        const why = refusal(socket, success, error, crls);
         if (why) {
-          clearTimeout(socket.data.setupTimer);
           counters.refused++;
           log(`refused ${socket.data.remote}: ${why}`);
-          socket.end();
-          return;
+          return goodbye(socket);
         }
         identify(socket);
         socket.setKeepAlive(true, 30_000);
-        authorizedClients.add(socket);
-        log(`client ${socket.data.name} connected (${authorizedClients.size} in all)`);
-        const { heartbeat } = options;
-        socket.data.stream.control({ type: "hello", version: PROTOCOL_VERSION, server: serverId, heartbeat, first: recent.first, next: recent.next });
+        enter(socket, "resuming");
+        log(`client ${socket.data.name} connected (${authorized()} in all)`);
+        socket.data.stream.control({
+          type: "hello", version: PROTOCOL_VERSION, server: serverId, heartbeat: options.heartbeat,
+          first: recent.first, next: recent.next,
+          // The client may say how far it delivered, which counts as life (see deadlineOf).
+          progress: true,
+        });
         flush(socket);
       },
       data(socket, chunk) {
-        if (!socket.data || !authorizedClients.has(socket) || socket.data.closing) return;
+        const phase = socket.data?.phase;
+        if (phase !== "resuming" && phase !== "streaming") return;
         const { deframer } = socket.data;
         for (const frame of deframer.push(chunk)) {
           if (!frame.control) return refuseProtocol(socket, "clients may send control messages only");
           onControl(socket, frame.body);
-          if (socket.data.closing) return;
+          if (socket.data.phase === "closing" || socket.data.phase === "closed") return;
         }
         if (deframer.error) refuseProtocol(socket, deframer.error);
       },
       drain(socket) {
-        if (authorizedClients.has(socket)) flush(socket);
+        const phase = socket.data?.phase;
+        if (phase === "resuming" || phase === "streaming") flush(socket);
       },
       close(socket, error) {
-        if (socket.data?.handshaking) handshaking--;
-        clearTimeout(socket.data?.setupTimer);
-        if (!socket.data || !authorizedClients.delete(socket)) return;
-        const dropped = socket.data.droppedTotal + socket.data.stream.takeDropped();
-        const why = error ? `: ${reason(error)}` : "";
-        log(`client ${socket.data.name} disconnected${why}${dropped ? `, ${dropped} messages skipped in all` : ""}`);
+        if (socket.data) enter(socket, "closed", error ? reason(error) : undefined);
       },
       error(socket, error) {
         log(`connection ${socket.data?.remote ?? "?"}: ${reason(error)}`);
@@ -360,6 +502,17 @@ function warnIfExpiring(): void {
 warnIfExpiring();
 setInterval(warnIfExpiring, 86_400_000).unref();
 
+/** OpenSSL checks the CRLs of the whole chain: a CA in --ca without one in --crl has every client under it refused. */
+function warnIfCrlMissing(files: TlsFiles): void {
+  if (!files.crl || !files.ca) return;
+  const missing = casWithoutCrl(files.ca, files.crl);
+  if (missing.length > 0) {
+    const consequence = "every client certificate under it will be refused (unable to get certificate CRL)";
+    log(`warning: --crl ${options.crl} holds no CRL from ${missing.join(", ")} (in --ca): ${consequence}`);
+  }
+}
+warnIfCrlMissing(tls);
+
 /** SIGHUP: reread the certificate, key and CA. New connections use them; connected clients stay. */
 function reload(): void {
   let files: TlsFiles;
@@ -388,6 +541,7 @@ function reload(): void {
   tls = files;
   log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}`);
   warnIfExpiring();
+  warnIfCrlMissing(files);
 }
 
 function snapshot() {
@@ -396,8 +550,13 @@ function snapshot() {
     server: serverId,
     uptime: Math.round((Date.now() - startedAt) / 1000),
     ...counters,
+    skipped: { ...skipped },
     buffer: { messages: recent.next - recent.first, bytes: recent.bytes, limit: options.buffer, first: recent.first, next: recent.next },
-    clients: [...authorizedClients].map(({ data }) => ({
+    phases: {
+      handshaking: connections.handshaking.size, resuming: connections.resuming.size,
+      streaming: connections.streaming.size, closing: connections.closing.size,
+    },
+    clients: [...connections.resuming, ...connections.streaming].map(({ data }) => ({
       name: data.name,
       subject: data.subject,
       address: data.remote,
@@ -405,6 +564,7 @@ function snapshot() {
       sentBytes: data.stream.sentBytes,
       dropped: data.droppedTotal + data.stream.dropped,
       behind: data.stream.cursor === undefined ? 0 : recent.behind(data.stream.cursor),
+      delivered: data.delivered ?? null,
     })),
   };
 }
@@ -412,15 +572,30 @@ function snapshot() {
 function metrics(): Metric[] {
   const now = snapshot();
   const one = (name: string, help: string, type: Metric["type"], value: number): Metric => ({ name, help, type, samples: [{ labels: {}, value }] });
-  const perClient = (name: string, help: string, type: Metric["type"], value: (c: (typeof now.clients)[number]) => number): Metric => ({
-    name, help, type, samples: now.clients.map((c) => ({ labels: { subject: c.subject ?? "", address: c.address }, value: value(c) })),
-  });
+  type Shown = (typeof now.clients)[number];
+  type Value = (c: Shown) => number;
+  const perClient = (name: string, help: string, type: Metric["type"], value: Value, clients = now.clients) => ({
+    name, help, type,
+    samples: clients.map((c) => ({ labels: { subject: c.subject ?? "", address: c.address }, value: value(c) })),
+  }) satisfies Metric;
   return [
     one("slps_received_messages_total", "Messages received over UDP.", "counter", now.received),
     one("slps_received_bytes_total", "Bytes of messages received over UDP.", "counter", now.receivedBytes),
     one("slps_connections_total", "TLS connections accepted.", "counter", now.connections),
+    {
+      name: "slps_skipped_datagrams_total",
+      help: "Datagrams not relayed: empty, or over 65,507 bytes (oversize).",
+      type: "counter",
+      samples: (["empty", "oversize"] as const).map((kind) => ({ labels: { reason: kind }, value: now.skipped[kind] })),
+    },
     one("slps_refused_connections_total", "Connections refused: certificate, issuer, limits or timeouts.", "counter", now.refused),
     one("slps_clients", "Authorized clients connected now.", "gauge", now.clients.length),
+    {
+      name: "slps_open_connections",
+      help: "TLS connections open now, by phase: handshaking, resuming, streaming, closing.",
+      type: "gauge",
+      samples: Object.entries(now.phases).map(([phase, value]) => ({ labels: { phase }, value })),
+    },
     one("slps_buffer_messages", "Messages held in the resume buffer.", "gauge", now.buffer.messages),
     one("slps_buffer_bytes", "Bytes held in the resume buffer.", "gauge", now.buffer.bytes),
     one("slps_buffer_limit_bytes", "The resume buffer's limit (--buffer).", "gauge", now.buffer.limit),
@@ -428,6 +603,8 @@ function metrics(): Metric[] {
     perClient("slps_client_sent_bytes_total", "Bytes of messages sent to a client.", "counter", (c) => c.sentBytes),
     perClient("slps_client_dropped_messages_total", "Messages a client missed because it fell more than --queue behind.", "counter", (c) => c.dropped),
     perClient("slps_client_behind_bytes", "Bytes waiting for a client.", "gauge", (c) => c.behind),
+    perClient("slps_client_delivered_sequence", "The last message a client said it delivered (progress).", "gauge",
+      (c) => c.delivered!, now.clients.filter((c) => c.delivered !== null)),
   ];
 }
 
@@ -451,7 +628,7 @@ process.on("SIGHUP", reload);
 process.on("SIGUSR1", () => process.stderr.write(JSON.stringify(snapshot()) + "\n"));
 
 function shutdown(signal: string): void {
-  log(`${signal}: closing ${authorizedClients.size} clients and exiting`);
+  log(`${signal}: closing ${authorized()} clients and exiting`);
   udp.close();
   listener.stop(true);
   process.exit(0);
