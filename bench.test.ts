@@ -1,10 +1,65 @@
-// A smoke run of the benchmark (npm run bench -- --smoke): it runs, and what it writes is whole.
-// Speed is not judged here; the full `npm run bench` measures it.
+// The benchmark's own parts: its clock is one clock across processes, its tally counts what it
+// should, the fan-out client checks every sequence number on every connection, and a smoke run
+// (npm run bench -- --smoke) prints every section and writes whole results. Speed is not judged
+// here; the full `npm run bench` measures it.
 
-import { expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { BUN, ROOT, removeDir, tempDir } from "./test/kit.ts";
+import { nowNs } from "./bench/clock.ts";
+import { Tally } from "./bench/tally.ts";
+import {
+  BUN,
+  Child,
+  ROOT,
+  freePort,
+  removeDir,
+  sendUdp,
+  sleep,
+  tcpListening,
+  tempDir,
+  udpListening,
+  until,
+} from "./test/kit.ts";
+
+const message = (seq: number, sentNs: number, header = "") => Buffer.from(`${header}<13>bench ${seq} ${sentNs} xxxx`);
+
+describe("the bench's clock", () => {
+  test("reads the same clock in another process", () => {
+    const before = nowNs();
+    const child = Bun.spawnSync([BUN, "-e", 'import { nowNs } from "./bench/clock.ts"; console.log(nowNs())'], {
+      cwd: ROOT,
+    });
+    const after = nowNs();
+    const inChild = Number(child.stdout.toString());
+    expect(inChild).toBeGreaterThan(before);
+    expect(inChild).toBeLessThan(after);
+  });
+});
+
+describe("Tally", () => {
+  test("counts missing, duplicate, out-of-order and foreign messages, and the latency of each", () => {
+    const tally = new Tally();
+    for (const seq of [1, 2, 2, 4, 3, 6]) tally.record(message(seq, 1_000_000), 3_000_000);
+    tally.record(Buffer.from("<13>not the bench's"), 3_000_000);
+    tally.record(message(7, 1_000_000, "<13>Nov 27 06:00:00 host "), 2_000_000);
+    const report = tally.report(7);
+    expect(report).toMatchObject({ received: 8, distinct: 6, missing: 1, duplicates: 1, outOfOrder: 1, foreign: 1 });
+    expect(report.p50).toBe(2);
+    expect(report.max).toBe(2);
+    expect(tally.report(0)).toMatchObject({ received: 0, distinct: 0, p99: 0 });
+  });
+
+  test("reads a message inside a larger buffer and never past its end", () => {
+    const tally = new Tally();
+    const whole = message(5, 1_000);
+    const bytes = Buffer.concat([Buffer.from("21 "), whole, Buffer.from("<13>bench 9 1 ")]);
+    tally.record(bytes, 2_000, 3, 3 + whole.length);
+    // Cut right after its sequence number, a message has no stamp, whatever follows in the buffer.
+    tally.record(bytes, 2_000, 3, 3 + "<13>bench 5".length);
+    expect(tally.report(0)).toMatchObject({ received: 2, distinct: 1, foreign: 1, max: 0.001 });
+  });
+});
 
 test("npm run bench -- --smoke measures slp and writes the table, JSON and chart", () => {
   const out = tempDir("slp-bench-smoke-");
