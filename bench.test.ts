@@ -61,6 +61,63 @@ describe("Tally", () => {
   });
 });
 
+describe("the fan-out client against the floor server", () => {
+  test("checks every sequence number on every connection, over mutual TLS", async () => {
+    const dir = tempDir("slp-bench-fanout-");
+    const children: Child[] = [];
+    try {
+      const made = Bun.spawnSync(["bash", join(ROOT, "certs/make-certs.sh"), "-d", dir, "localhost", "client"]);
+      expect(made.exitCode).toBe(0);
+      const udpPort = await freePort("udp");
+      const tlsPort = await freePort();
+      const floor = new Child([BUN, join(ROOT, "bench/fanout_floor.ts"), String(udpPort), String(tlsPort), dir]);
+      children.push(floor);
+      await until("the floor server", () => udpListening(udpPort) && tcpListening(tlsPort));
+      const client = new Child([BUN, join(ROOT, "bench/fanout_client.ts"), String(tlsPort), "3", dir], {}, "pipe");
+      children.push(client);
+      await until(
+        () => `the client to be ready: ${client.stderr}`,
+        () => client.stdout.toString() === "ready 3\n",
+      );
+      // 1, 2, 2 again, 4, 3 late, 6: 5 never comes.
+      await sendUdp(
+        udpPort,
+        [1, 2, 2, 4, 3, 6].map((seq) => message(seq, nowNs())),
+      );
+      for (let asked = 0; !client.stdout.toString().split("\n").includes("18"); asked++) {
+        if (asked > 200) throw new Error(`not all 18 arrived: ${client.stdout.toString()}`);
+        client.proc.stdin!.write("count\n");
+        await sleep(50);
+      }
+      client.proc.stdin!.write("report 6\n");
+      await until("the report", () => client.stdout.toString().includes("{"));
+      const report = JSON.parse(
+        client.stdout
+          .toString()
+          .split("\n")
+          .find((line) => line.startsWith("{"))!,
+      );
+      expect(report.streams).toHaveLength(3);
+      for (const stream of report.streams) {
+        expect(stream).toMatchObject({
+          received: 6,
+          distinct: 5,
+          missing: 1,
+          duplicates: 1,
+          outOfOrder: 1,
+          foreign: 0,
+          skipped: 0,
+        });
+        expect(stream.p99).toBeGreaterThan(0);
+      }
+      expect(report.pooled.p99).toBeGreaterThan(0);
+    } finally {
+      for (const child of children) child.kill("SIGKILL");
+      removeDir(dir);
+    }
+  }, 30_000);
+});
+
 test("npm run bench -- --smoke measures slp and writes the table, JSON and chart", () => {
   const out = tempDir("slp-bench-smoke-");
   try {
