@@ -4,7 +4,7 @@
 // here; the full `npm run bench` measures it.
 
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { nowNs } from "./bench/clock.ts";
 import { Tally } from "./bench/tally.ts";
@@ -118,25 +118,62 @@ describe("the fan-out client against the floor server", () => {
   }, 30_000);
 });
 
-test("npm run bench -- --smoke measures slp and writes the table, JSON and chart", () => {
+test("npm run bench -- --smoke prints the floor first, then every section, and writes the table, JSON and chart", () => {
   const out = tempDir("slp-bench-smoke-");
   try {
-    const run = Bun.spawnSync([BUN, join(ROOT, "bench/run.ts"), "--smoke", "--out", out], { cwd: ROOT, stdout: "pipe", stderr: "pipe", timeout: 120_000 });
-    expect(run.exitCode).toBe(0);
+    const run = Bun.spawnSync([BUN, join(ROOT, "bench/run.ts"), "--smoke", "--out", out], {
+      cwd: ROOT,
+      stdout: "pipe",
+      stderr: "pipe",
+      timeout: 120_000,
+    });
+    if (run.exitCode !== 0) throw new Error(`exit ${run.exitCode}: ${run.stderr.toString()}`);
     const table = run.stdout.toString();
-    expect(table).toContain("### Sweep: one client");
-    expect(table).toContain("### slps memory with idle clients");
+    const sections = [
+      "### Harness floor",
+      "### Sweep",
+      "### Fan-out at",
+      "### slps / floor server",
+      "### Idle clients",
+    ];
+    const at = sections.map((heading) => table.indexOf(heading));
+    expect(at.every((index) => index >= 0)).toBe(true);
+    expect(at).toEqual([...at].sort((a, b) => a - b));
+    expect(table).toContain("CLOCK_MONOTONIC");
+
     const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
-    expect(results.sweep.map((row: { offered: number }) => row.offered)).toEqual([1_000, 10_000]);
-    for (const row of [...results.sweep, ...results.fanOut]) {
+    expect(results.floor.map((row: { offered: number }) => row.offered)).toEqual([10_000, 0]);
+    expect(results.sweep.map((row: { relay: string; offered: number }) => [row.relay, row.offered])).toEqual([
+      ["slp", 1_000],
+      ["slp", 10_000],
+    ]);
+    expect(results.fanOut.map((row: { relay: string; clients: number }) => [row.relay, row.clients])).toEqual([
+      ["slps", 1],
+      ["floor", 1],
+      ["slps", 2],
+      ["floor", 2],
+    ]);
+    for (const row of [...results.floor, ...results.sweep, ...results.fanOut]) {
       expect(row.sent).toBeGreaterThan(0);
       expect(row.delivered).toBeGreaterThan(0);
-      expect(row.processes.slps.rssMB).toBeGreaterThan(0);
+      expect(row.p99).toBeGreaterThan(0);
+      expect({ relay: row.relay, lostInside: row.lostInside, duplicates: row.duplicates }).toEqual({
+        relay: row.relay,
+        lostInside: 0,
+        duplicates: 0,
+      });
     }
-    expect(results.fanOut.map((row: { clients: number }) => row.clients)).toEqual([1, 2]);
-    expect(results.idle.clients).toBe(20);
+    for (const row of [...results.sweep, ...results.fanOut]) {
+      for (const process of Object.values(row.processes) as { rssMB: number }[])
+        expect(process.rssMB).toBeGreaterThan(0);
+    }
+    expect(results.idle.map((row: { server: string; clients: number }) => [row.server, row.clients])).toEqual([
+      ["slps", 20],
+      ["floor", 20],
+    ]);
+    for (const row of results.idle) expect(row.withClientsMB).toBeGreaterThan(0);
     expect(readFileSync(join(out, "results.svg"), "utf8")).toStartWith("<svg");
-    expect(existsSync(join(out, "results.md"))).toBe(true);
+    expect(`${readFileSync(join(out, "results.md"), "utf8")}\n`).toBe(table);
   } finally {
     removeDir(out);
   }
