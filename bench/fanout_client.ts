@@ -12,7 +12,7 @@
 // On stdout: "ready COUNT" once every connection has its `start`. On stdin, as bench/sink.ts:
 // "count" prints how many data frames all connections got; "report SENT" prints
 // {"pooled": {p50, p99, max}, "streams": [TallyReport + connection, skipped, unknownSkips]}
-// and starts afresh. A connection that fails or closes is one line on stderr and exit 1.
+// and starts afresh; "stop" exits. A connection that fails or closes is a line on stderr and exit 1.
 
 import type { Socket } from "bun";
 import { readFileSync } from "node:fs";
@@ -50,7 +50,10 @@ interface Connection {
   skipped: number;
   /** `start` frames that skipped an unknown number. */
   unknownSkips: number;
-  done?: (error?: string) => void;
+  /** The part of the resume request the socket has not taken yet. */
+  unsent?: Uint8Array;
+  /** Called at the first `start`. */
+  onStart?: () => void;
 }
 
 const tls = {
@@ -99,6 +102,12 @@ function fail(connection: Connection, why: string): never {
   process.exit(1);
 }
 
+/** Writes what the socket takes now, and keeps the rest for `drain`: Bun buffers nothing. */
+function send(socket: Socket<Connection>, data: Uint8Array): void {
+  const taken = Math.max(0, socket.write(data));
+  socket.data.unsent = taken < data.length ? data.subarray(taken) : undefined;
+}
+
 function onControl(socket: Socket<Connection>, body: Uint8Array): void {
   const connection = socket.data;
   let message: ControlMessage;
@@ -111,15 +120,15 @@ function onControl(socket: Socket<Connection>, body: Uint8Array): void {
   if (message.type === "error") fail(connection, `the server says: ${message.message}`);
   if (connection.phase === "hello" && message.type === "hello") {
     connection.phase = "resume";
-    socket.write(resume);
+    send(socket, resume);
   } else if (connection.phase !== "hello" && message.type === "start") {
     if (connection.phase === "data") {
       if (message.lost === null) connection.unknownSkips++;
       else connection.skipped += message.lost ?? 0;
     }
     connection.phase = "data";
-    connection.done?.();
-    connection.done = undefined;
+    connection.onStart?.();
+    connection.onStart = undefined;
   } else {
     fail(
       connection,
@@ -139,7 +148,7 @@ function open(index: number): Promise<void> {
   };
   connections.push(connection);
   return new Promise<void>((resolve) => {
-    connection.done = (error) => (error ? fail(connection, error) : resolve());
+    connection.onStart = resolve;
     Bun.connect<Connection>({
       hostname: "127.0.0.1",
       port,
@@ -164,6 +173,9 @@ function open(index: number): Promise<void> {
             else fail(connection, `a data frame before start`);
           }
           if (deframer.error) fail(connection, deframer.error);
+        },
+        drain(socket) {
+          if (connection.unsent) send(socket, connection.unsent);
         },
         close(_socket, error) {
           if (!stopping) fail(connection, `closed by the server${error ? `: ${reason(error)}` : ""}`);

@@ -416,11 +416,11 @@ async function measure(build: () => Promise<Setup>, offered: number): Promise<Ro
     );
     // Wait for what is still on its way, until the receiver's count stands still (at most 30 s).
     let last = -1;
-    for (let waited = 0; waited < 30_000; waited += smoke ? 300 : 1000) {
+    for (let waited = 0; waited < 30_000; waited += smoke ? 200 : 1000) {
       const count = Number(await ask("count", "the receiver's count"));
       if (count === last) break;
       last = count;
-      await sleep(smoke ? 300 : 1000);
+      await sleep(smoke ? 200 : 1000);
     }
     const cpu = measured.map((child, i) => cpuSeconds(child.pid) - cpuBefore[i]!);
     const wall = (performance.now() - started) / 1000;
@@ -492,7 +492,7 @@ async function idleClients(server: "slps" | "floor", count: number): Promise<Idl
     await sleep(smoke ? 200 : 500);
     const beforeMB = statusMB(child.pid, "VmRSS");
     const client = await startFanOutClient(tlsPort, count, child);
-    await sleep(smoke ? 300 : 1000);
+    await sleep(smoke ? 200 : 1000);
     const withClientsMB = statusMB(child.pid, "VmRSS");
     await stopAll([client]);
     return { server, clients: count, beforeMB, withClientsMB, addedMB: withClientsMB - beforeMB };
