@@ -31,6 +31,18 @@ function stamp(slot: number, seq: number): Buffer {
   return buffer;
 }
 
+/** Sends what the socket takes; a port where nothing listens ends the run with one line. */
+function send(datagrams: Buffer[]): number {
+  try {
+    return socket.sendMany(datagrams);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "ECONNREFUSED") throw error;
+    process.stderr.write(`load: nothing listens on udp 127.0.0.1:${port} any more (after ${sent} messages)\n`);
+    process.exit(1);
+  }
+}
+
 const total = rate > 0 ? Math.round(rate * seconds) : Number.POSITIVE_INFINITY;
 const late = new Float64Array(rate > 0 ? total : 0);
 const batch: Buffer[] = [];
@@ -47,7 +59,7 @@ while (sent < total) {
   while (sent < due && !full) {
     batch.length = 0;
     for (let seq = sent + 1; seq <= due && batch.length < BATCH; seq++) batch.push(stamp(batch.length, seq));
-    const taken = socket.sendMany(batch);
+    const taken = send(batch);
     for (let seq = sent + 1; rate > 0 && seq <= sent + taken; seq++) late[seq - 1] = (nowNs() - dueNs(seq)) / 1000;
     sent += taken;
     full = taken < batch.length;

@@ -16,7 +16,7 @@
 //
 // Prints the tables and writes bench/results.json, results.md and results.svg (or to --out DIR).
 
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { findDaemon } from "../test/daemons.ts";
 import {
@@ -125,15 +125,31 @@ function cpuSeconds(pid: number): number {
 function statusMB(pid: number, field: "VmRSS" | "VmHWM"): number {
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 }
-/** CPU seconds the whole machine spent in user and system time, all cores. */
-function machineCpuSeconds(): number {
-  const [user, nice, system] = readFileSync("/proc/stat", "utf8").split("\n")[0]!.split(/\s+/).slice(1, 4).map(Number);
-  return (user! + nice! + system!) / TICKS;
+/**
+ * CPU seconds of every process on the machine but the bench's own, by pid, with what each has
+ * reaped of its children: the work of whatever else runs here, such as other people's tests.
+ * (/proc/stat's totals cannot tell it: they sample at each tick, and a process that sleeps most of
+ * every 100 µs, as the load generator does, is mostly counted as idle there.)
+ */
+function othersCpuSeconds(): Map<number, number> {
+  const ours = new Set([process.pid, ...[...children].map((child) => child.pid)]);
+  const seconds = new Map<number, number>();
+  for (const name of readdirSync("/proc")) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || ours.has(pid)) continue;
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      seconds.set(pid, (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / TICKS);
+    } catch {} // gone meanwhile
+  }
+  return seconds;
 }
-const ownCpuSeconds = () => {
-  const { user, system } = process.cpuUsage();
-  return (user + system) / 1e6;
-};
+/** Cores that other processes kept busy between two readings of othersCpuSeconds, about. */
+function otherCoresBetween(before: Map<number, number>, after: Map<number, number>, wallSeconds: number): number {
+  let busy = 0;
+  for (const [pid, seconds] of after) busy += seconds - (before.get(pid) ?? 0);
+  return Math.max(0, busy / wallSeconds);
+}
 
 /** Sends a line to a child that answers with one line on stdout, and returns the answer. */
 function asker(child: Child) {
@@ -397,8 +413,7 @@ async function measure(build: () => Promise<Setup>, offered: number): Promise<Ro
   try {
     const measured = [...Object.values(processes), receiver];
     const cpuBefore = measured.map((child) => cpuSeconds(child.pid));
-    const machineBefore = machineCpuSeconds();
-    const ownBefore = ownCpuSeconds();
+    const othersBefore = othersCpuSeconds();
     const dropsBefore = setup.dropPorts.map(([port]) => udpDrops(port));
     const started = performance.now();
     const load = spawn([
@@ -424,8 +439,7 @@ async function measure(build: () => Promise<Setup>, offered: number): Promise<Ro
     }
     const cpu = measured.map((child, i) => cpuSeconds(child.pid) - cpuBefore[i]!);
     const wall = (performance.now() - started) / 1000;
-    const ours = cpu.reduce((sum, seconds) => sum + seconds, 0) + sender.cpuSeconds + ownCpuSeconds() - ownBefore;
-    const otherCores = Math.max(0, (machineCpuSeconds() - machineBefore - ours) / wall);
+    const otherCores = otherCoresBetween(othersBefore, othersCpuSeconds(), wall);
     const drops = setup.dropPorts.map(([port], i) => udpDrops(port) - dropsBefore[i]!);
     const processRows = Object.fromEntries(
       Object.entries(processes).map(([role, child], i) => [
