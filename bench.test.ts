@@ -118,7 +118,7 @@ describe("the fan-out client against the floor server", () => {
   }, 30_000);
 });
 
-test("npm run bench -- --smoke prints the floor first, then every section, and writes the table, JSON and chart", () => {
+test("npm run bench -- --smoke prints the floor first, then every section, and writes whole results", () => {
   const out = tempDir("slp-bench-smoke-");
   try {
     const run = Bun.spawnSync([BUN, join(ROOT, "bench/run.ts"), "--smoke", "--out", out], {

@@ -126,29 +126,46 @@ function statusMB(pid: number, field: "VmRSS" | "VmHWM"): number {
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 }
 /**
- * CPU seconds of every process on the machine but the bench's own, by pid, with what each has
- * reaped of its children: the work of whatever else runs here, such as other people's tests.
- * (/proc/stat's totals cannot tell it: they sample at each tick, and a process that sleeps most of
- * every 100 µs, as the load generator does, is mostly counted as idle there.)
+ * The cores that other processes on the machine (other people's tests, say) kept busy while a
+ * measurement ran, about: their own CPU times, read every 250 ms so that a process that ends
+ * meanwhile still counts up to its last reading. Neither /proc/stat's totals (sampled at each
+ * tick: the load generator, asleep most of every 100 µs, shows there as idle) nor the times a
+ * parent reaps from its children (a whole test run's at once, when it ends) can tell this.
  */
-function othersCpuSeconds(): Map<number, number> {
-  const ours = new Set([process.pid, ...[...children].map((child) => child.pid)]);
-  const seconds = new Map<number, number>();
-  for (const name of readdirSync("/proc")) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || ours.has(pid)) continue;
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-      seconds.set(pid, (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / TICKS);
-    } catch {} // gone meanwhile
+class OtherLoad {
+  #first = new Map<number, number>();
+  #last = new Map<number, number>();
+  #started = performance.now();
+  #timer: ReturnType<typeof setInterval>;
+  #cores: number | undefined;
+
+  constructor() {
+    this.#read(this.#first);
+    this.#timer = setInterval(() => this.#read(this.#last), 250);
   }
-  return seconds;
-}
-/** Cores that other processes kept busy between two readings of othersCpuSeconds, about. */
-function otherCoresBetween(before: Map<number, number>, after: Map<number, number>, wallSeconds: number): number {
-  let busy = 0;
-  for (const [pid, seconds] of after) busy += seconds - (before.get(pid) ?? 0);
-  return Math.max(0, busy / wallSeconds);
+
+  /** Stops reading (once); returns the cores busy on average. */
+  stop(): number {
+    if (this.#cores !== undefined) return this.#cores;
+    clearInterval(this.#timer);
+    this.#read(this.#last);
+    let busy = 0;
+    for (const [pid, seconds] of this.#last) busy += seconds - (this.#first.get(pid) ?? 0);
+    this.#cores = Math.max(0, busy / ((performance.now() - this.#started) / 1000));
+    return this.#cores;
+  }
+
+  #read(into: Map<number, number>): void {
+    const ours = new Set([process.pid, ...[...children].map((child) => child.pid)]);
+    for (const name of readdirSync("/proc")) {
+      const pid = Number(name);
+      if (!Number.isInteger(pid) || ours.has(pid)) continue;
+      try {
+        const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+        into.set(pid, (Number(fields[11]) + Number(fields[12])) / TICKS);
+      } catch {} // gone meanwhile
+    }
+  }
 }
 
 /** Sends a line to a child that answers with one line on stdout, and returns the answer. */
@@ -410,12 +427,11 @@ async function measure(build: () => Promise<Setup>, offered: number): Promise<Ro
   const setup = await build();
   const { processes, receiver } = setup;
   const ask = asker(receiver);
+  const otherLoad = new OtherLoad();
   try {
     const measured = [...Object.values(processes), receiver];
     const cpuBefore = measured.map((child) => cpuSeconds(child.pid));
-    const othersBefore = othersCpuSeconds();
     const dropsBefore = setup.dropPorts.map(([port]) => udpDrops(port));
-    const started = performance.now();
     const load = spawn([
       BUN,
       join(ROOT, "bench/load.ts"),
@@ -438,8 +454,7 @@ async function measure(build: () => Promise<Setup>, offered: number): Promise<Ro
       await sleep(smoke ? 200 : 1000);
     }
     const cpu = measured.map((child, i) => cpuSeconds(child.pid) - cpuBefore[i]!);
-    const wall = (performance.now() - started) / 1000;
-    const otherCores = otherCoresBetween(othersBefore, othersCpuSeconds(), wall);
+    const otherCores = otherLoad.stop();
     const drops = setup.dropPorts.map(([port], i) => udpDrops(port) - dropsBefore[i]!);
     const processRows = Object.fromEntries(
       Object.entries(processes).map(([role, child], i) => [
@@ -484,6 +499,7 @@ async function measure(build: () => Promise<Setup>, offered: number): Promise<Ro
       streams,
     };
   } finally {
+    otherLoad.stop();
     await stopAll([...Object.values(processes), receiver]);
   }
 }
