@@ -1,33 +1,76 @@
 // Load generator: numbered, timestamped syslog messages of a fixed size over UDP, at a steady
 // rate or flat out. Usage: bun bench/load.ts PORT RATE SECONDS [SIZE]   (RATE 0: flat out)
-// Prints {"sent": N, "seconds": S} when done. Each message: "<13>bench SEQ SENT_AT_MS padding".
+// Each message: "<13>bench SEQ SENT_NS padding", SENT_NS read from bench/clock.ts just before
+// the message goes to the kernel, so how late the pacing is never counts as the relay's latency.
+// Prints {"sent": N, "seconds": S, "lateP99Us": L, "cpuSeconds": C} when done: L is how late the
+// 99th percentile message left against its due time, which says whether the pacing held.
+//
+// Message N is due (N - 1)/RATE seconds after the start. The generator sleeps until then on the
+// kernel's clock (clock_nanosleep, not a JavaScript timer, which has a granularity of a
+// millisecond) and polls the clock for the last few microseconds; messages that fell due while
+// it was not running go out together, as one sendmmsg.
 
-export {};
+import { fineTimers, nowNs, sleepUntilNs } from "./clock.ts";
 
 const [port, rate, seconds, size = 200] = process.argv.slice(2).map(Number) as [number, number, number, number?];
 const socket = await Bun.udpSocket({ connect: { hostname: "127.0.0.1", port } });
-const now = () => performance.timeOrigin + performance.now();
+fineTimers();
 
-function message(seq: number): Buffer {
-  const head = `<13>bench ${seq} ${now().toFixed(3)} `;
-  return Buffer.from(head.padEnd(size, "x"));
-}
-
-let sent = 0;
-const started = performance.now();
-const deadline = started + seconds * 1000;
 const BATCH = 64;
-while (performance.now() < deadline) {
-  const due = rate > 0 ? Math.min(Math.floor(((performance.now() - started) / 1000) * rate), rate * seconds) : sent + BATCH;
-  while (sent < due) {
-    const count = Math.min(BATCH, due - sent);
-    const batch = Array.from({ length: count }, (_, i) => message(sent + i + 1));
-    const taken = socket.sendMany(batch);
-    sent += taken;
-    if (taken < count) break; // the socket's send buffer is full: try again next turn
-  }
-  // Yield: a steady rate sleeps until the next message is due; flat out only lets the loop breathe.
-  await (rate > 0 ? Bun.sleep(Math.max(0, Math.min(1, ((sent + 1) / rate) * 1000 - (performance.now() - started)))) : Promise.resolve());
+const PADDING = 0x78; // "x"
+// The kernel copies each datagram when it is sent, so one set of buffers serves every batch.
+const buffers = Array.from({ length: BATCH }, () => Buffer.alloc(size, PADDING));
+
+/** Writes message `seq`, stamped now, into buffers[slot]; returns the view to send. */
+function stamp(slot: number, seq: number): Buffer {
+  const buffer = buffers[slot]!;
+  const head = `<13>bench ${seq} ${nowNs()} `;
+  const written = buffer.write(head, 0, "latin1");
+  if (written < head.length) return Buffer.from(head);
+  buffer.fill(PADDING, written);
+  return buffer;
 }
+
+/** Sends what the socket takes; a port where nothing listens ends the run with one line. */
+function send(datagrams: Buffer[]): number {
+  try {
+    return socket.sendMany(datagrams);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "ECONNREFUSED") throw error;
+    process.stderr.write(`load: nothing listens on udp 127.0.0.1:${port} any more (after ${sent} messages)\n`);
+    process.exit(1);
+  }
+}
+
+const total = rate > 0 ? Math.round(rate * seconds) : Number.POSITIVE_INFINITY;
+const late = new Float64Array(rate > 0 ? total : 0);
+const batch: Buffer[] = [];
+let sent = 0;
+const started = nowNs();
+const deadline = started + seconds * 1e9;
+const dueNs = (seq: number) => started + ((seq - 1) / rate) * 1e9;
+while (sent < total) {
+  const now = nowNs();
+  if (rate === 0 && now >= deadline) break;
+  // Every message due by now, in batches; flat out, one batch a turn.
+  const due = rate > 0 ? Math.min(total, Math.floor(((now - started) / 1e9) * rate) + 1) : sent + BATCH;
+  let full = false;
+  while (sent < due && !full) {
+    batch.length = 0;
+    for (let seq = sent + 1; seq <= due && batch.length < BATCH; seq++) batch.push(stamp(batch.length, seq));
+    const taken = send(batch);
+    for (let seq = sent + 1; rate > 0 && seq <= sent + taken; seq++) late[seq - 1] = (nowNs() - dueNs(seq)) / 1000;
+    sent += taken;
+    full = taken < batch.length;
+  }
+  // A full send buffer: give the receiver 50 µs. Otherwise sleep until the next message is due.
+  if (full) sleepUntilNs(nowNs() + 50_000, 0);
+  else if (rate > 0 && sent < total) sleepUntilNs(dueNs(sent + 1));
+}
+const elapsed = (nowNs() - started) / 1e9;
 socket.close();
-process.stdout.write(JSON.stringify({ sent, seconds: (performance.now() - started) / 1000 }) + "\n");
+const lateSorted = late.sort();
+const lateP99Us = lateSorted.length ? lateSorted[Math.floor(lateSorted.length * 0.99)]! : 0;
+const { user, system } = process.cpuUsage();
+process.stdout.write(`${JSON.stringify({ sent, seconds: elapsed, lateP99Us, cpuSeconds: (user + system) / 1e6 })}\n`);
