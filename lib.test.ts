@@ -522,11 +522,11 @@ describe("slpc hardening (issue 9)", () => {
     expect(messagesAsLines([])).toEqual(Buffer.alloc(0));
   });
 
-  test("parseResumePoint reads back every resume point slpc can write, and nothing past 2^53 - 1", () => {
-    for (const point of [{ server: "a", last: 0 }, { server: "5f2c9a7e01b4d3c8", last: Number.MAX_SAFE_INTEGER }, { server: 'odd "id"\n', last: 7 }]) {
+  test("parseResumePoint reads back every resume point slpc can write, and nothing past MAX_SEQ", () => {
+    for (const point of [{ server: "a", last: 0 }, { server: "5f2c9a7e01b4d3c8", last: MAX_SEQ }, { server: 'odd "id"\n', last: 7 }]) {
       expect(parseResumePoint(JSON.stringify(point) + "\n")).toEqual(point);
     }
-    expect(() => parseResumePoint('{"server":"a","last":9007199254740992}')).toThrow("not an slpc state file");
+    expect(() => parseResumePoint(`{"server":"a","last":${MAX_SEQ + 1}}`)).toThrow("not an slpc state file");
     expect(() => parseResumePoint('{"server":"a","last":1.5}')).toThrow("not an slpc state file");
     expect(() => parseResumePoint('{"server":"","last":1}')).toThrow("not an slpc state file");
     expect(() => parseResumePoint(" \n")).toThrow("empty (not an slpc state file)");

@@ -751,7 +751,7 @@ export interface ResumePoint {
 
 /**
  * Reads slpc's state file; throws an Error saying what is wrong with it. It accepts exactly what
- * slpc writes: a non-empty server id and a `last` from 0 to 2^53 - 1, the largest slpc numbers.
+ * slpc writes: a non-empty server id and a `last` from 0 to MAX_SEQ, the largest number slpc delivers.
  */
 export function parseResumePoint(text: string): ResumePoint {
   if (text.trim() === "") throw new Error("empty (not an slpc state file)");
@@ -761,7 +761,7 @@ export function parseResumePoint(text: string): ResumePoint {
   } catch {
     throw new Error("not an slpc state file (not JSON)");
   }
-  if (typeof value?.server !== "string" || value.server === "" || !isCount(value.last))
+  if (typeof value?.server !== "string" || value.server === "" || !isSeq(value.last))
     throw new Error('not an slpc state file (expected {"server": ID, "last": N})');
   return { server: value.server, last: value.last };
 }

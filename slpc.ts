@@ -16,6 +16,7 @@ import {
   formatAddress, gapNotice, helpText, isNetworkError, loadTlsFiles, logger, messagesAsLines, nextBackoff,
   parseControl, parseCount, parseHostPort, parseOptions, parseRequired, parseResumePoint, parseSeconds, parseSwitch, reason,
   type Address, type ControlMessage, type Option, type ResumePoint, type TlsFiles, type Values,
+  MAX_SEQ,
 } from "./lib.ts";
 
 // Defaults. Each has a flag and an environment variable (see --help).
@@ -588,10 +589,8 @@ function deliverFrames(c: Connection, chunk: Uint8Array): void {
   for (const frame of c.deframer.push(chunk)) {
     if (!frame.control) {
       if (c.phase !== "streaming") return enter(c, "closing", "protocol error: data before start");
-      // A number the state file could not hold: refuse it rather than lose count.
-      if (!Number.isSafeInteger(following!.next)) {
-        return enter(c, "closing", "protocol error: message number beyond 2^53");
-      }
+      // A number past the protocol's bound could not be resumed from: refuse it rather than lose count.
+      if (following!.next > MAX_SEQ) return enter(c, "closing", `protocol error: message number beyond ${MAX_SEQ}`);
       counters.received++;
       counters.receivedBytes += frame.body.length;
       pending.push({ message: frame.body, server: following!.server, seq: following!.next++ });
