@@ -3,7 +3,7 @@
 // down. Each test is one finding; it fails on the code it was written against.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BUN, Child, freePort, sendUdp, sleep, testBed, until, type ServerHandle } from "./kit.ts";
 
@@ -115,5 +115,32 @@ describe("the local daemon is down", () => {
     await sleep(1500); // anything kept is tried again every second
     const down = arrived.filter((text) => text.startsWith("<13>down"));
     expect(down).toEqual(Array.from({ length: 20 }, (_, i) => `<13>down ${i}`));
+  });
+});
+
+describe("--crl", () => {
+  /** A CRL from the test's root CA whose nextUpdate passed in 2020: what a CRL nobody renewed becomes. */
+  function expiredRootCrl(): string {
+    const dir = join(bed.dir, "expired-crl");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "index.txt"), "");
+    writeFileSync(join(dir, "crlnumber"), "01\n");
+    writeFileSync(join(dir, "ca.cnf"), `[ca]\ndefault_ca = d\n[d]\ndatabase = ${dir}/index.txt\n`
+      + `crlnumber = ${dir}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 1\n`);
+    const crl = join(dir, "crl.pem");
+    const made = Bun.spawnSync(["openssl", "ca", "-config", join(dir, "ca.cnf"), "-keyfile", join(bed.dir, "root.key"),
+      "-cert", bed.pki.ca, "-gencrl", "-crl_lastupdate", "20200101000000Z", "-crl_nextupdate", "20200201000000Z",
+      "-out", crl], { stderr: "pipe" });
+    expect(made.exitCode).toBe(0);
+    return crl;
+  }
+
+  // certs/revoke.sh writes CRLs good for 365 days. Once one is past its nextUpdate, OpenSSL
+  // refuses every client under that CA (CRL_HAS_EXPIRED), and slps, which warns 14 days before
+  // its own certificate expires, says nothing at start: a lockout that arrives a year later.
+  test("a --crl past its nextUpdate is named at start, before it refuses every client", async () => {
+    const s = await server(["--crl", expiredRootCrl()]);
+    await sleep(500); // the start's warnings follow the line that says it serves
+    expect(s.stderr).toMatch(/--crl[^\n]*(expired|out of date|nextUpdate)/i);
   });
 });
