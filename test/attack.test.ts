@@ -1,0 +1,146 @@
+// A fresh review of issue 9 against the running programs: values each flag's parser accepts
+// that the runtime cannot use, a resume point slpc keeps but slps refuses, and a daemon that is
+// down. Each test is one finding; it fails on the code it was written against.
+
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BUN, Child, freePort, sendUdp, sleep, testBed, until, type ServerHandle } from "./kit.ts";
+
+setDefaultTimeout(30_000);
+
+const bed = testBed();
+const { server, sink, track } = bed;
+
+/** slpc dialling `port` with the test's client certificate, quick to retry, and `args`. */
+function slpc(port: number, args: string[]): Child {
+  const { cert, key } = bed.pki.cert("client");
+  return track(new Child([BUN, "slpc.ts", "--server", `localhost:${port}`, "--ca", bed.pki.ca, "--cert", cert,
+    "--key", key, "--retry-min", "0.2", "--retry-max", "1", ...args]));
+}
+
+/** slps on loopback with `args`, not waited for: it may refuse them. */
+async function slpsWith(args: string[]): Promise<Child & { tlsPort: number }> {
+  const { cert, key } = bed.pki.server;
+  const [udpPort, tlsPort] = [await freePort("udp"), await freePort("tcp")];
+  const child = track(new Child([BUN, "slps.ts", "--udp", `127.0.0.1:${udpPort}`, "--listen", `127.0.0.1:${tlsPort}`,
+    "--cert", cert, "--key", key, "--ca", bed.pki.ca, ...args]));
+  return Object.assign(child, { tlsPort });
+}
+
+const streams = (s: ServerHandle) => s.stderr.match(/ starts at #/g)?.length ?? 0;
+
+/** 400 nines: a number of seconds JavaScript reads as Infinity. */
+const NINES = "9".repeat(400);
+
+describe("values a parser accepts that the runtime cannot use", () => {
+  for (const [flag, value] of [["--buffer", "100GiB"], ["--queue", "20GiB"], ["--udp-buffer", "4GiB"]]) {
+    test(`slps ${flag} ${value} is refused at start with one line and exit 2, not a stack trace`, async () => {
+      const s = await slpsWith([flag!, value!]);
+      const code = await s.exit(10_000);
+      expect(s.stderr).not.toMatch(/^\s+at /m);
+      expect(s.stderr).not.toContain("RangeError");
+      expect(s.stderr.trim().split("\n")).toHaveLength(1);
+      expect(s.stderr).toContain(flag!);
+      expect(code).toBe(2);
+    });
+  }
+
+  // A heartbeat is sent each --heartbeat, and slpc hangs up on more than 50 in a second.
+  test("slps --heartbeat 0.005: refused at start, or a client stays connected and gets messages", async () => {
+    const s = await slpsWith(["--heartbeat", "0.005"]);
+    await until(() => `slps to serve or exit:\n${s.stderr}`, () => /serving clients/.test(s.stderr) || s.proc.exitCode !== null);
+    if (s.proc.exitCode !== null) return expect(s.proc.exitCode).toBe(2);
+    const c = slpc(s.tlsPort, ["--stdout"]);
+    await c.waitFor(/following server/);
+    await sleep(2000);
+    expect(c.stderr).not.toContain("heartbeat flood");
+    expect(c.stderr.match(/connected to/g)).toHaveLength(1);
+  });
+
+  // JSON has no Infinity: the hello says "heartbeat":null, which every slpc refuses.
+  test("slps --heartbeat of 400 digits: refused at start, or a client gets its stream", async () => {
+    const s = await slpsWith(["--heartbeat", NINES]);
+    await until(() => `slps to serve or exit:\n${s.stderr}`, () => /serving clients/.test(s.stderr) || s.proc.exitCode !== null);
+    if (s.proc.exitCode !== null) return expect(s.proc.exitCode).toBe(2);
+    const c = slpc(s.tlsPort, ["--stdout"]);
+    await c.waitFor(/connected to/);
+    await sleep(1500);
+    expect(c.stderr).not.toContain("bad 'heartbeat'");
+    expect(c.stderr).toContain("following server");
+  });
+});
+
+describe("the resume point", () => {
+  // slpc numbers messages up to 2^53 - 1 and keeps such a point in --state; slps reads `last`
+  // only up to 2^52 (MAX_SEQ). A server that ever started slpc near 2^52 (a broken or hostile one,
+  // or a hand-edited file) leaves a point that the real server refuses on every reconnect.
+  test("a --state point above 2^52 does not keep slpc in a reconnect loop against slps", async () => {
+    const s = await server();
+    const state = join(bed.dir, "beyond-max-seq.json");
+    writeFileSync(state, JSON.stringify({ server: "0123456789abcdef", last: 2 ** 52 + 1 }) + "\n");
+    const c = slpc(s.tlsPort, ["--stdout", "--state", state]);
+    await c.waitFor(/connected to/);
+    await until(() => `a stream, or a refusal:\n${s.stderr}`, () => streams(s) > 0 || /bad 'last'/.test(s.stderr));
+    await sleep(1000);
+    expect(s.stderr).not.toContain("resume message has a bad 'last'");
+    await sendUdp(s.udpPort, [Buffer.from("<13>after")]);
+    await until(() => `the message on stdout:\n${c.stderr}`, () => c.stdout.toString().includes("<13>after"));
+  });
+});
+
+describe("the local daemon is down", () => {
+  // The docs: "When sends to --forward fail, slpc says so ..., keeps the messages, stops reading
+  // the server, and tries again every second." Sends to a closed local port do not throw: the
+  // kernel's ICMP reply comes back as an error event, and each message is counted delivered.
+  test("messages sent while the daemon is down are kept and arrive once it is up", async () => {
+    const s = await server();
+    const out = await sink();
+    const port = out.port;
+    out.close();
+    const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${port}`]);
+    await until(() => `a stream:\n${s.stderr}`, () => streams(s) > 0);
+    for (let i = 0; i < 20; i++) {
+      await sendUdp(s.udpPort, [Buffer.from(`<13>down ${i}`)]);
+      await sleep(50);
+    }
+    await c.waitFor(/is the syslog daemon listening\?/);
+    const arrived: string[] = [];
+    const up = await Bun.udpSocket({
+      hostname: "127.0.0.1", port, socket: { data: (_socket, data) => void arrived.push(Buffer.from(data).toString()) },
+    });
+    bed.defer(() => up.close());
+    await sendUdp(s.udpPort, [Buffer.from("<13>after")]);
+    await until(() => `the last message:\n${arrived.join("\n")}`, () => arrived.includes("<13>after"));
+    await sleep(1500); // anything kept is tried again every second
+    const down = arrived.filter((text) => text.startsWith("<13>down"));
+    expect(down).toEqual(Array.from({ length: 20 }, (_, i) => `<13>down ${i}`));
+  });
+});
+
+describe("--crl", () => {
+  /** A CRL from the test's root CA whose nextUpdate passed in 2020: what a CRL nobody renewed becomes. */
+  function expiredRootCrl(): string {
+    const dir = join(bed.dir, "expired-crl");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "index.txt"), "");
+    writeFileSync(join(dir, "crlnumber"), "01\n");
+    writeFileSync(join(dir, "ca.cnf"), `[ca]\ndefault_ca = d\n[d]\ndatabase = ${dir}/index.txt\n`
+      + `crlnumber = ${dir}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 1\n`);
+    const crl = join(dir, "crl.pem");
+    const made = Bun.spawnSync(["openssl", "ca", "-config", join(dir, "ca.cnf"), "-keyfile", join(bed.dir, "root.key"),
+      "-cert", bed.pki.ca, "-gencrl", "-crl_lastupdate", "20200101000000Z", "-crl_nextupdate", "20200201000000Z",
+      "-out", crl], { stderr: "pipe" });
+    expect(made.exitCode).toBe(0);
+    return crl;
+  }
+
+  // certs/revoke.sh writes CRLs good for 365 days. Once one is past its nextUpdate, OpenSSL
+  // refuses every client under that CA (CRL_HAS_EXPIRED), and slps, which warns 14 days before
+  // its own certificate expires, says nothing at start: a lockout that arrives a year later.
+  test("a --crl past its nextUpdate is named at start, before it refuses every client", async () => {
+    const s = await server(["--crl", expiredRootCrl()]);
+    await sleep(500); // the start's warnings follow the line that says it serves
+    expect(s.stderr).toMatch(/--crl[^\n]*(expired|out of date|nextUpdate)/i);
+  });
+});
