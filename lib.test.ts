@@ -9,7 +9,7 @@ import {
   ClientStream, Deframer, MAX_CONTROL, ResumeBuffer, dnOfCertificate, encodeControl, encodeFrame, formatDN, gapNotice, helpText,
   isNetworkError, messageAsLine, messagesAsLines, nextBackoff, parseBytes, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseResumePoint,
   parseSwitch, prometheusText, RateLimit, expiryWarning, resumeStart, sameDN, bindFailure, certificateNames, fingerprintOf, parsePins,
-  RateLimitByKey, casWithoutCrl, isRevoked, readCrl, MAX_SEQ,
+  RateLimitByKey, casWithoutCrl, crlExpiryWarnings, isRevoked, readCrl, MAX_SEQ,
 } from "./lib.ts";
 
 const bytes = (text: string) => Buffer.from(text, "latin1");
@@ -570,6 +570,7 @@ describe("CRLs read by slps itself", () => {
   const certificate = (name: string) => certificates.get(name)!;
   const fromInter = crl("inter", ["lost"]);
   const fromRoot = crl("root", []);
+  const rootPem = readFileSync(join(dir, "root.pem"), "utf8");
   removeDir(dir);
 
   test("readCrl reads the issuer and the revoked serial numbers", () => {
@@ -577,6 +578,22 @@ describe("CRLs read by slps itself", () => {
     expect(list.revoked).toEqual(new Set([certificate("lost").serialNumber.replace(/^0+/, "")]));
     expect(readCrl(fromRoot).revoked.size).toBe(0);
     expect(list.issuer.equals(readCrl(fromRoot).issuer)).toBe(false);
+  });
+
+  test("readCrl reads when a CRL runs out, and crlExpiryWarnings names it, its CA and the fix", () => {
+    const nextUpdate = readCrl(fromInter).nextUpdate!;
+    const days = (nextUpdate.getTime() - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(8); // made with default_crl_days=9
+    expect(days).toBeLessThanOrEqual(9);
+    const at = (offsetDays: number) => new Date(nextUpdate.getTime() + offsetDays * 86_400_000);
+    expect(crlExpiryWarnings("crl", "c.pem", [fromRoot, fromInter], rootPem, at(-30))).toEqual([]);
+    const soon = crlExpiryWarnings("crl", "c.pem", [fromRoot], rootPem, at(-3.5));
+    expect(soon).toEqual([expect.stringMatching(/^warning: --crl c\.pem: the CRL from \/O=Example\/CN=Root expires in 3 days/)]);
+    const late = crlExpiryWarnings("crl", "c.pem", [fromRoot, fromInter], rootPem, at(1));
+    expect(late).toHaveLength(2);
+    expect(late[0]).toContain("the CRL from /O=Example/CN=Root expired on ");
+    expect(late[1]).toContain("the CRL number 2 expired on "); // its CA is not in the bundle given
+    expect(late[1]).toContain("until it is renewed (bash certs/revoke.sh, then SIGHUP)");
   });
 
   test("isRevoked needs both the issuer and the serial to match", () => {

@@ -148,20 +148,35 @@ export function parseCount(min: number, max = Number.MAX_SAFE_INTEGER) {
 /** Seconds, fractions allowed (`0.5`), above zero. */
 export function parseSeconds(text: string): number {
   if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0) throw new Error("expected seconds above zero, like 15 or 0.5");
+  // JavaScript reads a few hundred digits as Infinity, which JSON cannot carry and no timer can wait.
+  if (!Number.isFinite(Number(text))) throw new Error("too large");
   return Number(text);
+}
+
+/** Seconds, at least `min`: `why` says what a shorter time would break. */
+export function parseSecondsFrom(min: number, why: string) {
+  return (text: string): number => {
+    const seconds = parseSeconds(text);
+    if (seconds < min) throw new Error(`must be at least ${min}: ${why}`);
+    return seconds;
+  };
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
 
 /** A byte count: `8388608`, `8MiB`, `512KiB`, `1GB`. */
-export function parseBytes(text: string): number {
+export function parseBytes(text: string, max = Number.MAX_SAFE_INTEGER): number {
   const match = /^(\d+)\s*([a-z]*)$/i.exec(text);
   const unit = match ? UNITS[match[2]!.toLowerCase()] : undefined;
   if (!match || unit === undefined) throw new Error("expected a byte count like 8388608, 512KiB or 8MiB");
   const bytes = Number(match[1]) * unit;
   if (!Number.isSafeInteger(bytes)) throw new Error("too large");
+  if (bytes > max) throw new Error(`must be at most ${max / 1024 ** 3}GiB`);
   return bytes;
 }
+
+/** A byte count up to `gib` GiB: what a buffer in memory, or the kernel, can be given. */
+export const parseBytesUpTo = (gib: number) => (text: string) => parseBytes(text, gib * 1024 ** 3);
 
 export function parseSwitch(text: string): boolean {
   if (/^(1|true|yes|on)$/i.test(text)) return true;
@@ -327,7 +342,23 @@ export interface RevocationList {
   issuer: Buffer;
   /** The serial numbers of the certificates it revokes, as hex without leading zeros. */
   revoked: Set<string>;
+  /** When it runs out: past it, OpenSSL refuses every certificate under its issuer. */
+  nextUpdate?: Date;
 }
+
+/** A DER UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049) or GeneralizedTime (`YYYYMMDDHHMMSSZ`). */
+function derTime(der: Uint8Array, element: DerElement): Date | undefined {
+  const text = Buffer.from(der.subarray(element.body, element.end)).toString("latin1");
+  const match = /^(\d{2}|\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text);
+  if (!match) return undefined;
+  let year = Number(match[1]);
+  if (match[1]!.length === 2) year += year < 50 ? 2000 : 1900;
+  const [month, day, hour, minute, second] = match.slice(2).map(Number) as [number, number, number, number, number];
+  return new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+}
+
+const isDerTime = (element: DerElement | undefined) =>
+  element?.tag === DER_UTC_TIME || element?.tag === DER_GENERALIZED_TIME;
 
 /**
  * Reads one PEM CRL: its issuer and the serials it revokes. Its signature and dates are not
@@ -342,14 +373,40 @@ export function readCrl(pem: string): RevocationList {
   let i = tbs[0]?.tag === DER_INTEGER ? 1 : 0;
   const issuer = derExpect(tbs[i + 1], DER_SEQUENCE, "CRL issuer");
   i += 3;
-  if (tbs[i]?.tag === DER_UTC_TIME || tbs[i]?.tag === DER_GENERALIZED_TIME) i++;
+  const nextUpdate = isDerTime(tbs[i]) ? derTime(der, tbs[i++]!) : undefined;
   const revoked = new Set<string>();
   if (tbs[i]?.tag === DER_SEQUENCE) {
     for (const entry of derChildren(der, tbs[i], "revokedCertificates")) {
       revoked.add(serialOf(der, derExpect(derChildren(der, entry, "CRL entry")[0], DER_INTEGER, "revoked serial")));
     }
   }
-  return { issuer: derBytes(der, issuer), revoked };
+  return { issuer: derBytes(der, issuer), revoked, nextUpdate };
+}
+
+/**
+ * Warnings for the CRLs in `crlPems` that have run out, or will within `days`: OpenSSL then
+ * refuses every certificate under their issuer. Each names the issuer when `caPem` holds it.
+ */
+export function crlExpiryWarnings(flag: string, path: string, crlPems: readonly string[], caPem: string | undefined,
+  now: Date, days = 14): string[] {
+  const cas = (caPem?.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [])
+    .map((block) => new X509Certificate(block));
+  const warnings: string[] = [];
+  crlPems.forEach((pem, index) => {
+    const crl = readCrl(pem);
+    if (!crl.nextUpdate) return;
+    const left = (crl.nextUpdate.getTime() - now.getTime()) / 86_400_000;
+    if (left > days) return;
+    const ca = cas.find((certificate) => certificateIdentity(certificate).subject.equals(crl.issuer));
+    const from = ca ? `from ${formatDN(dnOfCertificate(ca.subject))}` : `number ${index + 1}`;
+    const when = crl.nextUpdate.toISOString();
+    warnings.push(left <= 0
+      ? `warning: --${flag} ${path}: the CRL ${from} expired on ${when}: every certificate under that CA is refused `
+        + "(CRL has expired) until it is renewed (bash certs/revoke.sh, then SIGHUP)"
+      : `warning: --${flag} ${path}: the CRL ${from} expires in ${Math.floor(left)} days (${when}); renew it `
+        + "before then (bash certs/revoke.sh, then SIGHUP), or every certificate under that CA will be refused");
+  });
+  return warnings;
 }
 
 /** A certificate's serial, and its issuer and subject names as DER, from its TBSCertificate. */

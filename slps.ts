@@ -14,9 +14,9 @@ import { existsSync } from "node:fs";
 import {
   ClientStream, Deframer, MAX_FRAME, MAX_KEYS, MAX_MESSAGE, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer,
   certificateNames, expiryWarning, fingerprintOf, parseList, parsePins, prometheusText, TLS13_ONLY, UsageError,
-  bindFailure, dnOfCertificate, encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes,
+  bindFailure, dnOfCertificate, encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes, parseBytesUpTo, parseSecondsFrom,
   parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart,
-  sameDN, casWithoutCrl, isRevoked, readCrl, type RevocationList, type Metric, type Option, type TlsFiles, type Values,
+  sameDN, casWithoutCrl, crlExpiryWarnings, isRevoked, readCrl, type RevocationList, type Metric, type Option, type TlsFiles, type Values,
 } from "./lib.ts";
 
 // Defaults. Each has a flag and an environment variable (see --help).
@@ -40,9 +40,16 @@ const STALL = "60"; // seconds a client may take no bytes at all while some wait
 const METRICS = ""; // HOST:PORT to serve Prometheus metrics on at /metrics; empty: off
 const HANDSHAKE_TIMEOUT = "10"; // seconds a connection may take to finish its TLS handshake and resume
 
+/** A heartbeat more often than this would look like a flood to slpc (over 50 a second). */
+const MIN_HEARTBEAT = 0.1;
+/** The resume buffer is one Buffer, which Bun allocates up to 4 GiB: --buffer and --queue stay below. */
+const MAX_BUFFER_GIB = 2;
+/** SO_RCVBUF takes an int, which the kernel doubles. */
+const MAX_UDP_BUFFER_GIB = 1;
+
 const OPTIONS = {
   udp: { flag: "udp", env: "SLPS_UDP", default: UDP, arg: "HOST:PORT", help: "UDP address the local syslog daemon forwards to; one datagram is one message", parse: (t: string) => parseHostPort(t) },
-  udpBuffer: { flag: "udp-buffer", env: "SLPS_UDP_BUFFER", default: UDP_BUFFER, arg: "BYTES", help: "kernel receive buffer of the UDP socket, so bursts are not dropped (the kernel caps it at net.core.rmem_max)", parse: parseBytes },
+  udpBuffer: { flag: "udp-buffer", env: "SLPS_UDP_BUFFER", default: UDP_BUFFER, arg: "BYTES", help: "kernel receive buffer of the UDP socket, so bursts are not dropped (the kernel caps it at net.core.rmem_max)", parse: parseBytesUpTo(MAX_UDP_BUFFER_GIB) },
   listen: { flag: "listen", env: "SLPS_LISTEN", default: LISTEN, arg: "HOST:PORT", help: "TLS address clients connect to ([::]:6514 for IPv6)", parse: (t: string) => parseHostPort(t) },
   cert: { flag: "cert", env: "SLPS_CERT", default: CERT, arg: "FILE", help: "server certificate chain, PEM", parse: parseRequired },
   key: { flag: "key", env: "SLPS_KEY", default: KEY, arg: "FILE", help: "private key of --cert, PEM", parse: parseRequired },
@@ -55,8 +62,8 @@ const OPTIONS = {
   maxPending: { flag: "max-pending", env: "SLPS_MAX_PENDING", default: MAX_PENDING, arg: "N", help: "connections at once that have not finished their TLS handshake, or were refused and are being closed; more are closed at once", parse: parseCount(1) },
   handshakeRate: { flag: "handshake-rate", env: "SLPS_HANDSHAKE_RATE", default: HANDSHAKE_RATE, arg: "N", help: "TLS connections a minute from one address; more are closed at once", parse: parseCount(1) },
   queue: { flag: "queue", env: "SLPS_QUEUE", default: QUEUE, arg: "BYTES", help: `how far one client may fall behind, at least ${MAX_FRAME} bytes (one frame); past it its oldest messages are skipped, counted and logged`, parse: parseQueue },
-  buffer: { flag: "buffer", env: "SLPS_BUFFER", default: BUFFER, arg: "BYTES", help: "recent messages kept for clients that reconnect, also while none is connected; 0 turns resume off", parse: parseBytes },
-  heartbeat: { flag: "heartbeat", env: "SLPS_HEARTBEAT", default: HEARTBEAT, arg: "SECONDS", help: "a client that has been sent nothing for this long gets a heartbeat", parse: parseSeconds },
+  buffer: { flag: "buffer", env: "SLPS_BUFFER", default: BUFFER, arg: "BYTES", help: "recent messages kept for clients that reconnect, also while none is connected; 0 turns resume off", parse: parseBytesUpTo(MAX_BUFFER_GIB) },
+  heartbeat: { flag: "heartbeat", env: "SLPS_HEARTBEAT", default: HEARTBEAT, arg: "SECONDS", help: "a client that has been sent nothing for this long gets a heartbeat", parse: parseSecondsFrom(MIN_HEARTBEAT, "slpc hangs up on a flood of over 50 heartbeats a second") },
   stall: { flag: "stall", env: "SLPS_STALL", default: STALL, arg: "SECONDS", help: "a client that takes no bytes for this long while some wait for it is disconnected, unless it says how far it delivered (progress)", parse: parseSeconds },
   metrics: { flag: "metrics", env: "SLPS_METRICS", default: METRICS, arg: "HOST:PORT", help: "serve counters in Prometheus text format at http://HOST:PORT/metrics (off by default)", parse: (t: string) => (t === "" ? undefined : parseHostPort(t)) },
   handshakeTimeout: { flag: "handshake-timeout", env: "SLPS_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS", help: "a connection that has not finished its TLS handshake and resume request by then is closed; a refused one is cut after min(this, 2 s)", parse: parseSeconds },
@@ -64,7 +71,7 @@ const OPTIONS = {
 
 /** A queue that cannot hold one frame would skip every message: refused at start. */
 function parseQueue(text: string): number {
-  const bytes = parseBytes(text);
+  const bytes = parseBytes(text, MAX_BUFFER_GIB * 1024 ** 3);
   if (bytes < MAX_FRAME) {
     throw new Error(`must be at least ${MAX_FRAME} bytes, the frame of a message of ${MAX_MESSAGE}`);
   }
@@ -495,9 +502,12 @@ log(`server id ${serverId}: receiving syslog on udp ${formatAddress(udpAddress)}
 
 // ---- For operators: certificate renewal, expiry warnings, numbers.
 
+/** Our certificate, and the CRLs, which refuse every client under their CA once they run out. */
 function warnIfExpiring(): void {
-  const warning = expiryWarning("cert", tls.leaf, new Date());
+  const now = new Date();
+  const warning = expiryWarning("cert", tls.leaf, now);
   if (warning) log(warning);
+  if (options.crl && tls.crl) for (const line of crlExpiryWarnings("crl", options.crl, tls.crl, tls.ca, now)) log(line);
 }
 warnIfExpiring();
 setInterval(warnIfExpiring, 86_400_000).unref();
