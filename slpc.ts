@@ -130,6 +130,13 @@ async function resolveForward(address: Address): Promise<Address & { family: 4 |
   return { host: chosen.address, port: address.port, family: chosen.family === 6 ? 6 : 4 };
 }
 
+/** A message received from the server and not yet handed on, with the server run it came from. */
+interface Waiting {
+  message: Uint8Array;
+  server: string;
+  seq: number;
+}
+
 // ---- State: everything slpc keeps between events, in one place. The sections below read and change it.
 
 const startedAt = Date.now();
@@ -145,8 +152,14 @@ let stateWritten = stored ? JSON.stringify(stored) : "";
  * over --forward-rate, or not taken by the kernel. While too many wait the server is not read,
  * so it holds the rest.
  */
-const pending: { message: Uint8Array; server: string; seq: number }[] = [];
+const pending: Waiting[] = [];
 let pendingBytes = 0;
+/**
+ * Datagrams sent to --forward in the last UDP_SILENCE_MS. UDP gives no receipt, but a daemon that
+ * is not listening answers with ICMP "port unreachable", which comes back as an error event:
+ * until this long has passed without one, a datagram is not counted as handed on.
+ */
+const unheard: (Waiting & { sentAt: number })[] = [];
 /** Lines written to stdout that it has not confirmed taking, one entry per write, oldest first. */
 const unconfirmed: { server: string; last: number; count: number }[] = [];
 /** Wakes sendPending when --forward-rate allows the next message, or to try again after a failed send. */
@@ -235,13 +248,13 @@ function syncFolder(path: string): void {
  * which may have moved past it (a gap, a server restart).
  */
 function resumePoint(): ResumePoint | undefined {
-  const nothingWaits = pending.length === 0 && unconfirmed.length === 0;
+  const nothingWaits = pending.length === 0 && unheard.length === 0 && unconfirmed.length === 0;
   return following && nothingWaits ? { server: following.server, last: following.next - 1 } : handedOn;
 }
 
 /** The newest message slpc holds: waiting to go out, written to stdout, or handed on. */
 function newestHeld(): ResumePoint | undefined {
-  const waiting = pending.at(-1);
+  const waiting = pending.at(-1) ?? unheard.at(-1);
   if (waiting) return { server: waiting.server, last: waiting.seq };
   const written = unconfirmed.at(-1);
   return written ? { server: written.server, last: written.last } : resumePoint();
@@ -277,6 +290,8 @@ const PENDING_HIGH_BYTES = 4 * 1024 * 1024;
 const SEND_BATCH = 64;
 /** While sends to --forward fail, how long before the messages kept are tried again. */
 const FORWARD_RETRY_MS = 1000;
+/** How long a datagram goes unanswered before it counts as taken: an ICMP refusal takes far less, even on a LAN. */
+const UDP_SILENCE_MS = 100;
 const forwardRate = options.forwardRate > 0
   ? new RateLimit(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now())
   : undefined;
@@ -296,7 +311,7 @@ async function openForwardSocket(): Promise<import("bun").udp.Socket<"buffer">> 
   try {
     return await Bun.udpSocket({
       hostname: forwardTo.family === 6 ? "::" : "0.0.0.0",
-      socket: { drain: () => sendPending(), error: (_socket, error) => forwardFailed(error) },
+      socket: { drain: () => sendPending(), error: (_socket, error) => refused(error) },
     });
   } catch (error) {
     log(`--forward ${forwardName}: cannot open a UDP socket for IPv${forwardTo.family}: ${reason(error)}`);
@@ -304,6 +319,41 @@ async function openForwardSocket(): Promise<import("bun").udp.Socket<"buffer">> 
   }
 }
 const udp = options.stdout ? undefined : await openForwardSocket();
+
+/**
+ * The daemon refused a datagram (ICMP port unreachable): the datagrams sent lately may not have
+ * arrived either. They go back to the head of the queue, in order, and are tried again later.
+ */
+function refused(error: Error | undefined): void {
+  forwardFailed(error);
+  for (const entry of unheard) pendingBytes += entry.message.length;
+  pending.unshift(...unheard.splice(0));
+  forwardFailing = true;
+  clearTimeout(sendTimer);
+  sendTimer = undefined;
+  sendLater(FORWARD_RETRY_MS);
+  updateReading();
+}
+
+/** Datagrams that went unanswered for UDP_SILENCE_MS are handed on; a timer comes back for the rest. */
+let heardTimer: Timer | undefined;
+function settleUnheard(): void {
+  const now = performance.now();
+  let count = 0;
+  while (count < unheard.length && now - unheard[count]!.sentAt >= UDP_SILENCE_MS) count++;
+  if (count > 0) {
+    const last = unheard[count - 1]!;
+    unheard.splice(0, count);
+    handOn(last.server, last.seq, count);
+    updateReading();
+  }
+  if (unheard.length > 0 && !heardTimer) {
+    heardTimer = setTimeout(() => {
+      heardTimer = undefined;
+      settleUnheard();
+    }, Math.max(1, UDP_SILENCE_MS - (now - unheard[0]!.sentAt)));
+  }
+}
 
 function handOn(server: string, last: number, count: number): void {
   counters.delivered += count;
@@ -339,10 +389,11 @@ function sendPending(): void {
       break;
     }
     forwardFailing = false;
-    for (const { message, server, seq } of pending.splice(0, sent)) {
-      pendingBytes -= message.length;
-      handOn(server, seq, 1);
+    for (const entry of pending.splice(0, sent)) {
+      pendingBytes -= entry.message.length;
+      unheard.push(Object.assign(entry, { sentAt: now }));
     }
+    settleUnheard();
     if (sent < count) break; // the kernel is full: `drain` calls again
   }
   updateReading();
@@ -487,7 +538,8 @@ function retryLater(): void {
 function updateReading(): void {
   const c = connection;
   if (!c?.socket || c.phase !== "streaming") return;
-  const wait = forwardFailing || stdoutFull || pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
+  const held = pending.length + unheard.length;
+  const wait = forwardFailing || stdoutFull || held >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
   if (wait === c.paused) return;
   c.paused = wait;
   if (wait) return c.socket.pause();
@@ -716,7 +768,7 @@ process.on("SIGUSR1", () => {
     server: target,
     connected: connection?.phase === "streaming",
     ...counters,
-    pending: pending.length + unconfirmed.reduce((sum, write) => sum + write.count, 0),
+    pending: pending.length + unheard.length + unconfirmed.reduce((sum, write) => sum + write.count, 0),
     position: resumePoint() ?? null,
   };
   process.stderr.write(JSON.stringify(snapshot) + "\n");
@@ -737,14 +789,14 @@ function shutdown(signal: string): void {
   connection?.socket?.terminate();
   sendPending(); // what --forward-rate allows now; the rest comes again on the next start, with --state
   const deadline = performance.now() + STOP_WAIT_MS;
-  const waitForStdout = () => {
-    if (unconfirmed.length === 0) return stop(0);
-    if (performance.now() < deadline) return void setTimeout(waitForStdout, 10);
+  const waitForOutput = () => {
+    if (unconfirmed.length === 0 && unheard.length === 0) return stop(0);
+    if (performance.now() < deadline) return void setTimeout(waitForOutput, 10);
     const lines = unconfirmed.reduce((sum, write) => sum + write.count, 0);
     log(`stdout did not take ${lines} lines within ${STOP_WAIT_MS / 1000} s; --state records only what it took`);
     stop(0);
   };
-  waitForStdout();
+  waitForOutput();
 }
 
 function stop(code: number): void {
