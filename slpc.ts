@@ -225,6 +225,7 @@ function writeState(point: ResumePoint | undefined, probe = false): void {
     if (!point) return rmSync(temporary);
     renameSync(temporary, options.state);
   } catch (error) {
+    rmSync(temporary, { force: true }); // a full disk leaves an empty one behind
     throw new UsageError(`--state ${options.state}: cannot write: ${reason(error)}`);
   }
   syncFolder(dirname(options.state));
@@ -514,7 +515,9 @@ function ended(c: Connection, error?: Error): void {
   if (c.authorizedAt !== undefined && !stopping) {
     const seconds = (performance.now() - c.authorizedAt) / 1000;
     if (seconds >= STAYED_UP_SECONDS) failures = 0;
-    log(`disconnected from ${target} after ${seconds.toFixed(1)} s${error ? `: ${reason(error)}` : ""}`);
+    // TLS 1.3 ends on this side before the server has checked our certificate: a refusal looks like this.
+    const hint = c.serverId === undefined ? ", before the server's hello: does the server refuse this certificate? (its log says)" : "";
+    log(`disconnected from ${target} after ${seconds.toFixed(1)} s${error ? `: ${reason(error)}` : ""}${hint}`);
   } else if (c.phase === "handshaking" && !stopping) {
     // The network or the peer ended it, not a certificate check: say which.
     log(error

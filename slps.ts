@@ -10,13 +10,14 @@
 import type { Socket, TCPSocketListener } from "bun";
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
+import { lookup } from "node:dns/promises";
 import { existsSync } from "node:fs";
 import {
   ClientStream, Deframer, MAX_FRAME, MAX_KEYS, MAX_MESSAGE, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer,
   certificateNames, expiryWarning, fingerprintOf, parseList, parsePins, prometheusText, TLS13_ONLY, UsageError,
   bindFailure, dnOfCertificate, encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes, parseBytesUpTo, parseSecondsFrom,
   parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart,
-  sameDN, casWithoutCrl, crlExpiryWarnings, isRevoked, readCrl, type RevocationList, type Metric, type Option, type TlsFiles, type Values,
+  sameDN, casWithoutCrl, crlExpiryWarnings, isRevoked, readCrl, type RevocationList, type Address, type Metric, type Option, type TlsFiles, type Values,
 } from "./lib.ts";
 
 // Defaults. Each has a flag and an environment variable (see --help).
@@ -92,12 +93,24 @@ try {
   }
   options = parsed;
   tls = loadFiles();
+  await mustResolve("udp", options.udp);
+  await mustResolve("listen", options.listen);
+  if (options.metrics) await mustResolve("metrics", options.metrics);
 } catch (error) {
   if (!(error instanceof UsageError)) throw error;
   log(error.message);
   process.exit(2);
 }
 const { udp: udpAddress, listen: listenAddress, issuer: requiredIssuer, maxClients, queue: queueLimit, allow, pin: pins } = options;
+
+/** A host name that does not resolve is a typo: one line at start, not a listener that fails later. */
+async function mustResolve(flag: string, address: Address): Promise<void> {
+  try {
+    await lookup(address.host);
+  } catch (error) {
+    throw new UsageError(`--${flag} ${formatAddress(address)}: cannot resolve ${address.host}: ${reason(error)}`);
+  }
+}
 
 /** The certificate, key, CA and CRL files. Who pins client certificates needs no CA: then a missing default CA file is fine. */
 function loadFiles(): TlsFiles {

@@ -46,6 +46,14 @@ describe("values a parser accepts that the runtime cannot use", () => {
     });
   }
 
+  for (const flag of ["--listen", "--udp", "--metrics"]) {
+    test(`slps ${flag} with a host name that does not resolve is one line naming it and exit 2`, async () => {
+      const s = await slpsWith([flag, "nosuch.invalid:9999"]);
+      expect(await s.exit(10_000)).toBe(2);
+      expect(s.stderr).toBe(`slps: ${flag} nosuch.invalid:9999: cannot resolve nosuch.invalid: getaddrinfo ENOTFOUND\n`);
+    });
+  }
+
   // A heartbeat is sent each --heartbeat, and slpc hangs up on more than 50 in a second.
   test("slps --heartbeat 0.005: refused at start, or a client stays connected and gets messages", async () => {
     const s = await slpsWith(["--heartbeat", "0.005"]);
@@ -86,6 +94,19 @@ describe("the resume point", () => {
     expect(s.stderr).not.toContain("resume message has a bad 'last'");
     await sendUdp(s.udpPort, [Buffer.from("<13>after")]);
     await until(() => `the message on stdout:\n${c.stderr}`, () => c.stdout.toString().includes("<13>after"));
+  });
+});
+
+describe("a refused client", () => {
+  // TLS 1.3 finishes on the client's side before the server has checked the client certificate,
+  // so slpc sees "connected" and then a close: it should point at the likely cause.
+  test("slpc says a close before the server's hello may be its certificate being refused", async () => {
+    const s = await server();
+    const { cert, key } = bed.pki.cert("stranger");
+    const c = track(new Child([BUN, "slpc.ts", "--server", `localhost:${s.tlsPort}`, "--ca", bed.pki.ca, "--cert", cert,
+      "--key", key, "--retry-min", "5", "--retry-max", "5", "--stdout"]));
+    await c.waitFor(/before the server's hello: does the server refuse this certificate\? \(its log says\)/);
+    expect(s.stderr).toMatch(/refused 127\.0\.0\.1:\d+: certificate serial [0-9A-F]+ refused/);
   });
 });
 
