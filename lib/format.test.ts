@@ -1,6 +1,8 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
-import { colorChoice, formatJson, formatPretty, formatRaw, parseColorFlag, type PrettyOptions } from "./format.ts";
+import {
+  colorChoice, formatJson, formatPretty, formatRaw, messagesAsLines, parseColorFlag, type PrettyOptions,
+} from "./format.ts";
 import { parseSyslog } from "./syslog_message.ts";
 import { terminalCells, widthOf } from "./terminal_text.ts";
 
@@ -24,6 +26,18 @@ describe("formatRaw", () => {
       "a\tb\\nc\\rd\\x00\\x1b[31m\\x7f\xff\n",
     );
     expect(formatRaw(new Uint8Array()).toString()).toBe("\n");
+  });
+
+  test("a message becomes exactly one line, its control bytes escaped and the rest untouched", () => {
+    const message = Buffer.concat([latin1("a\nb\rc\0d\te\x1b"), Buffer.from([0xff, 0xc3, 0xa9])]);
+    expect(formatRaw(message)).toEqual(Buffer.concat([latin1("a\\nb\\rc\\x00d\te\\x1b"), Buffer.from([0xff, 0xc3, 0xa9, 0x0a])]));
+  });
+
+  test("messagesAsLines writes each message as the line formatRaw makes, all in one buffer", () => {
+    const messages = [latin1("a\nb\rc\0d\te\x1b\x7f"), Buffer.from([0xff, 0xc3, 0xa9]), latin1(""), latin1("\x1f\x7f\n")];
+    expect(messagesAsLines(messages)).toEqual(Buffer.concat(messages.map(formatRaw)));
+    expect(messagesAsLines(messages).toString("latin1")).toBe("a\\nb\\rc\\x00d\te\\x1b\\x7f\n\xff\xc3\xa9\n\n\\x1f\\x7f\\n\n");
+    expect(messagesAsLines([])).toEqual(Buffer.alloc(0));
   });
 });
 

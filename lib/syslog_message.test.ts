@@ -289,7 +289,7 @@ describe("name tables", () => {
   });
 });
 
-// Fuzzing, as fuzz.test.ts fuzzes the deframer: FUZZ_RUNS sets the cases (`npm run fuzz` runs many).
+// Fuzzing, as lib/framing.test.ts fuzzes the deframer: FUZZ_RUNS sets the cases (`npm run fuzz` runs many).
 const property = <T extends unknown[]>(...args: [...{ [K in keyof T]: fc.Arbitrary<T[K]> }, (...values: T) => void]) =>
   fc.assert(fc.property(...(args as unknown as Parameters<typeof fc.property>)), { numRuns: runs });
 

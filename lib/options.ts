@@ -1,0 +1,136 @@
+// Options: every constant of a program can be set by a flag or an environment variable. The
+// parsers turn the text a person wrote into a value, or throw an Error saying what is wrong with
+// it; parseOptions puts the name of the flag or variable in front, as a UsageError.
+
+/** Bad flags, environment variables or files: the program prints the message and exits 2. */
+export class UsageError extends Error {}
+
+export interface Option<T> {
+  /** Long flag name without dashes: `listen` for `--listen`. */
+  flag: string;
+  /** Environment variable that sets it when the flag is absent. */
+  env: string;
+  /** Default, written as the user would write it. An empty string means "not set". */
+  default: string;
+  /** Placeholder shown in --help (`HOST:PORT`); absent for a switch that takes no value. */
+  arg?: string;
+  help: string;
+  /** Turns the text into a value, or throws an Error whose message says what is wrong. */
+  parse: (text: string) => T;
+  /** The flag may be given more than once; the values reach `parse` joined by commas, as in the variable. */
+  repeatable?: boolean;
+}
+
+export type Values<S extends Record<string, Option<unknown>>> = { [K in keyof S]: ReturnType<S[K]["parse"]> };
+
+/** Reads argv (after the script name) and env; returns "help" for --help. Throws UsageError. */
+export function parseOptions<S extends Record<string, Option<unknown>>>(
+  specs: S,
+  argv: readonly string[],
+  env: Record<string, string | undefined>,
+): Values<S> | "help" {
+  const byFlag = new Map(Object.entries(specs).map(([key, spec]) => [spec.flag, key]));
+  const given = new Map<string, { text: string; origin: string }>();
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i]!;
+    if (word === "--help" || word === "-h") return "help";
+    const match = /^--([a-z0-9-]+)(?:=(.*))?$/s.exec(word);
+    if (!match) throw new UsageError(`unexpected argument '${word}' (see --help)`);
+    const name = match[1]!;
+    const key = byFlag.get(name);
+    if (key === undefined) throw new UsageError(`unknown flag --${name} (see --help)`);
+    const spec = specs[key]!;
+    let text: string;
+    if (spec.arg === undefined) {
+      if (match[2] !== undefined) throw new UsageError(`--${name} takes no value`);
+      text = "1";
+    } else if (match[2] !== undefined) {
+      text = match[2];
+    } else {
+      if (i + 1 >= argv.length) throw new UsageError(`--${name} needs a value (${spec.arg})`);
+      text = argv[++i]!;
+    }
+    const earlier = given.get(key);
+    if (earlier && spec.repeatable) text = `${earlier.text},${text}`;
+    given.set(key, { text, origin: `--${name}` });
+  }
+  const values: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(specs)) {
+    const fromEnv = env[spec.env];
+    const { text, origin } =
+      given.get(key) ??
+      (fromEnv !== undefined ? { text: fromEnv, origin: spec.env } : { text: spec.default, origin: `--${spec.flag}` });
+    try {
+      values[key] = spec.parse(text);
+    } catch (error) {
+      const shown = text === "" ? "" : ` ${JSON.stringify(text)}`;
+      throw new UsageError(`${origin}${shown}: ${(error as Error).message}`);
+    }
+  }
+  return values as Values<S>;
+}
+
+/** The --help text: one paragraph per option with its flag, environment variable and default. */
+export function helpText(program: string, summary: string, specs: Record<string, Option<unknown>>): string {
+  const lines = [`usage: ${program} [options]`, "", summary, "", "options (flag, environment variable, default):"];
+  for (const spec of Object.values(specs)) {
+    const flag = spec.arg ? `--${spec.flag} ${spec.arg}` : `--${spec.flag}`;
+    const env = spec.arg ? spec.env : `${spec.env}=1`;
+    const fallback = spec.default === "" ? "" : `  (default ${spec.default})`;
+    lines.push(`  ${flag}   ${env}${fallback}`, `      ${spec.help}`);
+  }
+  lines.push("  --help", "      show this text");
+  return lines.join("\n") + "\n";
+}
+
+/** A comma-separated list, empty entries dropped. */
+export function parseList(text: string): string[] {
+  return text.split(",").map((item) => item.trim()).filter((item) => item !== "");
+}
+
+/** SHA-256 fingerprints as `openssl x509 -fingerprint -sha256` prints them, colons optional. */
+export function parsePins(text: string): Set<string> {
+  const pins = parseList(text).map((pin) => pin.replace(/^sha256(\s+fingerprint)?=/i, "").replace(/:/g, "").toUpperCase());
+  const bad = pins.find((pin) => !/^[0-9A-F]{64}$/.test(pin));
+  if (bad !== undefined) throw new Error(`'${bad}' is not a SHA-256 fingerprint (64 hex digits, colons allowed)`);
+  return new Set(pins);
+}
+
+/** A whole number within bounds. */
+export function parseCount(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (text: string): number => {
+    if (!/^\d+$/.test(text)) throw new Error("expected a whole number");
+    const n = Number(text);
+    if (n < min || n > max) throw new Error(`must be ${min} to ${max}`);
+    return n;
+  };
+}
+
+/** Seconds, fractions allowed (`0.5`), above zero. */
+export function parseSeconds(text: string): number {
+  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0) throw new Error("expected seconds above zero, like 15 or 0.5");
+  return Number(text);
+}
+
+const UNITS: Record<string, number> = { "": 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
+
+/** A byte count: `8388608`, `8MiB`, `512KiB`, `1GB`. */
+export function parseBytes(text: string): number {
+  const match = /^(\d+)\s*([a-z]*)$/i.exec(text);
+  const unit = match ? UNITS[match[2]!.toLowerCase()] : undefined;
+  if (!match || unit === undefined) throw new Error("expected a byte count like 8388608, 512KiB or 8MiB");
+  const bytes = Number(match[1]) * unit;
+  if (!Number.isSafeInteger(bytes)) throw new Error("too large");
+  return bytes;
+}
+
+export function parseSwitch(text: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(text)) return true;
+  if (/^(0|false|no|off|)$/i.test(text)) return false;
+  throw new Error("expected 1 or 0");
+}
+
+export function parseRequired(text: string): string {
+  if (text === "") throw new Error("required");
+  return text;
+}
