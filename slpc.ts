@@ -12,7 +12,7 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, write
 import { dirname } from "node:path";
 import { checkServerIdentity } from "node:tls";
 import {
-  Deframer, MAX_MESSAGE, PROTOCOL_VERSION, RateLimit, TLS13_ONLY, UsageError, encodeControl, expiryWarning,
+  Deframer, MAX_MESSAGE, PROTOCOL_VERSION, TokenBucket, TLS13_ONLY, UsageError, encodeControl, expiryWarning,
   formatAddress, gapNotice, helpText, isNetworkError, loadTlsFiles, logger, messagesAsLines, nextBackoff,
   parseControl, parseCount, parseHostPort, parseOptions, parseRequired, parseResumePoint, parseSeconds, parseSwitch, reason,
   type Address, type ControlMessage, type Option, type ResumePoint, type TlsFiles, type Values,
@@ -277,7 +277,7 @@ const SEND_BATCH = 64;
 /** While sends to --forward fail, how long before the messages kept are tried again. */
 const FORWARD_RETRY_MS = 1000;
 const forwardRate = options.forwardRate > 0
-  ? new RateLimit(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now())
+  ? new TokenBucket(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now())
   : undefined;
 
 // A syslog daemon that is not running answers with ICMP "port unreachable": an error event, or
@@ -526,7 +526,7 @@ function serverRefusal(socket: Socket<Connection>, success: boolean, error: Erro
 }
 
 /** hello, then start (possibly again later), heartbeat and error, in the order the protocol allows. */
-function onControl(c: Connection, message: ControlMessage): void {
+function onControlMessage(c: Connection, message: ControlMessage): void {
   switch (message.type) {
     case "hello": {
       if (message.version !== PROTOCOL_VERSION) {
@@ -604,7 +604,7 @@ function deliverFrames(c: Connection, chunk: Uint8Array): void {
     } catch (error) {
       return enter(c, "closing", `protocol error: ${reason(error)}`);
     }
-    onControl(c, message);
+    onControlMessage(c, message);
     if (c.phase === "closing") return;
   }
   if (c.deframer.error) enter(c, "closing", c.deframer.error);

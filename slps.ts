@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
 import {
-  ClientStream, Deframer, MAX_FRAME, MAX_KEYS, MAX_MESSAGE, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer,
+  ClientStream, Deframer, MAX_FRAME, MAX_HANDSHAKE_SOURCES, MAX_MESSAGE, PROTOCOL_VERSION, HandshakeLimiter, ResumeBuffer,
   certificateNames, expiryWarning, fingerprintOf, parseList, parsePins, prometheusText, TLS13_ONLY, UsageError,
   bindFailure, dnOfCertificate, encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes,
   parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart,
@@ -101,7 +101,7 @@ function loadFiles(): TlsFiles {
 /** This run's id: a client that sees another one knows the server restarted and lost its buffer. */
 const serverId = randomBytes(8).toString("hex");
 // What the buffer holds at most: --buffer, or --queue for a client that far behind; and one frame in arrival.
-const recent = new ResumeBuffer(Math.max(options.buffer, options.queue) + 2 * MAX_FRAME);
+const resumeBuffer = new ResumeBuffer(Math.max(options.buffer, options.queue) + 2 * MAX_FRAME);
 const startedAt = Date.now();
 const counters = { received: 0, receivedBytes: 0, connections: 0, refused: 0 };
 /**
@@ -159,7 +159,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 // Before authentication nothing may be cheap for an attacker: few handshakes at once, few per
 // address. Refusals for these are counted and logged once a second, not once per connection.
-const handshakesBySource = new RateLimitByKey(options.handshakeRate, 60_000);
+const handshakesBySource = new HandshakeLimiter(options.handshakeRate, 60_000);
 const floodRefusals = { pending: 0, rate: 0, full: 0, reset: 0 };
 
 /** Milliseconds the connection may stay in its phase from now. */
@@ -289,7 +289,7 @@ function refuseProtocol(socket: Socket<Client>, message: string): void {
 }
 
 /** A control message from an authorized client: `resume` once, then `progress` as often as it likes. */
-function onControl(socket: Socket<Client>, body: Uint8Array): void {
+function onControlFrame(socket: Socket<Client>, body: Uint8Array): void {
   const client = socket.data;
   let message;
   try {
@@ -307,7 +307,7 @@ function onControl(socket: Socket<Client>, body: Uint8Array): void {
   if (message.type !== "resume") return refuseProtocol(socket, `unexpected ${message.type} message`);
   if (message.version !== PROTOCOL_VERSION)
     return refuseProtocol(socket, `client speaks protocol version ${message.version}, this server speaks ${PROTOCOL_VERSION}`);
-  const start = resumeStart(message, { id: serverId, first: recent.first, next: recent.next });
+  const start = resumeStart(message, { id: serverId, first: resumeBuffer.first, next: resumeBuffer.next });
   const from = start.lost === undefined ? "" : `, ${start.lost ?? "unknown number of"} messages lost (${start.reason})`;
   log(`client ${client.name} starts at #${start.seq}${message.server === undefined ? " (new)" : ""}${from}`);
   client.stream.start(start);
@@ -329,14 +329,14 @@ function receive(message: Uint8Array): void {
   }
   counters.received++;
   counters.receivedBytes += message.length;
-  recent.append(message);
-  let keepFrom = recent.next;
+  resumeBuffer.append(message);
+  let keepFrom = resumeBuffer.next;
   for (const socket of connections.streaming) {
     const { stream } = socket.data;
     stream.keepWithinLimit();
     keepFrom = Math.min(keepFrom, stream.cursor!);
   }
-  recent.trim(options.buffer, keepFrom);
+  resumeBuffer.trim(options.buffer, keepFrom);
   if (flushScheduled || connections.streaming.size === 0) return;
   flushScheduled = true;
   setImmediate(() => {
@@ -352,7 +352,7 @@ const housekeeping = setInterval(() => {
   if (floodRefusals.pending > 0) log(`refused ${floodRefusals.pending} connections: ${options.maxPending} handshakes already pending (--max-pending)`);
   if (floodRefusals.rate > 0) log(`refused ${floodRefusals.rate} connections: over ${options.handshakeRate} a minute from one address (--handshake-rate)`);
   const { full, reset } = floodRefusals;
-  if (full > 0) log(`refused ${full} connections: the --handshake-rate table is full (${MAX_KEYS} addresses)`);
+  if (full > 0) log(`refused ${full} connections: the --handshake-rate table is full (${MAX_HANDSHAKE_SOURCES} addresses)`);
   if (reset > 0) log(`closed ${reset} connections that were reset before they could be served`);
   floodRefusals.pending = floodRefusals.rate = floodRefusals.full = floodRefusals.reset = 0;
   const { empty, oversize } = skippedUnreported;
@@ -408,7 +408,7 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
           openedAt: now,
           progressAt: now,
           deframer: new Deframer(CLIENT_MAX_MESSAGE),
-          stream: new ClientStream(recent, queueLimit, now),
+          stream: new ClientStream(resumeBuffer, queueLimit, now),
           droppedTotal: 0,
         };
         enter(socket, "handshaking");
@@ -428,7 +428,7 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
         log(`client ${socket.data.name} connected (${authorized()} in all)`);
         socket.data.stream.control({
           type: "hello", version: PROTOCOL_VERSION, server: serverId, heartbeat: options.heartbeat,
-          first: recent.first, next: recent.next,
+          first: resumeBuffer.first, next: resumeBuffer.next,
           // The client may say how far it delivered, which counts as life (see deadlineOf).
           progress: true,
         });
@@ -440,7 +440,7 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
         const { deframer } = socket.data;
         for (const frame of deframer.push(chunk)) {
           if (!frame.control) return refuseProtocol(socket, "clients may send control messages only");
-          onControl(socket, frame.body);
+          onControlFrame(socket, frame.body);
           if (socket.data.phase === "closing" || socket.data.phase === "closed") return;
         }
         if (deframer.error) refuseProtocol(socket, deframer.error);
@@ -519,7 +519,7 @@ function reload(): void {
   try {
     files = loadFiles();
   } catch (error) {
-    log(`SIGHUP: ${(error as Error).message}; keeping the certificates in force`);
+    log(`SIGHUP: ${reason(error)}; keeping the certificates in force`);
     return;
   }
   // Bun cannot swap a listener's certificates, so a new listener takes the port. Stopping the old
@@ -551,7 +551,7 @@ function snapshot() {
     uptime: Math.round((Date.now() - startedAt) / 1000),
     ...counters,
     skipped: { ...skipped },
-    buffer: { messages: recent.next - recent.first, bytes: recent.bytes, limit: options.buffer, first: recent.first, next: recent.next },
+    buffer: { messages: resumeBuffer.next - resumeBuffer.first, bytes: resumeBuffer.bytes, limit: options.buffer, first: resumeBuffer.first, next: resumeBuffer.next },
     phases: {
       handshaking: connections.handshaking.size, resuming: connections.resuming.size,
       streaming: connections.streaming.size, closing: connections.closing.size,
@@ -563,7 +563,7 @@ function snapshot() {
       sent: data.stream.sent,
       sentBytes: data.stream.sentBytes,
       dropped: data.droppedTotal + data.stream.dropped,
-      behind: data.stream.cursor === undefined ? 0 : recent.behind(data.stream.cursor),
+      behind: data.stream.cursor === undefined ? 0 : resumeBuffer.behind(data.stream.cursor),
       delivered: data.delivered ?? null,
     })),
   };

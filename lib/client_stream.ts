@@ -111,7 +111,7 @@ export class ClientStream {
       this.#unannounced = 0;
     }
     if (this.cursor !== undefined && this.cursor < this.#buffer.next) {
-      const { data, next } = this.#buffer.run(this.cursor, maxWrite);
+      const { data, next } = this.#buffer.span(this.cursor, maxWrite);
       this.sent += next - this.cursor;
       this.sentBytes += data.length;
       this.cursor = next;

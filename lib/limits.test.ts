@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { nextBackoff, RateLimit, RateLimitByKey } from "./limits.ts";
+import { nextBackoff, TokenBucket, HandshakeLimiter } from "./limits.ts";
 
 describe("nextBackoff", () => {
   test("doubles from the minimum to the maximum, with jitter in the upper half", () => {
@@ -13,9 +13,9 @@ describe("nextBackoff", () => {
   });
 });
 
-describe("RateLimit", () => {
+describe("TokenBucket", () => {
   test("allows a burst, then the rate, and says how long to wait", () => {
-    const limit = new RateLimit(1000, 3, 0); // one a millisecond, three at once
+    const limit = new TokenBucket(1000, 3, 0); // one a millisecond, three at once
     expect([limit.take(0), limit.take(0), limit.take(0), limit.take(0)]).toEqual([true, true, true, false]);
     expect(limit.wait()).toBe(1);
     expect(limit.take(0.5)).toBe(false);
@@ -25,9 +25,9 @@ describe("RateLimit", () => {
   });
 });
 
-describe("RateLimitByKey", () => {
+describe("HandshakeLimiter", () => {
   test("says whether an event is over the key's rate or the table of keys is full", () => {
-    const limit = new RateLimitByKey(2, 1000, 2);
+    const limit = new HandshakeLimiter(2, 1000, 2);
     expect([limit.allow("a", 0), limit.allow("a", 1), limit.allow("a", 2)]).toEqual(["allowed", "allowed", "rate"]);
     expect(limit.allow("b", 3)).toBe("allowed");
     expect(limit.allow("c", 4)).toBe("full");

@@ -3,20 +3,28 @@
 // comes in as an argument.
 
 /** Addresses the handshake-rate table holds at once (--handshake-rate). */
-export const MAX_KEYS = 50_000;
+export const MAX_HANDSHAKE_SOURCES = 50_000;
 
 /**
- * At most `limit` events per key in any `windowMs`, counted in fixed windows. slps counts TLS
- * handshakes per source address with it, so one address cannot keep it busy with handshakes.
+ * At most `limit` events per key in each fixed window of `windowMs`, the window starting with the
+ * key's first event. slps counts TLS handshakes per source address with it, so that one address
+ * cannot keep it busy with handshakes.
+ *
+ * @example
+ * const handshakes = new HandshakeLimiter(2, 60_000); // two a minute per address
+ * handshakes.allow("192.0.2.1", 0); // "allowed"
+ * handshakes.allow("192.0.2.1", 10); // "allowed"
+ * handshakes.allow("192.0.2.1", 20); // "rate"
+ * handshakes.allow("192.0.2.1", 60_000); // "allowed": a new window
  */
-export class RateLimitByKey {
+export class HandshakeLimiter {
   #limit: number;
   #windowMs: number;
   #maxKeys: number;
   #counts = new Map<string, { since: number; count: number }>();
 
   /** @param maxKeys the most keys counted at once: what a scan from many addresses may cost */
-  constructor(limit: number, windowMs: number, maxKeys = MAX_KEYS) {
+  constructor(limit: number, windowMs: number, maxKeys = MAX_HANDSHAKE_SOURCES) {
     this.#limit = limit;
     this.#windowMs = windowMs;
     this.#maxKeys = maxKeys;
@@ -40,7 +48,6 @@ export class RateLimitByKey {
     }
     return ++entry.count <= this.#limit ? "allowed" : "rate";
   }
-
 }
 
 /**
@@ -57,8 +64,13 @@ export function nextBackoff(attempt: number, min: number, max: number, random: n
  * A token bucket: at most `perSecond` events a second, in bursts of at most `burst`. slpc uses
  * it to pace what it sends to the local syslog daemon, since a UDP datagram that finds the
  * daemon's receive buffer full is dropped without a word to the sender.
+ *
+ * @example
+ * const bucket = new TokenBucket(1000, 2, 0); // one a millisecond, two at once
+ * [bucket.take(0), bucket.take(0), bucket.take(0)]; // [true, true, false]
+ * bucket.wait(); // 1: milliseconds until the next token
  */
-export class RateLimit {
+export class TokenBucket {
   #perMs: number;
   #burst: number;
   #tokens: number;

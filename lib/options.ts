@@ -2,6 +2,8 @@
 // parsers turn the text a person wrote into a value, or throw an Error saying what is wrong with
 // it; parseOptions puts the name of the flag or variable in front, as a UsageError.
 
+import { reason } from "./log.ts";
+
 /** Bad flags, environment variables or files: the program prints the message and exits 2. */
 export class UsageError extends Error {}
 
@@ -64,7 +66,7 @@ export function parseOptions<S extends Record<string, Option<unknown>>>(
       values[key] = spec.parse(text);
     } catch (error) {
       const shown = text === "" ? "" : ` ${JSON.stringify(text)}`;
-      throw new UsageError(`${origin}${shown}: ${(error as Error).message}`);
+      throw new UsageError(`${origin}${shown}: ${reason(error)}`);
     }
   }
   return values as Values<S>;

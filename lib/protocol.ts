@@ -13,7 +13,6 @@ export type ControlMessage =
   | { type: "start"; seq: number; lost?: number | null; reason?: string }
   | { type: "progress"; last: number }
   | { type: "heartbeat" }
-  | { type: "progress"; last: number }
   | { type: "error"; message: string };
 
 const isCount = (value: unknown) => Number.isSafeInteger(value) && (value as number) >= 0;

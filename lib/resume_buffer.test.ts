@@ -41,17 +41,17 @@ describe("ResumeBuffer", () => {
     expect(buffer.frame(2).subarray(6)).toEqual(big(0x62));
     expect(buffer.frame(3).subarray(6)).toEqual(big(0x63));
     // Frames on both sides of the wrap are never one view.
-    expect(buffer.run(2, 1 << 20)).toMatchObject({ next: 3 });
+    expect(buffer.span(2, 1 << 20)).toMatchObject({ next: 3 });
     expect(buffer.bytes).toBe(2 * 60_006);
   });
 
-  test("run gives neighbouring frames as one view, up to a size", () => {
+  test("span gives neighbouring frames as one view, up to a size", () => {
     const buffer = new ResumeBuffer(1 << 20);
     for (const text of ["a", "bb", "ccc"]) buffer.append(bytes(text));
-    expect(Buffer.from(buffer.run(1, 100).data).toString()).toBe("1 a2 bb3 ccc");
-    expect(buffer.run(1, 100).next).toBe(4);
-    expect(Buffer.from(buffer.run(1, 7).data).toString()).toBe("1 a2 bb");
-    expect(Buffer.from(buffer.run(3, 1).data).toString()).toBe("3 ccc"); // at least one frame
+    expect(Buffer.from(buffer.span(1, 100).data).toString()).toBe("1 a2 bb3 ccc");
+    expect(buffer.span(1, 100).next).toBe(4);
+    expect(Buffer.from(buffer.span(1, 7).data).toString()).toBe("1 a2 bb");
+    expect(Buffer.from(buffer.span(3, 1).data).toString()).toBe("3 ccc"); // at least one frame
   });
 
   test("stays correct across many appends and trims", () => {

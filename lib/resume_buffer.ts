@@ -71,7 +71,7 @@ export class ResumeBuffer {
    * Frames from `seq` on that lie next to each other in the ring, up to `maxBytes` (at least
    * one), as one view valid until the next append; and the number of the frame after them.
    */
-  run(seq: number, maxBytes: number): { data: Uint8Array; next: number } {
+  span(seq: number, maxBytes: number): { data: Uint8Array; next: number } {
     const start = this.#positions[this.#index(seq)]!;
     let end = start + this.#length(seq);
     let next = seq + 1;

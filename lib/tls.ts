@@ -33,7 +33,7 @@ function readPem(flag: string, path: string): string {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const why = { ENOENT: "no such file", EACCES: "permission denied", EISDIR: "is a folder" }[code ?? ""];
-    throw new UsageError(`--${flag} ${path}: ${why ?? (error as Error).message}`);
+    throw new UsageError(`--${flag} ${path}: ${why ?? reason(error)}`);
   }
   if (!text.includes("-----BEGIN ")) throw new UsageError(`--${flag} ${path}: not a PEM file`);
   return text;
