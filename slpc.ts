@@ -13,12 +13,13 @@ import { dirname } from "node:path";
 import { checkServerIdentity } from "node:tls";
 import {
   Deframer, MAX_MESSAGE, PROTOCOL_VERSION, TokenBucket, TLS13_ONLY, UsageError, encodeControl, expiryWarning,
-  formatAddress, gapNotice, helpText, isNetworkError, loadTlsFiles, logger, messagesAsLines, nextBackoff,
+  formatAddress, gapNotice, helpText, isNetworkError, optional, parseText, loadTlsFiles, logger, messagesAsLines, nextBackoff,
   parseControl, parseCount, parseHostPort, parseOptions, parseRequired, parseResumePoint, parseSeconds, parseSwitch, reason,
-  type Address, type ControlMessage, type Option, type ResumePoint, type TlsFiles, type Values,
+  type Address, type ControlMessage, type Options, type ResumePoint, type TlsFiles, type Values,
 } from "./lib.ts";
 
-// Defaults. Each has a flag and an environment variable (see --help).
+// Defaults. Each has a flag and an environment variable, named after its key in OPTIONS below:
+// deadAfter is --dead-after and SLPC_DEAD_AFTER (see --help).
 const SERVER = ""; // HOST[:PORT] of slps; required
 const PORT = 6514;
 const CERT = "certs/client.pem";
@@ -49,28 +50,37 @@ const MAX_PROGRESS_MS = 60_000;
 /** The longest delay a timer takes: setTimeout fires at once for anything longer. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+// biome-ignore format: a table, one option a row (its help on a second line when it is long)
 const OPTIONS = {
-  server: { flag: "server", env: "SLPC_SERVER", default: SERVER, arg: "HOST[:PORT]", help: `the slps server; port ${PORT} when omitted (required)`, parse: (t: string) => parseHostPort(t, PORT) },
-  cert: { flag: "cert", env: "SLPC_CERT", default: CERT, arg: "FILE", help: "client certificate chain, PEM", parse: parseRequired },
-  key: { flag: "key", env: "SLPC_KEY", default: KEY, arg: "FILE", help: "private key of --cert, PEM", parse: parseRequired },
-  ca: { flag: "ca", env: "SLPC_CA", default: CA, arg: "FILE", help: "CA that the server certificate must chain to, PEM; 'system' for the system trust store", parse: parseRequired },
-  crl: { flag: "crl", env: "SLPC_CRL", default: CRL, arg: "FILE", help: "PEM file of CRLs; a server certificate listed there is refused", parse: (t: string) => t || undefined },
-  servername: { flag: "servername", env: "SLPC_SERVERNAME", default: SERVERNAME, arg: "NAME", help: "name the server certificate must carry (default: the host of --server)", parse: (t: string) => t },
-  forward: { flag: "forward", env: "SLPC_FORWARD", default: FORWARD, arg: "HOST:PORT", help: "local syslog daemon to send each message to over UDP, one datagram per message", parse: (t: string) => parseHostPort(t) },
-  forwardRate: { flag: "forward-rate", env: "SLPC_FORWARD_RATE", default: FORWARD_RATE, arg: "N", help: "messages a second at most sent to --forward, so a burst (a replay after an outage) does not overflow the daemon's UDP buffer; 0 for no limit", parse: parseCount(0) },
-  stdout: { flag: "stdout", env: "SLPC_STDOUT", default: STDOUT, help: "write each message as one line to stdout instead (its own LF shown as \\n)", parse: parseSwitch },
-  state: { flag: "state", env: "SLPC_STATE", default: STATE, arg: "FILE", help: "keep the resume point in this file, so a restarted slpc loses nothing either", parse: (t: string) => t },
-  replay: { flag: "replay", env: "SLPC_REPLAY", default: REPLAY, help: "with no resume point yet, start with everything the server still holds instead of live", parse: parseSwitch },
-  deadAfter: { flag: "dead-after", env: "SLPC_DEAD_AFTER", default: DEAD_AFTER, arg: "SECONDS", help: "a connection that delivered no bytes for this long is closed and dialled again", parse: parseSeconds },
-  handshakeTimeout: {
-    flag: "handshake-timeout", env: "SLPC_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS",
-    help: "a connection that has not finished its TCP connect, TLS handshake and the server's hello and start "
-      + "by then is closed and dialled again",
-    parse: parseSeconds,
-  },
-  retryMin: { flag: "retry-min", env: "SLPC_RETRY_MIN", default: RETRY_MIN, arg: "SECONDS", help: "wait before the first reconnect attempt; it doubles up to --retry-max", parse: parseSeconds },
-  retryMax: { flag: "retry-max", env: "SLPC_RETRY_MAX", default: RETRY_MAX, arg: "SECONDS", help: "longest wait between reconnect attempts", parse: parseSeconds },
-} satisfies Record<string, Option<unknown>>;
+  server: { default: SERVER, arg: "HOST[:PORT]", parse: (text: string) => parseHostPort(text, PORT),
+    help: `the slps server; port ${PORT} when omitted (required)` },
+  cert: { default: CERT, arg: "FILE", parse: parseRequired, help: "client certificate chain, PEM" },
+  key: { default: KEY, arg: "FILE", parse: parseRequired, help: "private key of --cert, PEM" },
+  ca: { default: CA, arg: "FILE", parse: parseRequired,
+    help: "CA that the server certificate must chain to, PEM; 'system' for the system trust store" },
+  crl: { default: CRL, arg: "FILE", parse: optional(parseText),
+    help: "PEM file of CRLs; a server certificate listed there is refused" },
+  servername: { default: SERVERNAME, arg: "NAME", parse: parseText,
+    help: "name the server certificate must carry (default: the host of --server)" },
+  forward: { default: FORWARD, arg: "HOST:PORT", parse: parseHostPort,
+    help: "local syslog daemon to send each message to over UDP, one datagram per message" },
+  forwardRate: { default: FORWARD_RATE, arg: "N", parse: parseCount(0),
+    help: "messages a second at most to --forward, so that a replay does not overflow its UDP buffer; 0: no limit" },
+  stdout: { default: STDOUT, parse: parseSwitch,
+    help: "write each message as one line to stdout instead (its own LF shown as \\n)" },
+  state: { default: STATE, arg: "FILE", parse: parseText,
+    help: "keep the resume point in this file, so a restarted slpc loses nothing either" },
+  replay: { default: REPLAY, parse: parseSwitch,
+    help: "with no resume point yet, start with everything the server still holds instead of live" },
+  deadAfter: { default: DEAD_AFTER, arg: "SECONDS", parse: parseSeconds,
+    help: "a connection that delivered no bytes for this long is closed and dialled again" },
+  handshakeTimeout: { default: HANDSHAKE_TIMEOUT, arg: "SECONDS", parse: parseSeconds,
+    help: "a connection that has not reached the server's start (TCP, TLS, hello) by then is dialled again" },
+  retryMin: { default: RETRY_MIN, arg: "SECONDS", parse: parseSeconds,
+    help: "wait before the first reconnect attempt; it doubles up to --retry-max" },
+  retryMax: { default: RETRY_MAX, arg: "SECONDS", parse: parseSeconds,
+    help: "longest wait between reconnect attempts" },
+} satisfies Options;
 
 const log = logger("slpc");
 
@@ -86,7 +96,7 @@ let stateUnreadable = false;
 /** --forward as an IP address: sendmmsg takes no names, and the UDP socket must be bound for its family. */
 let forwardTo: Address & { family: 4 | 6 } = { host: "127.0.0.1", port: 514, family: 4 };
 try {
-  const parsed = parseOptions(OPTIONS, process.argv.slice(2), process.env);
+  const parsed = parseOptions("slpc", OPTIONS, process.argv.slice(2), process.env);
   if (parsed === "help") {
     process.stdout.write(helpText("slpc", "Receives a server's syslog from slps over mutual TLS 1.3 and writes it to the local syslog daemon.", OPTIONS));
     process.exit(0);

@@ -15,11 +15,12 @@ import {
   ClientStream, Deframer, MAX_FRAME, MAX_HANDSHAKE_SOURCES, MAX_MESSAGE, PROTOCOL_VERSION, HandshakeLimiter, ResumeBuffer,
   certificateNames, expiryWarning, fingerprintOf, parseList, parsePins, prometheusText, TLS13_ONLY, UsageError,
   bindFailure, dnOfCertificate, encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes,
-  parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart,
-  sameDN, casWithoutCrl, isRevoked, readCrl, type RevocationList, type Metric, type Option, type TlsFiles, type Values,
+  optional, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, parseText, reason, resumeStart,
+  sameDN, casWithoutCrl, isRevoked, readCrl, type RevocationList, type Metric, type Options, type TlsFiles, type Values,
 } from "./lib.ts";
 
-// Defaults. Each has a flag and an environment variable (see --help).
+// Defaults. Each has a flag and an environment variable, named after its key in OPTIONS below:
+// maxClients is --max-clients and SLPS_MAX_CLIENTS (see --help).
 const UDP = "127.0.0.1:514"; // where the local syslog daemon forwards to
 const LISTEN = "0.0.0.0:6514"; // the TLS port clients dial
 const CERT = "certs/server.pem";
@@ -40,27 +41,44 @@ const STALL = "60"; // seconds a client may take no bytes at all while some wait
 const METRICS = ""; // HOST:PORT to serve Prometheus metrics on at /metrics; empty: off
 const HANDSHAKE_TIMEOUT = "10"; // seconds a connection may take to finish its TLS handshake and resume
 
+// biome-ignore format: a table, one option a row (its help on a second line when it is long)
 const OPTIONS = {
-  udp: { flag: "udp", env: "SLPS_UDP", default: UDP, arg: "HOST:PORT", help: "UDP address the local syslog daemon forwards to; one datagram is one message", parse: (t: string) => parseHostPort(t) },
-  udpBuffer: { flag: "udp-buffer", env: "SLPS_UDP_BUFFER", default: UDP_BUFFER, arg: "BYTES", help: "kernel receive buffer of the UDP socket, so bursts are not dropped (the kernel caps it at net.core.rmem_max)", parse: parseBytes },
-  listen: { flag: "listen", env: "SLPS_LISTEN", default: LISTEN, arg: "HOST:PORT", help: "TLS address clients connect to ([::]:6514 for IPv6)", parse: (t: string) => parseHostPort(t) },
-  cert: { flag: "cert", env: "SLPS_CERT", default: CERT, arg: "FILE", help: "server certificate chain, PEM", parse: parseRequired },
-  key: { flag: "key", env: "SLPS_KEY", default: KEY, arg: "FILE", help: "private key of --cert, PEM", parse: parseRequired },
-  ca: { flag: "ca", env: "SLPS_CA", default: CA, arg: "FILE", help: "CA bundle that client certificates must chain to, PEM", parse: parseRequired },
-  issuer: { flag: "issuer", env: "SLPS_ISSUER", default: ISSUER, arg: "DN", help: "if set, the client certificate's issuer must equal this DN (/C=US/O=Example/CN=Example CA or CN=Example CA,O=Example,C=US)", parse: (t: string) => (t === "" ? undefined : parseDN(t)) },
-  crl: { flag: "crl", env: "SLPS_CRL", default: CRL, arg: "FILE", help: "PEM file of CRLs, one from every CA in a client's chain (certs/revoke.sh writes one); a client certificate listed there is refused, pinned ones too", parse: (t: string) => t || undefined },
-  allow: { flag: "allow", env: "SLPS_ALLOW", default: ALLOW, arg: "NAME", help: "if given, the client certificate's subject CN or a DNS/email subjectAltName must be one of these (repeatable; comma-separated in the variable)", parse: parseList, repeatable: true },
-  pin: { flag: "pin", env: "SLPS_PIN", default: PIN, arg: "SHA256", help: "if given, the client certificate's SHA-256 fingerprint must be one of these, and then need not chain to --ca, though --crl still applies (repeatable; comma-separated in the variable)", parse: parsePins, repeatable: true },
-  maxClients: { flag: "max-clients", env: "SLPS_MAX_CLIENTS", default: MAX_CLIENTS, arg: "N", help: "authorized clients at once; one more is refused", parse: parseCount(1) },
-  maxPending: { flag: "max-pending", env: "SLPS_MAX_PENDING", default: MAX_PENDING, arg: "N", help: "connections at once that have not finished their TLS handshake, or were refused and are being closed; more are closed at once", parse: parseCount(1) },
-  handshakeRate: { flag: "handshake-rate", env: "SLPS_HANDSHAKE_RATE", default: HANDSHAKE_RATE, arg: "N", help: "TLS connections a minute from one address; more are closed at once", parse: parseCount(1) },
-  queue: { flag: "queue", env: "SLPS_QUEUE", default: QUEUE, arg: "BYTES", help: `how far one client may fall behind, at least ${MAX_FRAME} bytes (one frame); past it its oldest messages are skipped, counted and logged`, parse: parseQueue },
-  buffer: { flag: "buffer", env: "SLPS_BUFFER", default: BUFFER, arg: "BYTES", help: "recent messages kept for clients that reconnect, also while none is connected; 0 turns resume off", parse: parseBytes },
-  heartbeat: { flag: "heartbeat", env: "SLPS_HEARTBEAT", default: HEARTBEAT, arg: "SECONDS", help: "a client that has been sent nothing for this long gets a heartbeat", parse: parseSeconds },
-  stall: { flag: "stall", env: "SLPS_STALL", default: STALL, arg: "SECONDS", help: "a client that takes no bytes for this long while some wait for it is disconnected, unless it says how far it delivered (progress)", parse: parseSeconds },
-  metrics: { flag: "metrics", env: "SLPS_METRICS", default: METRICS, arg: "HOST:PORT", help: "serve counters in Prometheus text format at http://HOST:PORT/metrics (off by default)", parse: (t: string) => (t === "" ? undefined : parseHostPort(t)) },
-  handshakeTimeout: { flag: "handshake-timeout", env: "SLPS_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS", help: "a connection that has not finished its TLS handshake and resume request by then is closed; a refused one is cut after min(this, 2 s)", parse: parseSeconds },
-} satisfies Record<string, Option<unknown>>;
+  udp: { default: UDP, arg: "HOST:PORT", parse: parseHostPort,
+    help: "UDP address the local syslog daemon forwards to; one datagram is one message" },
+  udpBuffer: { default: UDP_BUFFER, arg: "BYTES", parse: parseBytes,
+    help: "kernel receive buffer of the UDP socket, so bursts are not dropped (capped by net.core.rmem_max)" },
+  listen: { default: LISTEN, arg: "HOST:PORT", parse: parseHostPort,
+    help: "TLS address clients connect to ([::]:6514 for IPv6)" },
+  cert: { default: CERT, arg: "FILE", parse: parseRequired, help: "server certificate chain, PEM" },
+  key: { default: KEY, arg: "FILE", parse: parseRequired, help: "private key of --cert, PEM" },
+  ca: { default: CA, arg: "FILE", parse: parseRequired, help: "CA bundle that client certificates must chain to, PEM" },
+  issuer: { default: ISSUER, arg: "DN", parse: optional(parseDN),
+    help: "if set, the client certificate's issuer must be this DN (/C=US/O=Example/CN=CA or CN=CA,O=Example,C=US)" },
+  crl: { default: CRL, arg: "FILE", parse: optional(parseText),
+    help: "PEM file of CRLs, one from each CA in a client's chain; a certificate listed there is refused, pinned too" },
+  allow: { default: ALLOW, arg: "NAME", parse: parseList, repeatable: true,
+    help: "if given, the client certificate's subject CN or a DNS/email subjectAltName must be one of these" },
+  pin: { default: PIN, arg: "SHA256", parse: parsePins, repeatable: true,
+    help: "if given, the client certificate's SHA-256 fingerprint must be one of these, and need not chain to --ca" },
+  maxClients: { default: MAX_CLIENTS, arg: "N", parse: parseCount(1),
+    help: "authorized clients at once; one more is refused" },
+  maxPending: { default: MAX_PENDING, arg: "N", parse: parseCount(1),
+    help: "connections at once in their TLS handshake, or refused and being closed; more are closed at once" },
+  handshakeRate: { default: HANDSHAKE_RATE, arg: "N", parse: parseCount(1),
+    help: "TLS connections a minute from one address; more are closed at once" },
+  queue: { default: QUEUE, arg: "BYTES", parse: parseQueue,
+    help: `how far one client may fall behind, at least ${MAX_FRAME} bytes; past it its oldest messages are skipped` },
+  buffer: { default: BUFFER, arg: "BYTES", parse: parseBytes,
+    help: "recent messages kept for clients that reconnect, also while none is connected; 0 turns resume off" },
+  heartbeat: { default: HEARTBEAT, arg: "SECONDS", parse: parseSeconds,
+    help: "a client that has been sent nothing for this long gets a heartbeat" },
+  stall: { default: STALL, arg: "SECONDS", parse: parseSeconds,
+    help: "a client that takes no bytes this long while some wait is disconnected, unless it reports progress" },
+  metrics: { default: METRICS, arg: "HOST:PORT", parse: optional(parseHostPort),
+    help: "serve counters in Prometheus text format at http://HOST:PORT/metrics (off by default)" },
+  handshakeTimeout: { default: HANDSHAKE_TIMEOUT, arg: "SECONDS", parse: parseSeconds,
+    help: "a connection that has not sent its resume request by then is closed; a refused one after min(this, 2 s)" },
+} satisfies Options;
 
 /** A queue that cannot hold one frame would skip every message: refused at start. */
 function parseQueue(text: string): number {
@@ -78,7 +96,7 @@ const log = logger("slps");
 let options: Values<typeof OPTIONS>;
 let tls: TlsFiles;
 try {
-  const parsed = parseOptions(OPTIONS, process.argv.slice(2), process.env);
+  const parsed = parseOptions("slps", OPTIONS, process.argv.slice(2), process.env);
   if (parsed === "help") {
     process.stdout.write(helpText("slps", "Streams this server's syslog to slpc clients over mutual TLS 1.3.", OPTIONS));
     process.exit(0);

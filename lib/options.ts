@@ -7,14 +7,14 @@ import { reason } from "./log.ts";
 /** Bad flags, environment variables or files: the program prints the message and exits 2. */
 export class UsageError extends Error {}
 
+/**
+ * One option, keyed by its name in camelCase. The key gives the flag and the environment
+ * variable (see flagOf and envOf), so a program's table of options holds what differs only.
+ */
 export interface Option<T> {
-  /** Long flag name without dashes: `listen` for `--listen`. */
-  flag: string;
-  /** Environment variable that sets it when the flag is absent. */
-  env: string;
   /** Default, written as the user would write it. An empty string means "not set". */
   default: string;
-  /** Placeholder shown in --help (`HOST:PORT`); absent for a switch that takes no value. */
+  /** Placeholder shown in --help (`HOST:PORT`); absent for a switch, which takes no value. */
   arg?: string;
   help: string;
   /** Turns the text into a value, or throws an Error whose message says what is wrong. */
@@ -23,15 +23,35 @@ export interface Option<T> {
   repeatable?: boolean;
 }
 
-export type Values<S extends Record<string, Option<unknown>>> = { [K in keyof S]: ReturnType<S[K]["parse"]> };
+export type Options = Record<string, Option<unknown>>;
+export type Values<S extends Options> = { [K in keyof S]: ReturnType<S[K]["parse"]> };
 
-/** Reads argv (after the script name) and env; returns "help" for --help. Throws UsageError. */
-export function parseOptions<S extends Record<string, Option<unknown>>>(
+/** The flag of an option, without its dashes: `maxClients` -> `max-clients`. */
+export function flagOf(key: string): string {
+  return key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+}
+
+/** The environment variable of a program's option: `maxClients` of slps -> `SLPS_MAX_CLIENTS`. */
+export function envOf(program: string, key: string): string {
+  return `${program}_${flagOf(key)}`.replace(/-/g, "_").toUpperCase();
+}
+
+/**
+ * Reads argv (after the script name) and env for `program`; returns "help" for --help. Throws a
+ * UsageError naming the flag or variable and what is wrong.
+ *
+ * @example
+ * const specs = { maxClients: { default: "64", arg: "N", help: "clients at once", parse: parseCount(1) } };
+ * parseOptions("slps", specs, ["--max-clients", "8"], {}); // { maxClients: 8 }
+ * parseOptions("slps", specs, [], { SLPS_MAX_CLIENTS: "2" }); // { maxClients: 2 }
+ */
+export function parseOptions<S extends Options>(
+  program: string,
   specs: S,
   argv: readonly string[],
   env: Record<string, string | undefined>,
 ): Values<S> | "help" {
-  const byFlag = new Map(Object.entries(specs).map(([key, spec]) => [spec.flag, key]));
+  const byFlag = new Map(Object.keys(specs).map((key) => [flagOf(key), key]));
   const given = new Map<string, { text: string; origin: string }>();
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i]!;
@@ -58,10 +78,11 @@ export function parseOptions<S extends Record<string, Option<unknown>>>(
   }
   const values: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(specs)) {
-    const fromEnv = env[spec.env];
+    const variable = envOf(program, key);
+    const fromEnv = env[variable];
     const { text, origin } =
       given.get(key) ??
-      (fromEnv !== undefined ? { text: fromEnv, origin: spec.env } : { text: spec.default, origin: `--${spec.flag}` });
+      (fromEnv !== undefined ? { text: fromEnv, origin: variable } : { text: spec.default, origin: `--${flagOf(key)}` });
     try {
       values[key] = spec.parse(text);
     } catch (error) {
@@ -73,16 +94,25 @@ export function parseOptions<S extends Record<string, Option<unknown>>>(
 }
 
 /** The --help text: one paragraph per option with its flag, environment variable and default. */
-export function helpText(program: string, summary: string, specs: Record<string, Option<unknown>>): string {
+export function helpText(program: string, summary: string, specs: Options): string {
   const lines = [`usage: ${program} [options]`, "", summary, "", "options (flag, environment variable, default):"];
-  for (const spec of Object.values(specs)) {
-    const flag = spec.arg ? `--${spec.flag} ${spec.arg}` : `--${spec.flag}`;
-    const env = spec.arg ? spec.env : `${spec.env}=1`;
+  for (const [key, spec] of Object.entries(specs)) {
+    const flag = spec.arg ? `--${flagOf(key)} ${spec.arg}` : `--${flagOf(key)}`;
+    const env = spec.arg ? envOf(program, key) : `${envOf(program, key)}=1`;
     const fallback = spec.default === "" ? "" : `  (default ${spec.default})`;
-    lines.push(`  ${flag}   ${env}${fallback}`, `      ${spec.help}`);
+    const repeatable = spec.repeatable ? " (repeatable; comma-separated in the variable)" : "";
+    lines.push(`  ${flag}   ${env}${fallback}`, `      ${spec.help}${repeatable}`);
   }
   lines.push("  --help", "      show this text");
   return lines.join("\n") + "\n";
+}
+
+/** Text taken as it is. */
+export const parseText = (text: string): string => text;
+
+/** A parser for an option that may be left empty: then its value is undefined. */
+export function optional<T>(parse: (text: string) => T): (text: string) => T | undefined {
+  return (text) => (text === "" ? undefined : parse(text));
 }
 
 /** A comma-separated list, empty entries dropped. */
