@@ -17,6 +17,7 @@ import {
   parseControl, parseCount, parseHostPort, parseOptions, parseRequired, parseResumePoint, parseSeconds, parseSwitch, reason,
   type Address, type ControlMessage, type Options, type ResumePoint, type TlsFiles, type Values,
 } from "./lib.ts";
+import packageJson from "./package.json" with { type: "json" };
 
 // Defaults. Each has a flag and an environment variable, named after its key in OPTIONS below:
 // deadAfter is --dead-after and SLPC_DEAD_AFTER (see --help).
@@ -99,6 +100,10 @@ try {
   const parsed = parseOptions("slpc", OPTIONS, process.argv.slice(2), process.env);
   if (parsed === "help") {
     process.stdout.write(helpText("slpc", "Receives a server's syslog from slps over mutual TLS 1.3 and writes it to the local syslog daemon.", OPTIONS));
+    process.exit(0);
+  }
+  if (parsed === "version") {
+    process.stdout.write(`slpc ${packageJson.version}\n`);
     process.exit(0);
   }
   options = parsed;

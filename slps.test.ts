@@ -3,8 +3,10 @@
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
-  BUN, Child, ROOT, freePort, rawTlsClient, rss, sendUdp, sleep, stalledClient, testBed, until, type ServerHandle,
+  BUN, Child, ROOT, freePort, rawTlsClient, removeDir, rss, sendUdp, sleep, stalledClient, tempDir, testBed, until,
+  type ServerHandle,
 } from "./test/kit.ts";
+import packageJson from "./package.json" with { type: "json" };
 
 // These start real processes and wait on real sockets: more than bun's default 5 s on a busy machine.
 setDefaultTimeout(30_000);
@@ -248,6 +250,14 @@ describe("command line", () => {
     for (const text of ["--server HOST[:PORT]", "SLPC_SERVER", "--forward HOST:PORT", "127.0.0.1:514", "SLPC_STDOUT=1"]) expect(client.stdout).toContain(text);
   });
 
+  test("--version prints the program's name and the version in package.json", async () => {
+    for (const program of ["slps", "slpc"]) {
+      const result = await run([BUN, `${program}.ts`, "--version"]);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toBe(`${program} ${packageJson.version}\n`);
+    }
+  });
+
   test("a port in use exits 1 naming the address", async () => {
     const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     try {
@@ -262,14 +272,31 @@ describe("command line", () => {
 });
 
 describe("compiled executables", () => {
+  /** `npm run build`, once for the tests that need it. */
+  let build: { exitCode: number } | undefined;
+  const built = () => (build ??= Bun.spawnSync([BUN, "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" }));
+
   test("dist/slps and dist/slpc deliver a message end to end", async () => {
-    const build = Bun.spawnSync([BUN, "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-    expect(build.exitCode).toBe(0);
+    expect(built().exitCode).toBe(0);
     const s = await server([], { cmd: [`${ROOT}/dist/slps`] });
     const out = await sink();
     await client(s, out.port, [], "client", [`${ROOT}/dist/slpc`]);
     await sendUdp(s.udpPort, [Buffer.from("<13>compiled\nand whole")]);
     await until("message", () => out.messages.length === 1);
     expect(out.messages[0]!.toString()).toBe("<13>compiled\nand whole");
+  }, 120_000);
+
+  test("dist/slps and dist/slpc print their version run from another folder, no package.json beside them", () => {
+    expect(built().exitCode).toBe(0);
+    const elsewhere = tempDir();
+    try {
+      for (const program of ["slps", "slpc"]) {
+        const run = Bun.spawnSync([`${ROOT}/dist/${program}`, "--version"], { cwd: elsewhere, stdout: "pipe" });
+        expect(run.stdout.toString()).toBe(`${program} ${packageJson.version}\n`);
+        expect(run.exitCode).toBe(0);
+      }
+    } finally {
+      removeDir(elsewhere);
+    }
   }, 120_000);
 });

@@ -18,6 +18,7 @@ import {
   optional, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, parseText, reason, resumeStart,
   sameDN, casWithoutCrl, isRevoked, readCrl, type RevocationList, type Metric, type Options, type TlsFiles, type Values,
 } from "./lib.ts";
+import packageJson from "./package.json" with { type: "json" };
 
 // Defaults. Each has a flag and an environment variable, named after its key in OPTIONS below:
 // maxClients is --max-clients and SLPS_MAX_CLIENTS (see --help).
@@ -99,6 +100,10 @@ try {
   const parsed = parseOptions("slps", OPTIONS, process.argv.slice(2), process.env);
   if (parsed === "help") {
     process.stdout.write(helpText("slps", "Streams this server's syslog to slpc clients over mutual TLS 1.3.", OPTIONS));
+    process.exit(0);
+  }
+  if (parsed === "version") {
+    process.stdout.write(`slps ${packageJson.version}\n`);
     process.exit(0);
   }
   options = parsed;

@@ -27,6 +27,10 @@ describe("option parsing", () => {
     expect(parseOptions("t", specs, ["--count", "x", "--help"], {})).toBe("help");
   });
 
+  test("--version wins over everything else too", () => {
+    expect(parseOptions("t", specs, ["--count", "x", "--version"], {})).toBe("version");
+  });
+
   test("an option's flag and environment variable come from its key and the program", () => {
     expect([flagOf("maxClients"), envOf("slps", "maxClients")]).toEqual(["max-clients", "SLPS_MAX_CLIENTS"]);
     expect([flagOf("udp"), envOf("slpc", "udp")]).toEqual(["udp", "SLPC_UDP"]);
@@ -54,6 +58,7 @@ describe("option parsing", () => {
     const text = helpText("t", "A test.", specs);
     expect(text).toContain("--listen HOST:PORT   T_LISTEN  (default 0.0.0.0:6514)");
     expect(text).toContain("--quiet   T_QUIET=1  (default 0)");
+    expect(text).toContain("  --version\n      show the version of t\n");
   });
 
   test("byte counts with and without units", () => {
@@ -75,7 +80,7 @@ describe("options under arbitrary input", () => {
       pin: { default: "", arg: "SHA256", help: "", parse: parsePins, repeatable: true },
       issuer: { default: "", arg: "DN", help: "", parse: (t: string) => (t ? parseDN(t) : undefined) },
     };
-    const word = fc.oneof(fc.string(), fc.constantFrom("--listen", "--queue", "--wait", "--pin", "--issuer", "--help", "--x", "--queue=1k", "-h"));
+    const word = fc.oneof(fc.string(), fc.constantFrom("--listen", "--queue", "--wait", "--pin", "--issuer", "--help", "--version", "--x", "--queue=1k", "-h"));
     const env = fc.record({ F_LISTEN: fc.string(), F_QUEUE: fc.string(), F_PIN: fc.string(), F_ISSUER: fc.string() }, { requiredKeys: [] });
     property(fc.array(word, { maxLength: 8 }), env, (argv, environment) => returnsOrRefuses(() => parseOptions("f", specs, argv, environment), UsageError));
   });

@@ -37,8 +37,8 @@ export function envOf(program: string, key: string): string {
 }
 
 /**
- * Reads argv (after the script name) and env for `program`; returns "help" for --help. Throws a
- * UsageError naming the flag or variable and what is wrong.
+ * Reads argv (after the script name) and env for `program`; returns "help" for --help and
+ * "version" for --version. Throws a UsageError naming the flag or variable and what is wrong.
  *
  * @example
  * const specs = { maxClients: { default: "64", arg: "N", help: "clients at once", parse: parseCount(1) } };
@@ -50,12 +50,13 @@ export function parseOptions<S extends Options>(
   specs: S,
   argv: readonly string[],
   env: Record<string, string | undefined>,
-): Values<S> | "help" {
+): Values<S> | "help" | "version" {
   const byFlag = new Map(Object.keys(specs).map((key) => [flagOf(key), key]));
   const given = new Map<string, { text: string; origin: string }>();
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i]!;
     if (word === "--help" || word === "-h") return "help";
+    if (word === "--version") return "version";
     const match = /^--([a-z0-9-]+)(?:=(.*))?$/s.exec(word);
     if (!match) throw new UsageError(`unexpected argument '${word}' (see --help)`);
     const name = match[1]!;
@@ -103,7 +104,7 @@ export function helpText(program: string, summary: string, specs: Options): stri
     const repeatable = spec.repeatable ? " (repeatable; comma-separated in the variable)" : "";
     lines.push(`  ${flag}   ${env}${fallback}`, `      ${spec.help}${repeatable}`);
   }
-  lines.push("  --help", "      show this text");
+  lines.push("  --help", "      show this text", "  --version", `      show the version of ${program}`);
   return lines.join("\n") + "\n";
 }
 
