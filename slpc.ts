@@ -19,8 +19,9 @@ import {
 } from "./lib.ts";
 import packageJson from "./package.json" with { type: "json" };
 
-// Defaults. Each has a flag and an environment variable, named after its key in OPTIONS below:
-// deadAfter is --dead-after and SLPC_DEAD_AFTER (see --help).
+// ---- Constants. Defaults first: each has a flag and an environment variable, named after its key
+// in OPTIONS below: deadAfter is --dead-after and SLPC_DEAD_AFTER (see --help).
+
 const SERVER = ""; // HOST[:PORT] of slps; required
 const PORT = 6514;
 const CERT = "certs/client.pem";
@@ -50,6 +51,20 @@ const MAX_PROGRESS_MS = 60_000;
 
 /** The longest delay a timer takes: setTimeout fires at once for anything longer. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** While this many messages, or bytes of them, wait to be handed on, the server is not read: it holds the rest. */
+const PENDING_HIGH = 4096;
+const PENDING_HIGH_BYTES = 4 * 1024 * 1024;
+/** Messages handed to the kernel in one sendmmsg(2) call. */
+const SEND_BATCH = 64;
+/** While sends to --forward fail, how long before the messages kept are tried again. */
+const FORWARD_RETRY_MS = 1000;
+
+/** How long SIGTERM waits for stdout to take what was written to it. */
+const STOP_WAIT_MS = 5000;
+
+// ---- Options, and what they name: certificates, the resume point on disk and the forward address.
+// Anything wrong with them is one line and exit 2, before a socket opens.
 
 // biome-ignore format: a table, one option a row (its help on a second line when it is long)
 const OPTIONS = {
@@ -84,10 +99,6 @@ const OPTIONS = {
 } satisfies Options;
 
 const log = logger("slpc");
-
-// ---- Start: options, certificates, the resume point on disk and the forward address. Anything
-// wrong with them is one line and exit 2, before a socket opens.
-
 let options: Values<typeof OPTIONS>;
 let tls: TlsFiles;
 /** The resume point in --state at start; undefined for a new client. */
@@ -125,6 +136,9 @@ const serverName = options.servername || server.host;
 /** --forward in log lines: as the operator wrote it, and the address it resolved to when that differs. */
 const forwardName = formatAddress(forward) + (forward.host === forwardTo.host ? "" : ` (${forwardTo.host})`);
 
+/** How often the phase deadlines are checked (see the clock below): well within the shortest of them. */
+const TICK_MS = Math.max(1, Math.min(1000, options.deadAfter * 250, options.handshakeTimeout * 250));
+
 function loadTls(): TlsFiles {
   const { cert, key, ca, crl } = options;
   return loadTlsFiles({ cert, key, ca: ca === "system" ? undefined : ca, crl });
@@ -144,43 +158,7 @@ async function resolveForward(address: Address): Promise<Address & { family: 4 |
   return { host: chosen.address, port: address.port, family: chosen.family === 6 ? 6 : 4 };
 }
 
-// ---- State: everything slpc keeps between events, in one place. The sections below read and change it.
-
-const startedAt = Date.now();
-const counters = { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 };
-/** The last message handed on, to the daemon or to stdout, and the server run it came from. */
-let handedOn: ResumePoint | undefined = stored;
-/** The server run followed and the number of its next message, from its latest `start` on. */
-let following: { server: string; next: number } | undefined;
-/** The resume point as last written to --state. */
-let stateWritten = stored ? JSON.stringify(stored) : "";
-/**
- * Messages received and not yet handed on, oldest first, each with the server run it came from:
- * over --forward-rate, or not taken by the kernel. While too many wait the server is not read,
- * so it holds the rest.
- */
-const pending: { message: Uint8Array; server: string; seq: number }[] = [];
-let pendingBytes = 0;
-/** Lines written to stdout that it has not confirmed taking, one entry per write, oldest first. */
-const unconfirmed: { server: string; last: number; count: number }[] = [];
-/** Wakes sendPending when --forward-rate allows the next message, or to try again after a failed send. */
-let sendTimer: Timer | undefined;
-/** True after a send to --forward failed, until one succeeds: the server is not read meanwhile. */
-let forwardFailing = false;
-/** Failed sends to --forward since the last report, and when that was. */
-let forwardErrors = 0;
-let forwardErrorLogged = -Infinity;
-/** True while stdout has not taken everything written to it: the server is not read meanwhile. */
-let stdoutFull = false;
-/** The connection being dialled, set up or used; undefined while waiting to dial again. */
-let connection: Connection | undefined;
-/** Attempts in a row that did not stay up: the wait before the next one grows with them. */
-let failures = 0;
-let retryTimer: Timer | undefined;
-/** Set by SIGTERM and SIGINT. */
-let stopping = false;
-
-// ---- The resume point on disk: written to a temporary file, synced and renamed, so that neither a
+// The resume point on disk: written to a temporary file, synced and renamed, so that neither a
 // crash nor a power cut leaves it half written.
 
 /**
@@ -244,6 +222,48 @@ function syncFolder(path: string): void {
   }
 }
 
+// ---- State: everything slpc keeps between events, in one place. The sections below read and change it.
+
+const startedAt = Date.now();
+const counters = { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 };
+/** The last message handed on, to the daemon or to stdout, and the server run it came from. */
+let handedOn: ResumePoint | undefined = stored;
+/** The server run followed and the number of its next message, from its latest `start` on. */
+let following: { server: string; next: number } | undefined;
+/** The resume point as last written to --state. */
+let stateWritten = stored ? JSON.stringify(stored) : "";
+/**
+ * Messages received and not yet handed on, oldest first, each with the server run it came from:
+ * over --forward-rate, or not taken by the kernel. While too many wait the server is not read,
+ * so it holds the rest.
+ */
+const pending: { message: Uint8Array; server: string; seq: number }[] = [];
+let pendingBytes = 0;
+/** Lines written to stdout that it has not confirmed taking, one entry per write, oldest first. */
+const unconfirmed: { server: string; last: number; count: number }[] = [];
+/** Wakes sendPending when --forward-rate allows the next message, or to try again after a failed send. */
+let sendTimer: Timer | undefined;
+/** True after a send to --forward failed, until one succeeds: the server is not read meanwhile. */
+let forwardFailing = false;
+/** Failed sends to --forward since the last report, and when that was. */
+let forwardErrors = 0;
+let forwardErrorLogged = -Infinity;
+/** True while stdout has not taken everything written to it: the server is not read meanwhile. */
+let stdoutFull = false;
+/** The connection being dialled, set up or used; undefined while waiting to dial again. */
+let connection: Connection | undefined;
+/** Attempts in a row that did not stay up: the wait before the next one grows with them. */
+let failures = 0;
+let retryTimer: Timer | undefined;
+/** Set by SIGTERM and SIGINT. */
+let stopping = false;
+/** When the clock of the phase deadlines last ticked: a tick much later than due means slpc was frozen. */
+let lastTick = performance.now();
+/** Paces the sends to --forward (--forward-rate); undefined for no limit. */
+const forwardBucket = options.forwardRate > 0
+  ? new TokenBucket(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now())
+  : undefined;
+
 /**
  * Where to resume: after the last message handed on; or, when none waits, at the latest start,
  * which may have moved past it (a gap, a server restart).
@@ -269,138 +289,8 @@ function saveState(): void {
   stateWritten = JSON.stringify(point);
 }
 
-if (options.state) {
-  let lastFailure = "";
-  setInterval(() => {
-    try {
-      saveState();
-      lastFailure = "";
-    } catch (error) {
-      // Once per kind of failure, not once a second while the disk stays full.
-      if (reason(error) !== lastFailure) log(reason(error));
-      lastFailure = reason(error);
-    }
-  }, 1000).unref();
-}
-
-// ---- Output: the local syslog daemon over UDP, or stdout.
-
-const PENDING_HIGH = 4096;
-const PENDING_HIGH_BYTES = 4 * 1024 * 1024;
-/** Messages handed to the kernel in one sendmmsg(2) call. */
-const SEND_BATCH = 64;
-/** While sends to --forward fail, how long before the messages kept are tried again. */
-const FORWARD_RETRY_MS = 1000;
-const forwardRate = options.forwardRate > 0
-  ? new TokenBucket(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now())
-  : undefined;
-
-// A syslog daemon that is not running answers with ICMP "port unreachable": an error event, or
-// an exception from the next send. Say so at once, then at most once a minute with the count.
-function forwardFailed(error: unknown): void {
-  forwardErrors++;
-  if (performance.now() - forwardErrorLogged < 60_000) return;
-  const times = forwardErrors > 1 ? ` (${forwardErrors} times since the last report)` : "";
-  log(`forward to ${forwardName}: ${error ? reason(error) : "not reachable"}${times}; is the syslog daemon listening?`);
-  forwardErrorLogged = performance.now();
-  forwardErrors = 0;
-}
-
-async function openForwardSocket(): Promise<import("bun").udp.Socket<"buffer">> {
-  try {
-    return await Bun.udpSocket({
-      hostname: forwardTo.family === 6 ? "::" : "0.0.0.0",
-      socket: { drain: () => sendPending(), error: (_socket, error) => forwardFailed(error) },
-    });
-  } catch (error) {
-    log(`--forward ${forwardName}: cannot open a UDP socket for IPv${forwardTo.family}: ${reason(error)}`);
-    process.exit(2);
-  }
-}
-const udp = options.stdout ? undefined : await openForwardSocket();
-
-function handOn(server: string, last: number, count: number): void {
-  counters.delivered += count;
-  handedOn = { server, last };
-}
-
-function sendLater(ms: number): void {
-  sendTimer ??= setTimeout(() => {
-    sendTimer = undefined;
-    sendPending();
-  }, ms);
-}
-
-function sendPending(): void {
-  while (pending.length > 0 && udp) {
-    const now = performance.now();
-    let count = 0;
-    while (count < Math.min(SEND_BATCH, pending.length) && (!forwardRate || forwardRate.take(now))) count++;
-    if (count === 0) {
-      sendLater(Math.max(1, forwardRate!.wait()));
-      break;
-    }
-    const packets: (Uint8Array | number | string)[] = [];
-    for (let i = 0; i < count; i++) packets.push(pending[i]!.message, forwardTo.port, forwardTo.host);
-    let sent;
-    try {
-      sent = udp.sendMany(packets);
-    } catch (error) {
-      // The messages stay, in order, and the server holds the rest until the daemon takes them.
-      forwardFailed(error);
-      forwardFailing = true;
-      sendLater(FORWARD_RETRY_MS);
-      break;
-    }
-    forwardFailing = false;
-    for (const { message, server, seq } of pending.splice(0, sent)) {
-      pendingBytes -= message.length;
-      handOn(server, seq, 1);
-    }
-    if (sent < count) break; // the kernel is full: `drain` calls again
-  }
-  updateReading();
-}
-
-/**
- * The lines of one read, as one write. They count as handed on once stdout says it took them:
- * until then a SIGTERM could lose them, and the resume point must not pass them.
- */
-function writeLines(): void {
-  const last = pending.at(-1);
-  if (!last) return;
-  const lines = messagesAsLines(pending.map(({ message }) => message));
-  unconfirmed.push({ server: last.server, last: last.seq, count: pending.length });
-  pending.length = 0;
-  pendingBytes = 0;
-  const taken = process.stdout.write(lines, (error) => {
-    const write = unconfirmed.shift()!;
-    if (!error) handOn(write.server, write.last, write.count);
-  });
-  // A full pipe: stop reading the server until stdout drains.
-  if (!taken) stdoutFull = true;
-  updateReading();
-}
-
-/** After a read: the messages it brought go out. */
-function handOnPending(): void {
-  if (options.stdout) writeLines();
-  else sendPending();
-}
-
-if (options.stdout) {
-  // One listener for the life of the process, not one per pause.
-  process.stdout.on("drain", () => {
-    stdoutFull = false;
-    updateReading();
-  });
-  process.stdout.on("error", (error) => {
-    log(`stdout: ${reason(error)}; exiting`);
-    stop(1);
-  });
-}
-
-// ---- The connection to the server.
+// ---- A connection's life: dialling, the handlers Bun calls, the phases and their deadlines, and the
+// protocol.
 
 /**
  * A connection's life, one phase after the other. From dialling to the server's first `start`
@@ -434,6 +324,51 @@ interface Connection {
   progressTimer?: Timer;
   /** The number before the first message this connection brought: where it resumed. */
   resumedAfter?: number;
+}
+
+function connect(): void {
+  const c: Connection = {
+    phase: "connecting", setupDeadline: 0, heardAt: 0, paused: false, deframer: new Deframer(MAX_MESSAGE),
+    heartbeats: 0, heartbeatSecond: 0,
+  };
+  connection = c;
+  enter(c, "connecting");
+  Bun.connect<Connection>({
+    hostname: server.host,
+    port: server.port,
+    data: c,
+    tls: { cert: tls.cert, key: tls.key, ca: tls.ca, crl: tls.crl, serverName, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
+    socket: {
+      open(socket) {
+        if (connection !== c) return void socket.terminate(); // abandoned while dialling
+        c.socket = socket;
+        enter(c, "handshaking");
+      },
+      handshake(socket, success, error) {
+        if (c.phase !== "handshaking") return;
+        if (!success && isNetworkError(error)) return; // the connection is gone: `close` says so
+        const why = serverRefusal(socket, success, error);
+        if (why) return enter(c, "closing", why);
+        socket.setKeepAlive(true, 15_000);
+        enter(c, "resuming");
+      },
+      data(_socket, chunk) {
+        // Never trust a byte from a server that failed its checks, or after we decided to hang up.
+        if (c.phase === "resuming" || c.phase === "streaming") onData(c, chunk);
+      },
+      drain: () => flushOutbox(c),
+      close: (_socket, error) => ended(c, error),
+      connectError(_socket, error) {
+        if (connection === c) log(`cannot connect to ${target}: ${reason(error)}`);
+        ended(c);
+      },
+      error(_socket, error) {
+        log(`${target}: ${reason(error)}`);
+      },
+    },
+  }).catch(() => {
+    // connectError has logged it and scheduled the retry.
+  });
 }
 
 /** Moves `c` into `phase`: every deadline, counter and log line of the lifecycle is set here. */
@@ -497,47 +432,46 @@ function retryLater(): void {
   }, Math.min(seconds * 1000, MAX_TIMER_MS));
 }
 
-/** Pauses or resumes reading from the server, so that it holds what this side cannot take yet. */
-function updateReading(): void {
-  const c = connection;
-  if (!c?.socket || c.phase !== "streaming") return;
-  const wait = forwardFailing || stdoutFull || pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
-  if (wait === c.paused) return;
-  c.paused = wait;
-  if (wait) return c.socket.pause();
-  // The silence while paused was our own doing: --dead-after counts from now.
-  c.heardAt = performance.now();
-  c.socket.resume();
-}
-
-function send(c: Connection, message: ControlMessage): void {
-  const frame = encodeControl(message);
-  c.outbox = c.outbox ? Buffer.concat([c.outbox, frame]) : frame;
-  flushOutbox(c);
-}
-
-/**
- * Tells a server that offered `progress` how far delivery got, also while reading is paused: so
- * that the server counts a client that is slow to hand on, but alive, as alive (its --stall).
- */
-function sendProgress(c: Connection): void {
-  if (c.progressEvery === undefined || c.phase !== "streaming" || c.outbox) return; // the last one is not out yet
-  const point = resumePoint();
-  const last = point?.server === c.serverId ? point!.last : c.resumedAfter!;
-  send(c, { type: "progress", last });
-}
-
-function flushOutbox(c: Connection): void {
-  if (!c.outbox || !c.socket || c.phase === "closing") return;
-  const taken = c.socket.write(c.outbox);
-  c.outbox = taken >= c.outbox.length ? undefined : c.outbox.subarray(Math.max(taken, 0));
-}
-
 /** Why the server's certificate is not the one we want, or undefined when it is. */
 function serverRefusal(socket: Socket<Connection>, success: boolean, error: Error | null): string | undefined {
   if (!success || !socket.authorized) return `server certificate refused: ${error ? reason(error) : "not authorized"}`;
   const mismatch = checkServerIdentity(serverName, socket.getPeerCertificate());
   return mismatch ? `server certificate refused: ${mismatch.message}` : undefined;
+}
+
+function onData(c: Connection, chunk: Uint8Array): void {
+  c.heardAt = performance.now();
+  try {
+    deliverFrames(c, chunk);
+  } finally {
+    handOnPending();
+  }
+}
+
+function deliverFrames(c: Connection, chunk: Uint8Array): void {
+  for (const frame of c.deframer.push(chunk)) {
+    if (!frame.control) {
+      if (c.phase !== "streaming") return enter(c, "closing", "protocol error: data before start");
+      // A number the state file could not hold: refuse it rather than lose count.
+      if (!Number.isSafeInteger(following!.next)) {
+        return enter(c, "closing", "protocol error: message number beyond 2^53");
+      }
+      counters.received++;
+      counters.receivedBytes += frame.body.length;
+      pending.push({ message: frame.body, server: following!.server, seq: following!.next++ });
+      pendingBytes += frame.body.length;
+      continue;
+    }
+    let message;
+    try {
+      message = parseControl(frame.body);
+    } catch (error) {
+      return enter(c, "closing", `protocol error: ${reason(error)}`);
+    }
+    onControlMessage(c, message);
+    if (c.phase === "closing") return;
+  }
+  if (c.deframer.error) enter(c, "closing", c.deframer.error);
 }
 
 /** hello, then start (possibly again later), heartbeat and error, in the order the protocol allows. */
@@ -590,91 +524,45 @@ function onControlMessage(c: Connection, message: ControlMessage): void {
   }
 }
 
-function onData(c: Connection, chunk: Uint8Array): void {
+function send(c: Connection, message: ControlMessage): void {
+  const frame = encodeControl(message);
+  c.outbox = c.outbox ? Buffer.concat([c.outbox, frame]) : frame;
+  flushOutbox(c);
+}
+
+/**
+ * Tells a server that offered `progress` how far delivery got, also while reading is paused: so
+ * that the server counts a client that is slow to hand on, but alive, as alive (its --stall).
+ */
+function sendProgress(c: Connection): void {
+  if (c.progressEvery === undefined || c.phase !== "streaming" || c.outbox) return; // the last one is not out yet
+  const point = resumePoint();
+  const last = point?.server === c.serverId ? point!.last : c.resumedAfter!;
+  send(c, { type: "progress", last });
+}
+
+function flushOutbox(c: Connection): void {
+  if (!c.outbox || !c.socket || c.phase === "closing") return;
+  const taken = c.socket.write(c.outbox);
+  c.outbox = taken >= c.outbox.length ? undefined : c.outbox.subarray(Math.max(taken, 0));
+}
+
+/** Pauses or resumes reading from the server, so that it holds what this side cannot take yet. */
+function updateReading(): void {
+  const c = connection;
+  if (!c?.socket || c.phase !== "streaming") return;
+  const wait = forwardFailing || stdoutFull || pending.length >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
+  if (wait === c.paused) return;
+  c.paused = wait;
+  if (wait) return c.socket.pause();
+  // The silence while paused was our own doing: --dead-after counts from now.
   c.heardAt = performance.now();
-  try {
-    deliverFrames(c, chunk);
-  } finally {
-    handOnPending();
-  }
-}
-
-function deliverFrames(c: Connection, chunk: Uint8Array): void {
-  for (const frame of c.deframer.push(chunk)) {
-    if (!frame.control) {
-      if (c.phase !== "streaming") return enter(c, "closing", "protocol error: data before start");
-      // A number the state file could not hold: refuse it rather than lose count.
-      if (!Number.isSafeInteger(following!.next)) {
-        return enter(c, "closing", "protocol error: message number beyond 2^53");
-      }
-      counters.received++;
-      counters.receivedBytes += frame.body.length;
-      pending.push({ message: frame.body, server: following!.server, seq: following!.next++ });
-      pendingBytes += frame.body.length;
-      continue;
-    }
-    let message;
-    try {
-      message = parseControl(frame.body);
-    } catch (error) {
-      return enter(c, "closing", `protocol error: ${reason(error)}`);
-    }
-    onControlMessage(c, message);
-    if (c.phase === "closing") return;
-  }
-  if (c.deframer.error) enter(c, "closing", c.deframer.error);
-}
-
-function connect(): void {
-  const c: Connection = {
-    phase: "connecting", setupDeadline: 0, heardAt: 0, paused: false, deframer: new Deframer(MAX_MESSAGE),
-    heartbeats: 0, heartbeatSecond: 0,
-  };
-  connection = c;
-  enter(c, "connecting");
-  Bun.connect<Connection>({
-    hostname: server.host,
-    port: server.port,
-    data: c,
-    tls: { cert: tls.cert, key: tls.key, ca: tls.ca, crl: tls.crl, serverName, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
-    socket: {
-      open(socket) {
-        if (connection !== c) return void socket.terminate(); // abandoned while dialling
-        c.socket = socket;
-        enter(c, "handshaking");
-      },
-      handshake(socket, success, error) {
-        if (c.phase !== "handshaking") return;
-        if (!success && isNetworkError(error)) return; // the connection is gone: `close` says so
-        const why = serverRefusal(socket, success, error);
-        if (why) return enter(c, "closing", why);
-        socket.setKeepAlive(true, 15_000);
-        enter(c, "resuming");
-      },
-      data(_socket, chunk) {
-        // Never trust a byte from a server that failed its checks, or after we decided to hang up.
-        if (c.phase === "resuming" || c.phase === "streaming") onData(c, chunk);
-      },
-      drain: () => flushOutbox(c),
-      close: (_socket, error) => ended(c, error),
-      connectError(_socket, error) {
-        if (connection === c) log(`cannot connect to ${target}: ${reason(error)}`);
-        ended(c);
-      },
-      error(_socket, error) {
-        log(`${target}: ${reason(error)}`);
-      },
-    },
-  }).catch(() => {
-    // connectError has logged it and scheduled the retry.
-  });
+  c.socket.resume();
 }
 
 // The deadlines of every phase, checked by one clock. A half-open connection (the home address
 // changed under it) delivers nothing and never fails by itself: the server's heartbeats are what
 // make silence mean death.
-const TICK_MS = Math.max(1, Math.min(1000, options.deadAfter * 250, options.handshakeTimeout * 250));
-let lastTick = performance.now();
 setInterval(() => {
   const c = connection;
   const now = performance.now();
@@ -704,7 +592,128 @@ function restartClocks(c: Connection, now: number): void {
   sendProgress(c);
 }
 
-// ---- For operators: certificate renewal, expiry warnings, numbers.
+// ---- Handing on: to the local syslog daemon over UDP, or to stdout.
+
+// A syslog daemon that is not running answers with ICMP "port unreachable": an error event, or
+// an exception from the next send. Say so at once, then at most once a minute with the count.
+function forwardFailed(error: unknown): void {
+  forwardErrors++;
+  if (performance.now() - forwardErrorLogged < 60_000) return;
+  const times = forwardErrors > 1 ? ` (${forwardErrors} times since the last report)` : "";
+  log(`forward to ${forwardName}: ${error ? reason(error) : "not reachable"}${times}; is the syslog daemon listening?`);
+  forwardErrorLogged = performance.now();
+  forwardErrors = 0;
+}
+
+function handOn(server: string, last: number, count: number): void {
+  counters.delivered += count;
+  handedOn = { server, last };
+}
+
+function sendLater(ms: number): void {
+  sendTimer ??= setTimeout(() => {
+    sendTimer = undefined;
+    sendPending();
+  }, ms);
+}
+
+function sendPending(): void {
+  while (pending.length > 0 && udp) {
+    const now = performance.now();
+    let count = 0;
+    while (count < Math.min(SEND_BATCH, pending.length) && (!forwardBucket || forwardBucket.take(now))) count++;
+    if (count === 0) {
+      sendLater(Math.max(1, forwardBucket!.wait()));
+      break;
+    }
+    const packets: (Uint8Array | number | string)[] = [];
+    for (let i = 0; i < count; i++) packets.push(pending[i]!.message, forwardTo.port, forwardTo.host);
+    let sent;
+    try {
+      sent = udp.sendMany(packets);
+    } catch (error) {
+      // The messages stay, in order, and the server holds the rest until the daemon takes them.
+      forwardFailed(error);
+      forwardFailing = true;
+      sendLater(FORWARD_RETRY_MS);
+      break;
+    }
+    forwardFailing = false;
+    for (const { message, server, seq } of pending.splice(0, sent)) {
+      pendingBytes -= message.length;
+      handOn(server, seq, 1);
+    }
+    if (sent < count) break; // the kernel is full: `drain` calls again
+  }
+  updateReading();
+}
+
+/**
+ * The lines of one read, as one write. They count as handed on once stdout says it took them:
+ * until then a SIGTERM could lose them, and the resume point must not pass them.
+ */
+function writeLines(): void {
+  const last = pending.at(-1);
+  if (!last) return;
+  const lines = messagesAsLines(pending.map(({ message }) => message));
+  unconfirmed.push({ server: last.server, last: last.seq, count: pending.length });
+  pending.length = 0;
+  pendingBytes = 0;
+  const taken = process.stdout.write(lines, (error) => {
+    const write = unconfirmed.shift()!;
+    if (!error) handOn(write.server, write.last, write.count);
+  });
+  // A full pipe: stop reading the server until stdout drains.
+  if (!taken) stdoutFull = true;
+  updateReading();
+}
+
+/** After a read: the messages it brought go out. */
+function handOnPending(): void {
+  if (options.stdout) writeLines();
+  else sendPending();
+}
+
+// ---- Sockets and timers: the UDP socket to --forward, stdout, the state file and the expiry warning.
+
+async function openForwardSocket(): Promise<import("bun").udp.Socket<"buffer">> {
+  try {
+    return await Bun.udpSocket({
+      hostname: forwardTo.family === 6 ? "::" : "0.0.0.0",
+      socket: { drain: () => sendPending(), error: (_socket, error) => forwardFailed(error) },
+    });
+  } catch (error) {
+    log(`--forward ${forwardName}: cannot open a UDP socket for IPv${forwardTo.family}: ${reason(error)}`);
+    process.exit(2);
+  }
+}
+const udp = options.stdout ? undefined : await openForwardSocket();
+
+if (options.stdout) {
+  // One listener for the life of the process, not one per pause.
+  process.stdout.on("drain", () => {
+    stdoutFull = false;
+    updateReading();
+  });
+  process.stdout.on("error", (error) => {
+    log(`stdout: ${reason(error)}; exiting`);
+    stop(1);
+  });
+}
+
+if (options.state) {
+  let lastFailure = "";
+  setInterval(() => {
+    try {
+      saveState();
+      lastFailure = "";
+    } catch (error) {
+      // Once per kind of failure, not once a second while the disk stays full.
+      if (reason(error) !== lastFailure) log(reason(error));
+      lastFailure = reason(error);
+    }
+  }, 1000).unref();
+}
 
 function warnIfExpiring(): void {
   const warning = expiryWarning("cert", tls.leaf, new Date());
@@ -712,6 +721,8 @@ function warnIfExpiring(): void {
 }
 warnIfExpiring();
 setInterval(warnIfExpiring, 86_400_000).unref();
+
+// ---- Signals: SIGHUP rereads the certificates, SIGUSR1 prints the numbers, SIGINT and SIGTERM stop.
 
 /** SIGHUP: reread the certificate, key and CA for the next connection; the current one stays. */
 process.on("SIGHUP", () => {
@@ -737,9 +748,6 @@ process.on("SIGUSR1", () => {
   };
   process.stderr.write(JSON.stringify(snapshot) + "\n");
 });
-
-/** How long SIGTERM waits for stdout to take what was written to it. */
-const STOP_WAIT_MS = 5000;
 
 /**
  * SIGTERM, SIGINT: stop reading, let stdout take what it was given (for a while), and record

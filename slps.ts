@@ -7,7 +7,7 @@
 // --issuer is set, was issued by exactly that CA: no client gets a byte before both hold. A
 // client that comes back after its address changed says where it stopped, and gets the rest.
 
-import type { Socket, TCPSocketListener } from "bun";
+import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
@@ -20,8 +20,9 @@ import {
 } from "./lib.ts";
 import packageJson from "./package.json" with { type: "json" };
 
-// Defaults. Each has a flag and an environment variable, named after its key in OPTIONS below:
-// maxClients is --max-clients and SLPS_MAX_CLIENTS (see --help).
+// ---- Constants. Defaults first: each has a flag and an environment variable, named after its key
+// in OPTIONS below: maxClients is --max-clients and SLPS_MAX_CLIENTS (see --help).
+
 const UDP = "127.0.0.1:514"; // where the local syslog daemon forwards to
 const LISTEN = "0.0.0.0:6514"; // the TLS port clients dial
 const CERT = "certs/server.pem";
@@ -41,6 +42,14 @@ const HEARTBEAT = "15"; // seconds of silence after which a client gets a heartb
 const STALL = "60"; // seconds a client may take no bytes at all while some wait for it
 const METRICS = ""; // HOST:PORT to serve Prometheus metrics on at /metrics; empty: off
 const HANDSHAKE_TIMEOUT = "10"; // seconds a connection may take to finish its TLS handshake and resume
+
+/** Clients send control messages only; a data frame of any size from one is refused once read. */
+const CLIENT_MAX_MESSAGE = 1;
+/** The longest a timer waits: a longer delay fires at once. A deadline further out is checked again then. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+// ---- Options, and the files they name. Anything wrong with them is one line and exit 2, before
+// a socket opens.
 
 // biome-ignore format: a table, one option a row (its help on a second line when it is long)
 const OPTIONS = {
@@ -90,9 +99,6 @@ function parseQueue(text: string): number {
   return bytes;
 }
 
-/** Clients send control messages only; a data frame of any size from one is refused once read. */
-const CLIENT_MAX_MESSAGE = 1;
-
 const log = logger("slps");
 let options: Values<typeof OPTIONS>;
 let tls: TlsFiles;
@@ -120,6 +126,11 @@ function loadFiles(): TlsFiles {
   const pinsOnly = options.pin.size > 0 && options.ca === CA && !existsSync(CA);
   return loadTlsFiles({ ...options, ca: pinsOnly ? undefined : options.ca });
 }
+
+/** A refused or misbehaving connection gets this long to take its last bytes and close; then it is cut. */
+const CLOSING_MS = Math.min(options.handshakeTimeout, 2) * 1000;
+
+// ---- State: everything slps keeps between events, in one place. The sections below read and change it.
 
 /** This run's id: a client that sees another one knows the server restarted and lost its buffer. */
 const serverId = randomBytes(8).toString("hex");
@@ -175,32 +186,93 @@ const connections: Record<Phase, Set<Socket<Client>>> = {
 const pending = () => connections.handshaking.size + connections.closing.size;
 /** Clients past the certificate checks, counted against --max-clients. */
 const authorized = () => connections.resuming.size + connections.streaming.size;
-/** A refused or misbehaving connection gets this long to take its last bytes and close; then it is cut. */
-const CLOSING_MS = Math.min(options.handshakeTimeout, 2) * 1000;
-/** The longest a timer waits: a longer delay fires at once. A deadline further out is checked again then. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 // Before authentication nothing may be cheap for an attacker: few handshakes at once, few per
 // address. Refusals for these are counted and logged once a second, not once per connection.
 const handshakesBySource = new HandshakeLimiter(options.handshakeRate, 60_000);
 const floodRefusals = { pending: 0, rate: 0, full: 0, reset: 0 };
 
-/** Milliseconds the connection may stay in its phase from now. */
-function deadlineOf(client: Client, phase: Phase, now: number): number {
-  switch (phase) {
-    case "handshaking":
-    case "resuming":
-      // One clock for both: a client that is slow to handshake has less time to resume.
-      return client.openedAt + options.handshakeTimeout * 1000 - now;
-    case "streaming": {
-      // Checked again each --stall while nothing waits; while bytes wait, --stall from the last sign of life.
-      const { blockedSince, lastWrite } = client.stream;
-      if (blockedSince === undefined) return options.stall * 1000;
-      return Math.max(blockedSince, lastWrite, client.progressAt) + options.stall * 1000 - now;
-    }
-    case "closing":
-      return CLOSING_MS;
-  }
+// Frames are written once per event-loop turn, so a burst of datagrams becomes a few large
+// TLS writes instead of one small write per message.
+let flushScheduled = false;
+
+// ---- A connection's life: the handlers Bun calls, in the order it calls them; then the phases and
+// their deadlines, the certificate checks, and the protocol.
+
+/**
+ * The handlers of one TLS connection, in the order Bun calls them: open (a flood is refused
+ * before any work), handshake (the certificate checks), data (the resume request, then progress),
+ * drain, close. `crls` are the listener's --crl, which refusal() checks pinned certificates against.
+ */
+function clientHandlers(crls: RevocationList[]): SocketHandler<Client> {
+  return {
+    open(socket) {
+      counters.connections++;
+      const host = socket.remoteAddress;
+      const now = performance.now();
+      // A connection reset before this callback ran has no address left: nobody to serve.
+      const full = pending() >= options.maxPending;
+      const verdict = host === undefined ? "reset" : full ? "pending" : handshakesBySource.allow(host, now);
+      if (verdict !== "allowed") {
+        floodRefusals[verdict]++;
+        if (verdict !== "reset") counters.refused++;
+        socket.terminate();
+        return;
+      }
+      socket.data = {
+        remote: formatAddress({ host: host!, port: socket.remotePort }),
+        phase: "handshaking",
+        openedAt: now,
+        progressAt: now,
+        deframer: new Deframer(CLIENT_MAX_MESSAGE),
+        stream: new ClientStream(resumeBuffer, queueLimit, now),
+        droppedTotal: 0,
+      };
+      enter(socket, "handshaking");
+    },
+    handshake(socket, success, error) {
+      if (socket.data?.phase !== "handshaking") return;
+      // Bun may report success for a certificate that failed verification; refusal() checks `authorized` too.
+      const why = refusal(socket, success, error, crls);
+      if (why) {
+        counters.refused++;
+        log(`refused ${socket.data.remote}: ${why}`);
+        return goodbye(socket);
+      }
+      identify(socket);
+      socket.setKeepAlive(true, 30_000);
+      enter(socket, "resuming");
+      log(`client ${socket.data.name} connected (${authorized()} in all)`);
+      socket.data.stream.control({
+        type: "hello", version: PROTOCOL_VERSION, server: serverId, heartbeat: options.heartbeat,
+        first: resumeBuffer.first, next: resumeBuffer.next,
+        // The client may say how far it delivered, which counts as life (see deadlineOf).
+        progress: true,
+      });
+      flush(socket);
+    },
+    data(socket, chunk) {
+      const phase = socket.data?.phase;
+      if (phase !== "resuming" && phase !== "streaming") return;
+      const { deframer } = socket.data;
+      for (const frame of deframer.push(chunk)) {
+        if (!frame.control) return refuseProtocol(socket, "clients may send control messages only");
+        onControlFrame(socket, frame.body);
+        if (socket.data.phase === "closing" || socket.data.phase === "closed") return;
+      }
+      if (deframer.error) refuseProtocol(socket, deframer.error);
+    },
+    drain(socket) {
+      const phase = socket.data?.phase;
+      if (phase === "resuming" || phase === "streaming") flush(socket);
+    },
+    close(socket, error) {
+      if (socket.data) enter(socket, "closed", error ? reason(error) : undefined);
+    },
+    error(socket, error) {
+      log(`connection ${socket.data?.remote ?? "?"}: ${reason(error)}`);
+    },
+  };
 }
 
 /**
@@ -224,6 +296,24 @@ function enter(socket: Socket<Client>, phase: Phase | "closed", why?: string): v
   const now = performance.now();
   const ms = Math.min(Math.max(0, deadlineOf(client, phase, now)), MAX_TIMER_MS);
   client.deadline = setTimeout(() => overstayed(socket, phase), ms);
+}
+
+/** Milliseconds the connection may stay in its phase from now. */
+function deadlineOf(client: Client, phase: Phase, now: number): number {
+  switch (phase) {
+    case "handshaking":
+    case "resuming":
+      // One clock for both: a client that is slow to handshake has less time to resume.
+      return client.openedAt + options.handshakeTimeout * 1000 - now;
+    case "streaming": {
+      // Checked again each --stall while nothing waits; while bytes wait, --stall from the last sign of life.
+      const { blockedSince, lastWrite } = client.stream;
+      if (blockedSince === undefined) return options.stall * 1000;
+      return Math.max(blockedSince, lastWrite, client.progressAt) + options.stall * 1000 - now;
+    }
+    case "closing":
+      return CLOSING_MS;
+  }
 }
 
 /** A connection's phase deadline passed. */
@@ -300,17 +390,6 @@ function identify(socket: Socket<Client>): void {
   socket.data.name = `${socket.data.remote} (${cn ? cn[1] : socket.data.subject})`;
 }
 
-function flush(socket: Socket<Client>): void {
-  socket.data.stream.flush((data) => socket.write(data), performance.now());
-}
-
-/** Tells the peer why (unless that would cut a frame in half), and closes. */
-function refuseProtocol(socket: Socket<Client>, message: string): void {
-  log(`client ${socket.data.name}: ${message}; closing`);
-  if (socket.data.stream.midWrite) return cut(socket);
-  goodbye(socket, encodeControl({ type: "error", message }));
-}
-
 /** A control message from an authorized client: `resume` once, then `progress` as often as it likes. */
 function onControlFrame(socket: Socket<Client>, body: Uint8Array): void {
   const client = socket.data;
@@ -339,9 +418,19 @@ function onControlFrame(socket: Socket<Client>, body: Uint8Array): void {
   flush(socket);
 }
 
-// Frames are written once per event-loop turn, so a burst of datagrams becomes a few large
-// TLS writes instead of one small write per message.
-let flushScheduled = false;
+/** Tells the peer why (unless that would cut a frame in half), and closes. */
+function refuseProtocol(socket: Socket<Client>, message: string): void {
+  log(`client ${socket.data.name}: ${message}; closing`);
+  if (socket.data.stream.midWrite) return cut(socket);
+  goodbye(socket, encodeControl({ type: "error", message }));
+}
+
+function flush(socket: Socket<Client>): void {
+  socket.data.stream.flush((data) => socket.write(data), performance.now());
+}
+
+// ---- Messages: each datagram from the syslog daemon goes into the resume buffer, and from there to
+// every streaming client.
 
 function receive(message: Uint8Array): void {
   if (message.length === 0 || message.length > MAX_MESSAGE) {
@@ -399,6 +488,8 @@ const housekeeping = setInterval(() => {
 }, Math.min(1000, options.heartbeat * 500));
 housekeeping.unref();
 
+// ---- Sockets: the TLS listener, the UDP socket, and the metrics server if asked for.
+
 /** The TLS listener with the given certificates; SIGHUP replaces it, while its connections stay. */
 function listen(files: TlsFiles): TCPSocketListener<Client> {
   // The TLS layer checks CRLs only for certificates it verifies; pinned ones refusal() checks against these.
@@ -411,74 +502,7 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
       // With pins, a certificate need not chain to --ca: the TLS layer must let it through to refusal().
       rejectUnauthorized: pins.size === 0,
     },
-    socket: {
-      open(socket) {
-        counters.connections++;
-        const host = socket.remoteAddress;
-        const now = performance.now();
-        // A connection reset before this callback ran has no address left: nobody to serve.
-        const full = pending() >= options.maxPending;
-        const verdict = host === undefined ? "reset" : full ? "pending" : handshakesBySource.allow(host, now);
-        if (verdict !== "allowed") {
-          floodRefusals[verdict]++;
-          if (verdict !== "reset") counters.refused++;
-          socket.terminate();
-          return;
-        }
-        socket.data = {
-          remote: formatAddress({ host: host!, port: socket.remotePort }),
-          phase: "handshaking",
-          openedAt: now,
-          progressAt: now,
-          deframer: new Deframer(CLIENT_MAX_MESSAGE),
-          stream: new ClientStream(resumeBuffer, queueLimit, now),
-          droppedTotal: 0,
-        };
-        enter(socket, "handshaking");
-      },
-      handshake(socket, success, error) {
-        if (socket.data?.phase !== "handshaking") return;
-        // Bun may report success for a certificate that failed verification; refusal() checks `authorized` too.
-        const why = refusal(socket, success, error, crls);
-        if (why) {
-          counters.refused++;
-          log(`refused ${socket.data.remote}: ${why}`);
-          return goodbye(socket);
-        }
-        identify(socket);
-        socket.setKeepAlive(true, 30_000);
-        enter(socket, "resuming");
-        log(`client ${socket.data.name} connected (${authorized()} in all)`);
-        socket.data.stream.control({
-          type: "hello", version: PROTOCOL_VERSION, server: serverId, heartbeat: options.heartbeat,
-          first: resumeBuffer.first, next: resumeBuffer.next,
-          // The client may say how far it delivered, which counts as life (see deadlineOf).
-          progress: true,
-        });
-        flush(socket);
-      },
-      data(socket, chunk) {
-        const phase = socket.data?.phase;
-        if (phase !== "resuming" && phase !== "streaming") return;
-        const { deframer } = socket.data;
-        for (const frame of deframer.push(chunk)) {
-          if (!frame.control) return refuseProtocol(socket, "clients may send control messages only");
-          onControlFrame(socket, frame.body);
-          if (socket.data.phase === "closing" || socket.data.phase === "closed") return;
-        }
-        if (deframer.error) refuseProtocol(socket, deframer.error);
-      },
-      drain(socket) {
-        const phase = socket.data?.phase;
-        if (phase === "resuming" || phase === "streaming") flush(socket);
-      },
-      close(socket, error) {
-        if (socket.data) enter(socket, "closed", error ? reason(error) : undefined);
-      },
-      error(socket, error) {
-        log(`connection ${socket.data?.remote ?? "?"}: ${reason(error)}`);
-      },
-    },
+    socket: clientHandlers(crls),
   });
 }
 
@@ -514,9 +538,25 @@ if (granted < options.udpBuffer) {
   log(`warning: the UDP receive buffer is ${granted} bytes, not --udp-buffer ${options.udpBuffer}: raise net.core.rmem_max to ${options.udpBuffer} (sysctl -w net.core.rmem_max=${options.udpBuffer})`);
 }
 
+if (options.metrics) {
+  try {
+    Bun.serve({
+      hostname: options.metrics.host,
+      port: options.metrics.port,
+      fetch: (request) =>
+        new URL(request.url).pathname === "/metrics"
+          ? new Response(prometheusText(metrics()), { headers: { "content-type": "text/plain; version=0.0.4" } })
+          : new Response("slps serves /metrics only\n", { status: 404 }),
+    });
+  } catch (error) {
+    log(bindFailure("metrics", options.metrics, error));
+    process.exit(1);
+  }
+}
+
 log(`server id ${serverId}: receiving syslog on udp ${formatAddress(udpAddress)}, serving clients on tls ${formatAddress({ host: listenAddress.host, port: listener.port })}`);
 
-// ---- For operators: certificate renewal, expiry warnings, numbers.
+// ---- For operators: expiry and CRL warnings, and the numbers SIGUSR1 prints and /metrics serves.
 
 function warnIfExpiring(): void {
   const warning = expiryWarning("cert", tls.leaf, new Date());
@@ -535,37 +575,6 @@ function warnIfCrlMissing(files: TlsFiles): void {
   }
 }
 warnIfCrlMissing(tls);
-
-/** SIGHUP: reread the certificate, key and CA. New connections use them; connected clients stay. */
-function reload(): void {
-  let files: TlsFiles;
-  try {
-    files = loadFiles();
-  } catch (error) {
-    log(`SIGHUP: ${reason(error)}; keeping the certificates in force`);
-    return;
-  }
-  // Bun cannot swap a listener's certificates, so a new listener takes the port. Stopping the old
-  // one first leaves the port closed for a moment, which a connecting client retries through.
-  listener.stop(false);
-  try {
-    listener = listen(files);
-  } catch (error) {
-    log(`SIGHUP: ${bindFailure("listen", listenAddress, error)}; keeping the certificates in force`);
-    try {
-      listener = listen(tls);
-    } catch (again) {
-      // Something else took the port in that moment: without a listener slps serves nobody.
-      log(`SIGHUP: ${bindFailure("listen", listenAddress, again)}; exiting`);
-      process.exit(1);
-    }
-    return;
-  }
-  tls = files;
-  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}`);
-  warnIfExpiring();
-  warnIfCrlMissing(files);
-}
 
 function snapshot() {
   return {
@@ -631,24 +640,38 @@ function metrics(): Metric[] {
   ];
 }
 
-if (options.metrics) {
-  try {
-    Bun.serve({
-      hostname: options.metrics.host,
-      port: options.metrics.port,
-      fetch: (request) =>
-        new URL(request.url).pathname === "/metrics"
-          ? new Response(prometheusText(metrics()), { headers: { "content-type": "text/plain; version=0.0.4" } })
-          : new Response("slps serves /metrics only\n", { status: 404 }),
-    });
-  } catch (error) {
-    log(bindFailure("metrics", options.metrics, error));
-    process.exit(1);
-  }
-}
+// ---- Signals: SIGHUP rereads the certificates, SIGUSR1 prints the numbers, SIGINT and SIGTERM stop.
 
-process.on("SIGHUP", reload);
-process.on("SIGUSR1", () => process.stderr.write(JSON.stringify(snapshot()) + "\n"));
+/** SIGHUP: reread the certificate, key and CA. New connections use them; connected clients stay. */
+function reload(): void {
+  let files: TlsFiles;
+  try {
+    files = loadFiles();
+  } catch (error) {
+    log(`SIGHUP: ${reason(error)}; keeping the certificates in force`);
+    return;
+  }
+  // Bun cannot swap a listener's certificates, so a new listener takes the port. Stopping the old
+  // one first leaves the port closed for a moment, which a connecting client retries through.
+  listener.stop(false);
+  try {
+    listener = listen(files);
+  } catch (error) {
+    log(`SIGHUP: ${bindFailure("listen", listenAddress, error)}; keeping the certificates in force`);
+    try {
+      listener = listen(tls);
+    } catch (again) {
+      // Something else took the port in that moment: without a listener slps serves nobody.
+      log(`SIGHUP: ${bindFailure("listen", listenAddress, again)}; exiting`);
+      process.exit(1);
+    }
+    return;
+  }
+  tls = files;
+  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}`);
+  warnIfExpiring();
+  warnIfCrlMissing(files);
+}
 
 function shutdown(signal: string): void {
   log(`${signal}: closing ${authorized()} clients and exiting`);
@@ -656,5 +679,8 @@ function shutdown(signal: string): void {
   listener.stop(true);
   process.exit(0);
 }
+
+process.on("SIGHUP", reload);
+process.on("SIGUSR1", () => process.stderr.write(JSON.stringify(snapshot()) + "\n"));
 process.on("SIGINT", () => shutdown("SIGINT"));
 process.on("SIGTERM", () => shutdown("SIGTERM"));
