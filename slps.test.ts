@@ -1,5 +1,8 @@
-// End to end: real slps and slpc processes, real TLS and UDP on loopback, certificates made by
-// this run. Each test asserts on the bytes that arrived.
+// slps end to end: real slps and slpc processes, real TLS and UDP on loopback, certificates made by
+// this run. What the server delivers and to whom, whom it refuses, how it bears a slow client,
+// its command line, and the compiled executables. slpc's own behaviour is in slpc.test.ts; the
+// suites that span both (resume, security, operations, interop) are under test/.
+// Each test asserts on the bytes that arrived.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
@@ -47,14 +50,6 @@ describe("delivery", () => {
       await until("batch", () => outs.every((out) => out.messages.length >= i + 50));
     }
     for (const out of outs) expect(out.messages).toEqual(messages);
-  });
-
-  test("--stdout prints one line per message with its own LF escaped", async () => {
-    const s = await server();
-    const c = await client(s);
-    await sendUdp(s.udpPort, [Buffer.from("<13>one\ntwo"), Buffer.from("<13>three")]);
-    await until("two lines", () => c.stdout.toString().split("\n").length >= 3);
-    expect(c.stdout.toString()).toBe("<13>one\\ntwo\n<13>three\n");
   });
 
   test("an --issuer in either form admits a certificate from that intermediate", async () => {
@@ -137,35 +132,9 @@ describe("refusal", () => {
     await until("close", () => closed, 2000);
   });
 
-  test("slpc refuses a server whose certificate does not carry the expected name", async () => {
-    const s = await server();
-    const c = track(new Child([BUN, "slpc.ts", "--server", `127.0.0.1:${s.tlsPort}`, "--servername", "elsewhere.example",
-      "--ca", bed.pki.ca, ...Object.values(bed.pki.cert("client")).flatMap((f, i) => [i ? "--key" : "--cert", f]), "--stdout", "--retry-min", "0.2"]));
-    await c.waitFor(/server certificate refused: .*elsewhere\.example/);
-    await sendUdp(s.udpPort, [Buffer.from("<13>not for you")]);
-    await sleep(300);
-    expect(c.stdout.length).toBe(0);
-    expect(s.stderr).not.toMatch(/client .* connected/);
-  });
 });
 
 describe("resilience", () => {
-  test("a client reconnects after the server restarts", async () => {
-    const first = await server();
-    const out = await sink();
-    const c = await client(first, out.port);
-    await sendUdp(first.udpPort, [Buffer.from("<13>before")]);
-    await until("first", () => out.messages.length === 1);
-    first.kill("SIGTERM");
-    expect(await first.exit()).toBe(0);
-    const second = await server([], { udpPort: first.udpPort, tlsPort: first.tlsPort });
-    await second.waitFor(/client .* starts at #1/);
-    await sendUdp(second.udpPort, [Buffer.from("<13>after")]);
-    await until("second", () => out.messages.length === 2);
-    expect(out.messages.map(String)).toEqual(["<13>before", "<13>after"]);
-    expect(c.stderr).toMatch(/disconnected from[\s\S]*retrying[\s\S]*connected to/);
-  });
-
   test("a client that stops reading slows nobody and the server's memory stays bounded", async () => {
     const s = await server(["--queue", "1MiB", "--buffer", "1MiB"]);
     const out = await sink();
@@ -214,9 +183,6 @@ describe("command line", () => {
     [["slps.ts", "--bogus"], /^slps: unknown flag --bogus \(see --help\)\n$/],
     [["slps.ts", "--queue"], /^slps: --queue needs a value \(BYTES\)\n$/],
     [["slps.ts", "--cert", "/nonexistent/server.pem"], /^slps: --cert \/nonexistent\/server.pem: no such file\n$/],
-    [["slpc.ts"], /^slpc: --server: required\n$/],
-    [["slpc.ts", "--server", "example.com:99999"], /^slpc: --server "example.com:99999": port must be 1 to 65535\n$/],
-    [["slpc.ts", "--server", "localhost", "--retry-min", "-1"], /^slpc: --retry-min "-1": expected seconds above zero/],
   ])("%p exits 2 with one line naming the problem", async (args, expected) => {
     const result = await run([BUN, ...args]);
     expect(result.code).toBe(2);
@@ -235,27 +201,17 @@ describe("command line", () => {
     expect(result.stderr).toBe(`slps: --key ${bed.pki.cert("client").key}: does not belong to --cert ${bed.pki.server.cert}\n`);
   });
 
-  test("a file that is not PEM is named", async () => {
-    const result = await run([BUN, "slpc.ts", "--server", "localhost", "--cert", `${ROOT}/package.json`]);
-    expect(result.code).toBe(2);
-    expect(result.stderr).toBe(`slpc: --cert ${ROOT}/package.json: not a PEM file\n`);
-  });
-
   test("--help lists every option with its environment variable and default", async () => {
     const result = await run([BUN, "slps.ts", "--help"]);
     expect(result.code).toBe(0);
     for (const text of ["--udp HOST:PORT", "SLPS_UDP", "127.0.0.1:514", "--listen", "0.0.0.0:6514", "--issuer DN", "--max-clients N", "(default 64)", "--queue BYTES", "8MiB"])
       expect(result.stdout).toContain(text);
-    const client = await run([BUN, "slpc.ts", "--help"]);
-    for (const text of ["--server HOST[:PORT]", "SLPC_SERVER", "--forward HOST:PORT", "127.0.0.1:514", "SLPC_STDOUT=1"]) expect(client.stdout).toContain(text);
   });
 
   test("--version prints the program's name and the version in package.json", async () => {
-    for (const program of ["slps", "slpc"]) {
-      const result = await run([BUN, `${program}.ts`, "--version"]);
-      expect(result.code).toBe(0);
-      expect(result.stdout).toBe(`${program} ${packageJson.version}\n`);
-    }
+    const result = await run([BUN, "slps.ts", "--version"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(`slps ${packageJson.version}\n`);
   });
 
   test("a port in use exits 1 naming the address", async () => {

@@ -7,8 +7,8 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { type DaemonKind, SERVER_HOST, findDaemon, linesOf, startDaemon } from "./test/daemons.ts";
-import { ROOT, freePort, testBed, until } from "./test/kit.ts";
+import { type DaemonKind, SERVER_HOST, findDaemon, linesOf, startDaemon } from "./daemons.ts";
+import { ROOT, freePort, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(60_000);
 

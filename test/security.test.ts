@@ -5,8 +5,8 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { encodeControl, encodeFrame } from "./lib.ts";
-import { BUN, Child, ROOT, makeCert, rawTlsClient, rss, sendUdp, sleep, testBed, until } from "./test/kit.ts";
+import { encodeControl, encodeFrame } from "../lib.ts";
+import { BUN, Child, ROOT, makeCert, rawTlsClient, rss, sendUdp, sleep, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(30_000);
 

@@ -1,19 +1,24 @@
-// slpc against the odd moments of issue 9: forward addresses in every form the flag accepts, a
-// daemon that is down, peers that never answer, slow outputs, signals and broken state files.
-// Real slps and slpc processes, real TLS and UDP on loopback, certificates made by this run.
+// slpc end to end: real slps and slpc processes, or a TLS server of the test's own playing slps
+// badly; real TLS and UDP on loopback, certificates made by this run. What slpc delivers and
+// where (--forward in every form it accepts, --stdout), which servers it refuses, how it comes
+// back, its command line, and the odd moments: a daemon that is down, peers that never answer,
+// slow outputs, signals and broken state files. Each test asserts on the bytes that arrived.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { closeSync, constants, openSync, readFileSync, readSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createServer, type Socket as NetSocket } from "node:net";
 import type { Socket } from "bun";
-import { Deframer, TLS13_ONLY, encodeControl, encodeFrame } from "../lib.ts";
-import { BUN, Child, ROOT, sendUdp, sleep, testBed, until, type ServerHandle } from "./kit.ts";
+import { Deframer, TLS13_ONLY, encodeControl, encodeFrame } from "./lib.ts";
+import packageJson from "./package.json" with { type: "json" };
+import { BUN, Child, ROOT, sendUdp, sleep, testBed, until, type ServerHandle } from "./test/kit.ts";
 
+// These start real processes and wait on real sockets: more than bun's default 5 s on a busy machine.
 setDefaultTimeout(30_000);
 
 const bed = testBed();
 const { server, sink, track } = bed;
+const client = (s: ServerHandle, forwardPort?: number, args: string[] = []) => bed.client(s, { forwardPort, args });
 
 /** slpc dialling `port` with the test's client certificate, quick to retry, and `args`. */
 function slpc(port: number, args: string[]): Child {
@@ -99,6 +104,84 @@ async function sink6() {
 
 const numbered = (n: number, prefix = "msg") => Array.from({ length: n }, (_, i) => Buffer.from(`<13>${prefix} ${i}`));
 const texts = (messages: Buffer[]) => messages.map(String);
+
+describe("delivery", () => {
+  test("--stdout prints one line per message with its own LF escaped", async () => {
+    const s = await server();
+    const c = await client(s);
+    await sendUdp(s.udpPort, [Buffer.from("<13>one\ntwo"), Buffer.from("<13>three")]);
+    await until("two lines", () => c.stdout.toString().split("\n").length >= 3);
+    expect(c.stdout.toString()).toBe("<13>one\\ntwo\n<13>three\n");
+  });
+});
+
+describe("refusal", () => {
+  test("slpc refuses a server whose certificate does not carry the expected name", async () => {
+    const s = await server();
+    const c = track(new Child([BUN, "slpc.ts", "--server", `127.0.0.1:${s.tlsPort}`, "--servername", "elsewhere.example",
+      "--ca", bed.pki.ca, ...Object.values(bed.pki.cert("client")).flatMap((f, i) => [i ? "--key" : "--cert", f]), "--stdout", "--retry-min", "0.2"]));
+    await c.waitFor(/server certificate refused: .*elsewhere\.example/);
+    await sendUdp(s.udpPort, [Buffer.from("<13>not for you")]);
+    await sleep(300);
+    expect(c.stdout.length).toBe(0);
+    expect(s.stderr).not.toMatch(/client .* connected/);
+  });
+});
+
+describe("resilience", () => {
+  test("a client reconnects after the server restarts", async () => {
+    const first = await server();
+    const out = await sink();
+    const c = await client(first, out.port);
+    await sendUdp(first.udpPort, [Buffer.from("<13>before")]);
+    await until("first", () => out.messages.length === 1);
+    first.kill("SIGTERM");
+    expect(await first.exit()).toBe(0);
+    const second = await server([], { udpPort: first.udpPort, tlsPort: first.tlsPort });
+    await second.waitFor(/client .* starts at #1/);
+    await sendUdp(second.udpPort, [Buffer.from("<13>after")]);
+    await until("second", () => out.messages.length === 2);
+    expect(out.messages.map(String)).toEqual(["<13>before", "<13>after"]);
+    expect(c.stderr).toMatch(/disconnected from[\s\S]*retrying[\s\S]*connected to/);
+  });
+});
+
+describe("command line", () => {
+  async function run(cmd: string[]) {
+    const child = new Child(cmd);
+    const code = await child.exit();
+    await sleep(20);
+    return { code, stderr: child.stderr, stdout: child.stdout.toString() };
+  }
+
+  test.each([
+    [["slpc.ts"], /^slpc: --server: required\n$/],
+    [["slpc.ts", "--server", "example.com:99999"], /^slpc: --server "example.com:99999": port must be 1 to 65535\n$/],
+    [["slpc.ts", "--server", "localhost", "--retry-min", "-1"], /^slpc: --retry-min "-1": expected seconds above zero/],
+  ])("%p exits 2 with one line naming the problem", async (args, expected) => {
+    const result = await run([BUN, ...args]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(expected);
+  });
+
+  test("a file that is not PEM is named", async () => {
+    const result = await run([BUN, "slpc.ts", "--server", "localhost", "--cert", `${ROOT}/package.json`]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(`slpc: --cert ${ROOT}/package.json: not a PEM file\n`);
+  });
+
+  test("--help lists every option with its environment variable and default", async () => {
+    const result = await run([BUN, "slpc.ts", "--help"]);
+    expect(result.code).toBe(0);
+    for (const text of ["--server HOST[:PORT]", "SLPC_SERVER", "--forward HOST:PORT", "127.0.0.1:514", "SLPC_STDOUT=1"]) expect(result.stdout).toContain(text);
+  });
+
+  test("--version prints the program's name and the version in package.json", async () => {
+    const result = await run([BUN, "slpc.ts", "--version"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(`slpc ${packageJson.version}\n`);
+  });
+});
 
 describe("--forward in every form it accepts", () => {
   test("--forward localhost:PORT delivers to a daemon on 127.0.0.1", async () => {

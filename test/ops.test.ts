@@ -4,7 +4,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Child, ROOT, freePort, makeCert, sendUdp, testBed, until } from "./test/kit.ts";
+import { Child, ROOT, freePort, makeCert, sendUdp, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(30_000);
 

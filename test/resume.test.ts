@@ -4,10 +4,10 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Deframer, PROTOCOL_VERSION, encodeControl } from "./lib.ts";
+import { Deframer, PROTOCOL_VERSION, encodeControl } from "../lib.ts";
 import {
   BUN, Child, sendUdp, sleep, stalledClient, steadySender, testBed, until, type ClientOptions, type ServerHandle,
-} from "./test/kit.ts";
+} from "./kit.ts";
 
 setDefaultTimeout(30_000);
 

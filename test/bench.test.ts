@@ -4,7 +4,7 @@
 import { expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { BUN, ROOT, removeDir, tempDir } from "./test/kit.ts";
+import { BUN, ROOT, removeDir, tempDir } from "./kit.ts";
 
 test("npm run bench -- --smoke measures slp and writes the table, JSON and chart", () => {
   const out = tempDir("slp-bench-smoke-");
