@@ -6,29 +6,25 @@
 
 // Start: options, addresses, certificate files.
 export * from "./lib/address.ts";
-export * from "./lib/crl.ts";
-export * from "./lib/dn.ts";
-export * from "./lib/options.ts";
-export * from "./lib/tls.ts";
-
-// Between slps and slpc: frames and the protocol's messages.
-export * from "./lib/framing.ts";
-export * from "./lib/protocol.ts";
-
 // slps: the resume buffer, each client's stream, numbers for operators.
 export * from "./lib/client_stream.ts";
-export * from "./lib/metrics.ts";
-export * from "./lib/resume_buffer.ts";
-
+export * from "./lib/crl.ts";
+export * from "./lib/dn.ts";
 // slpc: the message, its filters and formats, and where it goes.
 export * from "./lib/filter.ts";
 export * from "./lib/format.ts";
 export * from "./lib/forward_address.ts";
-export * from "./lib/relp.ts";
-export * from "./lib/syslog_message.ts";
-export * from "./lib/terminal_text.ts";
-export * from "./lib/unix_dgram.ts";
-
+// Between slps and slpc: frames and the protocol's messages.
+export * from "./lib/framing.ts";
 // Both: limits in time, logging.
 export * from "./lib/limits.ts";
 export * from "./lib/log.ts";
+export * from "./lib/metrics.ts";
+export * from "./lib/options.ts";
+export * from "./lib/protocol.ts";
+export * from "./lib/relp.ts";
+export * from "./lib/resume_buffer.ts";
+export * from "./lib/syslog_message.ts";
+export * from "./lib/terminal_text.ts";
+export * from "./lib/tls.ts";
+export * from "./lib/unix_dgram.ts";

@@ -5,13 +5,13 @@
 // slow outputs, signals and broken state files. Each test asserts on the bytes that arrived.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { closeSync, constants, openSync, readFileSync, readSync, readdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { createServer, type Socket as NetSocket } from "node:net";
+import { join } from "node:path";
 import type { Socket } from "bun";
-import { Deframer, TLS13_ONLY, encodeControl, encodeFrame } from "./lib.ts";
+import { Deframer, encodeControl, encodeFrame, TLS13_ONLY } from "./lib.ts";
 import packageJson from "./package.json" with { type: "json" };
-import { BUN, Child, ROOT, sendUdp, sleep, testBed, until, type ServerHandle } from "./test/kit.ts";
+import { BUN, Child, ROOT, type ServerHandle, sendUdp, sleep, testBed, until } from "./test/kit.ts";
 
 // These start real processes and wait on real sockets: more than bun's default 5 s on a busy machine.
 setDefaultTimeout(30_000);
@@ -28,8 +28,23 @@ function slpc(port: number, args: string[]): Child {
 /** The command line of slpc dialling `port`, as slpc() runs it. */
 function slpcCommand(port: number, args: string[]): string[] {
   const { cert, key } = bed.pki.cert("client");
-  return [BUN, "slpc.ts", "--server", `localhost:${port}`, "--ca", bed.pki.ca, "--cert", cert, "--key", key,
-    "--retry-min", "0.2", "--retry-max", "1", ...args];
+  return [
+    BUN,
+    "slpc.ts",
+    "--server",
+    `localhost:${port}`,
+    "--ca",
+    bed.pki.ca,
+    "--cert",
+    cert,
+    "--key",
+    key,
+    "--retry-min",
+    "0.2",
+    "--retry-max",
+    "1",
+    ...args,
+  ];
 }
 
 /** Sends `messages` to slps in batches, pausing between them so its UDP buffer never overflows. */
@@ -91,7 +106,10 @@ function slpcInto(out: { writeEnd: number }, command: string[]) {
 
 /** Waits until slps has started one more client stream than `before`. */
 const streamStarted = (s: ServerHandle, before = 0) =>
-  until(() => `a stream to start:\n${s.stderr}`, () => (s.stderr.match(/ starts at #/g)?.length ?? 0) > before);
+  until(
+    () => `a stream to start:\n${s.stderr}`,
+    () => (s.stderr.match(/ starts at #/g)?.length ?? 0) > before,
+  );
 
 /** A UDP sink on ::1 that keeps every datagram. */
 async function sink6() {
@@ -118,8 +136,22 @@ describe("delivery", () => {
 describe("refusal", () => {
   test("slpc refuses a server whose certificate does not carry the expected name", async () => {
     const s = await server();
-    const c = track(new Child([BUN, "slpc.ts", "--server", `127.0.0.1:${s.tlsPort}`, "--servername", "elsewhere.example",
-      "--ca", bed.pki.ca, ...Object.values(bed.pki.cert("client")).flatMap((f, i) => [i ? "--key" : "--cert", f]), "--stdout", "--retry-min", "0.2"]));
+    const c = track(
+      new Child([
+        BUN,
+        "slpc.ts",
+        "--server",
+        `127.0.0.1:${s.tlsPort}`,
+        "--servername",
+        "elsewhere.example",
+        "--ca",
+        bed.pki.ca,
+        ...Object.values(bed.pki.cert("client")).flatMap((f, i) => [i ? "--key" : "--cert", f]),
+        "--stdout",
+        "--retry-min",
+        "0.2",
+      ]),
+    );
     await c.waitFor(/server certificate refused: .*elsewhere\.example/);
     await sendUdp(s.udpPort, [Buffer.from("<13>not for you")]);
     await sleep(300);
@@ -173,7 +205,8 @@ describe("command line", () => {
   test("--help lists every option with its environment variable and default", async () => {
     const result = await run([BUN, "slpc.ts", "--help"]);
     expect(result.code).toBe(0);
-    for (const text of ["--server HOST[:PORT]", "SLPC_SERVER", "--forward HOST:PORT", "127.0.0.1:514", "SLPC_STDOUT=1"]) expect(result.stdout).toContain(text);
+    for (const text of ["--server HOST[:PORT]", "SLPC_SERVER", "--forward HOST:PORT", "127.0.0.1:514", "SLPC_STDOUT=1"])
+      expect(result.stdout).toContain(text);
   });
 
   test("--version prints the program's name and the version in package.json", async () => {
@@ -190,7 +223,10 @@ describe("--forward in every form it accepts", () => {
     const c = slpc(s.tlsPort, ["--forward", `localhost:${out.port}`]);
     await streamStarted(s);
     await sendUdp(s.udpPort, numbered(20));
-    await until(() => `20 messages, got ${out.messages.length}:\n${c.stderr}`, () => out.messages.length === 20);
+    await until(
+      () => `20 messages, got ${out.messages.length}:\n${c.stderr}`,
+      () => out.messages.length === 20,
+    );
     expect(texts(out.messages)).toEqual(texts(numbered(20)));
   });
 
@@ -200,14 +236,19 @@ describe("--forward in every form it accepts", () => {
     const c = slpc(s.tlsPort, ["--forward", `[::1]:${out.port}`]);
     await streamStarted(s);
     await sendUdp(s.udpPort, numbered(200));
-    await until(() => `200 messages, got ${out.messages.length}:\n${c.stderr}`, () => out.messages.length === 200);
+    await until(
+      () => `200 messages, got ${out.messages.length}:\n${c.stderr}`,
+      () => out.messages.length === 200,
+    );
     expect(texts(out.messages)).toEqual(texts(numbered(200)));
   });
 
   test("a --forward host that does not resolve exits 2 with one line", async () => {
     const c = slpc(1, ["--forward", "no-such-host.invalid:514"]);
     expect(await c.exit()).toBe(2);
-    expect(c.stderr).toMatch(/^slpc: --forward no-such-host\.invalid:514: cannot resolve no-such-host\.invalid: [^\n]+\n$/);
+    expect(c.stderr).toMatch(
+      /^slpc: --forward no-such-host\.invalid:514: cannot resolve no-such-host\.invalid: [^\n]+\n$/,
+    );
   });
 
   test("a forward address the kernel refuses every send to: one line naming it, reading paused, no crash", async () => {
@@ -221,8 +262,16 @@ describe("--forward in every form it accepts", () => {
     await sleep(2000);
     const from = c.stderr.length;
     c.kill("SIGUSR1");
-    await until(() => `counters:\n${c.stderr}`, () => c.stderr.slice(from).includes("{"));
-    const counters = JSON.parse(c.stderr.slice(from).split("\n").find((line) => line.startsWith("{"))!);
+    await until(
+      () => `counters:\n${c.stderr}`,
+      () => c.stderr.slice(from).includes("{"),
+    );
+    const counters = JSON.parse(
+      c.stderr
+        .slice(from)
+        .split("\n")
+        .find((line) => line.startsWith("{"))!,
+    );
     expect(counters.delivered).toBe(0);
     expect(counters.pending).toBeLessThan(5000); // reading paused: the server holds the rest
     expect(c.stderr.match(/EACCES/g)).toHaveLength(1); // once a minute at most
@@ -250,8 +299,10 @@ describe("--forward in every form it accepts", () => {
     const up = await Bun.udpSocket({ hostname: "127.0.0.1", port, socket: { data: keep } });
     bed.defer(() => up.close());
     await sendUdp(s.udpPort, [Buffer.from("<13>after")]);
-    await until(() => `the last message (${messagesUp.length} so far):\n${c.stderr}`,
-      () => messagesUp.at(-1)?.toString() === "<13>after");
+    await until(
+      () => `the last message (${messagesUp.length} so far):\n${c.stderr}`,
+      () => messagesUp.at(-1)?.toString() === "<13>after",
+    );
     expect(c.proc.exitCode).toBeNull();
     expect(c.stderr).not.toMatch(/^\s+at /m); // no stack trace
     expect(c.stderr.match(/is the syslog daemon listening/g)).toHaveLength(1);
@@ -275,7 +326,10 @@ describe("--handshake-timeout", () => {
     await c.waitFor(/no TLS handshake, hello and start within 1 s \(--handshake-timeout\); closing the connection/);
     const after = performance.now() - dialled;
     await c.waitFor(/retrying in [\d.]+ s\nslpc: connecting to/);
-    await until(() => `a second connection (${accepted})`, () => accepted >= 2);
+    await until(
+      () => `a second connection (${accepted})`,
+      () => accepted >= 2,
+    );
     expect(after).toBeGreaterThanOrEqual(900);
     expect(c.proc.exitCode).toBeNull();
   });
@@ -313,7 +367,10 @@ describe("--stdout and SIGTERM", () => {
     const second = slpc(s.tlsPort, ["--stdout", "--state", state]);
     const rest = () => second.stdout.toString().split("\n").slice(0, -1);
     const missing = messages.length - saved.last;
-    await until(() => `the rest (${rest().length} of ${missing}):\n${second.stderr}`, () => rest().length >= missing);
+    await until(
+      () => `the rest (${rest().length} of ${missing}):\n${second.stderr}`,
+      () => rest().length >= missing,
+    );
     await sleep(200);
     expect([...lines, ...rest()]).toEqual(texts(messages));
     expect(second.stderr).not.toContain("gap");
@@ -361,7 +418,10 @@ describe("a --state file that is not one", () => {
     expect(readFileSync(aside, "utf8")).toBe(content);
     await c.waitFor(/gap: an unknown number of messages lost, the --state file was unreadable; continuing from #1/);
     await sendUdp(s.udpPort, numbered(5));
-    await until(() => `5 messages:\n${c.stderr}`, () => out.messages.length === 5);
+    await until(
+      () => `5 messages:\n${c.stderr}`,
+      () => out.messages.length === 5,
+    );
     expect(texts(out.messages)).toEqual(texts(numbered(5)));
     c.kill("SIGTERM");
     expect(await c.exit()).toBe(0);
@@ -377,7 +437,10 @@ describe("a --state file that is not one", () => {
     writeFileSync(state, "{");
     const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--state", state, "--replay"]);
     await c.waitFor(/moved it to \S+ and starting as a new client, with everything the server holds \(--replay\)/);
-    await until(() => `the held messages:\n${c.stderr}`, () => out.messages.length === 3);
+    await until(
+      () => `the held messages:\n${c.stderr}`,
+      () => out.messages.length === 3,
+    );
     expect(texts(out.messages)).toEqual(texts(numbered(3, "held")));
     expect(readdirSync(bed.dir).filter((file) => file.startsWith("bad-replay.json.bad-"))).toHaveLength(1);
   });
@@ -396,7 +459,10 @@ describe("the resume point follows the server run each message came from", () =>
     await streamStarted(first);
     const a = numbered(100, "a");
     await feed(first, a);
-    await until(() => `delivery under way:\n${c.stderr}`, () => out.messages.length >= 5);
+    await until(
+      () => `delivery under way:\n${c.stderr}`,
+      () => out.messages.length >= 5,
+    );
     first.kill("SIGTERM");
     await first.exit();
     const second = await server([], { udpPort: first.udpPort, tlsPort: first.tlsPort });
@@ -409,7 +475,11 @@ describe("the resume point follows the server run each message came from", () =>
     expect(midway.server).toBe(serverId(first));
     expect(midway.last).toBeLessThanOrEqual(out.messages.length);
     const all = a.length + b.length;
-    await until(() => `everything (${out.messages.length}):\n${c.stderr}`, () => out.messages.length === all, 20_000);
+    await until(
+      () => `everything (${out.messages.length}):\n${c.stderr}`,
+      () => out.messages.length === all,
+      20_000,
+    );
     await sleep(1500);
     expect(saved(state)).toEqual({ server: serverId(second), last: b.length });
     expect(texts(out.messages)).toEqual(texts([...a, ...b]));
@@ -439,12 +509,23 @@ describe("the resume point follows the server run each message came from", () =>
   test("a start near 2^53 cannot make the state file unreadable", async () => {
     const hello = encodeControl({ type: "hello", version: 1, server: "far", heartbeat: 15, first: 1, next: 1 });
     const start = encodeControl({ type: "start", seq: Number.MAX_SAFE_INTEGER });
-    const port = bed.fakeServer(hello, (socket) =>
-      void socket.write(Buffer.concat([start, encodeFrame(Buffer.from("one")), encodeFrame(Buffer.from("two"))])),
+    const port = bed.fakeServer(
+      hello,
+      (socket) =>
+        void socket.write(Buffer.concat([start, encodeFrame(Buffer.from("one")), encodeFrame(Buffer.from("two"))])),
     );
     const out = await sink();
     const state = join(bed.dir, "far.json");
-    const c = slpc(port, ["--forward", `127.0.0.1:${out.port}`, "--state", state, "--retry-min", "30", "--retry-max", "30"]);
+    const c = slpc(port, [
+      "--forward",
+      `127.0.0.1:${out.port}`,
+      "--state",
+      state,
+      "--retry-min",
+      "30",
+      "--retry-max",
+      "30",
+    ]);
     await c.waitFor(/protocol error: message number beyond 2\^53; closing the connection/);
     c.kill("SIGTERM");
     expect(await c.exit()).toBe(0);
@@ -471,7 +552,10 @@ describe("odd moments", () => {
       await sendUdp(s.udpPort, during.slice(5));
       sent.push(...during);
       c.kill("SIGCONT");
-      await until(() => `the messages of pause ${pause}:\n${c.stderr}`, () => out.messages.length === sent.length);
+      await until(
+        () => `the messages of pause ${pause}:\n${c.stderr}`,
+        () => out.messages.length === sent.length,
+      );
       await sleep(500);
     }
     await sleep(2500); // longer than --dead-after, awake: heartbeats keep it alive
@@ -492,7 +576,9 @@ describe("odd moments", () => {
   test("a connection reset during the TLS handshake is called that, not a certificate refusal", async () => {
     const port = afterClientHello((socket) => socket.resetAndDestroy());
     const c = slpc(port, ["--stdout"]);
-    await c.waitFor(/localhost:\d+: connection lost during the TLS handshake: [^\n]*ECONNRESET[^\n]*\nslpc: retrying in/);
+    await c.waitFor(
+      /localhost:\d+: connection lost during the TLS handshake: [^\n]*ECONNRESET[^\n]*\nslpc: retrying in/,
+    );
     expect(c.stderr).not.toContain("certificate");
   });
 
@@ -526,7 +612,9 @@ describe("backpressure is not death", () => {
       socket: {
         open(socket) {
           socket.data = { deframer: new Deframer(1) };
-          socket.write(encodeControl({ type: "hello", version: 1, server: "scripted", first: 1, next: 1, ...hello } as never));
+          socket.write(
+            encodeControl({ type: "hello", version: 1, server: "scripted", first: 1, next: 1, ...hello } as never),
+          );
         },
         data(socket, chunk) {
           for (const frame of socket.data.deframer.push(chunk)) {
@@ -547,7 +635,10 @@ describe("backpressure is not death", () => {
   }
 
   const stream = (count: number) =>
-    Buffer.concat([encodeControl({ type: "start", seq: 1 }), ...numbered(count).map((message) => encodeFrame(message))]);
+    Buffer.concat([
+      encodeControl({ type: "start", seq: 1 }),
+      ...numbered(count).map((message) => encodeFrame(message)),
+    ]);
 
   test("a server whose hello offers progress gets {type: progress, last} every heartbeat", async () => {
     const fake = scriptedServer({ heartbeat: 0.2, progress: true }, stream(3));

@@ -6,16 +6,45 @@
 // server the number of the last message it delivered and gets everything after it, treats a
 // connection that has been silent too long as dead, and retries with backoff until it is back.
 
-import type { Socket } from "bun";
 import { lookup } from "node:dns/promises";
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { checkServerIdentity } from "node:tls";
+import type { Socket } from "bun";
 import {
-  Deframer, MAX_MESSAGE, PROTOCOL_VERSION, TokenBucket, TLS13_ONLY, UsageError, encodeControl, expiryWarning,
-  formatAddress, gapNotice, helpText, isNetworkError, optional, parseText, loadTlsFiles, logger, messagesAsLines, nextBackoff,
-  parseControl, parseCount, parseHostPort, parseOptions, parseRequired, parseResumePoint, parseSeconds, parseSwitch, reason,
-  type Address, type ControlMessage, type Options, type ResumePoint, type TlsFiles, type Values,
+  type Address,
+  type ControlMessage,
+  Deframer,
+  encodeControl,
+  expiryWarning,
+  formatAddress,
+  gapNotice,
+  helpText,
+  isNetworkError,
+  loadTlsFiles,
+  logger,
+  MAX_MESSAGE,
+  messagesAsLines,
+  nextBackoff,
+  type Options,
+  optional,
+  PROTOCOL_VERSION,
+  parseControl,
+  parseCount,
+  parseHostPort,
+  parseOptions,
+  parseRequired,
+  parseResumePoint,
+  parseSeconds,
+  parseSwitch,
+  parseText,
+  type ResumePoint,
+  reason,
+  TLS13_ONLY,
+  type TlsFiles,
+  TokenBucket,
+  UsageError,
+  type Values,
 } from "./lib.ts";
 import packageJson from "./package.json" with { type: "json" };
 
@@ -110,7 +139,13 @@ let forwardTo: Address & { family: 4 | 6 } = { host: "127.0.0.1", port: 514, fam
 try {
   const parsed = parseOptions("slpc", OPTIONS, process.argv.slice(2), process.env);
   if (parsed === "help") {
-    process.stdout.write(helpText("slpc", "Receives a server's syslog from slps over mutual TLS 1.3 and writes it to the local syslog daemon.", OPTIONS));
+    process.stdout.write(
+      helpText(
+        "slpc",
+        "Receives a server's syslog from slps over mutual TLS 1.3 and writes it to the local syslog daemon.",
+        OPTIONS,
+      ),
+    );
     process.exit(0);
   }
   if (parsed === "version") {
@@ -118,7 +153,8 @@ try {
     process.exit(0);
   }
   options = parsed;
-  if (options.retryMax < options.retryMin) throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
+  if (options.retryMax < options.retryMin)
+    throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
   tls = loadTls();
   if (options.state) {
     stored = readState(options.state);
@@ -260,9 +296,10 @@ let stopping = false;
 /** When the clock of the phase deadlines last ticked: a tick much later than due means slpc was frozen. */
 let lastTick = performance.now();
 /** Paces the sends to --forward (--forward-rate); undefined for no limit. */
-const forwardBucket = options.forwardRate > 0
-  ? new TokenBucket(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now())
-  : undefined;
+const forwardBucket =
+  options.forwardRate > 0
+    ? new TokenBucket(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now())
+    : undefined;
 
 /**
  * Where to resume: after the last message handed on; or, when none waits, at the latest start,
@@ -328,8 +365,13 @@ interface Connection {
 
 function connect(): void {
   const c: Connection = {
-    phase: "connecting", setupDeadline: 0, heardAt: 0, paused: false, deframer: new Deframer(MAX_MESSAGE),
-    heartbeats: 0, heartbeatSecond: 0,
+    phase: "connecting",
+    setupDeadline: 0,
+    heardAt: 0,
+    paused: false,
+    deframer: new Deframer(MAX_MESSAGE),
+    heartbeats: 0,
+    heartbeatSecond: 0,
   };
   connection = c;
   enter(c, "connecting");
@@ -337,7 +379,15 @@ function connect(): void {
     hostname: server.host,
     port: server.port,
     data: c,
-    tls: { cert: tls.cert, key: tls.key, ca: tls.ca, crl: tls.crl, serverName, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
+    tls: {
+      cert: tls.cert,
+      key: tls.key,
+      ca: tls.ca,
+      crl: tls.crl,
+      serverName,
+      rejectUnauthorized: true,
+      secureOptions: TLS13_ONLY,
+    },
     socket: {
       open(socket) {
         if (connection !== c) return void socket.terminate(); // abandoned while dialling
@@ -415,9 +465,11 @@ function ended(c: Connection, error?: Error): void {
     log(`disconnected from ${target} after ${seconds.toFixed(1)} s${error ? `: ${reason(error)}` : ""}`);
   } else if (c.phase === "handshaking" && !stopping) {
     // The network or the peer ended it, not a certificate check: say which.
-    log(error
-      ? `${target}: connection lost during the TLS handshake: ${reason(error)}`
-      : `${target}: the server closed the connection during the TLS handshake`);
+    log(
+      error
+        ? `${target}: connection lost during the TLS handshake: ${reason(error)}`
+        : `${target}: the server closed the connection during the TLS handshake`,
+    );
   }
   retryLater();
 }
@@ -426,10 +478,13 @@ function retryLater(): void {
   if (stopping || retryTimer) return;
   const seconds = nextBackoff(failures++, options.retryMin, options.retryMax);
   log(`retrying in ${seconds.toFixed(1)} s`);
-  retryTimer = setTimeout(() => {
-    retryTimer = undefined;
-    connect();
-  }, Math.min(seconds * 1000, MAX_TIMER_MS));
+  retryTimer = setTimeout(
+    () => {
+      retryTimer = undefined;
+      connect();
+    },
+    Math.min(seconds * 1000, MAX_TIMER_MS),
+  );
 }
 
 /** Why the server's certificate is not the one we want, or undefined when it is. */
@@ -489,7 +544,9 @@ function onControlMessage(c: Connection, message: ControlMessage): void {
         c.progressEvery = Math.min(Math.max(message.heartbeat * 1000, MIN_PROGRESS_MS), MAX_PROGRESS_MS);
       }
       if (message.heartbeat >= options.deadAfter)
-        log(`warning: server heartbeat ${message.heartbeat} s is not below --dead-after ${options.deadAfter} s; idle connections will be dropped`);
+        log(
+          `warning: server heartbeat ${message.heartbeat} s is not below --dead-after ${options.deadAfter} s; idle connections will be dropped`,
+        );
       // Messages still waiting will be handed on: resume after them, not before.
       const held = newestHeld();
       const resume = held ? { server: held.server, last: held.last } : { replay: options.replay };
@@ -732,7 +789,9 @@ process.on("SIGHUP", () => {
     log(`SIGHUP: ${reason(error)}; keeping the certificates in force`);
     return;
   }
-  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}; the next connection uses them`);
+  log(
+    `SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}; the next connection uses them`,
+  );
   warnIfExpiring();
 });
 

@@ -5,11 +5,23 @@
 // Each test asserts on the bytes that arrived.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import {
-  BUN, Child, ROOT, freePort, rawTlsClient, removeDir, rss, sendUdp, sleep, stalledClient, tempDir, testBed, until,
-  type ServerHandle,
-} from "./test/kit.ts";
 import packageJson from "./package.json" with { type: "json" };
+import {
+  BUN,
+  Child,
+  freePort,
+  ROOT,
+  rawTlsClient,
+  removeDir,
+  rss,
+  type ServerHandle,
+  sendUdp,
+  sleep,
+  stalledClient,
+  tempDir,
+  testBed,
+  until,
+} from "./test/kit.ts";
 
 // These start real processes and wait on real sockets: more than bun's default 5 s on a busy machine.
 setDefaultTimeout(30_000);
@@ -66,7 +78,11 @@ describe("delivery", () => {
 
 describe("refusal", () => {
   /** Starts a server and a legitimate client, connects `intruder`, and lets messages flow past both. */
-  async function intruderGetsNothing(intruder: (port: number) => Child, serverArgs: string[] = [], refusedLog?: RegExp) {
+  async function intruderGetsNothing(
+    intruder: (port: number) => Child,
+    serverArgs: string[] = [],
+    refusedLog?: RegExp,
+  ) {
     const s = await server(serverArgs);
     const out = await sink();
     await client(s, out.port, [], serverArgs.length ? "clientA" : "client");
@@ -85,8 +101,14 @@ describe("refusal", () => {
   }
 
   test("a client certificate from another CA receives no log data", async () => {
-    const s = await intruderGetsNothing((port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("stranger")), [], /refused/);
-    expect(s.stderr).toMatch(/refused .*: certificate serial [0-9A-F]+ refused: unable to verify the first certificate/);
+    const s = await intruderGetsNothing(
+      (port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("stranger")),
+      [],
+      /refused/,
+    );
+    expect(s.stderr).toMatch(
+      /refused .*: certificate serial [0-9A-F]+ refused: unable to verify the first certificate/,
+    );
   });
 
   test("a client without a certificate receives no log data", async () => {
@@ -94,7 +116,11 @@ describe("refusal", () => {
   });
 
   test("an expired client certificate receives no log data", async () => {
-    const s = await intruderGetsNothing((port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("expired")), [], /refused/);
+    const s = await intruderGetsNothing(
+      (port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("expired")),
+      [],
+      /refused/,
+    );
     expect(s.stderr).toMatch(/expired/i);
   });
 
@@ -105,11 +131,17 @@ describe("refusal", () => {
       ["--issuer", "/C=US/O=Example/CN=Example CA A"],
       /refused/,
     );
-    expect(s.stderr).toContain("issuer /C=US/O=Example/CN=Example CA B is not --issuer /C=US/O=Example/CN=Example CA A");
+    expect(s.stderr).toContain(
+      "issuer /C=US/O=Example/CN=Example CA B is not --issuer /C=US/O=Example/CN=Example CA A",
+    );
   });
 
   test("a TLS 1.2 client receives no log data", async () => {
-    await intruderGetsNothing((port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("client"), ["-tls1_2"]), [], /refused/);
+    await intruderGetsNothing(
+      (port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("client"), ["-tls1_2"]),
+      [],
+      /refused/,
+    );
   });
 
   test("one client over --max-clients is refused with the reason", async () => {
@@ -127,11 +159,14 @@ describe("refusal", () => {
   test("a connection that never starts its handshake is closed after --handshake-timeout", async () => {
     const s = await server(["--handshake-timeout", "0.5"]);
     let closed = false;
-    await Bun.connect({ hostname: "127.0.0.1", port: s.tlsPort, socket: { data() {}, close: () => void (closed = true) } });
+    await Bun.connect({
+      hostname: "127.0.0.1",
+      port: s.tlsPort,
+      socket: { data() {}, close: () => void (closed = true) },
+    });
     await s.waitFor(/no TLS handshake and resume request within 0.5 s/, 3000);
     await until("close", () => closed, 2000);
   });
-
 });
 
 describe("resilience", () => {
@@ -147,7 +182,11 @@ describe("resilience", () => {
     // Sent in small batches, each waited for, so that no UDP buffer on the way overflows.
     for (let sent = 0; sent < total; sent += 10) {
       await sendUdp(s.udpPort, Array(10).fill(message));
-      await until(() => `the reading client keeps up (${out.messages.length} of ${sent + 10})`, () => out.messages.length >= sent + 10, 10_000);
+      await until(
+        () => `the reading client keeps up (${out.messages.length} of ${sent + 10})`,
+        () => out.messages.length >= sent + 10,
+        10_000,
+      );
     }
     expect(out.messages.length).toBe(total);
     await s.waitFor(/skipped \d+ oldest messages/, 3000);
@@ -196,15 +235,37 @@ describe("command line", () => {
   });
 
   test("a key that does not belong to the certificate is named", async () => {
-    const result = await run([BUN, "slps.ts", "--cert", bed.pki.server.cert, "--key", bed.pki.cert("client").key, "--ca", bed.pki.ca]);
+    const result = await run([
+      BUN,
+      "slps.ts",
+      "--cert",
+      bed.pki.server.cert,
+      "--key",
+      bed.pki.cert("client").key,
+      "--ca",
+      bed.pki.ca,
+    ]);
     expect(result.code).toBe(2);
-    expect(result.stderr).toBe(`slps: --key ${bed.pki.cert("client").key}: does not belong to --cert ${bed.pki.server.cert}\n`);
+    expect(result.stderr).toBe(
+      `slps: --key ${bed.pki.cert("client").key}: does not belong to --cert ${bed.pki.server.cert}\n`,
+    );
   });
 
   test("--help lists every option with its environment variable and default", async () => {
     const result = await run([BUN, "slps.ts", "--help"]);
     expect(result.code).toBe(0);
-    for (const text of ["--udp HOST:PORT", "SLPS_UDP", "127.0.0.1:514", "--listen", "0.0.0.0:6514", "--issuer DN", "--max-clients N", "(default 64)", "--queue BYTES", "8MiB"])
+    for (const text of [
+      "--udp HOST:PORT",
+      "SLPS_UDP",
+      "127.0.0.1:514",
+      "--listen",
+      "0.0.0.0:6514",
+      "--issuer DN",
+      "--max-clients N",
+      "(default 64)",
+      "--queue BYTES",
+      "8MiB",
+    ])
       expect(result.stdout).toContain(text);
   });
 
@@ -217,10 +278,24 @@ describe("command line", () => {
   test("a port in use exits 1 naming the address", async () => {
     const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     try {
-      const result = await run([BUN, "slps.ts", "--listen", `127.0.0.1:${busy.port}`, "--udp", `127.0.0.1:${await freePort("udp")}`,
-        "--cert", bed.pki.server.cert, "--key", bed.pki.server.key, "--ca", bed.pki.ca]);
+      const result = await run([
+        BUN,
+        "slps.ts",
+        "--listen",
+        `127.0.0.1:${busy.port}`,
+        "--udp",
+        `127.0.0.1:${await freePort("udp")}`,
+        "--cert",
+        bed.pki.server.cert,
+        "--key",
+        bed.pki.server.key,
+        "--ca",
+        bed.pki.ca,
+      ]);
       expect(result.code).toBe(1);
-      expect(result.stderr).toBe(`slps: cannot listen on 127.0.0.1:${busy.port} (--listen): the address is already in use; pick another with --listen\n`);
+      expect(result.stderr).toBe(
+        `slps: cannot listen on 127.0.0.1:${busy.port} (--listen): the address is already in use; pick another with --listen\n`,
+      );
     } finally {
       busy.stop(true);
     }

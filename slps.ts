@@ -7,16 +7,56 @@
 // --issuer is set, was issued by exactly that CA: no client gets a byte before both hold. A
 // client that comes back after its address changed says where it stopped, and gets the rest.
 
-import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { existsSync } from "node:fs";
+import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import {
-  ClientStream, Deframer, MAX_FRAME, MAX_HANDSHAKE_SOURCES, MAX_MESSAGE, PROTOCOL_VERSION, HandshakeLimiter, ResumeBuffer,
-  certificateNames, expiryWarning, fingerprintOf, parseList, parsePins, prometheusText, TLS13_ONLY, UsageError,
-  bindFailure, dnOfCertificate, encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes,
-  optional, parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, parseText, reason, resumeStart,
-  sameDN, casWithoutCrl, isRevoked, readCrl, type RevocationList, type Metric, type Options, type TlsFiles, type Values,
+  bindFailure,
+  ClientStream,
+  casWithoutCrl,
+  certificateNames,
+  Deframer,
+  dnOfCertificate,
+  encodeControl,
+  expiryWarning,
+  fingerprintOf,
+  formatAddress,
+  formatDN,
+  HandshakeLimiter,
+  helpText,
+  isRevoked,
+  loadTlsFiles,
+  logger,
+  MAX_FRAME,
+  MAX_HANDSHAKE_SOURCES,
+  MAX_MESSAGE,
+  type Metric,
+  type Options,
+  optional,
+  PROTOCOL_VERSION,
+  parseBytes,
+  parseControl,
+  parseCount,
+  parseDN,
+  parseHostPort,
+  parseList,
+  parseOptions,
+  parsePins,
+  parseRequired,
+  parseSeconds,
+  parseText,
+  prometheusText,
+  ResumeBuffer,
+  type RevocationList,
+  readCrl,
+  reason,
+  resumeStart,
+  sameDN,
+  TLS13_ONLY,
+  type TlsFiles,
+  UsageError,
+  type Values,
 } from "./lib.ts";
 import packageJson from "./package.json" with { type: "json" };
 
@@ -105,7 +145,9 @@ let tls: TlsFiles;
 try {
   const parsed = parseOptions("slps", OPTIONS, process.argv.slice(2), process.env);
   if (parsed === "help") {
-    process.stdout.write(helpText("slps", "Streams this server's syslog to slpc clients over mutual TLS 1.3.", OPTIONS));
+    process.stdout.write(
+      helpText("slps", "Streams this server's syslog to slpc clients over mutual TLS 1.3.", OPTIONS),
+    );
     process.exit(0);
   }
   if (parsed === "version") {
@@ -119,7 +161,15 @@ try {
   log(error.message);
   process.exit(2);
 }
-const { udp: udpAddress, listen: listenAddress, issuer: requiredIssuer, maxClients, queue: queueLimit, allow, pin: pins } = options;
+const {
+  udp: udpAddress,
+  listen: listenAddress,
+  issuer: requiredIssuer,
+  maxClients,
+  queue: queueLimit,
+  allow,
+  pin: pins,
+} = options;
 
 /** The certificate, key, CA and CRL files. Who pins client certificates needs no CA: then a missing default CA file is fine. */
 function loadFiles(): TlsFiles {
@@ -176,7 +226,10 @@ interface Client {
 }
 
 const connections: Record<Phase, Set<Socket<Client>>> = {
-  handshaking: new Set(), resuming: new Set(), streaming: new Set(), closing: new Set(),
+  handshaking: new Set(),
+  resuming: new Set(),
+  streaming: new Set(),
+  closing: new Set(),
 };
 
 /**
@@ -244,8 +297,12 @@ function clientHandlers(crls: RevocationList[]): SocketHandler<Client> {
       enter(socket, "resuming");
       log(`client ${socket.data.name} connected (${authorized()} in all)`);
       socket.data.stream.control({
-        type: "hello", version: PROTOCOL_VERSION, server: serverId, heartbeat: options.heartbeat,
-        first: resumeBuffer.first, next: resumeBuffer.next,
+        type: "hello",
+        version: PROTOCOL_VERSION,
+        server: serverId,
+        heartbeat: options.heartbeat,
+        first: resumeBuffer.first,
+        next: resumeBuffer.next,
         // The client may say how far it delivered, which counts as life (see deadlineOf).
         progress: true,
       });
@@ -355,7 +412,10 @@ function goodbye(socket: Socket<Client>, last?: Uint8Array): void {
 
 /** Whether this client certificate may receive logs, or why not. */
 function refusal(
-  socket: Socket<Client>, success: boolean, error: Error | null, crls: RevocationList[],
+  socket: Socket<Client>,
+  success: boolean,
+  error: Error | null,
+  crls: RevocationList[],
 ): string | undefined {
   const certificate = socket.getPeerX509Certificate();
   const why = error ? reason(error) : "not authorized";
@@ -373,7 +433,8 @@ function refusal(
   }
   if (allow.length > 0) {
     const names = certificateNames(certificate);
-    if (!names.some((name) => allow.includes(name))) return `certificate ${serial} names ${names.join(", ") || "nothing"}, none of them in --allow`;
+    if (!names.some((name) => allow.includes(name)))
+      return `certificate ${serial} names ${names.join(", ") || "nothing"}, none of them in --allow`;
   }
   const issuer = dnOfCertificate(certificate.issuer);
   if (requiredIssuer && !sameDN(issuer, requiredIssuer))
@@ -408,7 +469,10 @@ function onControlFrame(socket: Socket<Client>, body: Uint8Array): void {
   if (message.type === "resume" && client.phase === "streaming") return refuseProtocol(socket, "resume sent twice");
   if (message.type !== "resume") return refuseProtocol(socket, `unexpected ${message.type} message`);
   if (message.version !== PROTOCOL_VERSION)
-    return refuseProtocol(socket, `client speaks protocol version ${message.version}, this server speaks ${PROTOCOL_VERSION}`);
+    return refuseProtocol(
+      socket,
+      `client speaks protocol version ${message.version}, this server speaks ${PROTOCOL_VERSION}`,
+    );
   const start = resumeStart(message, { id: serverId, first: resumeBuffer.first, next: resumeBuffer.next });
   const from = start.lost === undefined ? "" : `, ${start.lost ?? "unknown number of"} messages lost (${start.reason})`;
   log(`client ${client.name} starts at #${start.seq}${message.server === undefined ? " (new)" : ""}${from}`);
@@ -459,33 +523,46 @@ function receive(message: Uint8Array): void {
 
 // Once a second: report refusals and skipped messages (a flood or a stalled client would
 // otherwise log once per connection or message), and send heartbeats on idle connections.
-const housekeeping = setInterval(() => {
-  const now = performance.now();
-  if (floodRefusals.pending > 0) log(`refused ${floodRefusals.pending} connections: ${options.maxPending} handshakes already pending (--max-pending)`);
-  if (floodRefusals.rate > 0) log(`refused ${floodRefusals.rate} connections: over ${options.handshakeRate} a minute from one address (--handshake-rate)`);
-  const { full, reset } = floodRefusals;
-  if (full > 0) log(`refused ${full} connections: the --handshake-rate table is full (${MAX_HANDSHAKE_SOURCES} addresses)`);
-  if (reset > 0) log(`closed ${reset} connections that were reset before they could be served`);
-  floodRefusals.pending = floodRefusals.rate = floodRefusals.full = floodRefusals.reset = 0;
-  const { empty, oversize } = skippedUnreported;
-  if (empty > 0) log(`skipped ${empty} empty datagrams: an empty message cannot be relayed (${skipped.empty} in all)`);
-  if (oversize > 0) {
-    log(`skipped ${oversize} datagrams over ${MAX_MESSAGE} bytes, too long for a frame (${skipped.oversize} in all)`);
-  }
-  skippedUnreported.empty = skippedUnreported.oversize = 0;
-  for (const socket of connections.streaming) {
-    const client = socket.data;
-    const dropped = client.stream.takeDropped();
-    if (dropped > 0) {
-      client.droppedTotal += dropped;
-      log(`client ${client.name}: more than ${queueLimit} bytes behind, skipped ${dropped} oldest messages (${client.droppedTotal} in all)`);
+const housekeeping = setInterval(
+  () => {
+    const now = performance.now();
+    if (floodRefusals.pending > 0)
+      log(
+        `refused ${floodRefusals.pending} connections: ${options.maxPending} handshakes already pending (--max-pending)`,
+      );
+    if (floodRefusals.rate > 0)
+      log(
+        `refused ${floodRefusals.rate} connections: over ${options.handshakeRate} a minute from one address (--handshake-rate)`,
+      );
+    const { full, reset } = floodRefusals;
+    if (full > 0)
+      log(`refused ${full} connections: the --handshake-rate table is full (${MAX_HANDSHAKE_SOURCES} addresses)`);
+    if (reset > 0) log(`closed ${reset} connections that were reset before they could be served`);
+    floodRefusals.pending = floodRefusals.rate = floodRefusals.full = floodRefusals.reset = 0;
+    const { empty, oversize } = skippedUnreported;
+    if (empty > 0)
+      log(`skipped ${empty} empty datagrams: an empty message cannot be relayed (${skipped.empty} in all)`);
+    if (oversize > 0) {
+      log(`skipped ${oversize} datagrams over ${MAX_MESSAGE} bytes, too long for a frame (${skipped.oversize} in all)`);
     }
-    if (client.stream.idle && now - client.stream.lastWrite >= options.heartbeat * 1000) {
-      client.stream.control({ type: "heartbeat" });
-      flush(socket);
+    skippedUnreported.empty = skippedUnreported.oversize = 0;
+    for (const socket of connections.streaming) {
+      const client = socket.data;
+      const dropped = client.stream.takeDropped();
+      if (dropped > 0) {
+        client.droppedTotal += dropped;
+        log(
+          `client ${client.name}: more than ${queueLimit} bytes behind, skipped ${dropped} oldest messages (${client.droppedTotal} in all)`,
+        );
+      }
+      if (client.stream.idle && now - client.stream.lastWrite >= options.heartbeat * 1000) {
+        client.stream.control({ type: "heartbeat" });
+        flush(socket);
+      }
     }
-  }
-}, Math.min(1000, options.heartbeat * 500));
+  },
+  Math.min(1000, options.heartbeat * 500),
+);
 housekeeping.unref();
 
 // ---- Sockets: the TLS listener, the UDP socket, and the metrics server if asked for.
@@ -498,7 +575,12 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
     hostname: listenAddress.host,
     port: listenAddress.port,
     tls: {
-      cert: files.cert, key: files.key, ca: files.ca, crl: files.crl, requestCert: true, secureOptions: TLS13_ONLY,
+      cert: files.cert,
+      key: files.key,
+      ca: files.ca,
+      crl: files.crl,
+      requestCert: true,
+      secureOptions: TLS13_ONLY,
       // With pins, a certificate need not chain to --ca: the TLS layer must let it through to refusal().
       rejectUnauthorized: pins.size === 0,
     },
@@ -535,7 +617,9 @@ udp.on("error", (error) => log(`udp ${formatAddress(udpAddress)}: ${reason(error
 // The kernel reports twice what it grants, and caps the grant at net.core.rmem_max.
 const granted = udp.getRecvBufferSize() / 2;
 if (granted < options.udpBuffer) {
-  log(`warning: the UDP receive buffer is ${granted} bytes, not --udp-buffer ${options.udpBuffer}: raise net.core.rmem_max to ${options.udpBuffer} (sysctl -w net.core.rmem_max=${options.udpBuffer})`);
+  log(
+    `warning: the UDP receive buffer is ${granted} bytes, not --udp-buffer ${options.udpBuffer}: raise net.core.rmem_max to ${options.udpBuffer} (sysctl -w net.core.rmem_max=${options.udpBuffer})`,
+  );
 }
 
 if (options.metrics) {
@@ -554,7 +638,9 @@ if (options.metrics) {
   }
 }
 
-log(`server id ${serverId}: receiving syslog on udp ${formatAddress(udpAddress)}, serving clients on tls ${formatAddress({ host: listenAddress.host, port: listener.port })}`);
+log(
+  `server id ${serverId}: receiving syslog on udp ${formatAddress(udpAddress)}, serving clients on tls ${formatAddress({ host: listenAddress.host, port: listener.port })}`,
+);
 
 // ---- For operators: expiry and CRL warnings, and the numbers SIGUSR1 prints and /metrics serves.
 
@@ -583,10 +669,18 @@ function snapshot() {
     uptime: Math.round((Date.now() - startedAt) / 1000),
     ...counters,
     skipped: { ...skipped },
-    buffer: { messages: resumeBuffer.next - resumeBuffer.first, bytes: resumeBuffer.bytes, limit: options.buffer, first: resumeBuffer.first, next: resumeBuffer.next },
+    buffer: {
+      messages: resumeBuffer.next - resumeBuffer.first,
+      bytes: resumeBuffer.bytes,
+      limit: options.buffer,
+      first: resumeBuffer.first,
+      next: resumeBuffer.next,
+    },
     phases: {
-      handshaking: connections.handshaking.size, resuming: connections.resuming.size,
-      streaming: connections.streaming.size, closing: connections.closing.size,
+      handshaking: connections.handshaking.size,
+      resuming: connections.resuming.size,
+      streaming: connections.streaming.size,
+      closing: connections.closing.size,
     },
     clients: [...connections.resuming, ...connections.streaming].map(({ data }) => ({
       name: data.name,
@@ -603,13 +697,21 @@ function snapshot() {
 
 function metrics(): Metric[] {
   const now = snapshot();
-  const one = (name: string, help: string, type: Metric["type"], value: number): Metric => ({ name, help, type, samples: [{ labels: {}, value }] });
+  const one = (name: string, help: string, type: Metric["type"], value: number): Metric => ({
+    name,
+    help,
+    type,
+    samples: [{ labels: {}, value }],
+  });
   type Shown = (typeof now.clients)[number];
   type Value = (c: Shown) => number;
-  const perClient = (name: string, help: string, type: Metric["type"], value: Value, clients = now.clients) => ({
-    name, help, type,
-    samples: clients.map((c) => ({ labels: { subject: c.subject ?? "", address: c.address }, value: value(c) })),
-  }) satisfies Metric;
+  const perClient = (name: string, help: string, type: Metric["type"], value: Value, clients = now.clients) =>
+    ({
+      name,
+      help,
+      type,
+      samples: clients.map((c) => ({ labels: { subject: c.subject ?? "", address: c.address }, value: value(c) })),
+    }) satisfies Metric;
   return [
     one("slps_received_messages_total", "Messages received over UDP.", "counter", now.received),
     one("slps_received_bytes_total", "Bytes of messages received over UDP.", "counter", now.receivedBytes),
@@ -620,7 +722,12 @@ function metrics(): Metric[] {
       type: "counter",
       samples: (["empty", "oversize"] as const).map((kind) => ({ labels: { reason: kind }, value: now.skipped[kind] })),
     },
-    one("slps_refused_connections_total", "Connections refused: certificate, issuer, limits or timeouts.", "counter", now.refused),
+    one(
+      "slps_refused_connections_total",
+      "Connections refused: certificate, issuer, limits or timeouts.",
+      "counter",
+      now.refused,
+    ),
     one("slps_clients", "Authorized clients connected now.", "gauge", now.clients.length),
     {
       name: "slps_open_connections",
@@ -633,10 +740,20 @@ function metrics(): Metric[] {
     one("slps_buffer_limit_bytes", "The resume buffer's limit (--buffer).", "gauge", now.buffer.limit),
     perClient("slps_client_sent_messages_total", "Messages sent to a client.", "counter", (c) => c.sent),
     perClient("slps_client_sent_bytes_total", "Bytes of messages sent to a client.", "counter", (c) => c.sentBytes),
-    perClient("slps_client_dropped_messages_total", "Messages a client missed because it fell more than --queue behind.", "counter", (c) => c.dropped),
+    perClient(
+      "slps_client_dropped_messages_total",
+      "Messages a client missed because it fell more than --queue behind.",
+      "counter",
+      (c) => c.dropped,
+    ),
     perClient("slps_client_behind_bytes", "Bytes waiting for a client.", "gauge", (c) => c.behind),
-    perClient("slps_client_delivered_sequence", "The last message a client said it delivered (progress).", "gauge",
-      (c) => c.delivered!, now.clients.filter((c) => c.delivered !== null)),
+    perClient(
+      "slps_client_delivered_sequence",
+      "The last message a client said it delivered (progress).",
+      "gauge",
+      (c) => c.delivered!,
+      now.clients.filter((c) => c.delivered !== null),
+    ),
   ];
 }
 
@@ -668,7 +785,9 @@ function reload(): void {
     return;
   }
   tls = files;
-  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}`);
+  log(
+    `SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}`,
+  );
   warnIfExpiring();
   warnIfCrlMissing(files);
 }

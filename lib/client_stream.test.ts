@@ -20,7 +20,10 @@ describe("ClientStream", () => {
   /** A socket that takes at most `room` bytes per call. */
   const socket = (room: number) => {
     const written: Buffer[] = [];
-    return { written, write: (data: Uint8Array) => (written.push(Buffer.from(data.subarray(0, room))), Math.min(room, data.length)) };
+    return {
+      written,
+      write: (data: Uint8Array) => (written.push(Buffer.from(data.subarray(0, room))), Math.min(room, data.length)),
+    };
   };
   const filled = (...messages: string[]) => {
     const buffer = new ResumeBuffer(1 << 20);
@@ -74,7 +77,12 @@ describe("ClientStream", () => {
     stream.flush(sink.write, 0);
     const text = Buffer.concat(sink.written).toString();
     const deframed = deframe(Buffer.from(text));
-    expect(JSON.parse(deframed.controls[0]!)).toEqual({ type: "start", seq: 4, lost: 3, reason: "client too slow: more than 10 bytes waiting" });
+    expect(JSON.parse(deframed.controls[0]!)).toEqual({
+      type: "start",
+      seq: 4,
+      lost: 3,
+      reason: "client too slow: more than 10 bytes waiting",
+    });
     expect(deframed.messages.map(String)).toEqual(["four"]);
   });
 

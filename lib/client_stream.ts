@@ -68,7 +68,11 @@ export class ClientStream {
 
   /** True when nothing is waiting to be written. */
   get idle(): boolean {
-    return this.#unwritten === undefined && this.#controls.length === 0 && (this.cursor === undefined || this.cursor >= this.#buffer.next);
+    return (
+      this.#unwritten === undefined &&
+      this.#controls.length === 0 &&
+      (this.cursor === undefined || this.cursor >= this.#buffer.next)
+    );
   }
 
   /**

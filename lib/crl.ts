@@ -53,7 +53,10 @@ function derExpect(element: DerElement | undefined, tag: number, what: string): 
 
 /** A serial number as hex digits, upper case, without leading zeros: the form both sides compare in. */
 function serialOf(der: Uint8Array, integer: DerElement): string {
-  return Buffer.from(der.subarray(integer.body, integer.end)).toString("hex").toUpperCase().replace(/^0+(?=.)/, "");
+  return Buffer.from(der.subarray(integer.body, integer.end))
+    .toString("hex")
+    .toUpperCase()
+    .replace(/^0+(?=.)/, "");
 }
 
 const derBytes = (der: Uint8Array, element: DerElement) => Buffer.from(der.subarray(element.start, element.end));

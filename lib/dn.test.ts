@@ -28,8 +28,15 @@ describe("distinguished names", () => {
   });
 
   test("escaped separators and spaces after commas are understood", () => {
-    expect(parseDN("CN=Example\\, Inc. CA, O=A\\+B, C=US")).toEqual([["C", "US"], ["O", "A+B"], ["CN", "Example, Inc. CA"]]);
-    expect(parseDN("/O=a\\/b/CN=c")).toEqual([["O", "a/b"], ["CN", "c"]]);
+    expect(parseDN("CN=Example\\, Inc. CA, O=A\\+B, C=US")).toEqual([
+      ["C", "US"],
+      ["O", "A+B"],
+      ["CN", "Example, Inc. CA"],
+    ]);
+    expect(parseDN("/O=a\\/b/CN=c")).toEqual([
+      ["O", "a/b"],
+      ["CN", "c"],
+    ]);
     expect(parseDN("CN=caf\\C3\\A9")).toEqual([["CN", "café"]]);
   });
 
@@ -53,11 +60,16 @@ describe("multi-valued RDNs", () => {
   });
 
   test("a space escaped at the end of a value is kept", () => {
-    expect(parseDN("/O=a\\ +CN=b")).toEqual([["CN", "b"], ["O", "a "]]);
-    expect(dnOfCertificate("O=a\\  + CN=b")).toEqual([["CN", "b"], ["O", "a "]]);
+    expect(parseDN("/O=a\\ +CN=b")).toEqual([
+      ["CN", "b"],
+      ["O", "a "],
+    ]);
+    expect(dnOfCertificate("O=a\\  + CN=b")).toEqual([
+      ["CN", "b"],
+      ["O", "a "],
+    ]);
   });
 });
-
 
 describe("distinguished names under arbitrary input", () => {
   test("arbitrary text is a distinguished name or a clear error", () => {

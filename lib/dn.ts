@@ -50,7 +50,9 @@ export function parseDN(text: string): DistinguishedName {
   if (trimmed.startsWith("/")) {
     return splitUnescaped(trimmed.slice(1), "/").flatMap((rdn) => rdnAttributes(rdn, text, false));
   }
-  return splitUnescaped(trimmed, ",").reverse().flatMap((rdn) => rdnAttributes(rdn, text, true));
+  return splitUnescaped(trimmed, ",")
+    .reverse()
+    .flatMap((rdn) => rdnAttributes(rdn, text, true));
 }
 
 /** The issuer or subject of a node:crypto X509Certificate: one `TYPE=value` a line, X.500 order. */
@@ -87,5 +89,7 @@ export function sameDN(a: DistinguishedName, b: DistinguishedName): boolean {
 
 /** OpenSSL's one-line form, for log lines. */
 export function formatDN(dn: DistinguishedName): string {
-  return dn.map(([type, value]) => `/${type === "EMAILADDRESS" ? "emailAddress" : type}=${value.replace(/\//g, "\\/")}`).join("");
+  return dn
+    .map(([type, value]) => `/${type === "EMAILADDRESS" ? "emailAddress" : type}=${value.replace(/\//g, "\\/")}`)
+    .join("");
 }

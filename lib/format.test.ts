@@ -1,7 +1,13 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
 import {
-  colorChoice, formatJson, formatPretty, formatRaw, messagesAsLines, parseColorFlag, type PrettyOptions,
+  colorChoice,
+  formatJson,
+  formatPretty,
+  formatRaw,
+  messagesAsLines,
+  type PrettyOptions,
+  parseColorFlag,
 } from "./format.ts";
 import { parseSyslog } from "./syslog_message.ts";
 import { terminalCells, widthOf } from "./terminal_text.ts";
@@ -30,13 +36,22 @@ describe("formatRaw", () => {
 
   test("a message becomes exactly one line, its control bytes escaped and the rest untouched", () => {
     const message = Buffer.concat([latin1("a\nb\rc\0d\te\x1b"), Buffer.from([0xff, 0xc3, 0xa9])]);
-    expect(formatRaw(message)).toEqual(Buffer.concat([latin1("a\\nb\\rc\\x00d\te\\x1b"), Buffer.from([0xff, 0xc3, 0xa9, 0x0a])]));
+    expect(formatRaw(message)).toEqual(
+      Buffer.concat([latin1("a\\nb\\rc\\x00d\te\\x1b"), Buffer.from([0xff, 0xc3, 0xa9, 0x0a])]),
+    );
   });
 
   test("messagesAsLines writes each message as the line formatRaw makes, all in one buffer", () => {
-    const messages = [latin1("a\nb\rc\0d\te\x1b\x7f"), Buffer.from([0xff, 0xc3, 0xa9]), latin1(""), latin1("\x1f\x7f\n")];
+    const messages = [
+      latin1("a\nb\rc\0d\te\x1b\x7f"),
+      Buffer.from([0xff, 0xc3, 0xa9]),
+      latin1(""),
+      latin1("\x1f\x7f\n"),
+    ];
     expect(messagesAsLines(messages)).toEqual(Buffer.concat(messages.map(formatRaw)));
-    expect(messagesAsLines(messages).toString("latin1")).toBe("a\\nb\\rc\\x00d\te\\x1b\\x7f\n\xff\xc3\xa9\n\n\\x1f\\x7f\\n\n");
+    expect(messagesAsLines(messages).toString("latin1")).toBe(
+      "a\\nb\\rc\\x00d\te\\x1b\\x7f\n\xff\xc3\xa9\n\n\\x1f\\x7f\\n\n",
+    );
     expect(messagesAsLines([])).toEqual(Buffer.alloc(0));
   });
 });

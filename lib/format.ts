@@ -3,7 +3,7 @@
 // Each function returns the text to write, final newline included; none of them drops a
 // message: one that cannot be parsed keeps all its bytes in each format.
 
-import { isIsoTimestamp, FACILITY_NAMES, SEVERITY_NAMES, type SyslogMessage } from "./syslog_message.ts";
+import { FACILITY_NAMES, isIsoTimestamp, SEVERITY_NAMES, type SyslogMessage } from "./syslog_message.ts";
 import { type Cell, fitCells, terminalCells, terminalLines, widthOf, wrapCells } from "./terminal_text.ts";
 
 /**
@@ -152,8 +152,14 @@ export function formatPretty(parsed: SyslogMessage, options: PrettyOptions): str
   };
   const out = rows.map((row, index) => {
     while (row.at(-1)?.text === " ") row.pop();
-    const text = row.filter((cell) => !cell.dim).map((cell) => cell.text).join("");
-    const dimmed = row.filter((cell) => cell.dim).map((cell) => cell.text).join("");
+    const text = row
+      .filter((cell) => !cell.dim)
+      .map((cell) => cell.text)
+      .join("");
+    const dimmed = row
+      .filter((cell) => cell.dim)
+      .map((cell) => cell.text)
+      .join("");
     const head = index === 0 ? `${columns.slice(0, 3).join(" ")} ${paint(columns[3]!)} ` : " ".repeat(MESSAGE_COLUMN);
     return (head + paint(text) + paint(dimmed, true)).trimEnd();
   });
@@ -196,7 +202,13 @@ function displayTime(timestamp: string | undefined, now: Date | undefined, timeZ
   let formatter = formatters.get(timeZone);
   if (formatter === undefined) {
     formatter = new Intl.DateTimeFormat("en-US", {
-      timeZone, month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+      timeZone,
+      month: "short",
+      day: "numeric",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+      hourCycle: "h23",
     });
     formatters.set(timeZone, formatter);
   }

@@ -25,7 +25,13 @@ function deframe(stream: Buffer, cuts: number[], max = 65507) {
 }
 
 describe("encodeFrame and Deframer", () => {
-  const messages = [bytes("<13>hello"), bytes("two\nlines"), Buffer.from([0, 255, 10, 13, 0]), bytes("9 x"), Buffer.alloc(65507, 0x41)];
+  const messages = [
+    bytes("<13>hello"),
+    bytes("two\nlines"),
+    Buffer.from([0, 255, 10, 13, 0]),
+    bytes("9 x"),
+    Buffer.alloc(65507, 0x41),
+  ];
   const stream = Buffer.concat(messages.map(encodeFrame));
 
   test("a frame is the decimal length, a space and the message", () => {
@@ -88,7 +94,11 @@ describe("encodeFrame and Deframer", () => {
 describe("control frames", () => {
   test("a control frame is ! and an octet count, and never reads as a log message", () => {
     const hello = { type: "hello", version: 1, server: "abc", heartbeat: 15, first: 1, next: 1 } as const;
-    const stream = Buffer.concat([encodeControl(hello), encodeFrame(bytes("!5 fake")), encodeControl({ type: "heartbeat" })]);
+    const stream = Buffer.concat([
+      encodeControl(hello),
+      encodeFrame(bytes("!5 fake")),
+      encodeControl({ type: "heartbeat" }),
+    ]);
     expect(encodeControl({ type: "heartbeat" }).toString()).toBe('!20 {"type":"heartbeat"}');
     for (const cuts of [[], [1], [2], [3, 4, 30]]) {
       const result = deframe(stream, cuts);
@@ -126,7 +136,8 @@ function feed(chunks: Uint8Array[], max: number) {
   const deframer = new Deframer(max);
   const frames: { control: boolean; body: string }[] = [];
   for (const chunk of chunks) {
-    for (const frame of deframer.push(chunk)) frames.push({ control: frame.control, body: Buffer.from(frame.body).toString("hex") });
+    for (const frame of deframer.push(chunk))
+      frames.push({ control: frame.control, body: Buffer.from(frame.body).toString("hex") });
     expect(deframer.buffered).toBeLessThanOrEqual(Math.max(max, MAX_CONTROL));
   }
   return { frames, error: deframer.error };
@@ -135,10 +146,12 @@ function feed(chunks: Uint8Array[], max: number) {
 const heartbeat: ControlMessage = { type: "heartbeat" };
 const frameArbitrary = fc.oneof(
   fc.uint8Array({ minLength: 0, maxLength: 300 }).map((body) => ({ control: false, body: Buffer.from(body) })),
-  fc.record({ seq: fc.integer({ min: 1, max: 2 ** 40 }), lost: fc.option(fc.nat(), { nil: undefined }) }).map(({ seq, lost }) => ({
-    control: true,
-    body: Buffer.from(JSON.stringify({ type: "start", seq, ...(lost === undefined ? {} : { lost }) })),
-  })),
+  fc
+    .record({ seq: fc.integer({ min: 1, max: 2 ** 40 }), lost: fc.option(fc.nat(), { nil: undefined }) })
+    .map(({ seq, lost }) => ({
+      control: true,
+      body: Buffer.from(JSON.stringify({ type: "start", seq, ...(lost === undefined ? {} : { lost }) })),
+    })),
   fc.constant({ control: true, body: Buffer.from(JSON.stringify(heartbeat)) }),
 );
 
@@ -147,11 +160,15 @@ describe("the deframer under arbitrary input", () => {
     property(fc.array(frameArbitrary, { maxLength: 20 }), fc.array(fc.nat(), { maxLength: 30 }), (sent, points) => {
       const nonEmpty = sent.filter((frame) => frame.body.length > 0);
       const stream = Buffer.concat(
-        nonEmpty.map((frame) => (frame.control ? encodeControl(JSON.parse(frame.body.toString())) : encodeFrame(frame.body))),
+        nonEmpty.map((frame) =>
+          frame.control ? encodeControl(JSON.parse(frame.body.toString())) : encodeFrame(frame.body),
+        ),
       );
       const result = feed(cut(stream, points), 65507);
       expect(result.error).toBeUndefined();
-      expect(result.frames).toEqual(nonEmpty.map((frame) => ({ control: frame.control, body: frame.body.toString("hex") })));
+      expect(result.frames).toEqual(
+        nonEmpty.map((frame) => ({ control: frame.control, body: frame.body.toString("hex") })),
+      );
     });
   });
 

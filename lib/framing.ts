@@ -97,7 +97,8 @@ export class Deframer {
       const limit = this.#control ? MAX_CONTROL : this.#maxLength;
       if (byte >= DIGIT_0 && byte <= DIGIT_9) {
         if (this.#length === -1 && byte === DIGIT_0) this.error = "frame length starts with 0";
-        else if (++this.#digits > (this.#control ? MAX_CONTROL_DIGITS : this.#maxDigits)) this.error = `frame length over ${limit} bytes`;
+        else if (++this.#digits > (this.#control ? MAX_CONTROL_DIGITS : this.#maxDigits))
+          this.error = `frame length over ${limit} bytes`;
         else this.#length = Math.max(this.#length, 0) * 10 + (byte - DIGIT_0);
       } else if (byte === SPACE && this.#length > 0) {
         if (this.#length > limit) this.error = `frame length ${this.#length} over ${limit} bytes`;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { nextBackoff, TokenBucket, HandshakeLimiter } from "./limits.ts";
+import { HandshakeLimiter, nextBackoff, TokenBucket } from "./limits.ts";
 
 describe("nextBackoff", () => {
   test("doubles from the minimum to the maximum, with jitter in the upper half", () => {

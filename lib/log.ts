@@ -15,8 +15,16 @@ export function reason(error: unknown): string {
 
 /** Failures of the network or of the peer's socket, as opposed to a refusal by TLS or a certificate check. */
 const NETWORK_ERRORS = new Set([
-  "ECONNRESET", "EPIPE", "ETIMEDOUT", "ECONNREFUSED", "ECONNABORTED",
-  "ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "EHOSTDOWN", "ENOTCONN",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ECONNREFUSED",
+  "ECONNABORTED",
+  "ENETUNREACH",
+  "EHOSTUNREACH",
+  "ENETDOWN",
+  "EHOSTDOWN",
+  "ENOTCONN",
 ]);
 
 /** Whether `error` is a network failure (a reset, a timeout, an unreachable host) rather than a refusal. */

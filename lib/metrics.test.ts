@@ -5,7 +5,12 @@ describe("prometheusText", () => {
   test("writes HELP, TYPE and one line per sample, with label values escaped", () => {
     const text = prometheusText([
       { name: "x_total", help: "Things.", type: "counter", samples: [{ labels: {}, value: 3 }] },
-      { name: "y_bytes", help: "Per client.", type: "gauge", samples: [{ labels: { subject: '/CN=a"b\\c', address: "1.2.3.4:5" }, value: 7 }] },
+      {
+        name: "y_bytes",
+        help: "Per client.",
+        type: "gauge",
+        samples: [{ labels: { subject: '/CN=a"b\\c', address: "1.2.3.4:5" }, value: 7 }],
+      },
     ]);
     expect(text).toBe(
       '# HELP x_total Things.\n# TYPE x_total counter\nx_total 3\n# HELP y_bytes Per client.\n# TYPE y_bytes gauge\ny_bytes{subject="/CN=a\\"b\\\\c",address="1.2.3.4:5"} 7\n',

@@ -4,7 +4,16 @@ import { FUZZ_TIMEOUT, property, returnsOrRefuses } from "../test/fuzz.ts";
 import { parseHostPort } from "./address.ts";
 import { parseDN } from "./dn.ts";
 import {
-  envOf, flagOf, helpText, parseBytes, parseCount, parseOptions, parsePins, parseSeconds, parseSwitch, UsageError,
+  envOf,
+  flagOf,
+  helpText,
+  parseBytes,
+  parseCount,
+  parseOptions,
+  parsePins,
+  parseSeconds,
+  parseSwitch,
+  UsageError,
 } from "./options.ts";
 
 setDefaultTimeout(FUZZ_TIMEOUT);
@@ -17,9 +26,16 @@ describe("option parsing", () => {
   };
 
   test("defaults, environment and flags, in rising order of precedence", () => {
-    expect(parseOptions("t", specs, [], {})).toEqual({ listen: { host: "0.0.0.0", port: 6514 }, count: 64, quiet: false });
+    expect(parseOptions("t", specs, [], {})).toEqual({
+      listen: { host: "0.0.0.0", port: 6514 },
+      count: 64,
+      quiet: false,
+    });
     expect(parseOptions("t", specs, [], { T_COUNT: "3", T_QUIET: "1" })).toMatchObject({ count: 3, quiet: true });
-    expect(parseOptions("t", specs, ["--count", "5", "--quiet"], { T_COUNT: "3" })).toMatchObject({ count: 5, quiet: true });
+    expect(parseOptions("t", specs, ["--count", "5", "--quiet"], { T_COUNT: "3" })).toMatchObject({
+      count: 5,
+      quiet: true,
+    });
     expect(parseOptions("t", specs, ["--listen=[::]:7000"], {})).toMatchObject({ listen: { host: "::", port: 7000 } });
   });
 
@@ -34,11 +50,16 @@ describe("option parsing", () => {
   test("an option's flag and environment variable come from its key and the program", () => {
     expect([flagOf("maxClients"), envOf("slps", "maxClients")]).toEqual(["max-clients", "SLPS_MAX_CLIENTS"]);
     expect([flagOf("udp"), envOf("slpc", "udp")]).toEqual(["udp", "SLPC_UDP"]);
-    expect([flagOf("handshakeTimeout"), envOf("slpc", "handshakeTimeout")]).toEqual(["handshake-timeout", "SLPC_HANDSHAKE_TIMEOUT"]);
+    expect([flagOf("handshakeTimeout"), envOf("slpc", "handshakeTimeout")]).toEqual([
+      "handshake-timeout",
+      "SLPC_HANDSHAKE_TIMEOUT",
+    ]);
   });
 
   test("a repeatable flag's values reach its parser joined by commas, after the variable's are dropped", () => {
-    const lists = { allow: { default: "", arg: "NAME", help: "names", parse: (t: string) => t.split(","), repeatable: true } };
+    const lists = {
+      allow: { default: "", arg: "NAME", help: "names", parse: (t: string) => t.split(","), repeatable: true },
+    };
     expect(parseOptions("t", lists, ["--allow", "a", "--allow=b"], { T_ALLOW: "c" })).toEqual({ allow: ["a", "b"] });
     expect(parseOptions("t", lists, [], { T_ALLOW: "c,d" })).toEqual({ allow: ["c", "d"] });
   });
@@ -80,9 +101,28 @@ describe("options under arbitrary input", () => {
       pin: { default: "", arg: "SHA256", help: "", parse: parsePins, repeatable: true },
       issuer: { default: "", arg: "DN", help: "", parse: (t: string) => (t ? parseDN(t) : undefined) },
     };
-    const word = fc.oneof(fc.string(), fc.constantFrom("--listen", "--queue", "--wait", "--pin", "--issuer", "--help", "--version", "--x", "--queue=1k", "-h"));
-    const env = fc.record({ F_LISTEN: fc.string(), F_QUEUE: fc.string(), F_PIN: fc.string(), F_ISSUER: fc.string() }, { requiredKeys: [] });
-    property(fc.array(word, { maxLength: 8 }), env, (argv, environment) => returnsOrRefuses(() => parseOptions("f", specs, argv, environment), UsageError));
+    const word = fc.oneof(
+      fc.string(),
+      fc.constantFrom(
+        "--listen",
+        "--queue",
+        "--wait",
+        "--pin",
+        "--issuer",
+        "--help",
+        "--version",
+        "--x",
+        "--queue=1k",
+        "-h",
+      ),
+    );
+    const env = fc.record(
+      { F_LISTEN: fc.string(), F_QUEUE: fc.string(), F_PIN: fc.string(), F_ISSUER: fc.string() },
+      { requiredKeys: [] },
+    );
+    property(fc.array(word, { maxLength: 8 }), env, (argv, environment) =>
+      returnsOrRefuses(() => parseOptions("f", specs, argv, environment), UsageError),
+    );
   });
 
   test("byte counts, seconds and fingerprints: arbitrary text is a value or a clear error", () => {

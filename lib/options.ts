@@ -83,7 +83,9 @@ export function parseOptions<S extends Options>(
     const fromEnv = env[variable];
     const { text, origin } =
       given.get(key) ??
-      (fromEnv !== undefined ? { text: fromEnv, origin: variable } : { text: spec.default, origin: `--${flagOf(key)}` });
+      (fromEnv !== undefined
+        ? { text: fromEnv, origin: variable }
+        : { text: spec.default, origin: `--${flagOf(key)}` });
     try {
       values[key] = spec.parse(text);
     } catch (error) {
@@ -118,12 +120,20 @@ export function optional<T>(parse: (text: string) => T): (text: string) => T | u
 
 /** A comma-separated list, empty entries dropped. */
 export function parseList(text: string): string[] {
-  return text.split(",").map((item) => item.trim()).filter((item) => item !== "");
+  return text
+    .split(",")
+    .map((item) => item.trim())
+    .filter((item) => item !== "");
 }
 
 /** SHA-256 fingerprints as `openssl x509 -fingerprint -sha256` prints them, colons optional. */
 export function parsePins(text: string): Set<string> {
-  const pins = parseList(text).map((pin) => pin.replace(/^sha256(\s+fingerprint)?=/i, "").replace(/:/g, "").toUpperCase());
+  const pins = parseList(text).map((pin) =>
+    pin
+      .replace(/^sha256(\s+fingerprint)?=/i, "")
+      .replace(/:/g, "")
+      .toUpperCase(),
+  );
   const bad = pins.find((pin) => !/^[0-9A-F]{64}$/.test(pin));
   if (bad !== undefined) throw new Error(`'${bad}' is not a SHA-256 fingerprint (64 hex digits, colons allowed)`);
   return new Set(pins);
@@ -145,7 +155,18 @@ export function parseSeconds(text: string): number {
   return Number(text);
 }
 
-const UNITS: Record<string, number> = { "": 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
+const UNITS: Record<string, number> = {
+  "": 1,
+  k: 1e3,
+  kb: 1e3,
+  kib: 1024,
+  m: 1e6,
+  mb: 1e6,
+  mib: 1024 ** 2,
+  g: 1e9,
+  gb: 1e9,
+  gib: 1024 ** 3,
+};
 
 /** A byte count: `8388608`, `8MiB`, `512KiB`, `1GB`. */
 export function parseBytes(text: string): number {

@@ -10,14 +10,23 @@ const bytes = (text: string) => Buffer.from(text, "latin1");
 describe("parseControl", () => {
   test("each control message type is checked field by field", () => {
     const parse = (value: unknown) => parseControl(Buffer.from(JSON.stringify(value)));
-    expect(parse({ type: "resume", version: 1, server: "abc", last: 7 })).toEqual({ type: "resume", version: 1, server: "abc", last: 7 });
+    expect(parse({ type: "resume", version: 1, server: "abc", last: 7 })).toEqual({
+      type: "resume",
+      version: 1,
+      server: "abc",
+      last: 7,
+    });
     expect(parse({ type: "start", seq: 3, lost: null, reason: "x" })).toMatchObject({ seq: 3, lost: null });
     expect(parse({ type: "hello", version: 2 })).toEqual({ type: "hello", version: 2 } as never); // the caller names the mismatch
     expect(() => parse({ type: "resume", version: 1, server: "abc" })).toThrow("resume message has a bad 'last'");
     expect(() => parse({ type: "resume", version: 1, last: -1, server: "a" })).toThrow("bad 'last'");
     expect(() => parse({ type: "start", seq: 0 })).toThrow("start message has a bad 'seq'");
-    expect(() => parse({ type: "hello", version: 1, server: "a", heartbeat: 0, first: 1, next: 1 })).toThrow("bad 'heartbeat'");
-    expect(() => parse({ type: "hello", version: 1, server: "a", heartbeat: 1, first: 5, next: 4 })).toThrow("bad 'next'");
+    expect(() => parse({ type: "hello", version: 1, server: "a", heartbeat: 0, first: 1, next: 1 })).toThrow(
+      "bad 'heartbeat'",
+    );
+    expect(() => parse({ type: "hello", version: 1, server: "a", heartbeat: 1, first: 5, next: 4 })).toThrow(
+      "bad 'next'",
+    );
     expect(() => parse({ type: "shout" })).toThrow('unknown control message type "shout"');
     expect(() => parse([1])).toThrow("not an object");
     expect(() => parseControl(bytes("{nope"))).toThrow("not JSON");
@@ -39,13 +48,20 @@ describe("resumeStart", () => {
   });
 
   test("a resume point that left the buffer gets the oldest held and the exact count lost", () => {
-    expect(resumeStart({ server: "run2", last: 40 }, server)).toEqual({ type: "start", seq: 101, lost: 60, reason: "server buffer overflowed" });
+    expect(resumeStart({ server: "run2", last: 40 }, server)).toEqual({
+      type: "start",
+      seq: 101,
+      lost: 60,
+      reason: "server buffer overflowed",
+    });
   });
 
   test("another server id means a restart: everything held, count unknown", () => {
     const start = resumeStart({ server: "run1", last: 5000 }, server);
     expect(start).toEqual({ type: "start", seq: 101, lost: null, reason: "server restarted (was run1, now run2)" });
-    expect(gapNotice(start)).toBe("gap: an unknown number of messages lost, server restarted (was run1, now run2); continuing from #101");
+    expect(gapNotice(start)).toBe(
+      "gap: an unknown number of messages lost, server restarted (was run1, now run2); continuing from #101",
+    );
   });
 
   test("the gap line names the count", () => {
@@ -58,14 +74,18 @@ describe("resumeStart", () => {
   test("the state file holds a server id and a number, nothing else", () => {
     expect(parseResumePoint('{"server":"ab","last":3}\n')).toEqual({ server: "ab", last: 3 });
     expect(() => parseResumePoint("")).toThrow("empty");
-    expect(() => parseResumePoint("{\"server\":")).toThrow("not JSON");
+    expect(() => parseResumePoint('{"server":')).toThrow("not JSON");
     expect(() => parseResumePoint('{"server":"ab","last":-3}')).toThrow("expected");
   });
 });
 
 describe("parseResumePoint", () => {
   test("parseResumePoint reads back every resume point slpc can write, and nothing past 2^53 - 1", () => {
-    for (const point of [{ server: "a", last: 0 }, { server: "5f2c9a7e01b4d3c8", last: Number.MAX_SAFE_INTEGER }, { server: 'odd "id"\n', last: 7 }]) {
+    for (const point of [
+      { server: "a", last: 0 },
+      { server: "5f2c9a7e01b4d3c8", last: Number.MAX_SAFE_INTEGER },
+      { server: 'odd "id"\n', last: 7 },
+    ]) {
       expect(parseResumePoint(JSON.stringify(point) + "\n")).toEqual(point);
     }
     expect(() => parseResumePoint('{"server":"a","last":9007199254740992}')).toThrow("not an slpc state file");
@@ -105,19 +125,42 @@ describe("sequence numbers in control messages", () => {
 describe("the protocol under arbitrary input", () => {
   test("control messages: arbitrary bytes and arbitrary JSON are a message or a clear error", () => {
     property(fc.uint8Array({ maxLength: 200 }), (bytes) => returnsOrRefuses(() => parseControl(bytes)));
-    property(fc.jsonValue(), (value) => returnsOrRefuses(() => parseControl(Buffer.from(JSON.stringify(value) ?? "null"))));
-    const typed = fc.record({ type: fc.constantFrom("hello", "resume", "start", "heartbeat", "error", "other"), version: fc.anything(), seq: fc.anything(), server: fc.anything(), last: fc.anything(), lost: fc.anything(), first: fc.anything(), next: fc.anything(), heartbeat: fc.anything(), message: fc.anything() }, { requiredKeys: ["type"] });
+    property(fc.jsonValue(), (value) =>
+      returnsOrRefuses(() => parseControl(Buffer.from(JSON.stringify(value) ?? "null"))),
+    );
+    const typed = fc.record(
+      {
+        type: fc.constantFrom("hello", "resume", "start", "heartbeat", "error", "other"),
+        version: fc.anything(),
+        seq: fc.anything(),
+        server: fc.anything(),
+        last: fc.anything(),
+        lost: fc.anything(),
+        first: fc.anything(),
+        next: fc.anything(),
+        heartbeat: fc.anything(),
+        message: fc.anything(),
+      },
+      { requiredKeys: ["type"] },
+    );
     property(typed, (value) => returnsOrRefuses(() => parseControl(Buffer.from(JSON.stringify(value) ?? "null"))));
   });
 
   test("a resume decision always lands inside what the server holds", () => {
-    const held = fc.tuple(fc.integer({ min: 1, max: 1e9 }), fc.nat({ max: 1e6 })).map(([first, count]) => ({ id: "run", first, next: first + count }));
-    const request = fc.record({ server: fc.option(fc.constantFrom("run", "old"), { nil: undefined }), last: fc.nat(), replay: fc.boolean() });
+    const held = fc
+      .tuple(fc.integer({ min: 1, max: 1e9 }), fc.nat({ max: 1e6 }))
+      .map(([first, count]) => ({ id: "run", first, next: first + count }));
+    const request = fc.record({
+      server: fc.option(fc.constantFrom("run", "old"), { nil: undefined }),
+      last: fc.nat(),
+      replay: fc.boolean(),
+    });
     property(held, request, (server, { server: id, last, replay }) => {
       const start = resumeStart(id === undefined ? { replay } : { server: id, last }, server);
       expect(start.seq).toBeGreaterThanOrEqual(server.first);
       expect(start.seq).toBeLessThanOrEqual(server.next);
-      if (id === "run" && last + 1 >= server.first && last + 1 <= server.next) expect(start).toEqual({ type: "start", seq: last + 1 });
+      if (id === "run" && last + 1 >= server.first && last + 1 <= server.next)
+        expect(start).toEqual({ type: "start", seq: last + 1 });
     });
   });
 

@@ -7,8 +7,15 @@
 export const PROTOCOL_VERSION = 1;
 
 export type ControlMessage =
-  | { type: "hello"; version: number; server: string; heartbeat: number; first: number; next: number;
-      progress?: boolean }
+  | {
+      type: "hello";
+      version: number;
+      server: string;
+      heartbeat: number;
+      first: number;
+      next: number;
+      progress?: boolean;
+    }
   | { type: "resume"; version: number; server?: string; last?: number; replay?: boolean }
   | { type: "start"; seq: number; lost?: number | null; reason?: string }
   | { type: "progress"; last: number }
@@ -34,7 +41,8 @@ export function parseControl(body: Uint8Array): ControlMessage {
   } catch {
     throw new Error("control message is not JSON");
   }
-  if (typeof message !== "object" || message === null || Array.isArray(message)) throw new Error("control message is not an object");
+  if (typeof message !== "object" || message === null || Array.isArray(message))
+    throw new Error("control message is not an object");
   const bad = (field: string) => new Error(`${String(message.type)} message has a bad '${field}'`);
   switch (message.type) {
     case "hello":
@@ -49,8 +57,10 @@ export function parseControl(body: Uint8Array): ControlMessage {
     case "resume":
       if (!isCount(message.version)) throw bad("version");
       if (message.version !== PROTOCOL_VERSION) return message as ControlMessage;
-      if (message.server !== undefined && (typeof message.server !== "string" || message.server === "")) throw bad("server");
-      if ((message.server === undefined) !== (message.last === undefined)) throw bad(message.server === undefined ? "server" : "last");
+      if (message.server !== undefined && (typeof message.server !== "string" || message.server === ""))
+        throw bad("server");
+      if ((message.server === undefined) !== (message.last === undefined))
+        throw bad(message.server === undefined ? "server" : "last");
       if (message.last !== undefined && !isSeq(message.last)) throw bad("last");
       if (message.replay !== undefined && typeof message.replay !== "boolean") throw bad("replay");
       return message as ControlMessage;
@@ -83,7 +93,13 @@ export function resumeStart(
     return { type: "start", seq: first, lost: null, reason: `server restarted (was ${request.server}, now ${id})` };
   }
   const wanted = request.last! + 1;
-  if (wanted > next) return { type: "start", seq: next, lost: null, reason: `resume point ${request.last} is ahead of the server (${next - 1})` };
+  if (wanted > next)
+    return {
+      type: "start",
+      seq: next,
+      lost: null,
+      reason: `resume point ${request.last} is ahead of the server (${next - 1})`,
+    };
   if (wanted >= first) return { type: "start", seq: wanted };
   return { type: "start", seq: first, lost: first - wanted, reason: "server buffer overflowed" };
 }

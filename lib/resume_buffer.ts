@@ -40,7 +40,8 @@ export class ResumeBuffer {
     const size = header.length + message.length;
     // A frame never wraps around the end of the ring, so that each one is a single view.
     const at = this.#tail + size <= this.#ring.length ? this.#tail : 0;
-    while (this.first < this.next && this.#overlaps(this.#positions[this.#head]!, this.#length(this.first), at, size)) this.#forgetOldest();
+    while (this.first < this.next && this.#overlaps(this.#positions[this.#head]!, this.#length(this.first), at, size))
+      this.#forgetOldest();
     this.#ring.write(header, at, "latin1");
     this.#ring.set(message, at + header.length);
     this.#positions.push(at);
@@ -75,7 +76,11 @@ export class ResumeBuffer {
     const start = this.#positions[this.#index(seq)]!;
     let end = start + this.#length(seq);
     let next = seq + 1;
-    while (next < this.next && this.#positions[this.#index(next)] === end && end - start + this.#length(next) <= maxBytes) {
+    while (
+      next < this.next &&
+      this.#positions[this.#index(next)] === end &&
+      end - start + this.#length(next) <= maxBytes
+    ) {
       end += this.#length(next++);
     }
     return { data: this.#ring.subarray(start, end), next };

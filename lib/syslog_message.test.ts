@@ -3,10 +3,10 @@ import fc from "fast-check";
 import {
   FACILITY_CODES,
   FACILITY_NAMES,
-  SEVERITY_CODES,
-  SEVERITY_NAMES,
   isIsoTimestamp,
   parseSyslog,
+  SEVERITY_CODES,
+  SEVERITY_NAMES,
   type SyslogMessage,
 } from "./syslog_message.ts";
 

@@ -1,6 +1,6 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
-import { fitCells, terminalCells, terminalLines, widthOf, wrapCells, type Cell } from "./terminal_text.ts";
+import { type Cell, fitCells, terminalCells, terminalLines, widthOf, wrapCells } from "./terminal_text.ts";
 
 const runs = Number(process.env.FUZZ_RUNS ?? 1000);
 setDefaultTimeout(runs > 1000 ? 600_000 : 30_000);

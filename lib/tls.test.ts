@@ -9,7 +9,10 @@ import { certificateNames, expiryWarning, fingerprintOf } from "./tls.ts";
 describe("certificateNames and fingerprints", () => {
   test("a certificate's names for --allow are its CN and its DNS and email subjectAltNames", () => {
     const dir = tempDir();
-    makeCert(dir, "named", { subject: "/O=Example/CN=laptop", san: "DNS:laptop.example.com,email:ann@example.com,IP:192.0.2.1" });
+    makeCert(dir, "named", {
+      subject: "/O=Example/CN=laptop",
+      san: "DNS:laptop.example.com,email:ann@example.com,IP:192.0.2.1",
+    });
     const certificate = new X509Certificate(readFileSync(join(dir, "named.pem")));
     removeDir(dir);
     expect(certificateNames(certificate)).toEqual(["laptop", "laptop.example.com", "ann@example.com"]);
@@ -35,6 +38,8 @@ describe("expiryWarning", () => {
     expect(expiryWarning("cert", certificate, daysBefore(5.5))).toBe(
       `warning: --cert certificate expiring expires in 5 days (${certificate.validTo}); renew it and send SIGHUP`,
     );
-    expect(expiryWarning("cert", certificate, daysBefore(-1))).toBe(`warning: --cert certificate expiring expired on ${certificate.validTo}`);
+    expect(expiryWarning("cert", certificate, daysBefore(-1))).toBe(
+      `warning: --cert certificate expiring expired on ${certificate.validTo}`,
+    );
   });
 });

@@ -65,7 +65,8 @@ export function loadTlsFiles(paths: { cert: string; key: string; ca?: string; cr
   } catch {
     throw new UsageError(`--key ${paths.key}: not a private key (or it is encrypted)`);
   }
-  if (!leaf.checkPrivateKey(privateKey)) throw new UsageError(`--key ${paths.key}: does not belong to --cert ${paths.cert}`);
+  if (!leaf.checkPrivateKey(privateKey))
+    throw new UsageError(`--key ${paths.key}: does not belong to --cert ${paths.cert}`);
   const crl = paths.crl ? loadCrl(paths.crl) : undefined;
   if (paths.ca === undefined) return { cert, key, crl, leaf };
   const ca = readPem("ca", paths.ca);

@@ -9,7 +9,12 @@ import { BUN, ROOT, removeDir, tempDir } from "./kit.ts";
 test("npm run bench -- --smoke measures slp and writes the table, JSON and chart", () => {
   const out = tempDir("slp-bench-smoke-");
   try {
-    const run = Bun.spawnSync([BUN, join(ROOT, "bench/run.ts"), "--smoke", "--out", out], { cwd: ROOT, stdout: "pipe", stderr: "pipe", timeout: 120_000 });
+    const run = Bun.spawnSync([BUN, join(ROOT, "bench/run.ts"), "--smoke", "--out", out], {
+      cwd: ROOT,
+      stdout: "pipe",
+      stderr: "pipe",
+      timeout: 120_000,
+    });
     expect(run.exitCode).toBe(0);
     const table = run.stdout.toString();
     expect(table).toContain("### Sweep: one client");

@@ -7,14 +7,14 @@
 // Lines starting "forward_daemons:" record what a daemon restart cost, for the docs.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import type { Socket } from "bun";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { encodeFrame, MAX_MESSAGE } from "../lib.ts";
+import type { Socket } from "bun";
 import { type RelpOptions, RelpSession } from "../lib/relp.ts";
 import { UnixDatagramSender } from "../lib/unix_dgram.ts";
-import { type DaemonKind, type HomeInput, findDaemon, startDaemon } from "./daemons.ts";
+import { encodeFrame, MAX_MESSAGE } from "../lib.ts";
+import { type DaemonKind, findDaemon, type HomeInput, startDaemon } from "./daemons.ts";
 import { freePort, sleep, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(180_000);
