@@ -72,7 +72,7 @@ function fifo(name: string) {
     /** Reads what is there now; true once the writer has closed its end. */
     drain(): boolean {
       for (;;) {
-        let n;
+        let n: number;
         try {
           n = readSync(readEnd, buffer);
         } catch (error) {
@@ -96,7 +96,10 @@ function fifo(name: string) {
 function slpcInto(out: { writeEnd: number }, command: string[]) {
   const proc = Bun.spawn(command, { cwd: ROOT, stdout: out.writeEnd, stderr: "pipe" });
   closeSync(out.writeEnd); // the child holds the only write end: its exit is the reader's end of file
-  bed.defer(() => (proc.kill("SIGKILL"), proc.exited));
+  bed.defer(() => {
+    proc.kill("SIGKILL");
+    return proc.exited;
+  });
   const child = { proc, stderr: "" };
   void (async () => {
     for await (const chunk of proc.stderr) child.stderr += Buffer.from(chunk).toString();
@@ -316,7 +319,7 @@ describe("--forward in every form it accepts", () => {
 });
 
 describe("--handshake-timeout", () => {
-  test("a peer that accepts TCP and never answers is hung up on after --handshake-timeout, and dialled again", async () => {
+  test("a peer that takes TCP and never answers is dropped after --handshake-timeout and dialled again", async () => {
     let accepted = 0;
     const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: () => void accepted++, data() {} } });
     bed.defer(() => silent.stop(true));
@@ -342,7 +345,7 @@ describe("--handshake-timeout", () => {
 });
 
 describe("--stdout and SIGTERM", () => {
-  test("SIGTERM while stdout is full loses no line: --state records what was written, and a restart delivers the rest once", async () => {
+  test("SIGTERM with stdout full loses no line: --state holds what was written, a restart sends the rest", async () => {
     const s = await server();
     const state = join(bed.dir, "stdout-sigterm.json");
     // stdout is a FIFO that the test leaves unread until after the signal: a pipe, and a full one.
@@ -686,7 +689,10 @@ describe("backpressure is not death", () => {
     const messages = Array.from({ length: 3000 }, (_, i) => Buffer.from(`<13>slow ${i + 1} ${"y".repeat(300)}`));
     await feed(s, messages);
     await sleep(3500); // the reader is away: stdout is full and slpc has stopped reading
-    const everyLine = () => (out.drain(), out.lines().length >= messages.length);
+    const everyLine = () => {
+      out.drain();
+      return out.lines().length >= messages.length;
+    };
     await until(() => `every line (${out.lines().length}):\n${c.stderr}`, everyLine);
     await sleep(200);
     out.drain();
@@ -697,7 +703,7 @@ describe("backpressure is not death", () => {
 
   // Needs slps to offer `progress` in its hello and count progress as life against --stall (the
   // server half of issue 9): until then slps closes the stalled-looking connection after 2 s.
-  test("a reader away for longer than --stall and --dead-after: no reconnect, every message once (needs slps progress)", async () => {
+  test("a reader away past --stall and --dead-after: no reconnect, every message once (slps progress)", async () => {
     const s = await server(["--stall", "2", "--heartbeat", "1", "--queue", "64MiB", "--buffer", "64MiB"]);
     const out = fifo("away-reader.fifo");
     const c = slpcInto(out, slpcCommand(s.tlsPort, ["--stdout", "--dead-after", "2"]));
@@ -706,7 +712,10 @@ describe("backpressure is not death", () => {
     const messages = Array.from({ length: 12_000 }, (_, i) => Buffer.from(`<13>backlog ${i + 1} ${"z".repeat(1000)}`));
     await feed(s, messages);
     await sleep(3500);
-    const everyLine = () => (out.drain(), out.lines().length >= messages.length);
+    const everyLine = () => {
+      out.drain();
+      return out.lines().length >= messages.length;
+    };
     await until(() => `every line (${out.lines().length}):\n${c.stderr}\n${s.stderr}`, everyLine, 30_000);
     await sleep(200);
     out.drain();

@@ -6,6 +6,7 @@
 // server the number of the last message it delivered and gets everything after it, treats a
 // connection that has been silent too long as dead, and retries with backoff until it is back.
 
+import type { LookupAddress } from "node:dns";
 import { lookup } from "node:dns/promises";
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
@@ -182,7 +183,7 @@ function loadTls(): TlsFiles {
 
 /** Looked up once, at start: the local daemon does not move, and a name that does not resolve is a typo. */
 async function resolveForward(address: Address): Promise<Address & { family: 4 | 6 }> {
-  let found;
+  let found: LookupAddress[];
   try {
     found = await lookup(address.host, { all: true });
   } catch (error) {
@@ -202,7 +203,7 @@ async function resolveForward(address: Address): Promise<Address & { family: 4 |
  * overwritten) must not keep slpc down: it is moved aside, and slpc starts as a new client.
  */
 function readState(path: string): ResumePoint | undefined {
-  let text;
+  let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
@@ -232,7 +233,7 @@ function writeState(point: ResumePoint | undefined, probe = false): void {
   try {
     const fd = openSync(temporary, "w");
     try {
-      if (point) writeSync(fd, JSON.stringify(point) + "\n");
+      if (point) writeSync(fd, `${JSON.stringify(point)}\n`);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -247,7 +248,7 @@ function writeState(point: ResumePoint | undefined, probe = false): void {
 
 /** Makes a rename durable. Best effort: a folder that cannot be opened for reading still got the file. */
 function syncFolder(path: string): void {
-  let fd;
+  let fd: number | undefined;
   try {
     fd = openSync(path, "r");
     fsyncSync(fd);
@@ -517,7 +518,7 @@ function deliverFrames(c: Connection, chunk: Uint8Array): void {
       pendingBytes += frame.body.length;
       continue;
     }
-    let message;
+    let message: ControlMessage;
     try {
       message = parseControl(frame.body);
     } catch (error) {
@@ -543,10 +544,10 @@ function onControlMessage(c: Connection, message: ControlMessage): void {
       if ("progress" in message && message.progress === true) {
         c.progressEvery = Math.min(Math.max(message.heartbeat * 1000, MIN_PROGRESS_MS), MAX_PROGRESS_MS);
       }
-      if (message.heartbeat >= options.deadAfter)
-        log(
-          `warning: server heartbeat ${message.heartbeat} s is not below --dead-after ${options.deadAfter} s; idle connections will be dropped`,
-        );
+      if (message.heartbeat >= options.deadAfter) {
+        const heartbeat = `server heartbeat ${message.heartbeat} s`;
+        log(`warning: ${heartbeat} is not below --dead-after ${options.deadAfter} s; idle connections will be dropped`);
+      }
       // Messages still waiting will be handed on: resume after them, not before.
       const held = newestHeld();
       const resume = held ? { server: held.server, last: held.last } : { replay: options.replay };
@@ -668,7 +669,8 @@ function handOn(server: string, last: number, count: number): void {
 }
 
 function sendLater(ms: number): void {
-  sendTimer ??= setTimeout(() => {
+  if (sendTimer) return;
+  sendTimer = setTimeout(() => {
     sendTimer = undefined;
     sendPending();
   }, ms);
@@ -685,7 +687,7 @@ function sendPending(): void {
     }
     const packets: (Uint8Array | number | string)[] = [];
     for (let i = 0; i < count; i++) packets.push(pending[i]!.message, forwardTo.port, forwardTo.host);
-    let sent;
+    let sent: number;
     try {
       sent = udp.sendMany(packets);
     } catch (error) {
@@ -789,9 +791,8 @@ process.on("SIGHUP", () => {
     log(`SIGHUP: ${reason(error)}; keeping the certificates in force`);
     return;
   }
-  log(
-    `SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}; the next connection uses them`,
-  );
+  const files = `--cert ${options.cert}, --key ${options.key}, --ca ${options.ca}`;
+  log(`SIGHUP: reloaded ${files}${options.crl ? ` and --crl ${options.crl}` : ""}; the next connection uses them`);
   warnIfExpiring();
 });
 
@@ -805,7 +806,7 @@ process.on("SIGUSR1", () => {
     pending: pending.length + unconfirmed.reduce((sum, write) => sum + write.count, 0),
     position: resumePoint() ?? null,
   };
-  process.stderr.write(JSON.stringify(snapshot) + "\n");
+  process.stderr.write(`${JSON.stringify(snapshot)}\n`);
 });
 
 /**

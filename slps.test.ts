@@ -162,7 +162,12 @@ describe("refusal", () => {
     await Bun.connect({
       hostname: "127.0.0.1",
       port: s.tlsPort,
-      socket: { data() {}, close: () => void (closed = true) },
+      socket: {
+        data() {},
+        close: () => {
+          closed = true;
+        },
+      },
     });
     await s.waitFor(/no TLS handshake and resume request within 0.5 s/, 3000);
     await until("close", () => closed, 2000);
@@ -293,9 +298,8 @@ describe("command line", () => {
         bed.pki.ca,
       ]);
       expect(result.code).toBe(1);
-      expect(result.stderr).toBe(
-        `slps: cannot listen on 127.0.0.1:${busy.port} (--listen): the address is already in use; pick another with --listen\n`,
-      );
+      const why = "the address is already in use; pick another with --listen";
+      expect(result.stderr).toBe(`slps: cannot listen on 127.0.0.1:${busy.port} (--listen): ${why}\n`);
     } finally {
       busy.stop(true);
     }
@@ -305,7 +309,10 @@ describe("command line", () => {
 describe("compiled executables", () => {
   /** `npm run build`, once for the tests that need it. */
   let build: { exitCode: number } | undefined;
-  const built = () => (build ??= Bun.spawnSync([BUN, "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" }));
+  const built = () => {
+    build ??= Bun.spawnSync([BUN, "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    return build;
+  };
 
   test("dist/slps and dist/slpc deliver a message end to end", async () => {
     expect(built().exitCode).toBe(0);

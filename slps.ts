@@ -14,6 +14,7 @@ import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import {
   bindFailure,
   ClientStream,
+  type ControlMessage,
   casWithoutCrl,
   certificateNames,
   Deframer,
@@ -171,7 +172,10 @@ const {
   pin: pins,
 } = options;
 
-/** The certificate, key, CA and CRL files. Who pins client certificates needs no CA: then a missing default CA file is fine. */
+/**
+ * The certificate, key, CA and CRL files. Who pins client certificates needs no CA: then a missing
+ * default CA file is fine.
+ */
 function loadFiles(): TlsFiles {
   const pinsOnly = options.pin.size > 0 && options.ca === CA && !existsSync(CA);
   return loadTlsFiles({ ...options, ca: pinsOnly ? undefined : options.ca });
@@ -454,7 +458,7 @@ function identify(socket: Socket<Client>): void {
 /** A control message from an authorized client: `resume` once, then `progress` as often as it likes. */
 function onControlFrame(socket: Socket<Client>, body: Uint8Array): void {
   const client = socket.data;
-  let message;
+  let message: ControlMessage;
   try {
     message = parseControl(body);
   } catch (error) {
@@ -523,47 +527,37 @@ function receive(message: Uint8Array): void {
 
 // Once a second: report refusals and skipped messages (a flood or a stalled client would
 // otherwise log once per connection or message), and send heartbeats on idle connections.
-const housekeeping = setInterval(
-  () => {
-    const now = performance.now();
-    if (floodRefusals.pending > 0)
-      log(
-        `refused ${floodRefusals.pending} connections: ${options.maxPending} handshakes already pending (--max-pending)`,
-      );
-    if (floodRefusals.rate > 0)
-      log(
-        `refused ${floodRefusals.rate} connections: over ${options.handshakeRate} a minute from one address (--handshake-rate)`,
-      );
-    const { full, reset } = floodRefusals;
-    if (full > 0)
-      log(`refused ${full} connections: the --handshake-rate table is full (${MAX_HANDSHAKE_SOURCES} addresses)`);
-    if (reset > 0) log(`closed ${reset} connections that were reset before they could be served`);
-    floodRefusals.pending = floodRefusals.rate = floodRefusals.full = floodRefusals.reset = 0;
-    const { empty, oversize } = skippedUnreported;
-    if (empty > 0)
-      log(`skipped ${empty} empty datagrams: an empty message cannot be relayed (${skipped.empty} in all)`);
-    if (oversize > 0) {
-      log(`skipped ${oversize} datagrams over ${MAX_MESSAGE} bytes, too long for a frame (${skipped.oversize} in all)`);
+function housekeeping(): void {
+  const now = performance.now();
+  const { pending: busy, rate, full, reset } = floodRefusals;
+  if (busy > 0) log(`refused ${busy} connections: ${options.maxPending} handshakes already pending (--max-pending)`);
+  const perAddress = `over ${options.handshakeRate} a minute from one address (--handshake-rate)`;
+  if (rate > 0) log(`refused ${rate} connections: ${perAddress}`);
+  if (full > 0)
+    log(`refused ${full} connections: the --handshake-rate table is full (${MAX_HANDSHAKE_SOURCES} addresses)`);
+  if (reset > 0) log(`closed ${reset} connections that were reset before they could be served`);
+  floodRefusals.pending = floodRefusals.rate = floodRefusals.full = floodRefusals.reset = 0;
+  const { empty, oversize } = skippedUnreported;
+  if (empty > 0) log(`skipped ${empty} empty datagrams: an empty message cannot be relayed (${skipped.empty} in all)`);
+  if (oversize > 0) {
+    log(`skipped ${oversize} datagrams over ${MAX_MESSAGE} bytes, too long for a frame (${skipped.oversize} in all)`);
+  }
+  skippedUnreported.empty = skippedUnreported.oversize = 0;
+  for (const socket of connections.streaming) {
+    const client = socket.data;
+    const dropped = client.stream.takeDropped();
+    if (dropped > 0) {
+      client.droppedTotal += dropped;
+      const skippedNow = `skipped ${dropped} oldest messages (${client.droppedTotal} in all)`;
+      log(`client ${client.name}: more than ${queueLimit} bytes behind, ${skippedNow}`);
     }
-    skippedUnreported.empty = skippedUnreported.oversize = 0;
-    for (const socket of connections.streaming) {
-      const client = socket.data;
-      const dropped = client.stream.takeDropped();
-      if (dropped > 0) {
-        client.droppedTotal += dropped;
-        log(
-          `client ${client.name}: more than ${queueLimit} bytes behind, skipped ${dropped} oldest messages (${client.droppedTotal} in all)`,
-        );
-      }
-      if (client.stream.idle && now - client.stream.lastWrite >= options.heartbeat * 1000) {
-        client.stream.control({ type: "heartbeat" });
-        flush(socket);
-      }
+    if (client.stream.idle && now - client.stream.lastWrite >= options.heartbeat * 1000) {
+      client.stream.control({ type: "heartbeat" });
+      flush(socket);
     }
-  },
-  Math.min(1000, options.heartbeat * 500),
-);
-housekeeping.unref();
+  }
+}
+setInterval(housekeeping, Math.min(1000, options.heartbeat * 500)).unref();
 
 // ---- Sockets: the TLS listener, the UDP socket, and the metrics server if asked for.
 
@@ -617,9 +611,8 @@ udp.on("error", (error) => log(`udp ${formatAddress(udpAddress)}: ${reason(error
 // The kernel reports twice what it grants, and caps the grant at net.core.rmem_max.
 const granted = udp.getRecvBufferSize() / 2;
 if (granted < options.udpBuffer) {
-  log(
-    `warning: the UDP receive buffer is ${granted} bytes, not --udp-buffer ${options.udpBuffer}: raise net.core.rmem_max to ${options.udpBuffer} (sysctl -w net.core.rmem_max=${options.udpBuffer})`,
-  );
+  const raise = `raise net.core.rmem_max to ${options.udpBuffer} (sysctl -w net.core.rmem_max=${options.udpBuffer})`;
+  log(`warning: the UDP receive buffer is ${granted} bytes, not --udp-buffer ${options.udpBuffer}: ${raise}`);
 }
 
 if (options.metrics) {
@@ -638,9 +631,8 @@ if (options.metrics) {
   }
 }
 
-log(
-  `server id ${serverId}: receiving syslog on udp ${formatAddress(udpAddress)}, serving clients on tls ${formatAddress({ host: listenAddress.host, port: listener.port })}`,
-);
+const served = formatAddress({ host: listenAddress.host, port: listener.port });
+log(`server id ${serverId}: receiving syslog on udp ${formatAddress(udpAddress)}, serving clients on tls ${served}`);
 
 // ---- For operators: expiry and CRL warnings, and the numbers SIGUSR1 prints and /metrics serves.
 
@@ -785,9 +777,8 @@ function reload(): void {
     return;
   }
   tls = files;
-  log(
-    `SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}`,
-  );
+  const crl = options.crl ? ` and --crl ${options.crl}` : "";
+  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${crl}`);
   warnIfExpiring();
   warnIfCrlMissing(files);
 }
@@ -800,6 +791,6 @@ function shutdown(signal: string): void {
 }
 
 process.on("SIGHUP", reload);
-process.on("SIGUSR1", () => process.stderr.write(JSON.stringify(snapshot()) + "\n"));
+process.on("SIGUSR1", () => process.stderr.write(`${JSON.stringify(snapshot())}\n`));
 process.on("SIGINT", () => shutdown("SIGINT"));
 process.on("SIGTERM", () => shutdown("SIGTERM"));

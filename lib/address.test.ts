@@ -26,7 +26,10 @@ describe("bindFailure", () => {
 
   test("names the address and the flag, and what a low port needs", () => {
     expect(bindFailure("udp", { host: "127.0.0.1", port: 514 }, failure("EACCES"))).toBe(
-      "cannot listen on 127.0.0.1:514 (--udp): ports under 1024 need root or CAP_NET_BIND_SERVICE; pick a port from 1024 up with --udp",
+      [
+        "cannot listen on 127.0.0.1:514 (--udp): ports under 1024 need root or CAP_NET_BIND_SERVICE;",
+        "pick a port from 1024 up with --udp",
+      ].join(" "),
     );
     expect(bindFailure("listen", { host: "::", port: 6514 }, failure("EADDRINUSE"))).toBe(
       "cannot listen on [::]:6514 (--listen): the address is already in use; pick another with --listen",

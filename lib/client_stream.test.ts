@@ -22,7 +22,10 @@ describe("ClientStream", () => {
     const written: Buffer[] = [];
     return {
       written,
-      write: (data: Uint8Array) => (written.push(Buffer.from(data.subarray(0, room))), Math.min(room, data.length)),
+      write: (data: Uint8Array) => {
+        written.push(Buffer.from(data.subarray(0, room)));
+        return Math.min(room, data.length);
+      },
     };
   };
   const filled = (...messages: string[]) => {

@@ -198,7 +198,10 @@ export function matches(filter: Filter, message: SyslogMessage): boolean {
   if (hosts !== undefined && (hostname === undefined || !hosts.has(hostname.toLowerCase()))) return false;
   if (match === undefined) return true;
   let needle = needles.get(filter);
-  if (needle?.text !== match) needles.set(filter, (needle = { text: match, bytes: Buffer.from(match) }));
+  if (needle?.text !== match) {
+    needle = { text: match, bytes: Buffer.from(match) };
+    needles.set(filter, needle);
+  }
   const { buffer, byteOffset, byteLength } = message.message;
   return Buffer.from(buffer, byteOffset, byteLength).indexOf(needle.bytes) !== -1;
 }

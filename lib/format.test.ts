@@ -252,11 +252,11 @@ describe("formatPretty", () => {
   test("bytes that are not UTF-8 and control characters show as escapes; LF continues under the message", () => {
     expect(pretty(NOT_UTF8).slice(MESSAGE_COLUMN)).toBe("caf\\xe9 \\xff\n");
     expect(pretty(NEWLINES)).toBe(
-      [
+      `${[
         "Jan  5 10:11:12 web          app              debug   first",
         `${" ".repeat(MESSAGE_COLUMN)}second\\r`,
         `${" ".repeat(MESSAGE_COLUMN)}\\x1b[2Jthird`,
-      ].join("\n") + "\n",
+      ].join("\n")}\n`,
     );
   });
 
@@ -305,7 +305,9 @@ describe("formatPretty under arbitrary bytes", () => {
       fc.property(datagram, fc.boolean(), fc.integer({ min: 74, max: 200 }), (bytes, color, width) => {
         const output = pretty(bytes, { color, width });
         expect(output.endsWith("\n")).toBe(true);
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: the colour codes this test strips start with ESC
         const text = output.replace(/\x1b\[(?:0|2|31|33)m/g, "");
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: what must not reach a terminal is control characters
         expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/);
         if (!color) expect(text).toBe(output);
         for (const line of text.slice(0, -1).split("\n"))

@@ -12,8 +12,14 @@ describe("prometheusText", () => {
         samples: [{ labels: { subject: '/CN=a"b\\c', address: "1.2.3.4:5" }, value: 7 }],
       },
     ]);
-    expect(text).toBe(
-      '# HELP x_total Things.\n# TYPE x_total counter\nx_total 3\n# HELP y_bytes Per client.\n# TYPE y_bytes gauge\ny_bytes{subject="/CN=a\\"b\\\\c",address="1.2.3.4:5"} 7\n',
-    );
+    const lines = [
+      "# HELP x_total Things.",
+      "# TYPE x_total counter",
+      "x_total 3",
+      "# HELP y_bytes Per client.",
+      "# TYPE y_bytes gauge",
+      'y_bytes{subject="/CN=a\\"b\\\\c",address="1.2.3.4:5"} 7',
+    ];
+    expect(text).toBe(`${lines.join("\n")}\n`);
   });
 });

@@ -20,5 +20,5 @@ export function prometheusText(metrics: Metric[]): string {
       lines.push(`${metric.name}${pairs.length ? `{${pairs.join(",")}}` : ""} ${value}`);
     }
   }
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }

@@ -107,7 +107,7 @@ export function helpText(program: string, summary: string, specs: Options): stri
     lines.push(`  ${flag}   ${env}${fallback}`, `      ${spec.help}${repeatable}`);
   }
   lines.push("  --help", "      show this text", "  --version", `      show the version of ${program}`);
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 /** Text taken as it is. */

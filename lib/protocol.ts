@@ -116,7 +116,7 @@ export interface ResumePoint {
  */
 export function parseResumePoint(text: string): ResumePoint {
   if (text.trim() === "") throw new Error("empty (not an slpc state file)");
-  let value;
+  let value: { server?: unknown; last?: unknown } | null | undefined;
   try {
     value = JSON.parse(text);
   } catch {
@@ -124,7 +124,7 @@ export function parseResumePoint(text: string): ResumePoint {
   }
   if (typeof value?.server !== "string" || value.server === "" || !isCount(value.last))
     throw new Error('not an slpc state file (expected {"server": ID, "last": N})');
-  return { server: value.server, last: value.last };
+  return { server: value.server, last: value.last as number };
 }
 
 /** slpc's log line for a `start` that skipped messages, or undefined when nothing was lost. */

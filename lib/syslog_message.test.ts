@@ -281,8 +281,8 @@ describe("name tables", () => {
   test("every code has one name, and every name and alias leads back to its code", () => {
     expect(FACILITY_NAMES).toHaveLength(24);
     expect(SEVERITY_NAMES).toHaveLength(8);
-    FACILITY_NAMES.forEach((name, code) => expect(FACILITY_CODES.get(name)).toBe(code));
-    SEVERITY_NAMES.forEach((name, code) => expect(SEVERITY_CODES.get(name)).toBe(code));
+    for (const [code, name] of FACILITY_NAMES.entries()) expect(FACILITY_CODES.get(name)).toBe(code);
+    for (const [code, name] of SEVERITY_NAMES.entries()) expect(SEVERITY_CODES.get(name)).toBe(code);
     expect([FACILITY_CODES.get("audit"), FACILITY_CODES.get("security"), SEVERITY_CODES.get("warn")]).toEqual([
       13, 13, 4,
     ]);

@@ -80,6 +80,7 @@ describe("fitCells and wrapCells", () => {
 });
 
 // What a terminal would obey: C0 and C1 controls, DEL, bidi controls, line and paragraph separators.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this test looks for
 const HARMFUL = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
 
 describe("terminalLines under arbitrary bytes", () => {

@@ -2,7 +2,7 @@
 // CRLs, each read and checked before any socket opens, so that a wrong path or a key that does
 // not belong is one clear line. Also what slps reads from a client certificate for --allow and --pin.
 
-import { constants, createPrivateKey, X509Certificate } from "node:crypto";
+import { constants, createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { readCrl } from "./crl.ts";
 import { dnOfCertificate, formatDN } from "./dn.ts";
@@ -59,7 +59,7 @@ export function loadTlsFiles(paths: { cert: string; key: string; ca?: string; cr
   const cert = readPem("cert", paths.cert);
   const leaf = certificatesIn("cert", paths.cert, cert)[0]!;
   const key = readPem("key", paths.key);
-  let privateKey;
+  let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey(key);
   } catch {
@@ -81,7 +81,8 @@ export function expiryWarning(flag: string, certificate: X509Certificate, now: D
   const subject = dnOfCertificate(certificate.subject);
   const name = subject.findLast(([type]) => type === "CN")?.[1] ?? formatDN(subject);
   if (left <= 0) return `warning: --${flag} certificate ${name} expired on ${certificate.validTo}`;
-  return `warning: --${flag} certificate ${name} expires in ${Math.floor(left)} days (${certificate.validTo}); renew it and send SIGHUP`;
+  const expires = `expires in ${Math.floor(left)} days (${certificate.validTo})`;
+  return `warning: --${flag} certificate ${name} ${expires}; renew it and send SIGHUP`;
 }
 
 /** Reads a PEM file of certificate revocation lists for --crl: each CRL on its own, each one checked. */

@@ -55,7 +55,10 @@ export function snippet(name: string, port: number): string {
 export const SERVER_HOST = "web-server";
 
 /** Lines of the home daemon's file: `HOST PROGRAM FACILITY SEVERITY MESSAGE`. */
-const RSYSLOG_FIELDS = `template(name="fields" type="string" string="%hostname% %programname% %syslogfacility-text% %syslogseverity-text% %msg:2:$%\\n")`;
+const RSYSLOG_FIELDS = [
+  'template(name="fields" type="string"',
+  'string="%hostname% %programname% %syslogfacility-text% %syslogseverity-text% %msg:2:$%\\n")',
+].join(" ");
 const SYSLOG_NG_FIELDS = `template("\${HOST} \${PROGRAM} \${FACILITY} \${LEVEL} \${MSG}\\n")`;
 
 export interface Daemon {
@@ -109,12 +112,13 @@ export async function startDaemon(
             RSYSLOG_FIELDS,
             ...(home.harness ?? []),
             ...(input === "unix"
-              ? // Debian's `module(load="imuxsock")`, the reader of /dev/log, with the socket at a path of the test's own.
+              ? // Debian's `module(load="imuxsock")`, the reader of /dev/log, with the socket at a path of
+                // the test's own.
                 [`module(load="imuxsock" SysSock.Name="${socket}")`]
               : [homeSnippet("rsyslog")]),
             `*.* action(type="omfile" file="${file}" template="fields")`,
           ];
-    writeFileSync(config, harness.join("\n") + "\n");
+    writeFileSync(config, `${harness.join("\n")}\n`);
     args = ["-f", config, "-i", join(dir, "rsyslogd.pid")];
   } else {
     const harness =
@@ -138,7 +142,7 @@ export async function startDaemon(
                 [`source s_local { unix-dgram("${socket}"); };`, `log { source(s_local); destination(d_syslog); };`]
               : [homeSnippet("syslog-ng")]),
           ];
-    writeFileSync(config, harness.join("\n") + "\n");
+    writeFileSync(config, `${harness.join("\n")}\n`);
     args = [
       "-f",
       config,

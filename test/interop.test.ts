@@ -87,7 +87,7 @@ for (const kind of ["rsyslog", "syslog-ng"] as const) {
         const logger = Bun.spawnSync(
           ["logger", "-u", server.socket, "--socket-errors=on", "-p", "local0.info", "-t", "burst"],
           {
-            stdin: Buffer.from(lines.join("\n") + "\n"),
+            stdin: Buffer.from(`${lines.join("\n")}\n`),
             stderr: "pipe",
           },
         );

@@ -54,7 +54,7 @@ export function makeCert(
         ? "extendedKeyUsage=clientAuth"
         : "",
   ].join("\n");
-  writeFileSync(join(dir, `${name}.ext`), ext + "\n");
+  writeFileSync(join(dir, `${name}.ext`), `${ext}\n`);
   const days = String(opts.days ?? 30);
   if (opts.issuer) {
     openssl(
@@ -386,7 +386,10 @@ export function pathProxy(targetPort: number) {
       const chunk = socket.data.backlog[0]!;
       const taken = socket.write(chunk);
       if (taken < 0) return;
-      if (taken < chunk.length) return void (socket.data.backlog[0] = chunk.subarray(taken));
+      if (taken < chunk.length) {
+        socket.data.backlog[0] = chunk.subarray(taken);
+        return;
+      }
       socket.data.backlog.shift();
     }
   };
@@ -497,7 +500,10 @@ export function testBed(extraCertificates: (dir: string) => void = () => {}) {
     },
     /** Kills `child` after the current test. */
     track<T extends Child>(child: T): T {
-      cleanups.push(() => (child.kill("SIGKILL"), child.proc.exited));
+      cleanups.push(() => {
+        child.kill("SIGKILL");
+        return child.proc.exited;
+      });
       return child;
     },
     server: async (args: string[] = [], opts: Parameters<typeof startServer>[2] = {}) =>

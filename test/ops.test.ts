@@ -24,7 +24,7 @@ const bed = testBed((dir) => {
     days: 5,
   });
 });
-const { server, client, sink, proxy, track } = bed;
+const { server, client, sink, proxy } = bed;
 
 /** The first line of stderr after `from` that parses as a JSON object. */
 function jsonLineAfter(child: Child, from: number): Record<string, any> | undefined {

@@ -73,7 +73,8 @@ describe("resume", () => {
     await sleep(200);
     expect(texts(out.messages)).toEqual(sender.sent);
     expect(noticed).toBeGreaterThanOrEqual(1400); // not before --dead-after 1.5 s...
-    expect(back).toBeLessThan(1500 + 1000 + 1500); // ...and back within it plus one backoff step (--retry-max 1), with slack
+    // ...and back within it plus one backoff step (--retry-max 1), with slack.
+    expect(back).toBeLessThan(1500 + 1000 + 1500);
   });
 
   test("a client killed and restarted with --state loses nothing and duplicates nothing", async () => {
@@ -120,7 +121,7 @@ describe("resume", () => {
     ]);
   });
 
-  test("more messages than the buffer holds during an outage: a gap of the right size, then everything after it", async () => {
+  test("an outage longer than the buffer holds: a gap of the right size, then everything after it", async () => {
     const s = await server(["--buffer", "2000"]);
     const path = proxy(s.tlsPort);
     const out = await sink();
@@ -223,7 +224,10 @@ describe("protocol versions", () => {
       "--retry-min",
       "5",
     ]);
-    bed.defer(() => (c.kill("SIGKILL"), c.proc.exited));
+    bed.defer(() => {
+      c.kill("SIGKILL");
+      return c.proc.exited;
+    });
     await c.waitFor(
       /server speaks protocol version 99, this slpc speaks 1; upgrade the older one; closing the connection/,
     );
@@ -247,7 +251,9 @@ describe("protocol versions", () => {
             if (frames.length === 1) socket.write(encodeControl({ type: "resume", version: 7 } as never));
           }
         },
-        close: () => void (closed = true),
+        close: () => {
+          closed = true;
+        },
       },
     });
     await until("the connection to close", () => closed);

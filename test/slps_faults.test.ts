@@ -154,11 +154,17 @@ test(`random sequences of network faults leave slps clean and its client served 
             if (frame.control) handlers.control?.(socket, JSON.parse(Buffer.from(frame.body).toString()).type);
           }
         },
-        close: () => void (peer.closed = true),
+        close: () => {
+          peer.closed = true;
+        },
         error: () => {},
-        connectError: () => void (peer.closed = true),
+        connectError: () => {
+          peer.closed = true;
+        },
       },
-    }).catch(() => void (peer.closed = true));
+    }).catch(() => {
+      peer.closed = true;
+    });
     return peer;
   }
   /** Waits until `check` holds, or 5 s: an event does not wait long on a peer that slps already closed. */
@@ -166,8 +172,14 @@ test(`random sequences of network faults leave slps clean and its client served 
 
   async function play(event: Event): Promise<void> {
     let done = false;
-    const reset = (socket: Socket<undefined>) => ((done = true), socket.terminate());
-    const silence = (socket: Socket<undefined>) => ((done = true), socket.pause());
+    const reset = (socket: Socket<undefined>) => {
+      done = true;
+      socket.terminate();
+    };
+    const silence = (socket: Socket<undefined>) => {
+      done = true;
+      socket.pause();
+    };
     const halfHello = (then: (socket: Socket<undefined>) => void) => (socket: Socket<undefined>) => {
       socket.write(HALF_CLIENT_HELLO);
       then(socket);
@@ -199,7 +211,10 @@ test(`random sequences of network faults leave slps clean and its client served 
         peer = connect("client", {
           control(socket, type) {
             if (type === "hello") socket.write(RESUME);
-            if (type === "start") (peer.streams = true), silence(socket);
+            if (type === "start") {
+              peer.streams = true;
+              silence(socket);
+            }
           },
         });
         return settle(() => done || peer.closed);
@@ -318,7 +333,7 @@ test(`random sequences of network faults leave slps clean and its client served 
         () => started,
         5000,
       );
-      peers.splice(0).forEach((peer) => peer.socket?.terminate());
+      for (const peer of peers.splice(0)) peer.socket?.terminate();
 
       await until(
         () => `every message at the client (${received.length} of ${sent.length}) after ${story}`,

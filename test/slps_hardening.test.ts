@@ -345,13 +345,18 @@ describe("smaller ones (defect 11)", () => {
 });
 
 describe("every value a flag accepts works", () => {
-  test("a --handshake-timeout and --stall beyond the longest timer (24.8 days) wait, rather than fire at once", async () => {
+  test("--handshake-timeout and --stall past the longest timer (24.8 days) wait, not fire at once", async () => {
     const s = await server(["--handshake-timeout", "3000000", "--stall", "3000000"]);
     let closed = false;
     const idle = await Bun.connect({
       hostname: "127.0.0.1",
       port: s.tlsPort,
-      socket: { data() {}, close: () => void (closed = true) },
+      socket: {
+        data() {},
+        close: () => {
+          closed = true;
+        },
+      },
     });
     bed.defer(() => idle.terminate());
     const out = await sink();
