@@ -1,7 +1,7 @@
 // --forward's transports against the real daemons, each with its snippet from deploy/: RELP into
 // rsyslog's imrelp, octet-counted TCP into rsyslog's imtcp and syslog-ng's syslog(), and a local
 // datagram socket into rsyslog's imuxsock and syslog-ng's unix-dgram(), as /dev/log. The thin
-// adapters here, around the sans-I/O pieces (lib/relp.ts, lib.ts's encodeFrame,
+// adapters here, around the sans-I/O pieces (lib/relp.ts, lib/framing.ts's encodeFrame,
 // lib/unix_dgram.ts), sketch what slpc will do. Where a daemon is missing these tests are
 // skipped with the reason, except under CI (SLP_REQUIRE_DAEMONS=1), where it fails the run.
 // Lines starting "forward_daemons:" record what a daemon restart cost, for the docs.
