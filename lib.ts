@@ -4,27 +4,22 @@
 // a datagram socket through libc, and the stderr of lib/log.ts are the exceptions, by design.)
 // This file is the index: import from it, or from the module itself.
 
-// Start: options, addresses, certificate files.
-export * from "./lib/address.ts";
-// slps: the resume buffer, each client's stream, numbers for operators.
-export * from "./lib/client_stream.ts";
-export * from "./lib/crl.ts";
-export * from "./lib/dn.ts";
-// slpc: the message, its filters and formats, and where it goes.
-export * from "./lib/filter.ts";
-export * from "./lib/format.ts";
-export * from "./lib/forward_address.ts";
-// Between slps and slpc: frames and the protocol's messages.
-export * from "./lib/framing.ts";
-// Both: limits in time, logging.
-export * from "./lib/limits.ts";
-export * from "./lib/log.ts";
-export * from "./lib/metrics.ts";
-export * from "./lib/options.ts";
-export * from "./lib/protocol.ts";
-export * from "./lib/relp.ts";
-export * from "./lib/resume_buffer.ts";
-export * from "./lib/syslog_message.ts";
-export * from "./lib/terminal_text.ts";
-export * from "./lib/tls.ts";
-export * from "./lib/unix_dgram.ts";
+export * from "./lib/address.ts"; // HOST:PORT, and why a port could not be listened on
+export * from "./lib/client_stream.ts"; // what slps still has to send one client
+export * from "./lib/crl.ts"; // revocation lists, read by slps itself for pinned certificates
+export * from "./lib/dn.ts"; // distinguished names, for --issuer
+export * from "./lib/filter.ts"; // the filters a client chooses and slps applies
+export * from "./lib/format.ts"; // slpc's output formats: raw (--stdout), JSON, pretty
+export * from "./lib/forward_address.ts"; // the address --forward takes
+export * from "./lib/framing.ts"; // octet-counted frames and the deframer
+export * from "./lib/limits.ts"; // the handshake limiter, the token bucket, backoff
+export * from "./lib/log.ts"; // log lines, reason(error), network errors
+export * from "./lib/metrics.ts"; // the Prometheus text format
+export * from "./lib/options.ts"; // flags and variables named after each option's key, --help, the value parsers
+export * from "./lib/protocol.ts"; // the control messages and the resume decision
+export * from "./lib/relp.ts"; // a RELP client session, sans I/O
+export * from "./lib/resume_buffer.ts"; // slps's ring of recent messages, every client's queue
+export * from "./lib/syslog_message.ts"; // a syslog message's header, RFC 5424 or 3164
+export * from "./lib/terminal_text.ts"; // a message's text made safe and measured for a terminal
+export * from "./lib/tls.ts"; // the TLS profile, and the certificate files, checked before a socket opens
+export * from "./lib/unix_dgram.ts"; // a local datagram socket such as /dev/log, through libc
