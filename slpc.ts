@@ -6,20 +6,53 @@
 // server the number of the last message it delivered and gets everything after it, treats a
 // connection that has been silent too long as dead, and retries with backoff until it is back.
 
-import type { Socket } from "bun";
+import type { LookupAddress } from "node:dns";
 import { lookup } from "node:dns/promises";
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { checkServerIdentity } from "node:tls";
+import type { Socket } from "bun";
 import {
-  Deframer, MAX_MESSAGE, PROTOCOL_VERSION, RateLimit, TLS13_ONLY, UsageError, encodeControl, expiryWarning,
-  formatAddress, gapNotice, helpText, isNetworkError, loadTlsFiles, logger, messagesAsLines, nextBackoff,
-  parseControl, parseCount, parseHostPort, parseOptions, parseRequired, parseResumePoint, parseSeconds, parseSwitch, reason,
-  type Address, type ControlMessage, type Option, type ResumePoint, type TlsFiles, type Values,
+  type Address,
+  type ControlMessage,
+  Deframer,
+  encodeControl,
+  expiryWarning,
+  formatAddress,
+  gapNotice,
+  helpText,
+  isNetworkError,
+  loadTlsFiles,
+  logger,
+  MAX_MESSAGE,
   MAX_SEQ,
+  messagesAsLines,
+  nextBackoff,
+  type Options,
+  optional,
+  PROTOCOL_VERSION,
+  parseControl,
+  parseCount,
+  parseHostPort,
+  parseOptions,
+  parseRequired,
+  parseResumePoint,
+  parseSeconds,
+  parseSwitch,
+  parseText,
+  type ResumePoint,
+  reason,
+  TLS13_ONLY,
+  type TlsFiles,
+  TokenBucket,
+  UsageError,
+  type Values,
 } from "./lib.ts";
+import packageJson from "./package.json" with { type: "json" };
 
-// Defaults. Each has a flag and an environment variable (see --help).
+// ---- Constants. Defaults first: each has a flag and an environment variable, named after its key
+// in OPTIONS below: deadAfter is --dead-after and SLPC_DEAD_AFTER (see --help).
+
 const SERVER = ""; // HOST[:PORT] of slps; required
 const PORT = 6514;
 const CERT = "certs/client.pem";
@@ -50,34 +83,55 @@ const MAX_PROGRESS_MS = 60_000;
 /** The longest delay a timer takes: setTimeout fires at once for anything longer. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** While this many messages, or bytes of them, wait to be handed on, the server is not read: it holds the rest. */
+const PENDING_HIGH = 4096;
+const PENDING_HIGH_BYTES = 4 * 1024 * 1024;
+/** Messages handed to the kernel in one sendmmsg(2) call. */
+const SEND_BATCH = 64;
+/** While sends to --forward fail, how long before the messages kept are tried again. */
+const FORWARD_RETRY_MS = 1000;
+/** How long a datagram goes unanswered before it counts as taken: an ICMP refusal takes far less, even on a LAN. */
+const UDP_SILENCE_MS = 100;
+
+/** How long SIGTERM waits for stdout to take what was written to it. */
+const STOP_WAIT_MS = 5000;
+
+// ---- Options, and what they name: certificates, the resume point on disk and the forward address.
+// Anything wrong with them is one line and exit 2, before a socket opens.
+
+// biome-ignore format: a table, one option a row (its help on a second line when it is long)
 const OPTIONS = {
-  server: { flag: "server", env: "SLPC_SERVER", default: SERVER, arg: "HOST[:PORT]", help: `the slps server; port ${PORT} when omitted (required)`, parse: (t: string) => parseHostPort(t, PORT) },
-  cert: { flag: "cert", env: "SLPC_CERT", default: CERT, arg: "FILE", help: "client certificate chain, PEM", parse: parseRequired },
-  key: { flag: "key", env: "SLPC_KEY", default: KEY, arg: "FILE", help: "private key of --cert, PEM", parse: parseRequired },
-  ca: { flag: "ca", env: "SLPC_CA", default: CA, arg: "FILE", help: "CA that the server certificate must chain to, PEM; 'system' for the system trust store", parse: parseRequired },
-  crl: { flag: "crl", env: "SLPC_CRL", default: CRL, arg: "FILE", help: "PEM file of CRLs; a server certificate listed there is refused", parse: (t: string) => t || undefined },
-  servername: { flag: "servername", env: "SLPC_SERVERNAME", default: SERVERNAME, arg: "NAME", help: "name the server certificate must carry (default: the host of --server)", parse: (t: string) => t },
-  forward: { flag: "forward", env: "SLPC_FORWARD", default: FORWARD, arg: "HOST:PORT", help: "local syslog daemon to send each message to over UDP, one datagram per message", parse: (t: string) => parseHostPort(t) },
-  forwardRate: { flag: "forward-rate", env: "SLPC_FORWARD_RATE", default: FORWARD_RATE, arg: "N", help: "messages a second at most sent to --forward, so a burst (a replay after an outage) does not overflow the daemon's UDP buffer; 0 for no limit", parse: parseCount(0) },
-  stdout: { flag: "stdout", env: "SLPC_STDOUT", default: STDOUT, help: "write each message as one line to stdout instead (its own LF shown as \\n)", parse: parseSwitch },
-  state: { flag: "state", env: "SLPC_STATE", default: STATE, arg: "FILE", help: "keep the resume point in this file, so a restarted slpc loses nothing either", parse: (t: string) => t },
-  replay: { flag: "replay", env: "SLPC_REPLAY", default: REPLAY, help: "with no resume point yet, start with everything the server still holds instead of live", parse: parseSwitch },
-  deadAfter: { flag: "dead-after", env: "SLPC_DEAD_AFTER", default: DEAD_AFTER, arg: "SECONDS", help: "a connection that delivered no bytes for this long is closed and dialled again", parse: parseSeconds },
-  handshakeTimeout: {
-    flag: "handshake-timeout", env: "SLPC_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS",
-    help: "a connection that has not finished its TCP connect, TLS handshake and the server's hello and start "
-      + "by then is closed and dialled again",
-    parse: parseSeconds,
-  },
-  retryMin: { flag: "retry-min", env: "SLPC_RETRY_MIN", default: RETRY_MIN, arg: "SECONDS", help: "wait before the first reconnect attempt; it doubles up to --retry-max", parse: parseSeconds },
-  retryMax: { flag: "retry-max", env: "SLPC_RETRY_MAX", default: RETRY_MAX, arg: "SECONDS", help: "longest wait between reconnect attempts", parse: parseSeconds },
-} satisfies Record<string, Option<unknown>>;
+  server: { default: SERVER, arg: "HOST[:PORT]", parse: (text: string) => parseHostPort(text, PORT),
+    help: `the slps server; port ${PORT} when omitted (required)` },
+  cert: { default: CERT, arg: "FILE", parse: parseRequired, help: "client certificate chain, PEM" },
+  key: { default: KEY, arg: "FILE", parse: parseRequired, help: "private key of --cert, PEM" },
+  ca: { default: CA, arg: "FILE", parse: parseRequired,
+    help: "CA that the server certificate must chain to, PEM; 'system' for the system trust store" },
+  crl: { default: CRL, arg: "FILE", parse: optional(parseText),
+    help: "PEM file of CRLs; a server certificate listed there is refused" },
+  servername: { default: SERVERNAME, arg: "NAME", parse: parseText,
+    help: "name the server certificate must carry (default: the host of --server)" },
+  forward: { default: FORWARD, arg: "HOST:PORT", parse: parseHostPort,
+    help: "local syslog daemon to send each message to over UDP, one datagram per message" },
+  forwardRate: { default: FORWARD_RATE, arg: "N", parse: parseCount(0),
+    help: "messages a second at most to --forward, so that a replay does not overflow its UDP buffer; 0: no limit" },
+  stdout: { default: STDOUT, parse: parseSwitch,
+    help: "write each message as one line to stdout instead (its own LF shown as \\n)" },
+  state: { default: STATE, arg: "FILE", parse: parseText,
+    help: "keep the resume point in this file, so a restarted slpc loses nothing either" },
+  replay: { default: REPLAY, parse: parseSwitch,
+    help: "with no resume point yet, start with everything the server still holds instead of live" },
+  deadAfter: { default: DEAD_AFTER, arg: "SECONDS", parse: parseSeconds,
+    help: "a connection that delivered no bytes for this long is closed and dialled again" },
+  handshakeTimeout: { default: HANDSHAKE_TIMEOUT, arg: "SECONDS", parse: parseSeconds,
+    help: "a connection that has not reached the server's start (TCP, TLS, hello) by then is dialled again" },
+  retryMin: { default: RETRY_MIN, arg: "SECONDS", parse: parseSeconds,
+    help: "wait before the first reconnect attempt; it doubles up to --retry-max" },
+  retryMax: { default: RETRY_MAX, arg: "SECONDS", parse: parseSeconds,
+    help: "longest wait between reconnect attempts" },
+} satisfies Options;
 
 const log = logger("slpc");
-
-// ---- Start: options, certificates, the resume point on disk and the forward address. Anything
-// wrong with them is one line and exit 2, before a socket opens.
-
 let options: Values<typeof OPTIONS>;
 let tls: TlsFiles;
 /** The resume point in --state at start; undefined for a new client. */
@@ -87,13 +141,24 @@ let stateUnreadable = false;
 /** --forward as an IP address: sendmmsg takes no names, and the UDP socket must be bound for its family. */
 let forwardTo: Address & { family: 4 | 6 } = { host: "127.0.0.1", port: 514, family: 4 };
 try {
-  const parsed = parseOptions(OPTIONS, process.argv.slice(2), process.env);
+  const parsed = parseOptions("slpc", OPTIONS, process.argv.slice(2), process.env);
   if (parsed === "help") {
-    process.stdout.write(helpText("slpc", "Receives a server's syslog from slps over mutual TLS 1.3 and writes it to the local syslog daemon.", OPTIONS));
+    process.stdout.write(
+      helpText(
+        "slpc",
+        "Receives a server's syslog from slps over mutual TLS 1.3 and writes it to the local syslog daemon.",
+        OPTIONS,
+      ),
+    );
+    process.exit(0);
+  }
+  if (parsed === "version") {
+    process.stdout.write(`slpc ${packageJson.version}\n`);
     process.exit(0);
   }
   options = parsed;
-  if (options.retryMax < options.retryMin) throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
+  if (options.retryMax < options.retryMin)
+    throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
   tls = loadTls();
   if (options.state) {
     stored = readState(options.state);
@@ -111,6 +176,9 @@ const serverName = options.servername || server.host;
 /** --forward in log lines: as the operator wrote it, and the address it resolved to when that differs. */
 const forwardName = formatAddress(forward) + (forward.host === forwardTo.host ? "" : ` (${forwardTo.host})`);
 
+/** How often the phase deadlines are checked (see the clock below): well within the shortest of them. */
+const TICK_MS = Math.max(1, Math.min(1000, options.deadAfter * 250, options.handshakeTimeout * 250));
+
 function loadTls(): TlsFiles {
   const { cert, key, ca, crl } = options;
   return loadTlsFiles({ cert, key, ca: ca === "system" ? undefined : ca, crl });
@@ -118,7 +186,7 @@ function loadTls(): TlsFiles {
 
 /** Looked up once, at start: the local daemon does not move, and a name that does not resolve is a typo. */
 async function resolveForward(address: Address): Promise<Address & { family: 4 | 6 }> {
-  let found;
+  let found: LookupAddress[];
   try {
     found = await lookup(address.host, { all: true });
   } catch (error) {
@@ -130,56 +198,7 @@ async function resolveForward(address: Address): Promise<Address & { family: 4 |
   return { host: chosen.address, port: address.port, family: chosen.family === 6 ? 6 : 4 };
 }
 
-/** A message received from the server and not yet handed on, with the server run it came from. */
-interface Waiting {
-  message: Uint8Array;
-  server: string;
-  seq: number;
-}
-
-// ---- State: everything slpc keeps between events, in one place. The sections below read and change it.
-
-const startedAt = Date.now();
-const counters = { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 };
-/** The last message handed on, to the daemon or to stdout, and the server run it came from. */
-let handedOn: ResumePoint | undefined = stored;
-/** The server run followed and the number of its next message, from its latest `start` on. */
-let following: { server: string; next: number } | undefined;
-/** The resume point as last written to --state. */
-let stateWritten = stored ? JSON.stringify(stored) : "";
-/**
- * Messages received and not yet handed on, oldest first, each with the server run it came from:
- * over --forward-rate, or not taken by the kernel. While too many wait the server is not read,
- * so it holds the rest.
- */
-const pending: Waiting[] = [];
-let pendingBytes = 0;
-/**
- * Datagrams sent to --forward in the last UDP_SILENCE_MS. UDP gives no receipt, but a daemon that
- * is not listening answers with ICMP "port unreachable", which comes back as an error event:
- * until this long has passed without one, a datagram is not counted as handed on.
- */
-const unheard: (Waiting & { sentAt: number })[] = [];
-/** Lines written to stdout that it has not confirmed taking, one entry per write, oldest first. */
-const unconfirmed: { server: string; last: number; count: number }[] = [];
-/** Wakes sendPending when --forward-rate allows the next message, or to try again after a failed send. */
-let sendTimer: Timer | undefined;
-/** True after a send to --forward failed, until one succeeds: the server is not read meanwhile. */
-let forwardFailing = false;
-/** Failed sends to --forward since the last report, and when that was. */
-let forwardErrors = 0;
-let forwardErrorLogged = -Infinity;
-/** True while stdout has not taken everything written to it: the server is not read meanwhile. */
-let stdoutFull = false;
-/** The connection being dialled, set up or used; undefined while waiting to dial again. */
-let connection: Connection | undefined;
-/** Attempts in a row that did not stay up: the wait before the next one grows with them. */
-let failures = 0;
-let retryTimer: Timer | undefined;
-/** Set by SIGTERM and SIGINT. */
-let stopping = false;
-
-// ---- The resume point on disk: written to a temporary file, synced and renamed, so that neither a
+// The resume point on disk: written to a temporary file, synced and renamed, so that neither a
 // crash nor a power cut leaves it half written.
 
 /**
@@ -187,7 +206,7 @@ let stopping = false;
  * overwritten) must not keep slpc down: it is moved aside, and slpc starts as a new client.
  */
 function readState(path: string): ResumePoint | undefined {
-  let text;
+  let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
@@ -217,7 +236,7 @@ function writeState(point: ResumePoint | undefined, probe = false): void {
   try {
     const fd = openSync(temporary, "w");
     try {
-      if (point) writeSync(fd, JSON.stringify(point) + "\n");
+      if (point) writeSync(fd, `${JSON.stringify(point)}\n`);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -233,7 +252,7 @@ function writeState(point: ResumePoint | undefined, probe = false): void {
 
 /** Makes a rename durable. Best effort: a folder that cannot be opened for reading still got the file. */
 function syncFolder(path: string): void {
-  let fd;
+  let fd: number | undefined;
   try {
     fd = openSync(path, "r");
     fsyncSync(fd);
@@ -243,6 +262,63 @@ function syncFolder(path: string): void {
     if (fd !== undefined) closeSync(fd);
   }
 }
+
+// ---- State: everything slpc keeps between events, in one place. The sections below read and change it.
+
+const startedAt = Date.now();
+const counters = { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 };
+/** The last message handed on, to the daemon or to stdout, and the server run it came from. */
+let handedOn: ResumePoint | undefined = stored;
+/** A message received from the server and not yet handed on, with the server run it came from. */
+interface Waiting {
+  message: Uint8Array;
+  server: string;
+  seq: number;
+}
+/** The server run followed and the number of its next message, from its latest `start` on. */
+let following: { server: string; next: number } | undefined;
+/** The resume point as last written to --state. */
+let stateWritten = stored ? JSON.stringify(stored) : "";
+/**
+ * Messages received and not yet handed on, oldest first, each with the server run it came from:
+ * over --forward-rate, or not taken by the kernel. While too many wait the server is not read,
+ * so it holds the rest.
+ */
+const pending: Waiting[] = [];
+let pendingBytes = 0;
+/**
+ * Datagrams sent to --forward in the last UDP_SILENCE_MS. UDP gives no receipt, but a daemon that
+ * is not listening answers with ICMP "port unreachable", which comes back as an error event:
+ * until this long has passed without one, a datagram is not counted as handed on.
+ */
+const unheard: (Waiting & { sentAt: number })[] = [];
+/** Comes back to hand on the datagrams in `unheard` once they have gone unanswered long enough. */
+let heardTimer: Timer | undefined;
+/** Lines written to stdout that it has not confirmed taking, one entry per write, oldest first. */
+const unconfirmed: { server: string; last: number; count: number }[] = [];
+/** Wakes sendPending when --forward-rate allows the next message, or to try again after a failed send. */
+let sendTimer: Timer | undefined;
+/** True after a send to --forward failed, until one succeeds: the server is not read meanwhile. */
+let forwardFailing = false;
+/** Failed sends to --forward since the last report, and when that was. */
+let forwardErrors = 0;
+let forwardErrorLogged = -Infinity;
+/** True while stdout has not taken everything written to it: the server is not read meanwhile. */
+let stdoutFull = false;
+/** The connection being dialled, set up or used; undefined while waiting to dial again. */
+let connection: Connection | undefined;
+/** Attempts in a row that did not stay up: the wait before the next one grows with them. */
+let failures = 0;
+let retryTimer: Timer | undefined;
+/** Set by SIGTERM and SIGINT. */
+let stopping = false;
+/** When the clock of the phase deadlines last ticked: a tick much later than due means slpc was frozen. */
+let lastTick = performance.now();
+/** Paces the sends to --forward (--forward-rate); undefined for no limit. */
+const forwardBucket =
+  options.forwardRate > 0
+    ? new TokenBucket(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now())
+    : undefined;
 
 /**
  * Where to resume: after the last message handed on; or, when none waits, at the latest start,
@@ -269,33 +345,334 @@ function saveState(): void {
   stateWritten = JSON.stringify(point);
 }
 
-if (options.state) {
-  let lastFailure = "";
-  setInterval(() => {
-    try {
-      saveState();
-      lastFailure = "";
-    } catch (error) {
-      // Once per kind of failure, not once a second while the disk stays full.
-      if (reason(error) !== lastFailure) log(reason(error));
-      lastFailure = reason(error);
-    }
-  }, 1000).unref();
+// ---- A connection's life: dialling, the handlers Bun calls, the phases and their deadlines, and the
+// protocol.
+
+/**
+ * A connection's life, one phase after the other. From dialling to the server's first `start`
+ * (connecting, handshaking, resuming) --handshake-timeout applies; while streaming, --dead-after,
+ * counted only while slpc reads; closing lasts until the socket is gone.
+ */
+type Phase = "connecting" | "handshaking" | "resuming" | "streaming" | "closing";
+
+interface Connection {
+  phase: Phase;
+  /** The socket, once TCP is up. */
+  socket?: Socket<Connection>;
+  /** When the setup must be done (performance.now() milliseconds): dialling plus --handshake-timeout. */
+  setupDeadline: number;
+  /** When bytes last came while reading: the silence that --dead-after measures starts here. */
+  heardAt: number;
+  /** When TLS was done and the server's certificate accepted. */
+  authorizedAt?: number;
+  /** Whether reading from the socket is paused, so that the server holds what this side cannot take yet. */
+  paused: boolean;
+  deframer: Deframer;
+  /** The server's hello, once it came. */
+  serverId?: string;
+  /** Control frames the socket has not taken yet: Bun's write buffers nothing. */
+  outbox?: Uint8Array;
+  /** Heartbeats in the current second: a server that sends a flood of them is hung up on. */
+  heartbeats: number;
+  heartbeatSecond: number;
+  /** Set when the server's hello offers `progress`: then slpc reports how far it delivered, every `heartbeat`. */
+  progressEvery?: number;
+  progressTimer?: Timer;
+  /** The number before the first message this connection brought: where it resumed. */
+  resumedAfter?: number;
 }
 
-// ---- Output: the local syslog daemon over UDP, or stdout.
+function connect(): void {
+  const c: Connection = {
+    phase: "connecting",
+    setupDeadline: 0,
+    heardAt: 0,
+    paused: false,
+    deframer: new Deframer(MAX_MESSAGE),
+    heartbeats: 0,
+    heartbeatSecond: 0,
+  };
+  connection = c;
+  enter(c, "connecting");
+  Bun.connect<Connection>({
+    hostname: server.host,
+    port: server.port,
+    data: c,
+    tls: {
+      cert: tls.cert,
+      key: tls.key,
+      ca: tls.ca,
+      crl: tls.crl,
+      serverName,
+      rejectUnauthorized: true,
+      secureOptions: TLS13_ONLY,
+    },
+    socket: {
+      open(socket) {
+        if (connection !== c) return void socket.terminate(); // abandoned while dialling
+        c.socket = socket;
+        enter(c, "handshaking");
+      },
+      handshake(socket, success, error) {
+        if (c.phase !== "handshaking") return;
+        if (!success && isNetworkError(error)) return; // the connection is gone: `close` says so
+        const why = serverRefusal(socket, success, error);
+        if (why) return enter(c, "closing", why);
+        socket.setKeepAlive(true, 15_000);
+        enter(c, "resuming");
+      },
+      data(_socket, chunk) {
+        // Never trust a byte from a server that failed its checks, or after we decided to hang up.
+        if (c.phase === "resuming" || c.phase === "streaming") onData(c, chunk);
+      },
+      drain: () => flushOutbox(c),
+      close: (_socket, error) => ended(c, error),
+      connectError(_socket, error) {
+        if (connection === c) log(`cannot connect to ${target}: ${reason(error)}`);
+        ended(c);
+      },
+      error(_socket, error) {
+        log(`${target}: ${reason(error)}`);
+      },
+    },
+  }).catch(() => {
+    // connectError has logged it and scheduled the retry.
+  });
+}
 
-const PENDING_HIGH = 4096;
-const PENDING_HIGH_BYTES = 4 * 1024 * 1024;
-/** Messages handed to the kernel in one sendmmsg(2) call. */
-const SEND_BATCH = 64;
-/** While sends to --forward fail, how long before the messages kept are tried again. */
-const FORWARD_RETRY_MS = 1000;
-/** How long a datagram goes unanswered before it counts as taken: an ICMP refusal takes far less, even on a LAN. */
-const UDP_SILENCE_MS = 100;
-const forwardRate = options.forwardRate > 0
-  ? new RateLimit(options.forwardRate, Math.max(1, options.forwardRate / 100), performance.now())
-  : undefined;
+/** Moves `c` into `phase`: every deadline, counter and log line of the lifecycle is set here. */
+function enter(c: Connection, phase: Phase, why = ""): void {
+  const now = performance.now();
+  c.phase = phase;
+  switch (phase) {
+    case "connecting":
+      c.setupDeadline = now + options.handshakeTimeout * 1000;
+      log(`connecting to ${target}`);
+      return;
+    case "handshaking":
+      return; // TCP is up; the deadline from dialling still holds
+    case "resuming":
+      c.authorizedAt = now;
+      if (counters.connects++ > 0) counters.reconnects++;
+      log(`connected to ${target}`);
+      return;
+    case "streaming":
+      c.heardAt = now;
+      c.resumedAfter = following!.next - 1;
+      log(`following server ${c.serverId} from #${following!.next}`);
+      if (c.progressEvery !== undefined) c.progressTimer = setInterval(() => sendProgress(c), c.progressEvery);
+      updateReading();
+      return;
+    case "closing":
+      clearInterval(c.progressTimer);
+      if (why) log(`${target}: ${why}; closing the connection`);
+      // Still dialling: Bun cannot cancel a TCP connect, so the attempt is abandoned instead.
+      if (!c.socket) return ended(c);
+      c.socket.terminate();
+      return;
+  }
+}
+
+/** A connection is gone: say so, and dial again after a while. */
+function ended(c: Connection, error?: Error): void {
+  clearInterval(c.progressTimer);
+  if (connection !== c) return; // an abandoned attempt that connected or failed after all
+  connection = undefined;
+  if (c.authorizedAt !== undefined && !stopping) {
+    const seconds = (performance.now() - c.authorizedAt) / 1000;
+    if (seconds >= STAYED_UP_SECONDS) failures = 0;
+    // TLS 1.3 ends on this side before the server has checked our certificate: a refusal looks like this.
+    const hint =
+      c.serverId === undefined
+        ? ", before the server's hello: does the server refuse this certificate? (its log says)"
+        : "";
+    log(`disconnected from ${target} after ${seconds.toFixed(1)} s${error ? `: ${reason(error)}` : ""}${hint}`);
+  } else if (c.phase === "handshaking" && !stopping) {
+    // The network or the peer ended it, not a certificate check: say which.
+    log(
+      error
+        ? `${target}: connection lost during the TLS handshake: ${reason(error)}`
+        : `${target}: the server closed the connection during the TLS handshake`,
+    );
+  }
+  retryLater();
+}
+
+function retryLater(): void {
+  if (stopping || retryTimer) return;
+  const seconds = nextBackoff(failures++, options.retryMin, options.retryMax);
+  log(`retrying in ${seconds.toFixed(1)} s`);
+  retryTimer = setTimeout(
+    () => {
+      retryTimer = undefined;
+      connect();
+    },
+    Math.min(seconds * 1000, MAX_TIMER_MS),
+  );
+}
+
+/** Why the server's certificate is not the one we want, or undefined when it is. */
+function serverRefusal(socket: Socket<Connection>, success: boolean, error: Error | null): string | undefined {
+  if (!success || !socket.authorized) return `server certificate refused: ${error ? reason(error) : "not authorized"}`;
+  const mismatch = checkServerIdentity(serverName, socket.getPeerCertificate());
+  return mismatch ? `server certificate refused: ${mismatch.message}` : undefined;
+}
+
+function onData(c: Connection, chunk: Uint8Array): void {
+  c.heardAt = performance.now();
+  try {
+    deliverFrames(c, chunk);
+  } finally {
+    handOnPending();
+  }
+}
+
+function deliverFrames(c: Connection, chunk: Uint8Array): void {
+  for (const frame of c.deframer.push(chunk)) {
+    if (!frame.control) {
+      if (c.phase !== "streaming") return enter(c, "closing", "protocol error: data before start");
+      // A number past the protocol's bound could not be resumed from: refuse it rather than lose count.
+      if (following!.next > MAX_SEQ) return enter(c, "closing", `protocol error: message number beyond ${MAX_SEQ}`);
+      counters.received++;
+      counters.receivedBytes += frame.body.length;
+      pending.push({ message: frame.body, server: following!.server, seq: following!.next++ });
+      pendingBytes += frame.body.length;
+      continue;
+    }
+    let message: ControlMessage;
+    try {
+      message = parseControl(frame.body);
+    } catch (error) {
+      return enter(c, "closing", `protocol error: ${reason(error)}`);
+    }
+    onControlMessage(c, message);
+    if (c.phase === "closing") return;
+  }
+  if (c.deframer.error) enter(c, "closing", c.deframer.error);
+}
+
+/** hello, then start (possibly again later), heartbeat and error, in the order the protocol allows. */
+function onControlMessage(c: Connection, message: ControlMessage): void {
+  switch (message.type) {
+    case "hello": {
+      if (message.version !== PROTOCOL_VERSION) {
+        const versions = `server speaks protocol version ${message.version}, this slpc speaks ${PROTOCOL_VERSION}`;
+        return enter(c, "closing", `${versions}; upgrade the older one`);
+      }
+      if (c.serverId !== undefined) return enter(c, "closing", "protocol error: second hello");
+      c.serverId = message.server;
+      // Only a server that offers it gets progress: an older one refuses messages it does not know.
+      if ("progress" in message && message.progress === true) {
+        c.progressEvery = Math.min(Math.max(message.heartbeat * 1000, MIN_PROGRESS_MS), MAX_PROGRESS_MS);
+      }
+      if (message.heartbeat >= options.deadAfter) {
+        const heartbeat = `server heartbeat ${message.heartbeat} s`;
+        log(`warning: ${heartbeat} is not below --dead-after ${options.deadAfter} s; idle connections will be dropped`);
+      }
+      // Messages still waiting will be handed on: resume after them, not before.
+      const held = newestHeld();
+      const resume = held ? { server: held.server, last: held.last } : { replay: options.replay };
+      return send(c, { type: "resume", version: PROTOCOL_VERSION, ...resume });
+    }
+    case "start": {
+      if (c.serverId === undefined) return enter(c, "closing", "protocol error: start before hello");
+      if (stateUnreadable && message.lost === undefined) {
+        message = { ...message, lost: null, reason: "the --state file was unreadable" };
+      }
+      stateUnreadable = false;
+      const gap = gapNotice(message);
+      if (gap) log(gap);
+      if (message.lost === null) counters.unknownGaps++;
+      else counters.lost += message.lost ?? 0;
+      following = { server: c.serverId, next: message.seq };
+      if (c.phase === "resuming") enter(c, "streaming");
+      return;
+    }
+    case "heartbeat": {
+      const second = Math.floor(performance.now() / 1000);
+      if (second !== c.heartbeatSecond) [c.heartbeatSecond, c.heartbeats] = [second, 0];
+      if (++c.heartbeats > MAX_HEARTBEATS_PER_SECOND) {
+        return enter(c, "closing", `protocol error: heartbeat flood, over ${MAX_HEARTBEATS_PER_SECOND} in a second`);
+      }
+      return;
+    }
+    case "error":
+      return enter(c, "closing", `server says: ${message.message}`);
+    default:
+      return enter(c, "closing", `protocol error: unexpected ${message.type} message`);
+  }
+}
+
+function send(c: Connection, message: ControlMessage): void {
+  const frame = encodeControl(message);
+  c.outbox = c.outbox ? Buffer.concat([c.outbox, frame]) : frame;
+  flushOutbox(c);
+}
+
+/**
+ * Tells a server that offered `progress` how far delivery got, also while reading is paused: so
+ * that the server counts a client that is slow to hand on, but alive, as alive (its --stall).
+ */
+function sendProgress(c: Connection): void {
+  if (c.progressEvery === undefined || c.phase !== "streaming" || c.outbox) return; // the last one is not out yet
+  const point = resumePoint();
+  const last = point?.server === c.serverId ? point!.last : c.resumedAfter!;
+  send(c, { type: "progress", last });
+}
+
+function flushOutbox(c: Connection): void {
+  if (!c.outbox || !c.socket || c.phase === "closing") return;
+  const taken = c.socket.write(c.outbox);
+  c.outbox = taken >= c.outbox.length ? undefined : c.outbox.subarray(Math.max(taken, 0));
+}
+
+/** Pauses or resumes reading from the server, so that it holds what this side cannot take yet. */
+function updateReading(): void {
+  const c = connection;
+  if (!c?.socket || c.phase !== "streaming") return;
+  const held = pending.length + unheard.length;
+  const wait = forwardFailing || stdoutFull || held >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
+  if (wait === c.paused) return;
+  c.paused = wait;
+  if (wait) return c.socket.pause();
+  // The silence while paused was our own doing: --dead-after counts from now.
+  c.heardAt = performance.now();
+  c.socket.resume();
+}
+
+// The deadlines of every phase, checked by one clock. A half-open connection (the home address
+// changed under it) delivers nothing and never fails by itself: the server's heartbeats are what
+// make silence mean death.
+setInterval(() => {
+  const c = connection;
+  const now = performance.now();
+  // A tick this late means the process did not run (SIGSTOP, a laptop asleep). The bytes the
+  // server sent meanwhile wait unread in the socket: read first, judge at a later tick.
+  const frozen = now - lastTick > 2 * TICK_MS + 100;
+  lastTick = now;
+  if (!c || c.phase === "closing") return;
+  if (frozen) return restartClocks(c, now);
+  if (c.phase !== "streaming") {
+    if (now >= c.setupDeadline) {
+      const timeout = `${options.handshakeTimeout} s (--handshake-timeout)`;
+      enter(c, "closing", `no TLS handshake, hello and start within ${timeout}`);
+    }
+  } else if (!c.paused && now - c.heardAt >= options.deadAfter * 1000) {
+    enter(c, "closing", `no bytes for ${options.deadAfter} s (--dead-after), the connection is presumed dead`);
+  }
+}, TICK_MS).unref();
+
+/**
+ * After the process was frozen: each phase's time starts again from now. A progress message
+ * goes out at once, so that a connection that died meanwhile fails fast.
+ */
+function restartClocks(c: Connection, now: number): void {
+  c.heardAt = now;
+  if (c.phase !== "streaming") c.setupDeadline = now + options.handshakeTimeout * 1000;
+  sendProgress(c);
+}
+
+// ---- Handing on: to the local syslog daemon over UDP, or to stdout.
 
 // A syslog daemon that is not running answers with ICMP "port unreachable": an error event, or
 // an exception from the next send. Say so at once, then at most once a minute with the count.
@@ -307,19 +684,6 @@ function forwardFailed(error: unknown): void {
   forwardErrorLogged = performance.now();
   forwardErrors = 0;
 }
-
-async function openForwardSocket(): Promise<import("bun").udp.Socket<"buffer">> {
-  try {
-    return await Bun.udpSocket({
-      hostname: forwardTo.family === 6 ? "::" : "0.0.0.0",
-      socket: { drain: () => sendPending(), error: (_socket, error) => refused(error) },
-    });
-  } catch (error) {
-    log(`--forward ${forwardName}: cannot open a UDP socket for IPv${forwardTo.family}: ${reason(error)}`);
-    process.exit(2);
-  }
-}
-const udp = options.stdout ? undefined : await openForwardSocket();
 
 /**
  * The daemon refused a datagram (ICMP port unreachable): the datagrams sent lately may not have
@@ -337,7 +701,6 @@ function refused(error: Error | undefined): void {
 }
 
 /** Datagrams that went unanswered for UDP_SILENCE_MS are handed on; a timer comes back for the rest. */
-let heardTimer: Timer | undefined;
 function settleUnheard(): void {
   const now = performance.now();
   let count = 0;
@@ -349,10 +712,11 @@ function settleUnheard(): void {
     updateReading();
   }
   if (unheard.length > 0 && !heardTimer) {
+    const wait = Math.max(1, UDP_SILENCE_MS - (now - unheard[0]!.sentAt));
     heardTimer = setTimeout(() => {
       heardTimer = undefined;
       settleUnheard();
-    }, Math.max(1, UDP_SILENCE_MS - (now - unheard[0]!.sentAt)));
+    }, wait);
   }
 }
 
@@ -362,7 +726,8 @@ function handOn(server: string, last: number, count: number): void {
 }
 
 function sendLater(ms: number): void {
-  sendTimer ??= setTimeout(() => {
+  if (sendTimer) return;
+  sendTimer = setTimeout(() => {
     sendTimer = undefined;
     sendPending();
   }, ms);
@@ -372,14 +737,14 @@ function sendPending(): void {
   while (pending.length > 0 && udp) {
     const now = performance.now();
     let count = 0;
-    while (count < Math.min(SEND_BATCH, pending.length) && (!forwardRate || forwardRate.take(now))) count++;
+    while (count < Math.min(SEND_BATCH, pending.length) && (!forwardBucket || forwardBucket.take(now))) count++;
     if (count === 0) {
-      sendLater(Math.max(1, forwardRate!.wait()));
+      sendLater(Math.max(1, forwardBucket!.wait()));
       break;
     }
     const packets: (Uint8Array | number | string)[] = [];
     for (let i = 0; i < count; i++) packets.push(pending[i]!.message, forwardTo.port, forwardTo.host);
-    let sent;
+    let sent: number;
     try {
       sent = udp.sendMany(packets);
     } catch (error) {
@@ -426,6 +791,21 @@ function handOnPending(): void {
   else sendPending();
 }
 
+// ---- Sockets and timers: the UDP socket to --forward, stdout, the state file and the expiry warning.
+
+async function openForwardSocket(): Promise<import("bun").udp.Socket<"buffer">> {
+  try {
+    return await Bun.udpSocket({
+      hostname: forwardTo.family === 6 ? "::" : "0.0.0.0",
+      socket: { drain: () => sendPending(), error: (_socket, error) => refused(error) },
+    });
+  } catch (error) {
+    log(`--forward ${forwardName}: cannot open a UDP socket for IPv${forwardTo.family}: ${reason(error)}`);
+    process.exit(2);
+  }
+}
+const udp = options.stdout ? undefined : await openForwardSocket();
+
 if (options.stdout) {
   // One listener for the life of the process, not one per pause.
   process.stdout.on("drain", () => {
@@ -438,312 +818,19 @@ if (options.stdout) {
   });
 }
 
-// ---- The connection to the server.
-
-/**
- * A connection's life, one phase after the other. From dialling to the server's first `start`
- * (connecting, handshaking, resuming) --handshake-timeout applies; while streaming, --dead-after,
- * counted only while slpc reads; closing lasts until the socket is gone.
- */
-type Phase = "connecting" | "handshaking" | "resuming" | "streaming" | "closing";
-
-interface Connection {
-  phase: Phase;
-  /** The socket, once TCP is up. */
-  socket?: Socket<Connection>;
-  /** When the setup must be done (performance.now() milliseconds): dialling plus --handshake-timeout. */
-  setupDeadline: number;
-  /** When bytes last came while reading: the silence that --dead-after measures starts here. */
-  heardAt: number;
-  /** When TLS was done and the server's certificate accepted. */
-  authorizedAt?: number;
-  /** Whether reading from the socket is paused, so that the server holds what this side cannot take yet. */
-  paused: boolean;
-  deframer: Deframer;
-  /** The server's hello, once it came. */
-  serverId?: string;
-  /** Control frames the socket has not taken yet: Bun's write buffers nothing. */
-  outbox?: Uint8Array;
-  /** Heartbeats in the current second: a server that sends a flood of them is hung up on. */
-  heartbeats: number;
-  heartbeatSecond: number;
-  /** Set when the server's hello offers `progress`: then slpc reports how far it delivered, every `heartbeat`. */
-  progressEvery?: number;
-  progressTimer?: Timer;
-  /** The number before the first message this connection brought: where it resumed. */
-  resumedAfter?: number;
-}
-
-/** Moves `c` into `phase`: every deadline, counter and log line of the lifecycle is set here. */
-function enter(c: Connection, phase: Phase, why = ""): void {
-  const now = performance.now();
-  c.phase = phase;
-  switch (phase) {
-    case "connecting":
-      c.setupDeadline = now + options.handshakeTimeout * 1000;
-      log(`connecting to ${target}`);
-      return;
-    case "handshaking":
-      return; // TCP is up; the deadline from dialling still holds
-    case "resuming":
-      c.authorizedAt = now;
-      if (counters.connects++ > 0) counters.reconnects++;
-      log(`connected to ${target}`);
-      return;
-    case "streaming":
-      c.heardAt = now;
-      c.resumedAfter = following!.next - 1;
-      log(`following server ${c.serverId} from #${following!.next}`);
-      if (c.progressEvery !== undefined) c.progressTimer = setInterval(() => sendProgress(c), c.progressEvery);
-      updateReading();
-      return;
-    case "closing":
-      clearInterval(c.progressTimer);
-      if (why) log(`${target}: ${why}; closing the connection`);
-      // Still dialling: Bun cannot cancel a TCP connect, so the attempt is abandoned instead.
-      if (!c.socket) return ended(c);
-      c.socket.terminate();
-      return;
-  }
-}
-
-/** A connection is gone: say so, and dial again after a while. */
-function ended(c: Connection, error?: Error): void {
-  clearInterval(c.progressTimer);
-  if (connection !== c) return; // an abandoned attempt that connected or failed after all
-  connection = undefined;
-  if (c.authorizedAt !== undefined && !stopping) {
-    const seconds = (performance.now() - c.authorizedAt) / 1000;
-    if (seconds >= STAYED_UP_SECONDS) failures = 0;
-    // TLS 1.3 ends on this side before the server has checked our certificate: a refusal looks like this.
-    const hint = c.serverId === undefined ? ", before the server's hello: does the server refuse this certificate? (its log says)" : "";
-    log(`disconnected from ${target} after ${seconds.toFixed(1)} s${error ? `: ${reason(error)}` : ""}${hint}`);
-  } else if (c.phase === "handshaking" && !stopping) {
-    // The network or the peer ended it, not a certificate check: say which.
-    log(error
-      ? `${target}: connection lost during the TLS handshake: ${reason(error)}`
-      : `${target}: the server closed the connection during the TLS handshake`);
-  }
-  retryLater();
-}
-
-function retryLater(): void {
-  if (stopping || retryTimer) return;
-  const seconds = nextBackoff(failures++, options.retryMin, options.retryMax);
-  log(`retrying in ${seconds.toFixed(1)} s`);
-  retryTimer = setTimeout(() => {
-    retryTimer = undefined;
-    connect();
-  }, Math.min(seconds * 1000, MAX_TIMER_MS));
-}
-
-/** Pauses or resumes reading from the server, so that it holds what this side cannot take yet. */
-function updateReading(): void {
-  const c = connection;
-  if (!c?.socket || c.phase !== "streaming") return;
-  const held = pending.length + unheard.length;
-  const wait = forwardFailing || stdoutFull || held >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
-  if (wait === c.paused) return;
-  c.paused = wait;
-  if (wait) return c.socket.pause();
-  // The silence while paused was our own doing: --dead-after counts from now.
-  c.heardAt = performance.now();
-  c.socket.resume();
-}
-
-function send(c: Connection, message: ControlMessage): void {
-  const frame = encodeControl(message);
-  c.outbox = c.outbox ? Buffer.concat([c.outbox, frame]) : frame;
-  flushOutbox(c);
-}
-
-/**
- * Tells a server that offered `progress` how far delivery got, also while reading is paused: so
- * that the server counts a client that is slow to hand on, but alive, as alive (its --stall).
- */
-function sendProgress(c: Connection): void {
-  if (c.progressEvery === undefined || c.phase !== "streaming" || c.outbox) return; // the last one is not out yet
-  const point = resumePoint();
-  const last = point?.server === c.serverId ? point!.last : c.resumedAfter!;
-  send(c, { type: "progress", last });
-}
-
-function flushOutbox(c: Connection): void {
-  if (!c.outbox || !c.socket || c.phase === "closing") return;
-  const taken = c.socket.write(c.outbox);
-  c.outbox = taken >= c.outbox.length ? undefined : c.outbox.subarray(Math.max(taken, 0));
-}
-
-/** Why the server's certificate is not the one we want, or undefined when it is. */
-function serverRefusal(socket: Socket<Connection>, success: boolean, error: Error | null): string | undefined {
-  if (!success || !socket.authorized) return `server certificate refused: ${error ? reason(error) : "not authorized"}`;
-  const mismatch = checkServerIdentity(serverName, socket.getPeerCertificate());
-  return mismatch ? `server certificate refused: ${mismatch.message}` : undefined;
-}
-
-/** hello, then start (possibly again later), heartbeat and error, in the order the protocol allows. */
-function onControl(c: Connection, message: ControlMessage): void {
-  switch (message.type) {
-    case "hello": {
-      if (message.version !== PROTOCOL_VERSION) {
-        const versions = `server speaks protocol version ${message.version}, this slpc speaks ${PROTOCOL_VERSION}`;
-        return enter(c, "closing", `${versions}; upgrade the older one`);
-      }
-      if (c.serverId !== undefined) return enter(c, "closing", "protocol error: second hello");
-      c.serverId = message.server;
-      // Only a server that offers it gets progress: an older one refuses messages it does not know.
-      if ("progress" in message && message.progress === true) {
-        c.progressEvery = Math.min(Math.max(message.heartbeat * 1000, MIN_PROGRESS_MS), MAX_PROGRESS_MS);
-      }
-      if (message.heartbeat >= options.deadAfter)
-        log(`warning: server heartbeat ${message.heartbeat} s is not below --dead-after ${options.deadAfter} s; idle connections will be dropped`);
-      // Messages still waiting will be handed on: resume after them, not before.
-      const held = newestHeld();
-      const resume = held ? { server: held.server, last: held.last } : { replay: options.replay };
-      return send(c, { type: "resume", version: PROTOCOL_VERSION, ...resume });
-    }
-    case "start": {
-      if (c.serverId === undefined) return enter(c, "closing", "protocol error: start before hello");
-      if (stateUnreadable && message.lost === undefined) {
-        message = { ...message, lost: null, reason: "the --state file was unreadable" };
-      }
-      stateUnreadable = false;
-      const gap = gapNotice(message);
-      if (gap) log(gap);
-      if (message.lost === null) counters.unknownGaps++;
-      else counters.lost += message.lost ?? 0;
-      following = { server: c.serverId, next: message.seq };
-      if (c.phase === "resuming") enter(c, "streaming");
-      return;
-    }
-    case "heartbeat": {
-      const second = Math.floor(performance.now() / 1000);
-      if (second !== c.heartbeatSecond) [c.heartbeatSecond, c.heartbeats] = [second, 0];
-      if (++c.heartbeats > MAX_HEARTBEATS_PER_SECOND) {
-        return enter(c, "closing", `protocol error: heartbeat flood, over ${MAX_HEARTBEATS_PER_SECOND} in a second`);
-      }
-      return;
-    }
-    case "error":
-      return enter(c, "closing", `server says: ${message.message}`);
-    default:
-      return enter(c, "closing", `protocol error: unexpected ${message.type} message`);
-  }
-}
-
-function onData(c: Connection, chunk: Uint8Array): void {
-  c.heardAt = performance.now();
-  try {
-    deliverFrames(c, chunk);
-  } finally {
-    handOnPending();
-  }
-}
-
-function deliverFrames(c: Connection, chunk: Uint8Array): void {
-  for (const frame of c.deframer.push(chunk)) {
-    if (!frame.control) {
-      if (c.phase !== "streaming") return enter(c, "closing", "protocol error: data before start");
-      // A number past the protocol's bound could not be resumed from: refuse it rather than lose count.
-      if (following!.next > MAX_SEQ) return enter(c, "closing", `protocol error: message number beyond ${MAX_SEQ}`);
-      counters.received++;
-      counters.receivedBytes += frame.body.length;
-      pending.push({ message: frame.body, server: following!.server, seq: following!.next++ });
-      pendingBytes += frame.body.length;
-      continue;
-    }
-    let message;
+if (options.state) {
+  let lastFailure = "";
+  setInterval(() => {
     try {
-      message = parseControl(frame.body);
+      saveState();
+      lastFailure = "";
     } catch (error) {
-      return enter(c, "closing", `protocol error: ${reason(error)}`);
+      // Once per kind of failure, not once a second while the disk stays full.
+      if (reason(error) !== lastFailure) log(reason(error));
+      lastFailure = reason(error);
     }
-    onControl(c, message);
-    if (c.phase === "closing") return;
-  }
-  if (c.deframer.error) enter(c, "closing", c.deframer.error);
+  }, 1000).unref();
 }
-
-function connect(): void {
-  const c: Connection = {
-    phase: "connecting", setupDeadline: 0, heardAt: 0, paused: false, deframer: new Deframer(MAX_MESSAGE),
-    heartbeats: 0, heartbeatSecond: 0,
-  };
-  connection = c;
-  enter(c, "connecting");
-  Bun.connect<Connection>({
-    hostname: server.host,
-    port: server.port,
-    data: c,
-    tls: { cert: tls.cert, key: tls.key, ca: tls.ca, crl: tls.crl, serverName, rejectUnauthorized: true, secureOptions: TLS13_ONLY },
-    socket: {
-      open(socket) {
-        if (connection !== c) return void socket.terminate(); // abandoned while dialling
-        c.socket = socket;
-        enter(c, "handshaking");
-      },
-      handshake(socket, success, error) {
-        if (c.phase !== "handshaking") return;
-        if (!success && isNetworkError(error)) return; // the connection is gone: `close` says so
-        const why = serverRefusal(socket, success, error);
-        if (why) return enter(c, "closing", why);
-        socket.setKeepAlive(true, 15_000);
-        enter(c, "resuming");
-      },
-      data(_socket, chunk) {
-        // Never trust a byte from a server that failed its checks, or after we decided to hang up.
-        if (c.phase === "resuming" || c.phase === "streaming") onData(c, chunk);
-      },
-      drain: () => flushOutbox(c),
-      close: (_socket, error) => ended(c, error),
-      connectError(_socket, error) {
-        if (connection === c) log(`cannot connect to ${target}: ${reason(error)}`);
-        ended(c);
-      },
-      error(_socket, error) {
-        log(`${target}: ${reason(error)}`);
-      },
-    },
-  }).catch(() => {
-    // connectError has logged it and scheduled the retry.
-  });
-}
-
-// The deadlines of every phase, checked by one clock. A half-open connection (the home address
-// changed under it) delivers nothing and never fails by itself: the server's heartbeats are what
-// make silence mean death.
-const TICK_MS = Math.max(1, Math.min(1000, options.deadAfter * 250, options.handshakeTimeout * 250));
-let lastTick = performance.now();
-setInterval(() => {
-  const c = connection;
-  const now = performance.now();
-  // A tick this late means the process did not run (SIGSTOP, a laptop asleep). The bytes the
-  // server sent meanwhile wait unread in the socket: read first, judge at a later tick.
-  const frozen = now - lastTick > 2 * TICK_MS + 100;
-  lastTick = now;
-  if (!c || c.phase === "closing") return;
-  if (frozen) return restartClocks(c, now);
-  if (c.phase !== "streaming") {
-    if (now >= c.setupDeadline) {
-      const timeout = `${options.handshakeTimeout} s (--handshake-timeout)`;
-      enter(c, "closing", `no TLS handshake, hello and start within ${timeout}`);
-    }
-  } else if (!c.paused && now - c.heardAt >= options.deadAfter * 1000) {
-    enter(c, "closing", `no bytes for ${options.deadAfter} s (--dead-after), the connection is presumed dead`);
-  }
-}, TICK_MS).unref();
-
-/**
- * After the process was frozen: each phase's time starts again from now. A progress message
- * goes out at once, so that a connection that died meanwhile fails fast.
- */
-function restartClocks(c: Connection, now: number): void {
-  c.heardAt = now;
-  if (c.phase !== "streaming") c.setupDeadline = now + options.handshakeTimeout * 1000;
-  sendProgress(c);
-}
-
-// ---- For operators: certificate renewal, expiry warnings, numbers.
 
 function warnIfExpiring(): void {
   const warning = expiryWarning("cert", tls.leaf, new Date());
@@ -751,6 +838,8 @@ function warnIfExpiring(): void {
 }
 warnIfExpiring();
 setInterval(warnIfExpiring, 86_400_000).unref();
+
+// ---- Signals: SIGHUP rereads the certificates, SIGUSR1 prints the numbers, SIGINT and SIGTERM stop.
 
 /** SIGHUP: reread the certificate, key and CA for the next connection; the current one stays. */
 process.on("SIGHUP", () => {
@@ -760,7 +849,8 @@ process.on("SIGHUP", () => {
     log(`SIGHUP: ${reason(error)}; keeping the certificates in force`);
     return;
   }
-  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}; the next connection uses them`);
+  const files = `--cert ${options.cert}, --key ${options.key}, --ca ${options.ca}`;
+  log(`SIGHUP: reloaded ${files}${options.crl ? ` and --crl ${options.crl}` : ""}; the next connection uses them`);
   warnIfExpiring();
 });
 
@@ -774,11 +864,8 @@ process.on("SIGUSR1", () => {
     pending: pending.length + unheard.length + unconfirmed.reduce((sum, write) => sum + write.count, 0),
     position: resumePoint() ?? null,
   };
-  process.stderr.write(JSON.stringify(snapshot) + "\n");
+  process.stderr.write(`${JSON.stringify(snapshot)}\n`);
 });
-
-/** How long SIGTERM waits for stdout to take what was written to it. */
-const STOP_WAIT_MS = 5000;
 
 /**
  * SIGTERM, SIGINT: stop reading, let stdout take what it was given (for a while), and record

@@ -1,9 +1,26 @@
-// End to end: real slps and slpc processes, real TLS and UDP on loopback, certificates made by
-// this run. Each test asserts on the bytes that arrived.
+// slps end to end: real slps and slpc processes, real TLS and UDP on loopback, certificates made by
+// this run. What the server delivers and to whom, whom it refuses, how it bears a slow client,
+// its command line, and the compiled executables. slpc's own behaviour is in slpc.test.ts; the
+// suites that span both (resume, security, operations, interop) are under test/.
+// Each test asserts on the bytes that arrived.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import packageJson from "./package.json" with { type: "json" };
 import {
-  BUN, Child, ROOT, freePort, rawTlsClient, rss, sendUdp, sleep, stalledClient, testBed, until, type ServerHandle,
+  BUN,
+  Child,
+  freePort,
+  ROOT,
+  rawTlsClient,
+  removeDir,
+  rss,
+  type ServerHandle,
+  sendUdp,
+  sleep,
+  stalledClient,
+  tempDir,
+  testBed,
+  until,
 } from "./test/kit.ts";
 
 // These start real processes and wait on real sockets: more than bun's default 5 s on a busy machine.
@@ -47,14 +64,6 @@ describe("delivery", () => {
     for (const out of outs) expect(out.messages).toEqual(messages);
   });
 
-  test("--stdout prints one line per message with its own LF escaped", async () => {
-    const s = await server();
-    const c = await client(s);
-    await sendUdp(s.udpPort, [Buffer.from("<13>one\ntwo"), Buffer.from("<13>three")]);
-    await until("two lines", () => c.stdout.toString().split("\n").length >= 3);
-    expect(c.stdout.toString()).toBe("<13>one\\ntwo\n<13>three\n");
-  });
-
   test("an --issuer in either form admits a certificate from that intermediate", async () => {
     for (const issuer of ["/C=US/O=Example/CN=Example CA A", "CN=Example CA A,O=Example,C=US"]) {
       const s = await server(["--issuer", issuer]);
@@ -69,7 +78,11 @@ describe("delivery", () => {
 
 describe("refusal", () => {
   /** Starts a server and a legitimate client, connects `intruder`, and lets messages flow past both. */
-  async function intruderGetsNothing(intruder: (port: number) => Child, serverArgs: string[] = [], refusedLog?: RegExp) {
+  async function intruderGetsNothing(
+    intruder: (port: number) => Child,
+    serverArgs: string[] = [],
+    refusedLog?: RegExp,
+  ) {
     const s = await server(serverArgs);
     const out = await sink();
     await client(s, out.port, [], serverArgs.length ? "clientA" : "client");
@@ -88,8 +101,14 @@ describe("refusal", () => {
   }
 
   test("a client certificate from another CA receives no log data", async () => {
-    const s = await intruderGetsNothing((port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("stranger")), [], /refused/);
-    expect(s.stderr).toMatch(/refused .*: certificate serial [0-9A-F]+ refused: unable to verify the first certificate/);
+    const s = await intruderGetsNothing(
+      (port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("stranger")),
+      [],
+      /refused/,
+    );
+    expect(s.stderr).toMatch(
+      /refused .*: certificate serial [0-9A-F]+ refused: unable to verify the first certificate/,
+    );
   });
 
   test("a client without a certificate receives no log data", async () => {
@@ -97,7 +116,11 @@ describe("refusal", () => {
   });
 
   test("an expired client certificate receives no log data", async () => {
-    const s = await intruderGetsNothing((port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("expired")), [], /refused/);
+    const s = await intruderGetsNothing(
+      (port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("expired")),
+      [],
+      /refused/,
+    );
     expect(s.stderr).toMatch(/expired/i);
   });
 
@@ -108,11 +131,17 @@ describe("refusal", () => {
       ["--issuer", "/C=US/O=Example/CN=Example CA A"],
       /refused/,
     );
-    expect(s.stderr).toContain("issuer /C=US/O=Example/CN=Example CA B is not --issuer /C=US/O=Example/CN=Example CA A");
+    expect(s.stderr).toContain(
+      "issuer /C=US/O=Example/CN=Example CA B is not --issuer /C=US/O=Example/CN=Example CA A",
+    );
   });
 
   test("a TLS 1.2 client receives no log data", async () => {
-    await intruderGetsNothing((port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("client"), ["-tls1_2"]), [], /refused/);
+    await intruderGetsNothing(
+      (port) => rawTlsClient(port, bed.pki.ca, bed.pki.cert("client"), ["-tls1_2"]),
+      [],
+      /refused/,
+    );
   });
 
   test("one client over --max-clients is refused with the reason", async () => {
@@ -130,40 +159,22 @@ describe("refusal", () => {
   test("a connection that never starts its handshake is closed after --handshake-timeout", async () => {
     const s = await server(["--handshake-timeout", "0.5"]);
     let closed = false;
-    await Bun.connect({ hostname: "127.0.0.1", port: s.tlsPort, socket: { data() {}, close: () => void (closed = true) } });
+    await Bun.connect({
+      hostname: "127.0.0.1",
+      port: s.tlsPort,
+      socket: {
+        data() {},
+        close: () => {
+          closed = true;
+        },
+      },
+    });
     await s.waitFor(/no TLS handshake and resume request within 0.5 s/, 3000);
     await until("close", () => closed, 2000);
-  });
-
-  test("slpc refuses a server whose certificate does not carry the expected name", async () => {
-    const s = await server();
-    const c = track(new Child([BUN, "slpc.ts", "--server", `127.0.0.1:${s.tlsPort}`, "--servername", "elsewhere.example",
-      "--ca", bed.pki.ca, ...Object.values(bed.pki.cert("client")).flatMap((f, i) => [i ? "--key" : "--cert", f]), "--stdout", "--retry-min", "0.2"]));
-    await c.waitFor(/server certificate refused: .*elsewhere\.example/);
-    await sendUdp(s.udpPort, [Buffer.from("<13>not for you")]);
-    await sleep(300);
-    expect(c.stdout.length).toBe(0);
-    expect(s.stderr).not.toMatch(/client .* connected/);
   });
 });
 
 describe("resilience", () => {
-  test("a client reconnects after the server restarts", async () => {
-    const first = await server();
-    const out = await sink();
-    const c = await client(first, out.port);
-    await sendUdp(first.udpPort, [Buffer.from("<13>before")]);
-    await until("first", () => out.messages.length === 1);
-    first.kill("SIGTERM");
-    expect(await first.exit()).toBe(0);
-    const second = await server([], { udpPort: first.udpPort, tlsPort: first.tlsPort });
-    await second.waitFor(/client .* starts at #1/);
-    await sendUdp(second.udpPort, [Buffer.from("<13>after")]);
-    await until("second", () => out.messages.length === 2);
-    expect(out.messages.map(String)).toEqual(["<13>before", "<13>after"]);
-    expect(c.stderr).toMatch(/disconnected from[\s\S]*retrying[\s\S]*connected to/);
-  });
-
   test("a client that stops reading slows nobody and the server's memory stays bounded", async () => {
     const s = await server(["--queue", "1MiB", "--buffer", "1MiB"]);
     const out = await sink();
@@ -176,7 +187,11 @@ describe("resilience", () => {
     // Sent in small batches, each waited for, so that no UDP buffer on the way overflows.
     for (let sent = 0; sent < total; sent += 10) {
       await sendUdp(s.udpPort, Array(10).fill(message));
-      await until(() => `the reading client keeps up (${out.messages.length} of ${sent + 10})`, () => out.messages.length >= sent + 10, 10_000);
+      await until(
+        () => `the reading client keeps up (${out.messages.length} of ${sent + 10})`,
+        () => out.messages.length >= sent + 10,
+        10_000,
+      );
     }
     expect(out.messages.length).toBe(total);
     await s.waitFor(/skipped \d+ oldest messages/, 3000);
@@ -212,9 +227,6 @@ describe("command line", () => {
     [["slps.ts", "--bogus"], /^slps: unknown flag --bogus \(see --help\)\n$/],
     [["slps.ts", "--queue"], /^slps: --queue needs a value \(BYTES\)\n$/],
     [["slps.ts", "--cert", "/nonexistent/server.pem"], /^slps: --cert \/nonexistent\/server.pem: no such file\n$/],
-    [["slpc.ts"], /^slpc: --server: required\n$/],
-    [["slpc.ts", "--server", "example.com:99999"], /^slpc: --server "example.com:99999": port must be 1 to 65535\n$/],
-    [["slpc.ts", "--server", "localhost", "--retry-min", "-1"], /^slpc: --retry-min "-1": expected seconds above zero/],
   ])("%p exits 2 with one line naming the problem", async (args, expected) => {
     const result = await run([BUN, ...args]);
     expect(result.code).toBe(2);
@@ -228,33 +240,66 @@ describe("command line", () => {
   });
 
   test("a key that does not belong to the certificate is named", async () => {
-    const result = await run([BUN, "slps.ts", "--cert", bed.pki.server.cert, "--key", bed.pki.cert("client").key, "--ca", bed.pki.ca]);
+    const result = await run([
+      BUN,
+      "slps.ts",
+      "--cert",
+      bed.pki.server.cert,
+      "--key",
+      bed.pki.cert("client").key,
+      "--ca",
+      bed.pki.ca,
+    ]);
     expect(result.code).toBe(2);
-    expect(result.stderr).toBe(`slps: --key ${bed.pki.cert("client").key}: does not belong to --cert ${bed.pki.server.cert}\n`);
-  });
-
-  test("a file that is not PEM is named", async () => {
-    const result = await run([BUN, "slpc.ts", "--server", "localhost", "--cert", `${ROOT}/package.json`]);
-    expect(result.code).toBe(2);
-    expect(result.stderr).toBe(`slpc: --cert ${ROOT}/package.json: not a PEM file\n`);
+    expect(result.stderr).toBe(
+      `slps: --key ${bed.pki.cert("client").key}: does not belong to --cert ${bed.pki.server.cert}\n`,
+    );
   });
 
   test("--help lists every option with its environment variable and default", async () => {
     const result = await run([BUN, "slps.ts", "--help"]);
     expect(result.code).toBe(0);
-    for (const text of ["--udp HOST:PORT", "SLPS_UDP", "127.0.0.1:514", "--listen", "0.0.0.0:6514", "--issuer DN", "--max-clients N", "(default 64)", "--queue BYTES", "8MiB"])
+    for (const text of [
+      "--udp HOST:PORT",
+      "SLPS_UDP",
+      "127.0.0.1:514",
+      "--listen",
+      "0.0.0.0:6514",
+      "--issuer DN",
+      "--max-clients N",
+      "(default 64)",
+      "--queue BYTES",
+      "8MiB",
+    ])
       expect(result.stdout).toContain(text);
-    const client = await run([BUN, "slpc.ts", "--help"]);
-    for (const text of ["--server HOST[:PORT]", "SLPC_SERVER", "--forward HOST:PORT", "127.0.0.1:514", "SLPC_STDOUT=1"]) expect(client.stdout).toContain(text);
+  });
+
+  test("--version prints the program's name and the version in package.json", async () => {
+    const result = await run([BUN, "slps.ts", "--version"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(`slps ${packageJson.version}\n`);
   });
 
   test("a port in use exits 1 naming the address", async () => {
     const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     try {
-      const result = await run([BUN, "slps.ts", "--listen", `127.0.0.1:${busy.port}`, "--udp", `127.0.0.1:${await freePort("udp")}`,
-        "--cert", bed.pki.server.cert, "--key", bed.pki.server.key, "--ca", bed.pki.ca]);
+      const result = await run([
+        BUN,
+        "slps.ts",
+        "--listen",
+        `127.0.0.1:${busy.port}`,
+        "--udp",
+        `127.0.0.1:${await freePort("udp")}`,
+        "--cert",
+        bed.pki.server.cert,
+        "--key",
+        bed.pki.server.key,
+        "--ca",
+        bed.pki.ca,
+      ]);
       expect(result.code).toBe(1);
-      expect(result.stderr).toBe(`slps: cannot listen on 127.0.0.1:${busy.port} (--listen): the address is already in use; pick another with --listen\n`);
+      const why = "the address is already in use; pick another with --listen";
+      expect(result.stderr).toBe(`slps: cannot listen on 127.0.0.1:${busy.port} (--listen): ${why}\n`);
     } finally {
       busy.stop(true);
     }
@@ -262,14 +307,34 @@ describe("command line", () => {
 });
 
 describe("compiled executables", () => {
+  /** `npm run build`, once for the tests that need it. */
+  let build: { exitCode: number } | undefined;
+  const built = () => {
+    build ??= Bun.spawnSync([BUN, "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    return build;
+  };
+
   test("dist/slps and dist/slpc deliver a message end to end", async () => {
-    const build = Bun.spawnSync([BUN, "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-    expect(build.exitCode).toBe(0);
+    expect(built().exitCode).toBe(0);
     const s = await server([], { cmd: [`${ROOT}/dist/slps`] });
     const out = await sink();
     await client(s, out.port, [], "client", [`${ROOT}/dist/slpc`]);
     await sendUdp(s.udpPort, [Buffer.from("<13>compiled\nand whole")]);
     await until("message", () => out.messages.length === 1);
     expect(out.messages[0]!.toString()).toBe("<13>compiled\nand whole");
+  }, 120_000);
+
+  test("dist/slps and dist/slpc print their version run from another folder, no package.json beside them", () => {
+    expect(built().exitCode).toBe(0);
+    const elsewhere = tempDir();
+    try {
+      for (const program of ["slps", "slpc"]) {
+        const run = Bun.spawnSync([`${ROOT}/dist/${program}`, "--version"], { cwd: elsewhere, stdout: "pipe" });
+        expect(run.stdout.toString()).toBe(`${program} ${packageJson.version}\n`);
+        expect(run.exitCode).toBe(0);
+      }
+    } finally {
+      removeDir(elsewhere);
+    }
   }, 120_000);
 });

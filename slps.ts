@@ -7,20 +7,68 @@
 // --issuer is set, was issued by exactly that CA: no client gets a byte before both hold. A
 // client that comes back after its address changed says where it stopped, and gets the rest.
 
-import type { Socket, TCPSocketListener } from "bun";
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { lookup } from "node:dns/promises";
 import { existsSync } from "node:fs";
+import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import {
-  ClientStream, Deframer, MAX_FRAME, MAX_KEYS, MAX_MESSAGE, PROTOCOL_VERSION, RateLimitByKey, ResumeBuffer,
-  certificateNames, expiryWarning, fingerprintOf, parseList, parsePins, prometheusText, TLS13_ONLY, UsageError,
-  bindFailure, dnOfCertificate, encodeControl, formatAddress, formatDN, helpText, loadTlsFiles, logger, parseBytes, parseBytesUpTo, parseSecondsFrom,
-  parseControl, parseCount, parseDN, parseHostPort, parseOptions, parseRequired, parseSeconds, reason, resumeStart,
-  sameDN, casWithoutCrl, crlExpiryWarnings, isRevoked, readCrl, type RevocationList, type Address, type Metric, type Option, type TlsFiles, type Values,
+  type Address,
+  bindFailure,
+  ClientStream,
+  type ControlMessage,
+  casWithoutCrl,
+  certificateNames,
+  crlExpiryWarnings,
+  Deframer,
+  dnOfCertificate,
+  encodeControl,
+  expiryWarning,
+  fingerprintOf,
+  formatAddress,
+  formatDN,
+  HandshakeLimiter,
+  helpText,
+  isRevoked,
+  loadTlsFiles,
+  logger,
+  MAX_FRAME,
+  MAX_HANDSHAKE_SOURCES,
+  MAX_MESSAGE,
+  type Metric,
+  type Options,
+  optional,
+  PROTOCOL_VERSION,
+  parseBytes,
+  parseBytesUpTo,
+  parseControl,
+  parseCount,
+  parseDN,
+  parseHostPort,
+  parseList,
+  parseOptions,
+  parsePins,
+  parseRequired,
+  parseSeconds,
+  parseSecondsFrom,
+  parseText,
+  prometheusText,
+  ResumeBuffer,
+  type RevocationList,
+  readCrl,
+  reason,
+  resumeStart,
+  sameDN,
+  TLS13_ONLY,
+  type TlsFiles,
+  UsageError,
+  type Values,
 } from "./lib.ts";
+import packageJson from "./package.json" with { type: "json" };
 
-// Defaults. Each has a flag and an environment variable (see --help).
+// ---- Constants. Defaults first: each has a flag and an environment variable, named after its key
+// in OPTIONS below: maxClients is --max-clients and SLPS_MAX_CLIENTS (see --help).
+
 const UDP = "127.0.0.1:514"; // where the local syslog daemon forwards to
 const LISTEN = "0.0.0.0:6514"; // the TLS port clients dial
 const CERT = "certs/server.pem";
@@ -41,6 +89,10 @@ const STALL = "60"; // seconds a client may take no bytes at all while some wait
 const METRICS = ""; // HOST:PORT to serve Prometheus metrics on at /metrics; empty: off
 const HANDSHAKE_TIMEOUT = "10"; // seconds a connection may take to finish its TLS handshake and resume
 
+/** Clients send control messages only; a data frame of any size from one is refused once read. */
+const CLIENT_MAX_MESSAGE = 1;
+/** The longest a timer waits: a longer delay fires at once. A deadline further out is checked again then. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A heartbeat more often than this would look like a flood to slpc (over 50 a second). */
 const MIN_HEARTBEAT = 0.1;
 /** The resume buffer is one Buffer, which Bun allocates up to 4 GiB: --buffer and --queue stay below. */
@@ -48,27 +100,48 @@ const MAX_BUFFER_GIB = 2;
 /** SO_RCVBUF takes an int, which the kernel doubles. */
 const MAX_UDP_BUFFER_GIB = 1;
 
+// ---- Options, and the files they name. Anything wrong with them is one line and exit 2, before
+// a socket opens.
+
+// biome-ignore format: a table, one option a row (its help on a second line when it is long)
 const OPTIONS = {
-  udp: { flag: "udp", env: "SLPS_UDP", default: UDP, arg: "HOST:PORT", help: "UDP address the local syslog daemon forwards to; one datagram is one message", parse: (t: string) => parseHostPort(t) },
-  udpBuffer: { flag: "udp-buffer", env: "SLPS_UDP_BUFFER", default: UDP_BUFFER, arg: "BYTES", help: "kernel receive buffer of the UDP socket, so bursts are not dropped (the kernel caps it at net.core.rmem_max)", parse: parseBytesUpTo(MAX_UDP_BUFFER_GIB) },
-  listen: { flag: "listen", env: "SLPS_LISTEN", default: LISTEN, arg: "HOST:PORT", help: "TLS address clients connect to ([::]:6514 for IPv6)", parse: (t: string) => parseHostPort(t) },
-  cert: { flag: "cert", env: "SLPS_CERT", default: CERT, arg: "FILE", help: "server certificate chain, PEM", parse: parseRequired },
-  key: { flag: "key", env: "SLPS_KEY", default: KEY, arg: "FILE", help: "private key of --cert, PEM", parse: parseRequired },
-  ca: { flag: "ca", env: "SLPS_CA", default: CA, arg: "FILE", help: "CA bundle that client certificates must chain to, PEM", parse: parseRequired },
-  issuer: { flag: "issuer", env: "SLPS_ISSUER", default: ISSUER, arg: "DN", help: "if set, the client certificate's issuer must equal this DN (/C=US/O=Example/CN=Example CA or CN=Example CA,O=Example,C=US)", parse: (t: string) => (t === "" ? undefined : parseDN(t)) },
-  crl: { flag: "crl", env: "SLPS_CRL", default: CRL, arg: "FILE", help: "PEM file of CRLs, one from every CA in a client's chain (certs/revoke.sh writes one); a client certificate listed there is refused, pinned ones too", parse: (t: string) => t || undefined },
-  allow: { flag: "allow", env: "SLPS_ALLOW", default: ALLOW, arg: "NAME", help: "if given, the client certificate's subject CN or a DNS/email subjectAltName must be one of these (repeatable; comma-separated in the variable)", parse: parseList, repeatable: true },
-  pin: { flag: "pin", env: "SLPS_PIN", default: PIN, arg: "SHA256", help: "if given, the client certificate's SHA-256 fingerprint must be one of these, and then need not chain to --ca, though --crl still applies (repeatable; comma-separated in the variable)", parse: parsePins, repeatable: true },
-  maxClients: { flag: "max-clients", env: "SLPS_MAX_CLIENTS", default: MAX_CLIENTS, arg: "N", help: "authorized clients at once; one more is refused", parse: parseCount(1) },
-  maxPending: { flag: "max-pending", env: "SLPS_MAX_PENDING", default: MAX_PENDING, arg: "N", help: "connections at once that have not finished their TLS handshake, or were refused and are being closed; more are closed at once", parse: parseCount(1) },
-  handshakeRate: { flag: "handshake-rate", env: "SLPS_HANDSHAKE_RATE", default: HANDSHAKE_RATE, arg: "N", help: "TLS connections a minute from one address; more are closed at once", parse: parseCount(1) },
-  queue: { flag: "queue", env: "SLPS_QUEUE", default: QUEUE, arg: "BYTES", help: `how far one client may fall behind, at least ${MAX_FRAME} bytes (one frame); past it its oldest messages are skipped, counted and logged`, parse: parseQueue },
-  buffer: { flag: "buffer", env: "SLPS_BUFFER", default: BUFFER, arg: "BYTES", help: "recent messages kept for clients that reconnect, also while none is connected; 0 turns resume off", parse: parseBytesUpTo(MAX_BUFFER_GIB) },
-  heartbeat: { flag: "heartbeat", env: "SLPS_HEARTBEAT", default: HEARTBEAT, arg: "SECONDS", help: "a client that has been sent nothing for this long gets a heartbeat", parse: parseSecondsFrom(MIN_HEARTBEAT, "slpc hangs up on a flood of over 50 heartbeats a second") },
-  stall: { flag: "stall", env: "SLPS_STALL", default: STALL, arg: "SECONDS", help: "a client that takes no bytes for this long while some wait for it is disconnected, unless it says how far it delivered (progress)", parse: parseSeconds },
-  metrics: { flag: "metrics", env: "SLPS_METRICS", default: METRICS, arg: "HOST:PORT", help: "serve counters in Prometheus text format at http://HOST:PORT/metrics (off by default)", parse: (t: string) => (t === "" ? undefined : parseHostPort(t)) },
-  handshakeTimeout: { flag: "handshake-timeout", env: "SLPS_HANDSHAKE_TIMEOUT", default: HANDSHAKE_TIMEOUT, arg: "SECONDS", help: "a connection that has not finished its TLS handshake and resume request by then is closed; a refused one is cut after min(this, 2 s)", parse: parseSeconds },
-} satisfies Record<string, Option<unknown>>;
+  udp: { default: UDP, arg: "HOST:PORT", parse: parseHostPort,
+    help: "UDP address the local syslog daemon forwards to; one datagram is one message" },
+  udpBuffer: { default: UDP_BUFFER, arg: "BYTES", parse: parseBytesUpTo(MAX_UDP_BUFFER_GIB),
+    help: "kernel receive buffer of the UDP socket, so bursts are not dropped (capped by net.core.rmem_max)" },
+  listen: { default: LISTEN, arg: "HOST:PORT", parse: parseHostPort,
+    help: "TLS address clients connect to ([::]:6514 for IPv6)" },
+  cert: { default: CERT, arg: "FILE", parse: parseRequired, help: "server certificate chain, PEM" },
+  key: { default: KEY, arg: "FILE", parse: parseRequired, help: "private key of --cert, PEM" },
+  ca: { default: CA, arg: "FILE", parse: parseRequired, help: "CA bundle that client certificates must chain to, PEM" },
+  issuer: { default: ISSUER, arg: "DN", parse: optional(parseDN),
+    help: "if set, the client certificate's issuer must be this DN (/C=US/O=Example/CN=CA or CN=CA,O=Example,C=US)" },
+  crl: { default: CRL, arg: "FILE", parse: optional(parseText),
+    help: "PEM file of CRLs, one from each CA in a client's chain; a certificate listed there is refused, pinned too" },
+  allow: { default: ALLOW, arg: "NAME", parse: parseList, repeatable: true,
+    help: "if given, the client certificate's subject CN or a DNS/email subjectAltName must be one of these" },
+  pin: { default: PIN, arg: "SHA256", parse: parsePins, repeatable: true,
+    help: "if given, the client certificate's SHA-256 fingerprint must be one of these, and need not chain to --ca" },
+  maxClients: { default: MAX_CLIENTS, arg: "N", parse: parseCount(1),
+    help: "authorized clients at once; one more is refused" },
+  maxPending: { default: MAX_PENDING, arg: "N", parse: parseCount(1),
+    help: "connections at once in their TLS handshake, or refused and being closed; more are closed at once" },
+  handshakeRate: { default: HANDSHAKE_RATE, arg: "N", parse: parseCount(1),
+    help: "TLS connections a minute from one address; more are closed at once" },
+  queue: { default: QUEUE, arg: "BYTES", parse: parseQueue,
+    help: `how far one client may fall behind, at least ${MAX_FRAME} bytes; past it its oldest messages are skipped` },
+  buffer: { default: BUFFER, arg: "BYTES", parse: parseBytesUpTo(MAX_BUFFER_GIB),
+    help: "recent messages kept for clients that reconnect, also while none is connected; 0 turns resume off" },
+  heartbeat: { default: HEARTBEAT, arg: "SECONDS",
+    parse: parseSecondsFrom(MIN_HEARTBEAT, "slpc hangs up on a flood of over 50 heartbeats a second"),
+    help: "a client that has been sent nothing for this long gets a heartbeat" },
+  stall: { default: STALL, arg: "SECONDS", parse: parseSeconds,
+    help: "a client that takes no bytes this long while some wait is disconnected, unless it reports progress" },
+  metrics: { default: METRICS, arg: "HOST:PORT", parse: optional(parseHostPort),
+    help: "serve counters in Prometheus text format at http://HOST:PORT/metrics (off by default)" },
+  handshakeTimeout: { default: HANDSHAKE_TIMEOUT, arg: "SECONDS", parse: parseSeconds,
+    help: "a connection that has not sent its resume request by then is closed; a refused one after min(this, 2 s)" },
+} satisfies Options;
 
 /** A queue that cannot hold one frame would skip every message: refused at start. */
 function parseQueue(text: string): number {
@@ -79,16 +152,19 @@ function parseQueue(text: string): number {
   return bytes;
 }
 
-/** Clients send control messages only; a data frame of any size from one is refused once read. */
-const CLIENT_MAX_MESSAGE = 1;
-
 const log = logger("slps");
 let options: Values<typeof OPTIONS>;
 let tls: TlsFiles;
 try {
-  const parsed = parseOptions(OPTIONS, process.argv.slice(2), process.env);
+  const parsed = parseOptions("slps", OPTIONS, process.argv.slice(2), process.env);
   if (parsed === "help") {
-    process.stdout.write(helpText("slps", "Streams this server's syslog to slpc clients over mutual TLS 1.3.", OPTIONS));
+    process.stdout.write(
+      helpText("slps", "Streams this server's syslog to slpc clients over mutual TLS 1.3.", OPTIONS),
+    );
+    process.exit(0);
+  }
+  if (parsed === "version") {
+    process.stdout.write(`slps ${packageJson.version}\n`);
     process.exit(0);
   }
   options = parsed;
@@ -101,7 +177,15 @@ try {
   log(error.message);
   process.exit(2);
 }
-const { udp: udpAddress, listen: listenAddress, issuer: requiredIssuer, maxClients, queue: queueLimit, allow, pin: pins } = options;
+const {
+  udp: udpAddress,
+  listen: listenAddress,
+  issuer: requiredIssuer,
+  maxClients,
+  queue: queueLimit,
+  allow,
+  pin: pins,
+} = options;
 
 /** A host name that does not resolve is a typo: one line at start, not a listener that fails later. */
 async function mustResolve(flag: string, address: Address): Promise<void> {
@@ -112,16 +196,24 @@ async function mustResolve(flag: string, address: Address): Promise<void> {
   }
 }
 
-/** The certificate, key, CA and CRL files. Who pins client certificates needs no CA: then a missing default CA file is fine. */
+/**
+ * The certificate, key, CA and CRL files. Who pins client certificates needs no CA: then a missing
+ * default CA file is fine.
+ */
 function loadFiles(): TlsFiles {
   const pinsOnly = options.pin.size > 0 && options.ca === CA && !existsSync(CA);
   return loadTlsFiles({ ...options, ca: pinsOnly ? undefined : options.ca });
 }
 
+/** A refused or misbehaving connection gets this long to take its last bytes and close; then it is cut. */
+const CLOSING_MS = Math.min(options.handshakeTimeout, 2) * 1000;
+
+// ---- State: everything slps keeps between events, in one place. The sections below read and change it.
+
 /** This run's id: a client that sees another one knows the server restarted and lost its buffer. */
 const serverId = randomBytes(8).toString("hex");
 // What the buffer holds at most: --buffer, or --queue for a client that far behind; and one frame in arrival.
-const recent = new ResumeBuffer(Math.max(options.buffer, options.queue) + 2 * MAX_FRAME);
+const resumeBuffer = new ResumeBuffer(Math.max(options.buffer, options.queue) + 2 * MAX_FRAME);
 const startedAt = Date.now();
 const counters = { received: 0, receivedBytes: 0, connections: 0, refused: 0 };
 /**
@@ -162,7 +254,10 @@ interface Client {
 }
 
 const connections: Record<Phase, Set<Socket<Client>>> = {
-  handshaking: new Set(), resuming: new Set(), streaming: new Set(), closing: new Set(),
+  handshaking: new Set(),
+  resuming: new Set(),
+  streaming: new Set(),
+  closing: new Set(),
 };
 
 /**
@@ -172,32 +267,97 @@ const connections: Record<Phase, Set<Socket<Client>>> = {
 const pending = () => connections.handshaking.size + connections.closing.size;
 /** Clients past the certificate checks, counted against --max-clients. */
 const authorized = () => connections.resuming.size + connections.streaming.size;
-/** A refused or misbehaving connection gets this long to take its last bytes and close; then it is cut. */
-const CLOSING_MS = Math.min(options.handshakeTimeout, 2) * 1000;
-/** The longest a timer waits: a longer delay fires at once. A deadline further out is checked again then. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 // Before authentication nothing may be cheap for an attacker: few handshakes at once, few per
 // address. Refusals for these are counted and logged once a second, not once per connection.
-const handshakesBySource = new RateLimitByKey(options.handshakeRate, 60_000);
+const handshakesBySource = new HandshakeLimiter(options.handshakeRate, 60_000);
 const floodRefusals = { pending: 0, rate: 0, full: 0, reset: 0 };
 
-/** Milliseconds the connection may stay in its phase from now. */
-function deadlineOf(client: Client, phase: Phase, now: number): number {
-  switch (phase) {
-    case "handshaking":
-    case "resuming":
-      // One clock for both: a client that is slow to handshake has less time to resume.
-      return client.openedAt + options.handshakeTimeout * 1000 - now;
-    case "streaming": {
-      // Checked again each --stall while nothing waits; while bytes wait, --stall from the last sign of life.
-      const { blockedSince, lastWrite } = client.stream;
-      if (blockedSince === undefined) return options.stall * 1000;
-      return Math.max(blockedSince, lastWrite, client.progressAt) + options.stall * 1000 - now;
-    }
-    case "closing":
-      return CLOSING_MS;
-  }
+// Frames are written once per event-loop turn, so a burst of datagrams becomes a few large
+// TLS writes instead of one small write per message.
+let flushScheduled = false;
+
+// ---- A connection's life: the handlers Bun calls, in the order it calls them; then the phases and
+// their deadlines, the certificate checks, and the protocol.
+
+/**
+ * The handlers of one TLS connection, in the order Bun calls them: open (a flood is refused
+ * before any work), handshake (the certificate checks), data (the resume request, then progress),
+ * drain, close. `crls` are the listener's --crl, which refusal() checks pinned certificates against.
+ */
+function clientHandlers(crls: RevocationList[]): SocketHandler<Client> {
+  return {
+    open(socket) {
+      counters.connections++;
+      const host = socket.remoteAddress;
+      const now = performance.now();
+      // A connection reset before this callback ran has no address left: nobody to serve.
+      const full = pending() >= options.maxPending;
+      const verdict = host === undefined ? "reset" : full ? "pending" : handshakesBySource.allow(host, now);
+      if (verdict !== "allowed") {
+        floodRefusals[verdict]++;
+        if (verdict !== "reset") counters.refused++;
+        socket.terminate();
+        return;
+      }
+      socket.data = {
+        remote: formatAddress({ host: host!, port: socket.remotePort }),
+        phase: "handshaking",
+        openedAt: now,
+        progressAt: now,
+        deframer: new Deframer(CLIENT_MAX_MESSAGE),
+        stream: new ClientStream(resumeBuffer, queueLimit, now),
+        droppedTotal: 0,
+      };
+      enter(socket, "handshaking");
+    },
+    handshake(socket, success, error) {
+      if (socket.data?.phase !== "handshaking") return;
+      // Bun may report success for a certificate that failed verification; refusal() checks `authorized` too.
+      const why = refusal(socket, success, error, crls);
+      if (why) {
+        counters.refused++;
+        log(`refused ${socket.data.remote}: ${why}`);
+        return goodbye(socket);
+      }
+      identify(socket);
+      socket.setKeepAlive(true, 30_000);
+      enter(socket, "resuming");
+      log(`client ${socket.data.name} connected (${authorized()} in all)`);
+      socket.data.stream.control({
+        type: "hello",
+        version: PROTOCOL_VERSION,
+        server: serverId,
+        heartbeat: options.heartbeat,
+        first: resumeBuffer.first,
+        next: resumeBuffer.next,
+        // The client may say how far it delivered, which counts as life (see deadlineOf).
+        progress: true,
+      });
+      flush(socket);
+    },
+    data(socket, chunk) {
+      const phase = socket.data?.phase;
+      if (phase !== "resuming" && phase !== "streaming") return;
+      const { deframer } = socket.data;
+      for (const frame of deframer.push(chunk)) {
+        if (!frame.control) return refuseProtocol(socket, "clients may send control messages only");
+        onControlFrame(socket, frame.body);
+        if (socket.data.phase === "closing" || socket.data.phase === "closed") return;
+      }
+      if (deframer.error) refuseProtocol(socket, deframer.error);
+    },
+    drain(socket) {
+      const phase = socket.data?.phase;
+      if (phase === "resuming" || phase === "streaming") flush(socket);
+    },
+    close(socket, error) {
+      if (socket.data) enter(socket, "closed", error ? reason(error) : undefined);
+    },
+    error(socket, error) {
+      log(`connection ${socket.data?.remote ?? "?"}: ${reason(error)}`);
+    },
+  };
 }
 
 /**
@@ -221,6 +381,24 @@ function enter(socket: Socket<Client>, phase: Phase | "closed", why?: string): v
   const now = performance.now();
   const ms = Math.min(Math.max(0, deadlineOf(client, phase, now)), MAX_TIMER_MS);
   client.deadline = setTimeout(() => overstayed(socket, phase), ms);
+}
+
+/** Milliseconds the connection may stay in its phase from now. */
+function deadlineOf(client: Client, phase: Phase, now: number): number {
+  switch (phase) {
+    case "handshaking":
+    case "resuming":
+      // One clock for both: a client that is slow to handshake has less time to resume.
+      return client.openedAt + options.handshakeTimeout * 1000 - now;
+    case "streaming": {
+      // Checked again each --stall while nothing waits; while bytes wait, --stall from the last sign of life.
+      const { blockedSince, lastWrite } = client.stream;
+      if (blockedSince === undefined) return options.stall * 1000;
+      return Math.max(blockedSince, lastWrite, client.progressAt) + options.stall * 1000 - now;
+    }
+    case "closing":
+      return CLOSING_MS;
+  }
 }
 
 /** A connection's phase deadline passed. */
@@ -262,7 +440,10 @@ function goodbye(socket: Socket<Client>, last?: Uint8Array): void {
 
 /** Whether this client certificate may receive logs, or why not. */
 function refusal(
-  socket: Socket<Client>, success: boolean, error: Error | null, crls: RevocationList[],
+  socket: Socket<Client>,
+  success: boolean,
+  error: Error | null,
+  crls: RevocationList[],
 ): string | undefined {
   const certificate = socket.getPeerX509Certificate();
   const why = error ? reason(error) : "not authorized";
@@ -280,7 +461,8 @@ function refusal(
   }
   if (allow.length > 0) {
     const names = certificateNames(certificate);
-    if (!names.some((name) => allow.includes(name))) return `certificate ${serial} names ${names.join(", ") || "nothing"}, none of them in --allow`;
+    if (!names.some((name) => allow.includes(name)))
+      return `certificate ${serial} names ${names.join(", ") || "nothing"}, none of them in --allow`;
   }
   const issuer = dnOfCertificate(certificate.issuer);
   if (requiredIssuer && !sameDN(issuer, requiredIssuer))
@@ -297,21 +479,10 @@ function identify(socket: Socket<Client>): void {
   socket.data.name = `${socket.data.remote} (${cn ? cn[1] : socket.data.subject})`;
 }
 
-function flush(socket: Socket<Client>): void {
-  socket.data.stream.flush((data) => socket.write(data), performance.now());
-}
-
-/** Tells the peer why (unless that would cut a frame in half), and closes. */
-function refuseProtocol(socket: Socket<Client>, message: string): void {
-  log(`client ${socket.data.name}: ${message}; closing`);
-  if (socket.data.stream.midWrite) return cut(socket);
-  goodbye(socket, encodeControl({ type: "error", message }));
-}
-
 /** A control message from an authorized client: `resume` once, then `progress` as often as it likes. */
-function onControl(socket: Socket<Client>, body: Uint8Array): void {
+function onControlFrame(socket: Socket<Client>, body: Uint8Array): void {
   const client = socket.data;
-  let message;
+  let message: ControlMessage;
   try {
     message = parseControl(body);
   } catch (error) {
@@ -326,8 +497,11 @@ function onControl(socket: Socket<Client>, body: Uint8Array): void {
   if (message.type === "resume" && client.phase === "streaming") return refuseProtocol(socket, "resume sent twice");
   if (message.type !== "resume") return refuseProtocol(socket, `unexpected ${message.type} message`);
   if (message.version !== PROTOCOL_VERSION)
-    return refuseProtocol(socket, `client speaks protocol version ${message.version}, this server speaks ${PROTOCOL_VERSION}`);
-  const start = resumeStart(message, { id: serverId, first: recent.first, next: recent.next });
+    return refuseProtocol(
+      socket,
+      `client speaks protocol version ${message.version}, this server speaks ${PROTOCOL_VERSION}`,
+    );
+  const start = resumeStart(message, { id: serverId, first: resumeBuffer.first, next: resumeBuffer.next });
   const from = start.lost === undefined ? "" : `, ${start.lost ?? "unknown number of"} messages lost (${start.reason})`;
   log(`client ${client.name} starts at #${start.seq}${message.server === undefined ? " (new)" : ""}${from}`);
   client.stream.start(start);
@@ -336,9 +510,19 @@ function onControl(socket: Socket<Client>, body: Uint8Array): void {
   flush(socket);
 }
 
-// Frames are written once per event-loop turn, so a burst of datagrams becomes a few large
-// TLS writes instead of one small write per message.
-let flushScheduled = false;
+/** Tells the peer why (unless that would cut a frame in half), and closes. */
+function refuseProtocol(socket: Socket<Client>, message: string): void {
+  log(`client ${socket.data.name}: ${message}; closing`);
+  if (socket.data.stream.midWrite) return cut(socket);
+  goodbye(socket, encodeControl({ type: "error", message }));
+}
+
+function flush(socket: Socket<Client>): void {
+  socket.data.stream.flush((data) => socket.write(data), performance.now());
+}
+
+// ---- Messages: each datagram from the syslog daemon goes into the resume buffer, and from there to
+// every streaming client.
 
 function receive(message: Uint8Array): void {
   if (message.length === 0 || message.length > MAX_MESSAGE) {
@@ -349,14 +533,14 @@ function receive(message: Uint8Array): void {
   }
   counters.received++;
   counters.receivedBytes += message.length;
-  recent.append(message);
-  let keepFrom = recent.next;
+  resumeBuffer.append(message);
+  let keepFrom = resumeBuffer.next;
   for (const socket of connections.streaming) {
     const { stream } = socket.data;
     stream.keepWithinLimit();
     keepFrom = Math.min(keepFrom, stream.cursor!);
   }
-  recent.trim(options.buffer, keepFrom);
+  resumeBuffer.trim(options.buffer, keepFrom);
   if (flushScheduled || connections.streaming.size === 0) return;
   flushScheduled = true;
   setImmediate(() => {
@@ -367,12 +551,14 @@ function receive(message: Uint8Array): void {
 
 // Once a second: report refusals and skipped messages (a flood or a stalled client would
 // otherwise log once per connection or message), and send heartbeats on idle connections.
-const housekeeping = setInterval(() => {
+function housekeeping(): void {
   const now = performance.now();
-  if (floodRefusals.pending > 0) log(`refused ${floodRefusals.pending} connections: ${options.maxPending} handshakes already pending (--max-pending)`);
-  if (floodRefusals.rate > 0) log(`refused ${floodRefusals.rate} connections: over ${options.handshakeRate} a minute from one address (--handshake-rate)`);
-  const { full, reset } = floodRefusals;
-  if (full > 0) log(`refused ${full} connections: the --handshake-rate table is full (${MAX_KEYS} addresses)`);
+  const { pending: busy, rate, full, reset } = floodRefusals;
+  if (busy > 0) log(`refused ${busy} connections: ${options.maxPending} handshakes already pending (--max-pending)`);
+  const perAddress = `over ${options.handshakeRate} a minute from one address (--handshake-rate)`;
+  if (rate > 0) log(`refused ${rate} connections: ${perAddress}`);
+  if (full > 0)
+    log(`refused ${full} connections: the --handshake-rate table is full (${MAX_HANDSHAKE_SOURCES} addresses)`);
   if (reset > 0) log(`closed ${reset} connections that were reset before they could be served`);
   floodRefusals.pending = floodRefusals.rate = floodRefusals.full = floodRefusals.reset = 0;
   const { empty, oversize } = skippedUnreported;
@@ -386,15 +572,18 @@ const housekeeping = setInterval(() => {
     const dropped = client.stream.takeDropped();
     if (dropped > 0) {
       client.droppedTotal += dropped;
-      log(`client ${client.name}: more than ${queueLimit} bytes behind, skipped ${dropped} oldest messages (${client.droppedTotal} in all)`);
+      const skippedNow = `skipped ${dropped} oldest messages (${client.droppedTotal} in all)`;
+      log(`client ${client.name}: more than ${queueLimit} bytes behind, ${skippedNow}`);
     }
     if (client.stream.idle && now - client.stream.lastWrite >= options.heartbeat * 1000) {
       client.stream.control({ type: "heartbeat" });
       flush(socket);
     }
   }
-}, Math.min(1000, options.heartbeat * 500));
-housekeeping.unref();
+}
+setInterval(housekeeping, Math.min(1000, options.heartbeat * 500)).unref();
+
+// ---- Sockets: the TLS listener, the UDP socket, and the metrics server if asked for.
 
 /** The TLS listener with the given certificates; SIGHUP replaces it, while its connections stay. */
 function listen(files: TlsFiles): TCPSocketListener<Client> {
@@ -404,78 +593,16 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
     hostname: listenAddress.host,
     port: listenAddress.port,
     tls: {
-      cert: files.cert, key: files.key, ca: files.ca, crl: files.crl, requestCert: true, secureOptions: TLS13_ONLY,
+      cert: files.cert,
+      key: files.key,
+      ca: files.ca,
+      crl: files.crl,
+      requestCert: true,
+      secureOptions: TLS13_ONLY,
       // With pins, a certificate need not chain to --ca: the TLS layer must let it through to refusal().
       rejectUnauthorized: pins.size === 0,
     },
-    socket: {
-      open(socket) {
-        counters.connections++;
-        const host = socket.remoteAddress;
-        const now = performance.now();
-        // A connection reset before this callback ran has no address left: nobody to serve.
-        const full = pending() >= options.maxPending;
-        const verdict = host === undefined ? "reset" : full ? "pending" : handshakesBySource.allow(host, now);
-        if (verdict !== "allowed") {
-          floodRefusals[verdict]++;
-          if (verdict !== "reset") counters.refused++;
-          socket.terminate();
-          return;
-        }
-        socket.data = {
-          remote: formatAddress({ host: host!, port: socket.remotePort }),
-          phase: "handshaking",
-          openedAt: now,
-          progressAt: now,
-          deframer: new Deframer(CLIENT_MAX_MESSAGE),
-          stream: new ClientStream(recent, queueLimit, now),
-          droppedTotal: 0,
-        };
-        enter(socket, "handshaking");
-      },
-      handshake(socket, success, error) {
-        if (socket.data?.phase !== "handshaking") return;
-        // Bun may report success for a certificate that failed verification; refusal() checks `authorized` too.
-        const why = refusal(socket, success, error, crls);
-        if (why) {
-          counters.refused++;
-          log(`refused ${socket.data.remote}: ${why}`);
-          return goodbye(socket);
-        }
-        identify(socket);
-        socket.setKeepAlive(true, 30_000);
-        enter(socket, "resuming");
-        log(`client ${socket.data.name} connected (${authorized()} in all)`);
-        socket.data.stream.control({
-          type: "hello", version: PROTOCOL_VERSION, server: serverId, heartbeat: options.heartbeat,
-          first: recent.first, next: recent.next,
-          // The client may say how far it delivered, which counts as life (see deadlineOf).
-          progress: true,
-        });
-        flush(socket);
-      },
-      data(socket, chunk) {
-        const phase = socket.data?.phase;
-        if (phase !== "resuming" && phase !== "streaming") return;
-        const { deframer } = socket.data;
-        for (const frame of deframer.push(chunk)) {
-          if (!frame.control) return refuseProtocol(socket, "clients may send control messages only");
-          onControl(socket, frame.body);
-          if (socket.data.phase === "closing" || socket.data.phase === "closed") return;
-        }
-        if (deframer.error) refuseProtocol(socket, deframer.error);
-      },
-      drain(socket) {
-        const phase = socket.data?.phase;
-        if (phase === "resuming" || phase === "streaming") flush(socket);
-      },
-      close(socket, error) {
-        if (socket.data) enter(socket, "closed", error ? reason(error) : undefined);
-      },
-      error(socket, error) {
-        log(`connection ${socket.data?.remote ?? "?"}: ${reason(error)}`);
-      },
-    },
+    socket: clientHandlers(crls),
   });
 }
 
@@ -508,12 +635,30 @@ udp.on("error", (error) => log(`udp ${formatAddress(udpAddress)}: ${reason(error
 // The kernel reports twice what it grants, and caps the grant at net.core.rmem_max.
 const granted = udp.getRecvBufferSize() / 2;
 if (granted < options.udpBuffer) {
-  log(`warning: the UDP receive buffer is ${granted} bytes, not --udp-buffer ${options.udpBuffer}: raise net.core.rmem_max to ${options.udpBuffer} (sysctl -w net.core.rmem_max=${options.udpBuffer})`);
+  const raise = `raise net.core.rmem_max to ${options.udpBuffer} (sysctl -w net.core.rmem_max=${options.udpBuffer})`;
+  log(`warning: the UDP receive buffer is ${granted} bytes, not --udp-buffer ${options.udpBuffer}: ${raise}`);
 }
 
-log(`server id ${serverId}: receiving syslog on udp ${formatAddress(udpAddress)}, serving clients on tls ${formatAddress({ host: listenAddress.host, port: listener.port })}`);
+if (options.metrics) {
+  try {
+    Bun.serve({
+      hostname: options.metrics.host,
+      port: options.metrics.port,
+      fetch: (request) =>
+        new URL(request.url).pathname === "/metrics"
+          ? new Response(prometheusText(metrics()), { headers: { "content-type": "text/plain; version=0.0.4" } })
+          : new Response("slps serves /metrics only\n", { status: 404 }),
+    });
+  } catch (error) {
+    log(bindFailure("metrics", options.metrics, error));
+    process.exit(1);
+  }
+}
 
-// ---- For operators: certificate renewal, expiry warnings, numbers.
+const served = formatAddress({ host: listenAddress.host, port: listener.port });
+log(`server id ${serverId}: receiving syslog on udp ${formatAddress(udpAddress)}, serving clients on tls ${served}`);
+
+// ---- For operators: expiry and CRL warnings, and the numbers SIGUSR1 prints and /metrics serves.
 
 /** Our certificate, and the CRLs, which refuse every client under their CA once they run out. */
 function warnIfExpiring(): void {
@@ -536,13 +681,110 @@ function warnIfCrlMissing(files: TlsFiles): void {
 }
 warnIfCrlMissing(tls);
 
+function snapshot() {
+  return {
+    program: "slps",
+    server: serverId,
+    uptime: Math.round((Date.now() - startedAt) / 1000),
+    ...counters,
+    skipped: { ...skipped },
+    buffer: {
+      messages: resumeBuffer.next - resumeBuffer.first,
+      bytes: resumeBuffer.bytes,
+      limit: options.buffer,
+      first: resumeBuffer.first,
+      next: resumeBuffer.next,
+    },
+    phases: {
+      handshaking: connections.handshaking.size,
+      resuming: connections.resuming.size,
+      streaming: connections.streaming.size,
+      closing: connections.closing.size,
+    },
+    clients: [...connections.resuming, ...connections.streaming].map(({ data }) => ({
+      name: data.name,
+      subject: data.subject,
+      address: data.remote,
+      sent: data.stream.sent,
+      sentBytes: data.stream.sentBytes,
+      dropped: data.droppedTotal + data.stream.dropped,
+      behind: data.stream.cursor === undefined ? 0 : resumeBuffer.behind(data.stream.cursor),
+      delivered: data.delivered ?? null,
+    })),
+  };
+}
+
+function metrics(): Metric[] {
+  const now = snapshot();
+  const one = (name: string, help: string, type: Metric["type"], value: number): Metric => ({
+    name,
+    help,
+    type,
+    samples: [{ labels: {}, value }],
+  });
+  type Shown = (typeof now.clients)[number];
+  type Value = (c: Shown) => number;
+  const perClient = (name: string, help: string, type: Metric["type"], value: Value, clients = now.clients) =>
+    ({
+      name,
+      help,
+      type,
+      samples: clients.map((c) => ({ labels: { subject: c.subject ?? "", address: c.address }, value: value(c) })),
+    }) satisfies Metric;
+  return [
+    one("slps_received_messages_total", "Messages received over UDP.", "counter", now.received),
+    one("slps_received_bytes_total", "Bytes of messages received over UDP.", "counter", now.receivedBytes),
+    one("slps_connections_total", "TLS connections accepted.", "counter", now.connections),
+    {
+      name: "slps_skipped_datagrams_total",
+      help: "Datagrams not relayed: empty, or over 65,507 bytes (oversize).",
+      type: "counter",
+      samples: (["empty", "oversize"] as const).map((kind) => ({ labels: { reason: kind }, value: now.skipped[kind] })),
+    },
+    one(
+      "slps_refused_connections_total",
+      "Connections refused: certificate, issuer, limits or timeouts.",
+      "counter",
+      now.refused,
+    ),
+    one("slps_clients", "Authorized clients connected now.", "gauge", now.clients.length),
+    {
+      name: "slps_open_connections",
+      help: "TLS connections open now, by phase: handshaking, resuming, streaming, closing.",
+      type: "gauge",
+      samples: Object.entries(now.phases).map(([phase, value]) => ({ labels: { phase }, value })),
+    },
+    one("slps_buffer_messages", "Messages held in the resume buffer.", "gauge", now.buffer.messages),
+    one("slps_buffer_bytes", "Bytes held in the resume buffer.", "gauge", now.buffer.bytes),
+    one("slps_buffer_limit_bytes", "The resume buffer's limit (--buffer).", "gauge", now.buffer.limit),
+    perClient("slps_client_sent_messages_total", "Messages sent to a client.", "counter", (c) => c.sent),
+    perClient("slps_client_sent_bytes_total", "Bytes of messages sent to a client.", "counter", (c) => c.sentBytes),
+    perClient(
+      "slps_client_dropped_messages_total",
+      "Messages a client missed because it fell more than --queue behind.",
+      "counter",
+      (c) => c.dropped,
+    ),
+    perClient("slps_client_behind_bytes", "Bytes waiting for a client.", "gauge", (c) => c.behind),
+    perClient(
+      "slps_client_delivered_sequence",
+      "The last message a client said it delivered (progress).",
+      "gauge",
+      (c) => c.delivered!,
+      now.clients.filter((c) => c.delivered !== null),
+    ),
+  ];
+}
+
+// ---- Signals: SIGHUP rereads the certificates, SIGUSR1 prints the numbers, SIGINT and SIGTERM stop.
+
 /** SIGHUP: reread the certificate, key and CA. New connections use them; connected clients stay. */
 function reload(): void {
   let files: TlsFiles;
   try {
     files = loadFiles();
   } catch (error) {
-    log(`SIGHUP: ${(error as Error).message}; keeping the certificates in force`);
+    log(`SIGHUP: ${reason(error)}; keeping the certificates in force`);
     return;
   }
   // Bun cannot swap a listener's certificates, so a new listener takes the port. Stopping the old
@@ -562,93 +804,11 @@ function reload(): void {
     return;
   }
   tls = files;
-  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${options.crl ? ` and --crl ${options.crl}` : ""}`);
+  const crl = options.crl ? ` and --crl ${options.crl}` : "";
+  log(`SIGHUP: reloaded --cert ${options.cert}, --key ${options.key}, --ca ${options.ca}${crl}`);
   warnIfExpiring();
   warnIfCrlMissing(files);
 }
-
-function snapshot() {
-  return {
-    program: "slps",
-    server: serverId,
-    uptime: Math.round((Date.now() - startedAt) / 1000),
-    ...counters,
-    skipped: { ...skipped },
-    buffer: { messages: recent.next - recent.first, bytes: recent.bytes, limit: options.buffer, first: recent.first, next: recent.next },
-    phases: {
-      handshaking: connections.handshaking.size, resuming: connections.resuming.size,
-      streaming: connections.streaming.size, closing: connections.closing.size,
-    },
-    clients: [...connections.resuming, ...connections.streaming].map(({ data }) => ({
-      name: data.name,
-      subject: data.subject,
-      address: data.remote,
-      sent: data.stream.sent,
-      sentBytes: data.stream.sentBytes,
-      dropped: data.droppedTotal + data.stream.dropped,
-      behind: data.stream.cursor === undefined ? 0 : recent.behind(data.stream.cursor),
-      delivered: data.delivered ?? null,
-    })),
-  };
-}
-
-function metrics(): Metric[] {
-  const now = snapshot();
-  const one = (name: string, help: string, type: Metric["type"], value: number): Metric => ({ name, help, type, samples: [{ labels: {}, value }] });
-  type Shown = (typeof now.clients)[number];
-  type Value = (c: Shown) => number;
-  const perClient = (name: string, help: string, type: Metric["type"], value: Value, clients = now.clients) => ({
-    name, help, type,
-    samples: clients.map((c) => ({ labels: { subject: c.subject ?? "", address: c.address }, value: value(c) })),
-  }) satisfies Metric;
-  return [
-    one("slps_received_messages_total", "Messages received over UDP.", "counter", now.received),
-    one("slps_received_bytes_total", "Bytes of messages received over UDP.", "counter", now.receivedBytes),
-    one("slps_connections_total", "TLS connections accepted.", "counter", now.connections),
-    {
-      name: "slps_skipped_datagrams_total",
-      help: "Datagrams not relayed: empty, or over 65,507 bytes (oversize).",
-      type: "counter",
-      samples: (["empty", "oversize"] as const).map((kind) => ({ labels: { reason: kind }, value: now.skipped[kind] })),
-    },
-    one("slps_refused_connections_total", "Connections refused: certificate, issuer, limits or timeouts.", "counter", now.refused),
-    one("slps_clients", "Authorized clients connected now.", "gauge", now.clients.length),
-    {
-      name: "slps_open_connections",
-      help: "TLS connections open now, by phase: handshaking, resuming, streaming, closing.",
-      type: "gauge",
-      samples: Object.entries(now.phases).map(([phase, value]) => ({ labels: { phase }, value })),
-    },
-    one("slps_buffer_messages", "Messages held in the resume buffer.", "gauge", now.buffer.messages),
-    one("slps_buffer_bytes", "Bytes held in the resume buffer.", "gauge", now.buffer.bytes),
-    one("slps_buffer_limit_bytes", "The resume buffer's limit (--buffer).", "gauge", now.buffer.limit),
-    perClient("slps_client_sent_messages_total", "Messages sent to a client.", "counter", (c) => c.sent),
-    perClient("slps_client_sent_bytes_total", "Bytes of messages sent to a client.", "counter", (c) => c.sentBytes),
-    perClient("slps_client_dropped_messages_total", "Messages a client missed because it fell more than --queue behind.", "counter", (c) => c.dropped),
-    perClient("slps_client_behind_bytes", "Bytes waiting for a client.", "gauge", (c) => c.behind),
-    perClient("slps_client_delivered_sequence", "The last message a client said it delivered (progress).", "gauge",
-      (c) => c.delivered!, now.clients.filter((c) => c.delivered !== null)),
-  ];
-}
-
-if (options.metrics) {
-  try {
-    Bun.serve({
-      hostname: options.metrics.host,
-      port: options.metrics.port,
-      fetch: (request) =>
-        new URL(request.url).pathname === "/metrics"
-          ? new Response(prometheusText(metrics()), { headers: { "content-type": "text/plain; version=0.0.4" } })
-          : new Response("slps serves /metrics only\n", { status: 404 }),
-    });
-  } catch (error) {
-    log(bindFailure("metrics", options.metrics, error));
-    process.exit(1);
-  }
-}
-
-process.on("SIGHUP", reload);
-process.on("SIGUSR1", () => process.stderr.write(JSON.stringify(snapshot()) + "\n"));
 
 function shutdown(signal: string): void {
   log(`${signal}: closing ${authorized()} clients and exiting`);
@@ -656,5 +816,8 @@ function shutdown(signal: string): void {
   listener.stop(true);
   process.exit(0);
 }
+
+process.on("SIGHUP", reload);
+process.on("SIGUSR1", () => process.stderr.write(`${JSON.stringify(snapshot())}\n`));
 process.on("SIGINT", () => shutdown("SIGINT"));
 process.on("SIGTERM", () => shutdown("SIGTERM"));

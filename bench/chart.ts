@@ -21,7 +21,14 @@ function roundUp(value: number): number {
   return [1, 2, 2.5, 5, 10].map((m) => m * power).find((top) => top >= value)!;
 }
 
-function panel(points: Point[], rates: number[], value: (p: Point) => number, title: string, unit: string, y0: number): string {
+function panel(
+  points: Point[],
+  rates: number[],
+  value: (p: Point) => number,
+  title: string,
+  unit: string,
+  y0: number,
+): string {
   const max = roundUp(Math.max(1, ...points.map(value)));
   const x = (rate: number) => LEFT + (rates.indexOf(rate) + 0.5) * ((WIDTH - LEFT - 20) / rates.length);
   const y = (v: number) => y0 + PANEL - (v / max) * PANEL;
@@ -32,17 +39,26 @@ function panel(points: Point[], rates: number[], value: (p: Point) => number, ti
   ];
   for (let i = 0; i <= 4; i++) {
     const v = (max / 4) * i;
-    parts.push(`<text x="${LEFT - 6}" y="${y(v) + 4}" font-size="11" text-anchor="end">${v.toLocaleString("en-US", { maximumFractionDigits: 1 })}</text>`);
+    const label = v.toLocaleString("en-US", { maximumFractionDigits: 1 });
+    parts.push(`<text x="${LEFT - 6}" y="${y(v) + 4}" font-size="11" text-anchor="end">${label}</text>`);
     parts.push(`<line x1="${LEFT}" y1="${y(v)}" x2="${WIDTH - 20}" y2="${y(v)}" stroke="#ddd"/>`);
   }
   for (const rate of rates) {
-    parts.push(`<text x="${x(rate)}" y="${y0 + PANEL + 16}" font-size="11" text-anchor="middle">${rate === 0 ? "flat out" : rate.toLocaleString("en-US")}</text>`);
+    const label = rate === 0 ? "flat out" : rate.toLocaleString("en-US");
+    parts.push(`<text x="${x(rate)}" y="${y0 + PANEL + 16}" font-size="11" text-anchor="middle">${label}</text>`);
   }
-  parts.push(`<text x="16" y="${y0 + PANEL / 2}" font-size="11" transform="rotate(-90 16 ${y0 + PANEL / 2})" text-anchor="middle">${unit}</text>`);
+  const middle = y0 + PANEL / 2;
+  parts.push(
+    `<text x="16" y="${middle}" font-size="11" transform="rotate(-90 16 ${middle})" text-anchor="middle">` +
+      `${unit}</text>`,
+  );
   for (const relay of [...new Set(points.map((p) => p.relay))]) {
-    const mine = points.filter((p) => p.relay === relay).sort((a, b) => rates.indexOf(a.offered) - rates.indexOf(b.offered));
+    const mine = points
+      .filter((p) => p.relay === relay)
+      .sort((a, b) => rates.indexOf(a.offered) - rates.indexOf(b.offered));
     const color = COLORS[relay] ?? "#2ca02c";
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${mine.map((p) => `${x(p.offered)},${y(value(p))}`).join(" ")}"/>`);
+    const line = mine.map((p) => `${x(p.offered)},${y(value(p))}`).join(" ");
+    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${line}"/>`);
     for (const p of mine) parts.push(`<circle cx="${x(p.offered)}" cy="${y(value(p))}" r="3" fill="${color}"/>`);
   }
   return parts.join("\n");
@@ -50,8 +66,11 @@ function panel(points: Point[], rates: number[], value: (p: Point) => number, ti
 
 export function chart(points: Point[], rates: number[]): string {
   const relays = [...new Set(points.map((p) => p.relay))];
-  const legend = relays.map((relay, i) =>
-    `<rect x="${WIDTH - 160}" y="${8 + i * 16}" width="12" height="12" fill="${COLORS[relay] ?? "#2ca02c"}"/><text x="${WIDTH - 142}" y="${18 + i * 16}" font-size="12">${relay}</text>`);
+  const legend = relays.map(
+    (relay, i) =>
+      `<rect x="${WIDTH - 160}" y="${8 + i * 16}" width="12" height="12" fill="${COLORS[relay] ?? "#2ca02c"}"/>` +
+      `<text x="${WIDTH - 142}" y="${18 + i * 16}" font-size="12">${relay}</text>`,
+  );
   const height = TOP + 2 * PANEL + 140;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" font-family="sans-serif">`,
@@ -59,7 +78,8 @@ export function chart(points: Point[], rates: number[]): string {
     ...legend,
     panel(points, rates, (p) => p.rate, "Delivered messages/s by offered rate", "messages/s", TOP + 20),
     panel(points, rates, (p) => p.p99, "p99 latency (ms) by offered rate", "ms", TOP + PANEL + 90),
-    `<text x="${WIDTH / 2}" y="${height - 8}" font-size="12" text-anchor="middle">offered messages/s (200-byte messages, UDP in and out, TLS between)</text>`,
+    `<text x="${WIDTH / 2}" y="${height - 8}" font-size="12" text-anchor="middle">` +
+      "offered messages/s (200-byte messages, UDP in and out, TLS between)</text>",
     "</svg>",
     "",
   ].join("\n");

@@ -5,7 +5,7 @@
 // CLOCK_MONOTONIC, read through libc, is one clock for the whole machine on Linux (bench.test.ts
 // checks that a child's reading falls between two of its parent's).
 
-import { FFIType, dlopen, ptr } from "bun:ffi";
+import { dlopen, FFIType, ptr } from "bun:ffi";
 
 const CLOCK_MONOTONIC = 1;
 const TIMER_ABSTIME = 1;

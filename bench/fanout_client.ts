@@ -14,21 +14,21 @@
 // {"pooled": {p50, p99, max}, "streams": [TallyReport + connection, skipped, unknownSkips]}
 // and starts afresh; "stop" exits. A connection that fails or closes is a line on stderr and exit 1.
 
-import type { Socket } from "bun";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Socket } from "bun";
 import {
   type ControlMessage,
   Deframer,
+  encodeControl,
   MAX_MESSAGE,
   PROTOCOL_VERSION,
-  TLS13_ONLY,
-  encodeControl,
   parseControl,
   reason,
+  TLS13_ONLY,
 } from "../lib.ts";
 import { nowNs } from "./clock.ts";
-import { Tally, percentiles } from "./tally.ts";
+import { percentiles, Tally } from "./tally.ts";
 
 const [portText, countText, certs] = process.argv.slice(2);
 const port = Number(portText);

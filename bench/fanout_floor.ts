@@ -11,19 +11,19 @@
 // than what it bounds. A connection that cannot keep up is queued for, up to MAX_BACKLOG, then
 // closed with a line on stderr.
 
-import type { Socket } from "bun";
 import { createSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Socket } from "bun";
 import {
   type ControlMessage,
   Deframer,
-  PROTOCOL_VERSION,
-  TLS13_ONLY,
   encodeControl,
   encodeFrame,
+  PROTOCOL_VERSION,
   parseControl,
   reason,
+  TLS13_ONLY,
 } from "../lib.ts";
 
 const [udpPortText, tlsPortText, certs] = process.argv.slice(2);

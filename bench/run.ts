@@ -16,13 +16,13 @@
 //
 // Prints the tables and writes bench/results.json, results.md and results.svg (or to --out DIR).
 
-import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { findDaemon } from "../test/daemons.ts";
 import {
   Child,
-  ROOT,
   freePort,
+  ROOT,
   removeDir,
   sleep,
   tcpListening,

@@ -5,7 +5,7 @@
 // Usage: bun bench/sink.ts PORT...
 import { createSocket } from "node:dgram";
 import { nowNs } from "./clock.ts";
-import { Tally, percentiles } from "./tally.ts";
+import { percentiles, Tally } from "./tally.ts";
 
 const ports = process.argv.slice(2).map((text) => {
   const port = Number(text);

@@ -2,6 +2,7 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
 import {
   describeFilter,
+  type Filter,
   filterFromWire,
   filterToWire,
   matches,
@@ -10,7 +11,6 @@ import {
   parseMatch,
   parsePrograms,
   parseSeverity,
-  type Filter,
 } from "./filter.ts";
 import { parseSyslog, type SyslogMessage } from "./syslog_message.ts";
 

@@ -11,7 +11,11 @@
 // A substring search costs about the message's length whatever the pattern.
 
 import {
-  FACILITY_CODES, FACILITY_NAMES, SEVERITY_CODES, SEVERITY_NAMES, type SyslogMessage,
+  FACILITY_CODES,
+  FACILITY_NAMES,
+  SEVERITY_CODES,
+  SEVERITY_NAMES,
+  type SyslogMessage,
 } from "./syslog_message.ts";
 
 export interface Filter {
@@ -41,13 +45,15 @@ export const FILTER_LIMITS = {
 
 /** `auth,authpriv,local0`: names (and rsyslog's aliases) or codes 0 to 23. */
 export function parseFacilities(text: string): ReadonlySet<number> {
-  return new Set(list(text, "facility").map((item) => {
-    const code = /^\d+$/.test(item) ? Number(item) : FACILITY_CODES.get(item.toLowerCase());
-    if (code === undefined || code > 23) {
-      throw new Error(`no facility "${item}": use ${FACILITY_NAMES.join(", ")} or 0 to 23`);
-    }
-    return code;
-  }));
+  return new Set(
+    list(text, "facility").map((item) => {
+      const code = /^\d+$/.test(item) ? Number(item) : FACILITY_CODES.get(item.toLowerCase());
+      if (code === undefined || code > 23) {
+        throw new Error(`no facility "${item}": use ${FACILITY_NAMES.join(", ")} or 0 to 23`);
+      }
+      return code;
+    }),
+  );
 }
 
 /** `warning` or `4`: that level and more severe. */
@@ -192,7 +198,10 @@ export function matches(filter: Filter, message: SyslogMessage): boolean {
   if (hosts !== undefined && (hostname === undefined || !hosts.has(hostname.toLowerCase()))) return false;
   if (match === undefined) return true;
   let needle = needles.get(filter);
-  if (needle?.text !== match) needles.set(filter, (needle = { text: match, bytes: Buffer.from(match) }));
+  if (needle?.text !== match) {
+    needle = { text: match, bytes: Buffer.from(match) };
+    needles.set(filter, needle);
+  }
   const { buffer, byteOffset, byteLength } = message.message;
   return Buffer.from(buffer, byteOffset, byteLength).indexOf(needle.bytes) !== -1;
 }

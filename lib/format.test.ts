@@ -1,6 +1,14 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
-import { colorChoice, formatJson, formatPretty, formatRaw, parseColorFlag, type PrettyOptions } from "./format.ts";
+import {
+  colorChoice,
+  formatJson,
+  formatPretty,
+  formatRaw,
+  messagesAsLines,
+  type PrettyOptions,
+  parseColorFlag,
+} from "./format.ts";
 import { parseSyslog } from "./syslog_message.ts";
 import { terminalCells, widthOf } from "./terminal_text.ts";
 
@@ -24,6 +32,27 @@ describe("formatRaw", () => {
       "a\tb\\nc\\rd\\x00\\x1b[31m\\x7f\xff\n",
     );
     expect(formatRaw(new Uint8Array()).toString()).toBe("\n");
+  });
+
+  test("a message becomes exactly one line, its control bytes escaped and the rest untouched", () => {
+    const message = Buffer.concat([latin1("a\nb\rc\0d\te\x1b"), Buffer.from([0xff, 0xc3, 0xa9])]);
+    expect(formatRaw(message)).toEqual(
+      Buffer.concat([latin1("a\\nb\\rc\\x00d\te\\x1b"), Buffer.from([0xff, 0xc3, 0xa9, 0x0a])]),
+    );
+  });
+
+  test("messagesAsLines writes each message as the line formatRaw makes, all in one buffer", () => {
+    const messages = [
+      latin1("a\nb\rc\0d\te\x1b\x7f"),
+      Buffer.from([0xff, 0xc3, 0xa9]),
+      latin1(""),
+      latin1("\x1f\x7f\n"),
+    ];
+    expect(messagesAsLines(messages)).toEqual(Buffer.concat(messages.map(formatRaw)));
+    expect(messagesAsLines(messages).toString("latin1")).toBe(
+      "a\\nb\\rc\\x00d\te\\x1b\\x7f\n\xff\xc3\xa9\n\n\\x1f\\x7f\\n\n",
+    );
+    expect(messagesAsLines([])).toEqual(Buffer.alloc(0));
   });
 });
 
@@ -223,11 +252,11 @@ describe("formatPretty", () => {
   test("bytes that are not UTF-8 and control characters show as escapes; LF continues under the message", () => {
     expect(pretty(NOT_UTF8).slice(MESSAGE_COLUMN)).toBe("caf\\xe9 \\xff\n");
     expect(pretty(NEWLINES)).toBe(
-      [
+      `${[
         "Jan  5 10:11:12 web          app              debug   first",
         `${" ".repeat(MESSAGE_COLUMN)}second\\r`,
         `${" ".repeat(MESSAGE_COLUMN)}\\x1b[2Jthird`,
-      ].join("\n") + "\n",
+      ].join("\n")}\n`,
     );
   });
 
@@ -276,7 +305,9 @@ describe("formatPretty under arbitrary bytes", () => {
       fc.property(datagram, fc.boolean(), fc.integer({ min: 74, max: 200 }), (bytes, color, width) => {
         const output = pretty(bytes, { color, width });
         expect(output.endsWith("\n")).toBe(true);
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: the colour codes this test strips start with ESC
         const text = output.replace(/\x1b\[(?:0|2|31|33)m/g, "");
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: what must not reach a terminal is control characters
         expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/);
         if (!color) expect(text).toBe(output);
         for (const line of text.slice(0, -1).split("\n"))

@@ -3,7 +3,7 @@
 // Each function returns the text to write, final newline included; none of them drops a
 // message: one that cannot be parsed keeps all its bytes in each format.
 
-import { isIsoTimestamp, FACILITY_NAMES, SEVERITY_NAMES, type SyslogMessage } from "./syslog_message.ts";
+import { FACILITY_NAMES, isIsoTimestamp, SEVERITY_NAMES, type SyslogMessage } from "./syslog_message.ts";
 import { type Cell, fitCells, terminalCells, terminalLines, widthOf, wrapCells } from "./terminal_text.ts";
 
 /**
@@ -11,16 +11,42 @@ import { type Cell, fitCells, terminalCells, terminalLines, widthOf, wrapCells }
  * (`\n`, `\r`, `\x1b`), so each message is one line and none moves the cursor.
  */
 export function formatRaw(message: Uint8Array): Buffer {
-  const out: number[] = [];
-  for (const byte of message) {
-    if (byte === 0x0a) out.push(0x5c, 0x6e);
-    else if (byte === 0x0d) out.push(0x5c, 0x72);
-    else if ((byte < 0x20 && byte !== 0x09) || byte === 0x7f) {
-      out.push(...Buffer.from(`\\x${byte.toString(16).padStart(2, "0")}`));
-    } else out.push(byte);
+  return messagesAsLines([message]);
+}
+
+/** Bytes a message byte takes in a line: LF and CR as `\n` and `\r`, other control bytes as `\xHH`. */
+function lineBytes(byte: number): number {
+  if (byte === 0x0a || byte === 0x0d) return 2;
+  return (byte < 0x20 && byte !== 0x09) || byte === 0x7f ? 4 : 1;
+}
+
+const HEX = "0123456789abcdef";
+
+/**
+ * Messages as formatRaw writes them, all in one buffer: slpc writes what one read brought with
+ * one write. Sized first, then filled, so a burst of messages costs two passes and no copies.
+ */
+export function messagesAsLines(messages: readonly Uint8Array[]): Buffer {
+  let size = 0;
+  for (const message of messages) {
+    size += message.length + 1;
+    for (const byte of message) if (byte < 0x20 || byte === 0x7f) size += lineBytes(byte) - 1;
   }
-  out.push(0x0a);
-  return Buffer.from(out);
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const message of messages) {
+    for (const byte of message) {
+      const width = byte < 0x20 || byte === 0x7f ? lineBytes(byte) : 1;
+      if (width === 1) out[at++] = byte;
+      else if (width === 2) [out[at++], out[at++]] = [0x5c, byte === 0x0a ? 0x6e : 0x72];
+      else {
+        [out[at++], out[at++]] = [0x5c, 0x78];
+        [out[at++], out[at++]] = [HEX.charCodeAt(byte >> 4), HEX.charCodeAt(byte & 0xf)];
+      }
+    }
+    out[at++] = 0x0a;
+  }
+  return out;
 }
 
 export interface JsonContext {
@@ -126,8 +152,14 @@ export function formatPretty(parsed: SyslogMessage, options: PrettyOptions): str
   };
   const out = rows.map((row, index) => {
     while (row.at(-1)?.text === " ") row.pop();
-    const text = row.filter((cell) => !cell.dim).map((cell) => cell.text).join("");
-    const dimmed = row.filter((cell) => cell.dim).map((cell) => cell.text).join("");
+    const text = row
+      .filter((cell) => !cell.dim)
+      .map((cell) => cell.text)
+      .join("");
+    const dimmed = row
+      .filter((cell) => cell.dim)
+      .map((cell) => cell.text)
+      .join("");
     const head = index === 0 ? `${columns.slice(0, 3).join(" ")} ${paint(columns[3]!)} ` : " ".repeat(MESSAGE_COLUMN);
     return (head + paint(text) + paint(dimmed, true)).trimEnd();
   });
@@ -170,7 +202,13 @@ function displayTime(timestamp: string | undefined, now: Date | undefined, timeZ
   let formatter = formatters.get(timeZone);
   if (formatter === undefined) {
     formatter = new Intl.DateTimeFormat("en-US", {
-      timeZone, month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+      timeZone,
+      month: "short",
+      day: "numeric",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+      hourCycle: "h23",
     });
     formatters.set(timeZone, formatter);
   }

@@ -2,7 +2,8 @@
 // HOST:PORT keeps meaning UDP, as it did before the other transports existed; a scheme picks
 // octet-counted TCP (RFC 6587), RELP, or a local datagram socket such as /dev/log.
 
-import { parseHostPort, reason } from "../lib.ts";
+import { parseHostPort } from "./address.ts";
+import { reason } from "./log.ts";
 
 export type ForwardAddress =
   | { transport: "udp" | "tcp" | "relp"; host: string; port: number }

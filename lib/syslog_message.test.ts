@@ -3,10 +3,10 @@ import fc from "fast-check";
 import {
   FACILITY_CODES,
   FACILITY_NAMES,
-  SEVERITY_CODES,
-  SEVERITY_NAMES,
   isIsoTimestamp,
   parseSyslog,
+  SEVERITY_CODES,
+  SEVERITY_NAMES,
   type SyslogMessage,
 } from "./syslog_message.ts";
 
@@ -281,15 +281,15 @@ describe("name tables", () => {
   test("every code has one name, and every name and alias leads back to its code", () => {
     expect(FACILITY_NAMES).toHaveLength(24);
     expect(SEVERITY_NAMES).toHaveLength(8);
-    FACILITY_NAMES.forEach((name, code) => expect(FACILITY_CODES.get(name)).toBe(code));
-    SEVERITY_NAMES.forEach((name, code) => expect(SEVERITY_CODES.get(name)).toBe(code));
+    for (const [code, name] of FACILITY_NAMES.entries()) expect(FACILITY_CODES.get(name)).toBe(code);
+    for (const [code, name] of SEVERITY_NAMES.entries()) expect(SEVERITY_CODES.get(name)).toBe(code);
     expect([FACILITY_CODES.get("audit"), FACILITY_CODES.get("security"), SEVERITY_CODES.get("warn")]).toEqual([
       13, 13, 4,
     ]);
   });
 });
 
-// Fuzzing, as fuzz.test.ts fuzzes the deframer: FUZZ_RUNS sets the cases (`npm run fuzz` runs many).
+// Fuzzing, as lib/framing.test.ts fuzzes the deframer: FUZZ_RUNS sets the cases (`npm run fuzz` runs many).
 const property = <T extends unknown[]>(...args: [...{ [K in keyof T]: fc.Arbitrary<T[K]> }, (...values: T) => void]) =>
   fc.assert(fc.property(...(args as unknown as Parameters<typeof fc.property>)), { numRuns: runs });
 

@@ -17,23 +17,57 @@ import { isUtf8 } from "node:buffer";
 
 /** Facility names by code (RFC 5424 table 1), as syslog-ng prints them; rsyslog's other names are aliases. */
 export const FACILITY_NAMES: readonly string[] = [
-  "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
-  "ntp", "security", "console", "clock", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+  "kern",
+  "user",
+  "mail",
+  "daemon",
+  "auth",
+  "syslog",
+  "lpr",
+  "news",
+  "uucp",
+  "cron",
+  "authpriv",
+  "ftp",
+  "ntp",
+  "security",
+  "console",
+  "clock",
+  "local0",
+  "local1",
+  "local2",
+  "local3",
+  "local4",
+  "local5",
+  "local6",
+  "local7",
 ];
 /** Severity names by code (RFC 5424 table 2), most severe first. */
 export const SEVERITY_NAMES: readonly string[] = [
-  "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+  "emerg",
+  "alert",
+  "crit",
+  "err",
+  "warning",
+  "notice",
+  "info",
+  "debug",
 ];
 
 /** Every facility name a person may write, with its code: the table's and the usual aliases (rsyslog's 13-15). */
 export const FACILITY_CODES: ReadonlyMap<string, number> = new Map([
   ...FACILITY_NAMES.map((name, code) => [name, code] as const),
-  ["kernel", 0], ["audit", 13], ["alert", 14], ["solaris-cron", 15],
+  ["kernel", 0],
+  ["audit", 13],
+  ["alert", 14],
+  ["solaris-cron", 15],
 ]);
 /** Every severity name a person may write, with its code. */
 export const SEVERITY_CODES: ReadonlyMap<string, number> = new Map([
   ...SEVERITY_NAMES.map((name, code) => [name, code] as const),
-  ["panic", 0], ["error", 3], ["warn", 4],
+  ["panic", 0],
+  ["error", 3],
+  ["warn", 4],
 ]);
 
 export type SyslogFormat = "rfc5424" | "rfc3164" | "unknown";
@@ -127,8 +161,15 @@ const BSD_TIME = new RegExp(
 /** Whether `value` is an RFC 3339 timestamp whose fields are in range. */
 export function isIsoTimestamp(value: string): boolean {
   const m = ISO_TIME.exec(value);
-  return m !== null && inRange(+m[2]!, 1, 12) && inRange(+m[3]!, 1, 31) && inRange(+m[4]!, 0, 23) &&
-    inRange(+m[5]!, 0, 59) && inRange(+m[6]!, 0, 60) && (m[8] === undefined || m[8] === "Z" || +m[8].slice(4) <= 59);
+  return (
+    m !== null &&
+    inRange(+m[2]!, 1, 12) &&
+    inRange(+m[3]!, 1, 31) &&
+    inRange(+m[4]!, 0, 23) &&
+    inRange(+m[5]!, 0, 59) &&
+    inRange(+m[6]!, 0, 60) &&
+    (m[8] === undefined || m[8] === "Z" || +m[8].slice(4) <= 59)
+  );
 }
 const inRange = (n: number, min: number, max: number) => n >= min && n <= max;
 
@@ -213,7 +254,9 @@ function parse3164(input: Uint8Array, at: number): Fields {
     if (input[at] === SP) at++;
     // A first word with `[` or a final `:` is a tag: local sockets and many devices send no hostname.
     const host = token(input, at);
-    const hostLike = host !== undefined && !host.value.includes("[") &&
+    const hostLike =
+      host !== undefined &&
+      !host.value.includes("[") &&
       (!host.value.endsWith(":") || host.value.split(":").length > 2);
     if (hostLike) {
       header.hostname = host.value;

@@ -1,6 +1,6 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
-import { fitCells, terminalCells, terminalLines, widthOf, wrapCells, type Cell } from "./terminal_text.ts";
+import { type Cell, fitCells, terminalCells, terminalLines, widthOf, wrapCells } from "./terminal_text.ts";
 
 const runs = Number(process.env.FUZZ_RUNS ?? 1000);
 setDefaultTimeout(runs > 1000 ? 600_000 : 30_000);
@@ -80,6 +80,7 @@ describe("fitCells and wrapCells", () => {
 });
 
 // What a terminal would obey: C0 and C1 controls, DEL, bidi controls, line and paragraph separators.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this test looks for
 const HARMFUL = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
 
 describe("terminalLines under arbitrary bytes", () => {

@@ -4,8 +4,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { reason } from "../lib.ts";
 import { Child, ROOT, removeDir, tempDir, until } from "../test/kit.ts";
+import { reason } from "./log.ts";
 import { UnixDatagramSender } from "./unix_dgram.ts";
 
 let dir = "";

@@ -5,7 +5,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BUN, Child, freePort, sendUdp, sleep, testBed, until, type ServerHandle } from "./kit.ts";
+import { BUN, Child, freePort, type ServerHandle, sendUdp, sleep, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
@@ -15,16 +15,48 @@ const { server, sink, track } = bed;
 /** slpc dialling `port` with the test's client certificate, quick to retry, and `args`. */
 function slpc(port: number, args: string[]): Child {
   const { cert, key } = bed.pki.cert("client");
-  return track(new Child([BUN, "slpc.ts", "--server", `localhost:${port}`, "--ca", bed.pki.ca, "--cert", cert,
-    "--key", key, "--retry-min", "0.2", "--retry-max", "1", ...args]));
+  return track(
+    new Child([
+      BUN,
+      "slpc.ts",
+      "--server",
+      `localhost:${port}`,
+      "--ca",
+      bed.pki.ca,
+      "--cert",
+      cert,
+      "--key",
+      key,
+      "--retry-min",
+      "0.2",
+      "--retry-max",
+      "1",
+      ...args,
+    ]),
+  );
 }
 
 /** slps on loopback with `args`, not waited for: it may refuse them. */
 async function slpsWith(args: string[]): Promise<Child & { tlsPort: number }> {
   const { cert, key } = bed.pki.server;
   const [udpPort, tlsPort] = [await freePort("udp"), await freePort("tcp")];
-  const child = track(new Child([BUN, "slps.ts", "--udp", `127.0.0.1:${udpPort}`, "--listen", `127.0.0.1:${tlsPort}`,
-    "--cert", cert, "--key", key, "--ca", bed.pki.ca, ...args]));
+  const child = track(
+    new Child([
+      BUN,
+      "slps.ts",
+      "--udp",
+      `127.0.0.1:${udpPort}`,
+      "--listen",
+      `127.0.0.1:${tlsPort}`,
+      "--cert",
+      cert,
+      "--key",
+      key,
+      "--ca",
+      bed.pki.ca,
+      ...args,
+    ]),
+  );
   return Object.assign(child, { tlsPort });
 }
 
@@ -34,7 +66,11 @@ const streams = (s: ServerHandle) => s.stderr.match(/ starts at #/g)?.length ?? 
 const NINES = "9".repeat(400);
 
 describe("values a parser accepts that the runtime cannot use", () => {
-  for (const [flag, value] of [["--buffer", "100GiB"], ["--queue", "20GiB"], ["--udp-buffer", "4GiB"]]) {
+  for (const [flag, value] of [
+    ["--buffer", "100GiB"],
+    ["--queue", "20GiB"],
+    ["--udp-buffer", "4GiB"],
+  ]) {
     test(`slps ${flag} ${value} is refused at start with one line and exit 2, not a stack trace`, async () => {
       const s = await slpsWith([flag!, value!]);
       const code = await s.exit(10_000);
@@ -50,14 +86,19 @@ describe("values a parser accepts that the runtime cannot use", () => {
     test(`slps ${flag} with a host name that does not resolve is one line naming it and exit 2`, async () => {
       const s = await slpsWith([flag, "nosuch.invalid:9999"]);
       expect(await s.exit(10_000)).toBe(2);
-      expect(s.stderr).toBe(`slps: ${flag} nosuch.invalid:9999: cannot resolve nosuch.invalid: getaddrinfo ENOTFOUND\n`);
+      expect(s.stderr).toBe(
+        `slps: ${flag} nosuch.invalid:9999: cannot resolve nosuch.invalid: getaddrinfo ENOTFOUND\n`,
+      );
     });
   }
 
   // A heartbeat is sent each --heartbeat, and slpc hangs up on more than 50 in a second.
   test("slps --heartbeat 0.005: refused at start, or a client stays connected and gets messages", async () => {
     const s = await slpsWith(["--heartbeat", "0.005"]);
-    await until(() => `slps to serve or exit:\n${s.stderr}`, () => /serving clients/.test(s.stderr) || s.proc.exitCode !== null);
+    await until(
+      () => `slps to serve or exit:\n${s.stderr}`,
+      () => /serving clients/.test(s.stderr) || s.proc.exitCode !== null,
+    );
     if (s.proc.exitCode !== null) return expect(s.proc.exitCode).toBe(2);
     const c = slpc(s.tlsPort, ["--stdout"]);
     await c.waitFor(/following server/);
@@ -69,7 +110,10 @@ describe("values a parser accepts that the runtime cannot use", () => {
   // JSON has no Infinity: the hello says "heartbeat":null, which every slpc refuses.
   test("slps --heartbeat of 400 digits: refused at start, or a client gets its stream", async () => {
     const s = await slpsWith(["--heartbeat", NINES]);
-    await until(() => `slps to serve or exit:\n${s.stderr}`, () => /serving clients/.test(s.stderr) || s.proc.exitCode !== null);
+    await until(
+      () => `slps to serve or exit:\n${s.stderr}`,
+      () => /serving clients/.test(s.stderr) || s.proc.exitCode !== null,
+    );
     if (s.proc.exitCode !== null) return expect(s.proc.exitCode).toBe(2);
     const c = slpc(s.tlsPort, ["--stdout"]);
     await c.waitFor(/connected to/);
@@ -86,14 +130,20 @@ describe("the resume point", () => {
   test("a --state point above 2^52 does not keep slpc in a reconnect loop against slps", async () => {
     const s = await server();
     const state = join(bed.dir, "beyond-max-seq.json");
-    writeFileSync(state, JSON.stringify({ server: "0123456789abcdef", last: 2 ** 52 + 1 }) + "\n");
+    writeFileSync(state, `${JSON.stringify({ server: "0123456789abcdef", last: 2 ** 52 + 1 })}\n`);
     const c = slpc(s.tlsPort, ["--stdout", "--state", state]);
     await c.waitFor(/connected to/);
-    await until(() => `a stream, or a refusal:\n${s.stderr}`, () => streams(s) > 0 || /bad 'last'/.test(s.stderr));
+    await until(
+      () => `a stream, or a refusal:\n${s.stderr}`,
+      () => streams(s) > 0 || /bad 'last'/.test(s.stderr),
+    );
     await sleep(1000);
     expect(s.stderr).not.toContain("resume message has a bad 'last'");
     await sendUdp(s.udpPort, [Buffer.from("<13>after")]);
-    await until(() => `the message on stdout:\n${c.stderr}`, () => c.stdout.toString().includes("<13>after"));
+    await until(
+      () => `the message on stdout:\n${c.stderr}`,
+      () => c.stdout.toString().includes("<13>after"),
+    );
   });
 });
 
@@ -103,8 +153,25 @@ describe("a refused client", () => {
   test("slpc says a close before the server's hello may be its certificate being refused", async () => {
     const s = await server();
     const { cert, key } = bed.pki.cert("stranger");
-    const c = track(new Child([BUN, "slpc.ts", "--server", `localhost:${s.tlsPort}`, "--ca", bed.pki.ca, "--cert", cert,
-      "--key", key, "--retry-min", "5", "--retry-max", "5", "--stdout"]));
+    const c = track(
+      new Child([
+        BUN,
+        "slpc.ts",
+        "--server",
+        `localhost:${s.tlsPort}`,
+        "--ca",
+        bed.pki.ca,
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "--retry-min",
+        "5",
+        "--retry-max",
+        "5",
+        "--stdout",
+      ]),
+    );
     await c.waitFor(/before the server's hello: does the server refuse this certificate\? \(its log says\)/);
     expect(s.stderr).toMatch(/refused 127\.0\.0\.1:\d+: certificate serial [0-9A-F]+ refused/);
   });
@@ -120,7 +187,10 @@ describe("the local daemon is down", () => {
     const port = out.port;
     out.close();
     const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${port}`]);
-    await until(() => `a stream:\n${s.stderr}`, () => streams(s) > 0);
+    await until(
+      () => `a stream:\n${s.stderr}`,
+      () => streams(s) > 0,
+    );
     for (let i = 0; i < 20; i++) {
       await sendUdp(s.udpPort, [Buffer.from(`<13>down ${i}`)]);
       await sleep(50);
@@ -128,11 +198,16 @@ describe("the local daemon is down", () => {
     await c.waitFor(/is the syslog daemon listening\?/);
     const arrived: string[] = [];
     const up = await Bun.udpSocket({
-      hostname: "127.0.0.1", port, socket: { data: (_socket, data) => void arrived.push(Buffer.from(data).toString()) },
+      hostname: "127.0.0.1",
+      port,
+      socket: { data: (_socket, data) => void arrived.push(Buffer.from(data).toString()) },
     });
     bed.defer(() => up.close());
     await sendUdp(s.udpPort, [Buffer.from("<13>after")]);
-    await until(() => `the last message:\n${arrived.join("\n")}`, () => arrived.includes("<13>after"));
+    await until(
+      () => `the last message:\n${arrived.join("\n")}`,
+      () => arrived.includes("<13>after"),
+    );
     await sleep(1500); // anything kept is tried again every second
     const down = arrived.filter((text) => text.startsWith("<13>down"));
     expect(down).toEqual(Array.from({ length: 20 }, (_, i) => `<13>down ${i}`));
@@ -146,12 +221,32 @@ describe("--crl", () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, "index.txt"), "");
     writeFileSync(join(dir, "crlnumber"), "01\n");
-    writeFileSync(join(dir, "ca.cnf"), `[ca]\ndefault_ca = d\n[d]\ndatabase = ${dir}/index.txt\n`
-      + `crlnumber = ${dir}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 1\n`);
+    writeFileSync(
+      join(dir, "ca.cnf"),
+      `[ca]\ndefault_ca = d\n[d]\ndatabase = ${dir}/index.txt\n` +
+        `crlnumber = ${dir}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 1\n`,
+    );
     const crl = join(dir, "crl.pem");
-    const made = Bun.spawnSync(["openssl", "ca", "-config", join(dir, "ca.cnf"), "-keyfile", join(bed.dir, "root.key"),
-      "-cert", bed.pki.ca, "-gencrl", "-crl_lastupdate", "20200101000000Z", "-crl_nextupdate", "20200201000000Z",
-      "-out", crl], { stderr: "pipe" });
+    const made = Bun.spawnSync(
+      [
+        "openssl",
+        "ca",
+        "-config",
+        join(dir, "ca.cnf"),
+        "-keyfile",
+        join(bed.dir, "root.key"),
+        "-cert",
+        bed.pki.ca,
+        "-gencrl",
+        "-crl_lastupdate",
+        "20200101000000Z",
+        "-crl_nextupdate",
+        "20200201000000Z",
+        "-out",
+        crl,
+      ],
+      { stderr: "pipe" },
+    );
     expect(made.exitCode).toBe(0);
     return crl;
   }

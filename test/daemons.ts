@@ -34,7 +34,9 @@ export function findDaemon(kind: DaemonKind): Installed | string {
     if (existsSync(binary)) {
       return {
         cmd: [binary, "-F", "--no-caps", `--module-path=${join(unpacked, "usr/lib/syslog-ng/3.38")}`],
-        env: { LD_LIBRARY_PATH: [join(unpacked, "usr/lib/x86_64-linux-gnu"), join(unpacked, "usr/lib/syslog-ng")].join(":") },
+        env: {
+          LD_LIBRARY_PATH: [join(unpacked, "usr/lib/x86_64-linux-gnu"), join(unpacked, "usr/lib/syslog-ng")].join(":"),
+        },
       };
     }
   }
@@ -53,7 +55,10 @@ export function snippet(name: string, port: number): string {
 export const SERVER_HOST = "web-server";
 
 /** Lines of the home daemon's file: `HOST PROGRAM FACILITY SEVERITY MESSAGE`. */
-const RSYSLOG_FIELDS = `template(name="fields" type="string" string="%hostname% %programname% %syslogfacility-text% %syslogseverity-text% %msg:2:$%\\n")`;
+const RSYSLOG_FIELDS = [
+  'template(name="fields" type="string"',
+  'string="%hostname% %programname% %syslogfacility-text% %syslogseverity-text% %msg:2:$%\\n")',
+].join(" ");
 const SYSLOG_NG_FIELDS = `template("\${HOST} \${PROGRAM} \${FACILITY} \${LEVEL} \${MSG}\\n")`;
 
 export interface Daemon {
@@ -90,60 +95,85 @@ export async function startDaemon(
   const config = join(dir, kind === "rsyslog" ? "rsyslog.conf" : "syslog-ng.conf");
   let args: string[];
   if (kind === "rsyslog") {
-    const harness = role === "server"
-      ? [
-          `global(workDirectory="${dir}" localHostname="${SERVER_HOST}")`,
-          `module(load="imuxsock" SysSock.Use="off")`,
-          // imuxsock limits each process to 200 messages in 5 s by default; the burst test sends 10,000.
-          `input(type="imuxsock" Socket="${socket}" RateLimit.Interval="0")`,
-          // A socket for programs that log RFC 5424: the regular parsers read its structured data.
-          `input(type="imuxsock" Socket="${socket5424}" RateLimit.Interval="0" UseSpecialParser="off")`,
-          snippet("rsyslog-server.conf", port),
-        ]
-      : [
-          // Another name than the server's and this machine's, so a host name it stamped itself would show.
-          `global(workDirectory="${dir}" localHostname="home-machine")`,
-          RSYSLOG_FIELDS,
-          ...(home.harness ?? []),
-          ...(input === "unix"
-            // Debian's `module(load="imuxsock")`, the reader of /dev/log, with the socket at a path of the test's own.
-            ? [`module(load="imuxsock" SysSock.Name="${socket}")`]
-            : [homeSnippet("rsyslog")]),
-          `*.* action(type="omfile" file="${file}" template="fields")`,
-        ];
-    writeFileSync(config, harness.join("\n") + "\n");
+    const harness =
+      role === "server"
+        ? [
+            `global(workDirectory="${dir}" localHostname="${SERVER_HOST}")`,
+            `module(load="imuxsock" SysSock.Use="off")`,
+            // imuxsock limits each process to 200 messages in 5 s by default; the burst test sends 10,000.
+            `input(type="imuxsock" Socket="${socket}" RateLimit.Interval="0")`,
+            // A socket for programs that log RFC 5424: the regular parsers read its structured data.
+            `input(type="imuxsock" Socket="${socket5424}" RateLimit.Interval="0" UseSpecialParser="off")`,
+            snippet("rsyslog-server.conf", port),
+          ]
+        : [
+            // Another name than the server's and this machine's, so a host name it stamped itself would show.
+            `global(workDirectory="${dir}" localHostname="home-machine")`,
+            RSYSLOG_FIELDS,
+            ...(home.harness ?? []),
+            ...(input === "unix"
+              ? // Debian's `module(load="imuxsock")`, the reader of /dev/log, with the socket at a path of
+                // the test's own.
+                [`module(load="imuxsock" SysSock.Name="${socket}")`]
+              : [homeSnippet("rsyslog")]),
+            `*.* action(type="omfile" file="${file}" template="fields")`,
+          ];
+    writeFileSync(config, `${harness.join("\n")}\n`);
     args = ["-f", config, "-i", join(dir, "rsyslogd.pid")];
   } else {
-    const harness = role === "server"
-      ? [
-          "@version: 3.38",
-          `options { use-dns(no); };`,
-          `source s_src {`,
-          `  unix-dgram("${socket}" host-override("${SERVER_HOST}"));`,
-          `  unix-dgram("${socket5424}" host-override("${SERVER_HOST}") flags(syslog-protocol));`,
-          `};`,
-          snippet("syslog-ng-server.conf", port),
-        ]
-      : [
-          "@version: 3.38",
-          `options { use-dns(no); };`,
-          `destination d_syslog { file("${file}" ${SYSLOG_NG_FIELDS}); };`,
-          ...(home.harness ?? []),
-          ...(input === "unix"
-            // What the system() source makes of /dev/log, at a path of the test's own.
-            ? [`source s_local { unix-dgram("${socket}"); };`, `log { source(s_local); destination(d_syslog); };`]
-            : [homeSnippet("syslog-ng")]),
-        ];
-    writeFileSync(config, harness.join("\n") + "\n");
-    args = ["-f", config, "-p", join(dir, "syslog-ng.pid"), "-R", join(dir, "syslog-ng.persist"), "-c", join(dir, "syslog-ng.ctl")];
+    const harness =
+      role === "server"
+        ? [
+            "@version: 3.38",
+            `options { use-dns(no); };`,
+            `source s_src {`,
+            `  unix-dgram("${socket}" host-override("${SERVER_HOST}"));`,
+            `  unix-dgram("${socket5424}" host-override("${SERVER_HOST}") flags(syslog-protocol));`,
+            `};`,
+            snippet("syslog-ng-server.conf", port),
+          ]
+        : [
+            "@version: 3.38",
+            `options { use-dns(no); };`,
+            `destination d_syslog { file("${file}" ${SYSLOG_NG_FIELDS}); };`,
+            ...(home.harness ?? []),
+            ...(input === "unix"
+              ? // What the system() source makes of /dev/log, at a path of the test's own.
+                [`source s_local { unix-dgram("${socket}"); };`, `log { source(s_local); destination(d_syslog); };`]
+              : [homeSnippet("syslog-ng")]),
+          ];
+    writeFileSync(config, `${harness.join("\n")}\n`);
+    args = [
+      "-f",
+      config,
+      "-p",
+      join(dir, "syslog-ng.pid"),
+      "-R",
+      join(dir, "syslog-ng.persist"),
+      "-c",
+      join(dir, "syslog-ng.ctl"),
+    ];
   }
   const child = new Child([...installed.cmd, ...args], installed.env);
-  if (role === "server") await until(() => `${kind} to create its sockets:\n${child.stderr}`, () => existsSync(socket) && existsSync(socket5424), 10_000);
+  if (role === "server")
+    await until(
+      () => `${kind} to create its sockets:\n${child.stderr}`,
+      () => existsSync(socket) && existsSync(socket5424),
+      10_000,
+    );
   else if (input === "unix") {
-    await until(() => `${kind} to make ${socket}:\n${child.stderr}`, () => existsSync(socket), 10_000);
+    await until(
+      () => `${kind} to make ${socket}:\n${child.stderr}`,
+      () => existsSync(socket),
+      10_000,
+    );
   } else {
     const listening = input === "udp" ? udpListening : tcpListening;
-    await until(() => `${kind} to listen on ${input} ${port}:\n${child.stderr}`, () => listening(port), 10_000);
+    await until(
+      () => `${kind} to listen on ${input} ${port}:\n${child.stderr}`,
+      () => listening(port),
+      10_000,
+    );
   }
   return { child, socket, socket5424, file };
 }
@@ -151,5 +181,7 @@ export async function startDaemon(
 /** The lines written so far to a file that may not exist yet. */
 export function linesOf(file: string): string[] {
   if (!existsSync(file)) return [];
-  return readFileSync(file, "utf8").split("\n").filter((line) => line !== "");
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((line) => line !== "");
 }

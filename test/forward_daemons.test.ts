@@ -1,20 +1,20 @@
 // --forward's transports against the real daemons, each with its snippet from deploy/: RELP into
 // rsyslog's imrelp, octet-counted TCP into rsyslog's imtcp and syslog-ng's syslog(), and a local
 // datagram socket into rsyslog's imuxsock and syslog-ng's unix-dgram(), as /dev/log. The thin
-// adapters here, around the sans-I/O pieces (lib/relp.ts, lib.ts's encodeFrame,
+// adapters here, around the sans-I/O pieces (lib/relp.ts, lib/framing.ts's encodeFrame,
 // lib/unix_dgram.ts), sketch what slpc will do. Where a daemon is missing these tests are
 // skipped with the reason, except under CI (SLP_REQUIRE_DAEMONS=1), where it fails the run.
 // Lines starting "forward_daemons:" record what a daemon restart cost, for the docs.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import type { Socket } from "bun";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { encodeFrame, MAX_MESSAGE } from "../lib.ts";
+import type { Socket } from "bun";
 import { type RelpOptions, RelpSession } from "../lib/relp.ts";
 import { UnixDatagramSender } from "../lib/unix_dgram.ts";
-import { type DaemonKind, type HomeInput, findDaemon, startDaemon } from "./daemons.ts";
+import { encodeFrame, MAX_MESSAGE } from "../lib.ts";
+import { type DaemonKind, findDaemon, type HomeInput, startDaemon } from "./daemons.ts";
 import { freePort, sleep, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(180_000);

@@ -1,12 +1,12 @@
 // Test helpers: certificates made with openssl for this run, slps and slpc as real child
 // processes, UDP senders and sinks, and raw TLS clients. Everything stays on loopback.
 
-import type { Socket, Subprocess } from "bun";
 import { afterAll, afterEach, beforeAll } from "bun:test";
-import { TLS13_ONLY } from "../lib.ts";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Socket, Subprocess } from "bun";
+import { TLS13_ONLY } from "../lib.ts";
 
 export const ROOT = join(import.meta.dir, "..");
 export const BUN = process.execPath;
@@ -30,18 +30,67 @@ export function makeCert(
   name: string,
   opts: { subject: string; issuer?: string; ca?: boolean; san?: string; days?: number; usage?: "server" | "client" },
 ): void {
-  openssl(dir, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", opts.subject);
+  openssl(
+    dir,
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    `${name}.key`,
+    "-out",
+    `${name}.csr`,
+    "-subj",
+    opts.subject,
+  );
   const ext = [
     opts.ca ? "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign" : "basicConstraints=CA:FALSE",
     opts.san ? `subjectAltName=${opts.san}` : "",
-    opts.usage === "server" ? "extendedKeyUsage=serverAuth" : opts.usage === "client" ? "extendedKeyUsage=clientAuth" : "",
+    opts.usage === "server"
+      ? "extendedKeyUsage=serverAuth"
+      : opts.usage === "client"
+        ? "extendedKeyUsage=clientAuth"
+        : "",
   ].join("\n");
-  writeFileSync(join(dir, `${name}.ext`), ext + "\n");
+  writeFileSync(join(dir, `${name}.ext`), `${ext}\n`);
   const days = String(opts.days ?? 30);
   if (opts.issuer) {
-    openssl(dir, "x509", "-req", "-in", `${name}.csr`, "-CA", `${opts.issuer}.pem`, "-CAkey", `${opts.issuer}.key`, "-CAcreateserial", "-days", days, "-extfile", `${name}.ext`, "-out", `${name}.pem`);
+    openssl(
+      dir,
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      `${opts.issuer}.pem`,
+      "-CAkey",
+      `${opts.issuer}.key`,
+      "-CAcreateserial",
+      "-days",
+      days,
+      "-extfile",
+      `${name}.ext`,
+      "-out",
+      `${name}.pem`,
+    );
   } else {
-    openssl(dir, "x509", "-req", "-in", `${name}.csr`, "-key", `${name}.key`, "-days", days, "-extfile", `${name}.ext`, "-out", `${name}.pem`);
+    openssl(
+      dir,
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-key",
+      `${name}.key`,
+      "-days",
+      days,
+      "-extfile",
+      `${name}.ext`,
+      "-out",
+      `${name}.pem`,
+    );
   }
 }
 
@@ -60,7 +109,12 @@ export function makePki(dir: string) {
   makeCert(dir, "root", { subject: "/C=US/O=Example/CN=Example Root CA", ca: true });
   makeCert(dir, "interA", { subject: "/C=US/O=Example/CN=Example CA A", issuer: "root", ca: true });
   makeCert(dir, "interB", { subject: "/C=US/O=Example/CN=Example CA B", issuer: "root", ca: true });
-  makeCert(dir, "server", { subject: "/O=Example/CN=localhost", issuer: "root", san: "DNS:localhost,IP:127.0.0.1", usage: "server" });
+  makeCert(dir, "server", {
+    subject: "/O=Example/CN=localhost",
+    issuer: "root",
+    san: "DNS:localhost,IP:127.0.0.1",
+    usage: "server",
+  });
   makeCert(dir, "client", { subject: "/O=Example/CN=home", issuer: "root", usage: "client" });
   makeCert(dir, "clientA0", { subject: "/O=Example/CN=home-a", issuer: "interA", usage: "client" });
   chain(dir, "clientA", "clientA0", "interA");
@@ -96,7 +150,10 @@ export async function freePort(kind: "tcp" | "udp" = "tcp"): Promise<number> {
 /** The sockets bound to 127.0.0.1:port, as lines of /proc/net/udp or /proc/net/tcp. */
 function loopbackSockets(kind: "udp" | "tcp", port: number): string[][] {
   const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  return readFileSync(`/proc/net/${kind}`, "utf8").split("\n").map((line) => line.trim().split(/\s+/)).filter((fields) => fields[1] === local);
+  return readFileSync(`/proc/net/${kind}`, "utf8")
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields[1] === local);
 }
 
 /** Whether something listens on 127.0.0.1:port over UDP. */
@@ -154,7 +211,11 @@ export class Child {
 
   /** Waits until stderr matches. */
   async waitFor(pattern: RegExp, ms = 10_000): Promise<void> {
-    await until(() => `${pattern} in stderr:\n${this.stderr}`, () => pattern.test(this.stderr), ms);
+    await until(
+      () => `${pattern} in stderr:\n${this.stderr}`,
+      () => pattern.test(this.stderr),
+      ms,
+    );
   }
 
   async exit(ms = 5_000): Promise<number> {
@@ -185,13 +246,27 @@ export interface ServerHandle extends Child {
 }
 
 /** Starts slps on loopback (or the given command, such as a compiled binary) and waits until it serves. */
-export async function startServer(pki: Pki, args: string[] = [], opts: { udpPort?: number; tlsPort?: number; cmd?: string[] } = {}) {
+export async function startServer(
+  pki: Pki,
+  args: string[] = [],
+  opts: { udpPort?: number; tlsPort?: number; cmd?: string[] } = {},
+) {
   const udpPort = opts.udpPort ?? (await freePort("udp"));
   const tlsPort = opts.tlsPort ?? (await freePort("tcp"));
   const cmd = opts.cmd ?? [BUN, "slps.ts"];
   const child = new Child([
-    ...cmd, "--udp", `127.0.0.1:${udpPort}`, "--listen", `127.0.0.1:${tlsPort}`,
-    "--cert", pki.server.cert, "--key", pki.server.key, "--ca", pki.ca, ...args,
+    ...cmd,
+    "--udp",
+    `127.0.0.1:${udpPort}`,
+    "--listen",
+    `127.0.0.1:${tlsPort}`,
+    "--cert",
+    pki.server.cert,
+    "--key",
+    pki.server.key,
+    "--ca",
+    pki.ca,
+    ...args,
   ]);
   await child.waitFor(/serving clients/);
   return Object.assign(child, { udpPort, tlsPort }) as ServerHandle;
@@ -217,8 +292,21 @@ export async function startClient(pki: Pki, server: ServerHandle, opts: ClientOp
   const started = () => server.stderr.match(/ starts at #/g)?.length ?? 0;
   const before = started();
   const child = new Child([
-    ...(opts.cmd ?? [BUN, "slpc.ts"]), "--server", `localhost:${opts.port ?? server.tlsPort}`, "--ca", pki.ca, "--cert", cert, "--key", key,
-    "--retry-min", "0.2", "--retry-max", "1", ...output, ...(opts.args ?? []),
+    ...(opts.cmd ?? [BUN, "slpc.ts"]),
+    "--server",
+    `localhost:${opts.port ?? server.tlsPort}`,
+    "--ca",
+    pki.ca,
+    "--cert",
+    cert,
+    "--key",
+    key,
+    "--retry-min",
+    "0.2",
+    "--retry-max",
+    "1",
+    ...output,
+    ...(opts.args ?? []),
   ]);
   try {
     await child.waitFor(/connected to/);
@@ -233,7 +321,11 @@ export async function startClient(pki: Pki, server: ServerHandle, opts: ClientOp
 /** A UDP socket on loopback that keeps every datagram it receives. */
 export async function udpSink() {
   const messages: Buffer[] = [];
-  const socket = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: (_s, data) => void messages.push(Buffer.from(data)) } });
+  const socket = await Bun.udpSocket({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: { data: (_s, data) => void messages.push(Buffer.from(data)) },
+  });
   return { port: socket.port, messages, close: () => socket.close() };
 }
 
@@ -258,9 +350,18 @@ export async function stalledClient(port: number, ca: string, creds: { cert: str
  * An independent TLS client (openssl s_client) that records every byte of application data the
  * server sends it. `extra` adds s_client flags such as -tls1_2.
  */
-export function rawTlsClient(port: number, ca: string, creds?: { cert: string; key: string }, extra: string[] = []): Child {
+export function rawTlsClient(
+  port: number,
+  ca: string,
+  creds?: { cert: string; key: string },
+  extra: string[] = [],
+): Child {
   const auth = creds ? ["-cert", creds.cert, "-key", creds.key] : [];
-  return new Child(["openssl", "s_client", "-quiet", "-connect", `127.0.0.1:${port}`, "-CAfile", ca, ...auth, ...extra], {}, "pipe");
+  return new Child(
+    ["openssl", "s_client", "-quiet", "-connect", `127.0.0.1:${port}`, "-CAfile", ca, ...auth, ...extra],
+    {},
+    "pipe",
+  );
 }
 
 /**
@@ -285,7 +386,10 @@ export function pathProxy(targetPort: number) {
       const chunk = socket.data.backlog[0]!;
       const taken = socket.write(chunk);
       if (taken < 0) return;
-      if (taken < chunk.length) return void (socket.data.backlog[0] = chunk.subarray(taken));
+      if (taken < chunk.length) {
+        socket.data.backlog[0] = chunk.subarray(taken);
+        return;
+      }
       socket.data.backlog.shift();
     }
   };
@@ -356,7 +460,10 @@ export function steadySender(udpPort: number, perSecond: number, prefix = "seq")
   const timer = setInterval(() => {
     const batch = Array.from({ length: Math.max(1, Math.round(perSecond / 50)) }, () => `<13>${prefix} ${++n}`);
     sent.push(...batch);
-    void sendUdp(udpPort, batch.map((text) => Buffer.from(text)));
+    void sendUdp(
+      udpPort,
+      batch.map((text) => Buffer.from(text)),
+    );
   }, 20);
   return { sent, stop: () => clearInterval(timer) };
 }
@@ -393,10 +500,14 @@ export function testBed(extraCertificates: (dir: string) => void = () => {}) {
     },
     /** Kills `child` after the current test. */
     track<T extends Child>(child: T): T {
-      cleanups.push(() => (child.kill("SIGKILL"), child.proc.exited));
+      cleanups.push(() => {
+        child.kill("SIGKILL");
+        return child.proc.exited;
+      });
       return child;
     },
-    server: async (args: string[] = [], opts: Parameters<typeof startServer>[2] = {}) => bed.track(await startServer(pki!, args, opts)),
+    server: async (args: string[] = [], opts: Parameters<typeof startServer>[2] = {}) =>
+      bed.track(await startServer(pki!, args, opts)),
     client: async (server: ServerHandle, opts: ClientOptions = {}) => bed.track(await startClient(pki!, server, opts)),
     async sink() {
       const sink = await udpSink();

@@ -7,11 +7,11 @@
 //
 // The seed is printed; FAULT_SEED=N replays a failure, FAULT_RUNS=N runs more sequences.
 
-import type { Socket } from "bun";
 import { describe, expect, test } from "bun:test";
+import { connect, createServer, type Socket as NetSocket } from "node:net";
+import type { Socket } from "bun";
 import fc from "fast-check";
-import { createServer, connect, type Socket as NetSocket } from "node:net";
-import { Deframer, TLS13_ONLY, encodeControl, encodeFrame, resumeStart, type ControlMessage } from "../lib.ts";
+import { type ControlMessage, Deframer, encodeControl, encodeFrame, resumeStart, TLS13_ONLY } from "../lib.ts";
 import { BUN, Child, rss, sleep, testBed, until } from "./kit.ts";
 
 const SEED = Number(process.env.FAULT_SEED ?? 20261126);
@@ -20,9 +20,18 @@ const RUNS = Number(process.env.FAULT_RUNS ?? 15);
 const bed = testBed();
 
 const BEHAVIOURS = [
-  "accept then silence", "reset before the TLS handshake", "reset after the TLS handshake", "hello then silence",
-  "hello with a bad version", "start without hello", "garbage", "an endless length", "half a frame then silence",
-  "a heartbeat flood", "a start far in the future", "a good stream",
+  "accept then silence",
+  "reset before the TLS handshake",
+  "reset after the TLS handshake",
+  "hello then silence",
+  "hello with a bad version",
+  "start without hello",
+  "garbage",
+  "an endless length",
+  "half a frame then silence",
+  "a heartbeat flood",
+  "a start far in the future",
+  "a good stream",
 ] as const;
 type Behaviour = (typeof BEHAVIOURS)[number];
 
@@ -70,12 +79,19 @@ function scriptedServer(run: number, script: Behaviour[]) {
     const taken = socket.write(rest);
     socket.data.unsent = taken >= rest.length ? undefined : rest.subarray(Math.max(taken, 0));
   };
-  const hello = (server: string, next = 1) => encodeControl({ type: "hello", version: 1, server, heartbeat: 0.1, first: 1, next });
+  const hello = (server: string, next = 1) =>
+    encodeControl({ type: "hello", version: 1, server, heartbeat: 0.1, first: 1, next });
   const heartbeat = encodeControl({ type: "heartbeat" });
-  const heartbeats = (socket: Socket<Peer>) => socket.data.timers.push(setInterval(() => write(socket, heartbeat), 100));
+  const heartbeats = (socket: Socket<Peer>) =>
+    socket.data.timers.push(setInterval(() => write(socket, heartbeat), 100));
 
   /** Serves `held` as a server run `id` would: the start its resume asks for, the messages after it. */
-  const serve = (socket: Socket<Peer>, id: string, held: Buffer[], resume: Extract<ControlMessage, { type: "resume" }>) => {
+  const serve = (
+    socket: Socket<Peer>,
+    id: string,
+    held: Buffer[],
+    resume: Extract<ControlMessage, { type: "resume" }>,
+  ) => {
     const start = resumeStart(resume, { id, first: 1, next: held.length + 1 });
     const frames = held.slice(start.seq - 1).map((message) => encodeFrame(message));
     write(socket, Buffer.concat([encodeControl(start), ...frames]));
@@ -94,13 +110,15 @@ function scriptedServer(run: number, script: Behaviour[]) {
       handshake(socket) {
         const { behaviour } = socket.data;
         if (behaviour === "reset after the TLS handshake") socket.data.front.resetAndDestroy();
-        else if (behaviour === "hello with a bad version") write(socket, encodeControl({ type: "hello", version: 2 } as never));
+        else if (behaviour === "hello with a bad version")
+          write(socket, encodeControl({ type: "hello", version: 2 } as never));
         else if (behaviour === "start without hello") write(socket, encodeControl({ type: "start", seq: 1 }));
         else if (behaviour === "garbage") write(socket, Buffer.from("\x00\xffHELLO garbage\r\n"));
         else if (behaviour === "an endless length") write(socket, Buffer.from("9".repeat(100_000)));
         else if (behaviour === "a good stream") write(socket, hello(`good${run}`, good.length + 1));
         else if (behaviour === "final") write(socket, hello(finalId, final.length + 1));
-        else if (behaviour !== "accept then silence" && behaviour !== "reset before the TLS handshake") write(socket, hello("hostile"));
+        else if (behaviour !== "accept then silence" && behaviour !== "reset before the TLS handshake")
+          write(socket, hello("hostile"));
       },
       data(socket, chunk) {
         for (const frame of socket.data.deframer.push(chunk)) {
@@ -108,12 +126,18 @@ function scriptedServer(run: number, script: Behaviour[]) {
           if (message.type !== "resume") continue;
           const { behaviour } = socket.data;
           if (behaviour === "half a frame then silence") {
-            write(socket, Buffer.concat([encodeControl({ type: "start", seq: 1 }), Buffer.from("100 only half of it")]));
+            write(
+              socket,
+              Buffer.concat([encodeControl({ type: "start", seq: 1 }), Buffer.from("100 only half of it")]),
+            );
           } else if (behaviour === "a heartbeat flood") {
             write(socket, Buffer.concat([encodeControl({ type: "start", seq: 1 }), ...Array(20_000).fill(heartbeat)]));
           } else if (behaviour === "a start far in the future") {
             const frames = ["far 1", "far 2", "far 3"].map((text) => encodeFrame(Buffer.from(text)));
-            write(socket, Buffer.concat([encodeControl({ type: "start", seq: Number.MAX_SAFE_INTEGER - 1 }), ...frames]));
+            write(
+              socket,
+              Buffer.concat([encodeControl({ type: "start", seq: Number.MAX_SAFE_INTEGER - 1 }), ...frames]),
+            );
           } else if (behaviour === "a good stream") {
             good.push(...[1, 2, 3].map((k) => Buffer.from(`<13>good ${run}.${good.length + k}`)));
             serve(socket, `good${run}`, good, message);
@@ -175,13 +199,33 @@ describe("slpc against a scripted hostile or silent server", () => {
         const sink = await bed.sink();
         const { cert, key } = bed.pki.cert("client");
         await until("the scripted server to listen", () => server.port() > 0);
-        const c = new Child([BUN, "slpc.ts", "--server", `localhost:${server.port()}`, "--ca", bed.pki.ca, "--cert", cert, "--key", key,
-          "--forward", `127.0.0.1:${sink.port}`, "--handshake-timeout", String(HANDSHAKE_TIMEOUT), "--dead-after", String(DEAD_AFTER),
-          "--retry-min", "0.05", "--retry-max", "0.1"]);
+        const c = new Child([
+          BUN,
+          "slpc.ts",
+          "--server",
+          `localhost:${server.port()}`,
+          "--ca",
+          bed.pki.ca,
+          "--cert",
+          cert,
+          "--key",
+          key,
+          "--forward",
+          `127.0.0.1:${sink.port}`,
+          "--handshake-timeout",
+          String(HANDSHAKE_TIMEOUT),
+          "--dead-after",
+          String(DEAD_AFTER),
+          "--retry-min",
+          "0.05",
+          "--retry-max",
+          "0.1",
+        ]);
         try {
           const finals = () => sink.messages.map(String).filter((text) => text.startsWith("<13>final "));
           await until(
-            () => `run ${run} [${sequence.join(", ")}]: the final server's 20 messages (${finals().length})\n${c.stderr}`,
+            () =>
+              `run ${run} [${sequence.join(", ")}]: the final server's 20 messages (${finals().length})\n${c.stderr}`,
             () => finals().length >= 20 || c.proc.exitCode !== null,
             sequence.length * 4000 + 5000,
           );
@@ -199,7 +243,10 @@ describe("slpc against a scripted hostile or silent server", () => {
             expect(lasted, `${context}\n${record.behaviour} lasted ${lasted} ms`).toBeLessThan(deadline);
           }
           const lines = c.stderr.split("\n").slice(0, -1);
-          expect(lines.filter((line) => !line.startsWith("slpc: ")), context).toEqual([]);
+          expect(
+            lines.filter((line) => !line.startsWith("slpc: ")),
+            context,
+          ).toEqual([]);
           expect(rss(c.pid), context).toBeLessThan(200 * 1024 * 1024);
         } finally {
           c.kill("SIGKILL");

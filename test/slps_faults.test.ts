@@ -7,12 +7,12 @@
 // counts none left in any phase but streaming; a new client is served; the real client got every
 // message; slps's memory stays bounded. FAULT_SEED reproduces a run, FAULT_RUNS sets how many.
 
-import type { Socket } from "bun";
 import { expect, setDefaultTimeout, test } from "bun:test";
-import fc from "fast-check";
 import { createSocket } from "node:dgram";
 import { readFileSync } from "node:fs";
-import { Deframer, MAX_MESSAGE, encodeControl } from "../lib.ts";
+import type { Socket } from "bun";
+import fc from "fast-check";
+import { Deframer, encodeControl, MAX_MESSAGE } from "../lib.ts";
 import { makeCert, rss, sleep, testBed, until } from "./kit.ts";
 
 const seed = Number(process.env.FAULT_SEED ?? 20261127);
@@ -85,17 +85,33 @@ interface Handlers {
 /** The client ports of slps's open connections on 127.0.0.1:port, from the kernel's table. */
 function serverSideConnections(port: number): number[] {
   const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  return readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)
-    .map((line) => line.trim().split(/\s+/))
-    // Not the listener (state 0A), nor what the kernel finishes alone after slps let go (inode 0).
-    .filter((fields) => fields[1] === local && fields[3] !== "0A" && fields[9] !== "0")
-    .map((fields) => parseInt(fields[2]!.split(":")[1]!, 16));
+  return (
+    readFileSync("/proc/net/tcp", "utf8")
+      .split("\n")
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/))
+      // Not the listener (state 0A), nor what the kernel finishes alone after slps let go (inode 0).
+      .filter((fields) => fields[1] === local && fields[3] !== "0A" && fields[9] !== "0")
+      .map((fields) => parseInt(fields[2]!.split(":")[1]!, 16))
+  );
 }
 
 test(`random sequences of network faults leave slps clean and its client served (${runs} runs)`, async () => {
   console.log(`slps_faults: FAULT_SEED=${seed} FAULT_RUNS=${runs}`);
-  const s = await bed.server(["--handshake-timeout", String(HANDSHAKE_TIMEOUT), "--stall", "2", "--allow", "home",
-    "--handshake-rate", "1000000", "--buffer", "4MiB", "--queue", "1MiB"]);
+  const s = await bed.server([
+    "--handshake-timeout",
+    String(HANDSHAKE_TIMEOUT),
+    "--stall",
+    "2",
+    "--allow",
+    "home",
+    "--handshake-rate",
+    "1000000",
+    "--buffer",
+    "4MiB",
+    "--queue",
+    "1MiB",
+  ]);
 
   // The client that must be served throughout, into a sink with room for bursts of maximal datagrams.
   const received: Buffer[] = [];
@@ -111,7 +127,8 @@ test(`random sequences of network faults leave slps clean and its client served 
   const send = (message: Buffer, counted = true) => {
     if (counted) sent.push(message);
     return new Promise<void>((resolve, reject) =>
-      sender.send(message, s.udpPort, "127.0.0.1", (error) => (error ? reject(error) : resolve())));
+      sender.send(message, s.udpPort, "127.0.0.1", (error) => (error ? reject(error) : resolve())),
+    );
   };
 
   const peers: Peer[] = [];
@@ -137,11 +154,17 @@ test(`random sequences of network faults leave slps clean and its client served 
             if (frame.control) handlers.control?.(socket, JSON.parse(Buffer.from(frame.body).toString()).type);
           }
         },
-        close: () => void (peer.closed = true),
+        close: () => {
+          peer.closed = true;
+        },
         error: () => {},
-        connectError: () => void (peer.closed = true),
+        connectError: () => {
+          peer.closed = true;
+        },
       },
-    }).catch(() => void (peer.closed = true));
+    }).catch(() => {
+      peer.closed = true;
+    });
     return peer;
   }
   /** Waits until `check` holds, or 5 s: an event does not wait long on a peer that slps already closed. */
@@ -149,8 +172,14 @@ test(`random sequences of network faults leave slps clean and its client served 
 
   async function play(event: Event): Promise<void> {
     let done = false;
-    const reset = (socket: Socket<undefined>) => ((done = true), socket.terminate());
-    const silence = (socket: Socket<undefined>) => ((done = true), socket.pause());
+    const reset = (socket: Socket<undefined>) => {
+      done = true;
+      socket.terminate();
+    };
+    const silence = (socket: Socket<undefined>) => {
+      done = true;
+      socket.pause();
+    };
     const halfHello = (then: (socket: Socket<undefined>) => void) => (socket: Socket<undefined>) => {
       socket.write(HALF_CLIENT_HELLO);
       then(socket);
@@ -182,7 +211,10 @@ test(`random sequences of network faults leave slps clean and its client served 
         peer = connect("client", {
           control(socket, type) {
             if (type === "hello") socket.write(RESUME);
-            if (type === "start") (peer.streams = true), silence(socket);
+            if (type === "start") {
+              peer.streams = true;
+              silence(socket);
+            }
           },
         });
         return settle(() => done || peer.closed);
@@ -241,7 +273,10 @@ test(`random sequences of network faults leave slps clean and its client served 
     s.kill("SIGUSR1");
     let found: Record<string, any> | undefined;
     await until("slps's SIGUSR1 line", () => {
-      const line = s.stderr.slice(from).split("\n").find((text) => text.startsWith("{") && text.endsWith("}"));
+      const line = s.stderr
+        .slice(from)
+        .split("\n")
+        .find((text) => text.startsWith("{") && text.endsWith("}"));
       if (line) found = JSON.parse(line);
       return found !== undefined;
     });
@@ -293,18 +328,27 @@ test(`random sequences of network faults leave slps clean and its client served 
           socket.terminate();
         },
       });
-      await until(() => `a new client's start after ${story}`, () => started, 5000);
-      peers.splice(0).forEach((peer) => peer.socket?.terminate());
+      await until(
+        () => `a new client's start after ${story}`,
+        () => started,
+        5000,
+      );
+      for (const peer of peers.splice(0)) peer.socket?.terminate();
 
-      await until(() => `every message at the client (${received.length} of ${sent.length}) after ${story}`,
-        () => received.length >= sent.length, 10_000);
+      await until(
+        () => `every message at the client (${received.length} of ${sent.length}) after ${story}`,
+        () => received.length >= sent.length,
+        10_000,
+      );
       expect(received.length).toBe(sent.length);
       const wrong = sent.findIndex((message, i) => !received[i]!.equals(message));
       expect(wrong, `message ${wrong} arrived changed after ${story}`).toBe(-1);
       peak = Math.max(peak, rss(s.pid));
       expect(peak).toBeLessThan(baseline + 96 * 1024 * 1024);
-      console.log(`slps_faults: ${story}: settled in ${Math.round(performance.now() - lastEventAt)} ms, ` +
-        `oldest refused connection ${Math.round(oldest.ms)} ms`);
+      console.log(
+        `slps_faults: ${story}: settled in ${Math.round(performance.now() - lastEventAt)} ms, ` +
+          `oldest refused connection ${Math.round(oldest.ms)} ms`,
+      );
     }),
     { seed, numRuns: runs, endOnFailure: true },
   );

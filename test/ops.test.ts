@@ -4,16 +4,27 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Child, ROOT, freePort, makeCert, sendUdp, testBed, until } from "./test/kit.ts";
+import { type Child, freePort, makeCert, ROOT, sendUdp, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
 const bed = testBed((dir) => {
-  makeCert(dir, "server-renewed", { subject: "/O=Example/CN=renewed", issuer: "root", san: "DNS:localhost,IP:127.0.0.1", usage: "server" });
+  makeCert(dir, "server-renewed", {
+    subject: "/O=Example/CN=renewed",
+    issuer: "root",
+    san: "DNS:localhost,IP:127.0.0.1",
+    usage: "server",
+  });
   makeCert(bed.dir, "client-renewed", { subject: "/O=Example/CN=home-renewed", issuer: "root", usage: "client" });
-  makeCert(bed.dir, "server-soon", { subject: "/O=Example/CN=soon", issuer: "root", san: "DNS:localhost", usage: "server", days: 5 });
+  makeCert(bed.dir, "server-soon", {
+    subject: "/O=Example/CN=soon",
+    issuer: "root",
+    san: "DNS:localhost",
+    usage: "server",
+    days: 5,
+  });
 });
-const { server, client, sink, proxy, track } = bed;
+const { server, client, sink, proxy } = bed;
 
 /** The first line of stderr after `from` that parses as a JSON object. */
 function jsonLineAfter(child: Child, from: number): Record<string, any> | undefined {
@@ -55,12 +66,25 @@ describe("counters", () => {
     await until("the server's line", () => jsonLineAfter(s, serverFrom) !== undefined);
     await until("the client's line", () => jsonLineAfter(c, clientFrom) !== undefined);
     const fromServer = jsonLineAfter(s, serverFrom)!;
-    expect(fromServer).toMatchObject({ program: "slps", received: 3, receivedBytes: 23, buffer: { messages: 3, first: 1, next: 4 } });
+    expect(fromServer).toMatchObject({
+      program: "slps",
+      received: 3,
+      receivedBytes: 23,
+      buffer: { messages: 3, first: 1, next: 4 },
+    });
     expect(fromServer.clients).toHaveLength(1);
     expect(fromServer.clients[0]).toMatchObject({ subject: "/O=Example/CN=home", sent: 3, dropped: 0, behind: 0 });
     expect(fromServer.clients[0].address).toMatch(/^127\.0\.0\.1:\d+$/);
     const fromClient = jsonLineAfter(c, clientFrom)!;
-    expect(fromClient).toMatchObject({ program: "slpc", connected: true, received: 3, delivered: 3, lost: 0, reconnects: 0, position: { last: 3 } });
+    expect(fromClient).toMatchObject({
+      program: "slpc",
+      connected: true,
+      received: 3,
+      delivered: 3,
+      lost: 0,
+      reconnects: 0,
+      position: { last: 3 },
+    });
     expect(fromClient.position.server).toBe(fromServer.server);
   });
 
@@ -76,7 +100,9 @@ describe("counters", () => {
     const text = await response.text();
     expect(text).toContain("# TYPE slps_received_messages_total counter\nslps_received_messages_total 1\n");
     expect(text).toContain("slps_clients 1\n");
-    expect(text).toMatch(/slps_client_sent_messages_total\{subject="\/O=Example\/CN=home",address="127\.0\.0\.1:\d+"\} 1\n/);
+    expect(text).toMatch(
+      /slps_client_sent_messages_total\{subject="\/O=Example\/CN=home",address="127\.0\.0\.1:\d+"\} 1\n/,
+    );
     expect((await fetch(`http://127.0.0.1:${port}/elsewhere`)).status).toBe(404);
   });
 });
@@ -116,7 +142,10 @@ describe("certificate renewal", () => {
     copyFileSync(bed.pki.cert("client").key, join(files, "client.key"));
     const s = await server();
     const path = proxy(s.tlsPort);
-    const c = await client(s, { port: path.port, args: ["--cert", join(files, "client.pem"), "--key", join(files, "client.key")] });
+    const c = await client(s, {
+      port: path.port,
+      args: ["--cert", join(files, "client.pem"), "--key", join(files, "client.key")],
+    });
     await s.waitFor(/\(home\) starts at/);
     copyFileSync(join(bed.dir, "client-renewed.pem"), join(files, "client.pem"));
     copyFileSync(join(bed.dir, "client-renewed.key"), join(files, "client.key"));
@@ -144,12 +173,16 @@ describe("systemd units", () => {
       // verify checks that ExecStart names an executable: point it at one that exists here.
       const text = readFileSync(join(ROOT, "deploy", `${name}.service`), "utf8");
       expect(text).toContain(`ExecStart=/usr/local/bin/${name}\n`);
-      writeFileSync(join(units, `${name}.service`), text.replace(`ExecStart=/usr/local/bin/${name}`, `ExecStart=${process.execPath}`));
+      writeFileSync(
+        join(units, `${name}.service`),
+        text.replace(`ExecStart=/usr/local/bin/${name}`, `ExecStart=${process.execPath}`),
+      );
     }
-    const result = Bun.spawnSync([analyze!, "verify", "--man=no", join(units, "slps.service"), join(units, "slpc.service")], { stderr: "pipe", stdout: "pipe" });
+    const result = Bun.spawnSync(
+      [analyze!, "verify", "--man=no", join(units, "slps.service"), join(units, "slpc.service")],
+      { stderr: "pipe", stdout: "pipe" },
+    );
     expect(result.stderr.toString() + result.stdout.toString()).toBe("");
     expect(result.exitCode).toBe(0);
   });
 });
-
-

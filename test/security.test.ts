@@ -5,8 +5,8 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { encodeControl, encodeFrame } from "./lib.ts";
-import { BUN, Child, ROOT, makeCert, rawTlsClient, rss, sendUdp, sleep, testBed, until } from "./test/kit.ts";
+import { encodeControl, encodeFrame } from "../lib.ts";
+import { BUN, Child, makeCert, ROOT, rawTlsClient, rss, sendUdp, sleep, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
@@ -16,30 +16,61 @@ const bed = testBed((dir) => {
   makeCert(dir, "selfsigned", { subject: "/CN=laptop", usage: "client" });
   makeCert(bed.dir, "selfsigned2", { subject: "/CN=laptop2", usage: "client" });
   ops = join(bed.dir, "ops");
-  const made = Bun.spawnSync(["bash", join(ROOT, "certs/make-certs.sh"), "-d", ops, "localhost", "home", "laptop"], { stderr: "pipe" });
+  const made = Bun.spawnSync(["bash", join(ROOT, "certs/make-certs.sh"), "-d", ops, "localhost", "home", "laptop"], {
+    stderr: "pipe",
+  });
   if (made.exitCode !== 0) throw new Error(made.stderr.toString());
 });
 const { server, client, sink, track } = bed;
 
 function revoke(...names: string[]): string {
-  const result = Bun.spawnSync(["bash", join(ROOT, "certs/revoke.sh"), "-d", ops, ...names], { stderr: "pipe", stdout: "pipe" });
+  const result = Bun.spawnSync(["bash", join(ROOT, "certs/revoke.sh"), "-d", ops, ...names], {
+    stderr: "pipe",
+    stdout: "pipe",
+  });
   if (result.exitCode !== 0) throw new Error(result.stderr.toString());
   return result.stdout.toString();
 }
 
 const serial = (file: string) => new X509Certificate(readFileSync(file)).serialNumber;
 const opsFiles = (name: string) => ({ cert: join(ops, `${name}.pem`), key: join(ops, `${name}.key`) });
-const opsServerArgs = () => ["--cert", join(ops, "server.pem"), "--key", join(ops, "server.key"), "--ca", join(ops, "ca.pem")];
+const opsServerArgs = () => [
+  "--cert",
+  join(ops, "server.pem"),
+  "--key",
+  join(ops, "server.key"),
+  "--ca",
+  join(ops, "ca.pem"),
+];
 
 /** slpc with the operator's certificates from `ops`, forwarding to `port`. */
 function opsClient(tlsPort: number, name: string, forwardPort: number, extra: string[] = []): Child {
   const { cert, key } = opsFiles(name);
-  return track(new Child([BUN, "slpc.ts", "--server", `localhost:${tlsPort}`, "--ca", join(ops, "ca.pem"), "--cert", cert, "--key", key,
-    "--forward", `127.0.0.1:${forwardPort}`, "--retry-min", "0.2", "--retry-max", "0.5", ...extra]));
+  return track(
+    new Child([
+      BUN,
+      "slpc.ts",
+      "--server",
+      `localhost:${tlsPort}`,
+      "--ca",
+      join(ops, "ca.pem"),
+      "--cert",
+      cert,
+      "--key",
+      key,
+      "--forward",
+      `127.0.0.1:${forwardPort}`,
+      "--retry-min",
+      "0.2",
+      "--retry-max",
+      "0.5",
+      ...extra,
+    ]),
+  );
 }
 
 describe("revocation", () => {
-  test("a revoked client certificate is refused by serial; the others still get everything; SIGHUP rereads the CRL", async () => {
+  test("a revoked client certificate is refused by serial, the others served; SIGHUP rereads the CRL", async () => {
     expect(revoke("laptop")).toContain(`revoked laptop (serial ${serial(join(ops, "laptop.pem"))})`);
     const crl = join(ops, "crl.pem");
     const s = await server([...opsServerArgs(), "--crl", crl]);
@@ -48,7 +79,10 @@ describe("revocation", () => {
     opsClient(s.tlsPort, "home", good.port);
     await s.waitFor(/\(home\) starts at/);
     const thief = opsClient(s.tlsPort, "laptop", lost.port);
-    await s.waitFor(new RegExp(`refused 127\\.0\\.0\\.1:\\d+: certificate serial ${serial(join(ops, "laptop.pem"))} refused: certificate revoked`));
+    const laptop = serial(join(ops, "laptop.pem"));
+    await s.waitFor(
+      new RegExp(`refused 127\\.0\\.0\\.1:\\d+: certificate serial ${laptop} refused: certificate revoked`),
+    );
     await sendUdp(s.udpPort, [Buffer.from("<13>for home only")]);
     await until("home's message", () => good.messages.length === 1);
     await sleep(300);
@@ -109,7 +143,9 @@ describe("who may connect", () => {
   test("a --pin that is not a fingerprint is named", async () => {
     const child = new Child([BUN, "slps.ts", "--pin", "AB:CD"]);
     expect(await child.exit()).toBe(2);
-    expect(child.stderr).toBe(`slps: --pin "AB:CD": 'ABCD' is not a SHA-256 fingerprint (64 hex digits, colons allowed)\n`);
+    expect(child.stderr).toBe(
+      `slps: --pin "AB:CD": 'ABCD' is not a SHA-256 fingerprint (64 hex digits, colons allowed)\n`,
+    );
   });
 });
 
@@ -119,10 +155,13 @@ describe("before authentication", () => {
     const out = await sink();
     await client(s, { forwardPort: out.port });
     const attackers: { end(): void }[] = [];
-    bed.defer(() => attackers.forEach((socket) => socket.end()));
+    bed.defer(() => {
+      for (const socket of attackers) socket.end();
+    });
     const garbage = [
       Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-      Buffer.from([0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00, 0xff, 0xfb]), // a ClientHello header that lies about its length
+      // A ClientHello header that lies about its length.
+      Buffer.from([0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00, 0xff, 0xfb]),
       Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 7919) % 256)),
     ];
     const sender = (async () => {
@@ -132,7 +171,11 @@ describe("before authentication", () => {
       }
     })();
     for (let i = 0; i < 300; i++) {
-      const socket = await Bun.connect({ hostname: "127.0.0.1", port: s.tlsPort, socket: { data() {}, error() {} } }).catch(() => undefined);
+      const socket = await Bun.connect({
+        hostname: "127.0.0.1",
+        port: s.tlsPort,
+        socket: { data() {}, error() {} },
+      }).catch(() => undefined);
       if (!socket) continue;
       attackers.push(socket);
       if (i % 3 === 0) socket.write(garbage[i % garbage.length]!);
@@ -140,7 +183,9 @@ describe("before authentication", () => {
     await sender;
     await until("every message", () => out.messages.length === 200, 15_000);
     expect(out.messages.map(String)).toEqual(Array.from({ length: 200 }, (_, i) => `<13>during the attack ${i}`));
-    expect(s.stderr).toMatch(/refused \d+ connections: (32 handshakes already pending \(--max-pending\)|over 60 a minute from one address)/);
+    expect(s.stderr).toMatch(
+      /refused \d+ connections: (32 handshakes already pending \(--max-pending\)|over 60 a minute from one address)/,
+    );
     await s.waitFor(/no TLS handshake and resume request within 1 s/, 5000);
   });
 
@@ -149,7 +194,11 @@ describe("before authentication", () => {
     const closed: number[] = [];
     for (let i = 0; i < 5; i++) {
       const started = performance.now();
-      await Bun.connect({ hostname: "127.0.0.1", port: s.tlsPort, socket: { data() {}, close: () => void closed.push(performance.now() - started) } });
+      await Bun.connect({
+        hostname: "127.0.0.1",
+        port: s.tlsPort,
+        socket: { data() {}, close: () => void closed.push(performance.now() - started) },
+      });
     }
     await s.waitFor(/refused 2 connections: over 3 a minute from one address \(--handshake-rate\)/, 3000);
     expect(closed.length).toBe(2);
@@ -160,13 +209,31 @@ describe("TLS settings", () => {
   /** What openssl s_client negotiates with slps when offered only `flags`, or undefined when refused. */
   function negotiate(port: number, flags: string[]): string | undefined {
     const { cert, key } = bed.pki.cert("client");
-    const result = Bun.spawnSync(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-CAfile", bed.pki.ca, "-cert", cert, "-key", key, ...flags], {
-      stdin: Buffer.from(""),
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const result = Bun.spawnSync(
+      [
+        "openssl",
+        "s_client",
+        "-connect",
+        `127.0.0.1:${port}`,
+        "-CAfile",
+        bed.pki.ca,
+        "-cert",
+        cert,
+        "-key",
+        key,
+        ...flags,
+      ],
+      {
+        stdin: Buffer.from(""),
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
     const out = result.stdout.toString();
-    return /^New, TLSv1\.3, Cipher is (\S+)/m.exec(out)?.[1] && `${/Cipher is (\S+)/.exec(out)![1]} ${/Server Temp Key: (.*)/.exec(out)?.[1] ?? ""}`.trim();
+    return (
+      /^New, TLSv1\.3, Cipher is (\S+)/m.exec(out)?.[1] &&
+      `${/Cipher is (\S+)/.exec(out)![1]} ${/Server Temp Key: (.*)/.exec(out)?.[1] ?? ""}`.trim()
+    );
   }
 
   test("slps speaks Mozilla's modern profile: TLS 1.3, its three cipher suites, its three groups", async () => {
@@ -190,15 +257,50 @@ describe("a hostile server", () => {
 
   function slpcAgainst(port: number, forwardPort: number, extra: string[] = []): Child {
     const { cert, key } = bed.pki.cert("client");
-    return track(new Child([BUN, "slpc.ts", "--server", `localhost:${port}`, "--ca", bed.pki.ca, "--cert", cert, "--key", key,
-      "--forward", `127.0.0.1:${forwardPort}`, "--retry-min", "0.2", "--retry-max", "0.5", ...extra]));
+    return track(
+      new Child([
+        BUN,
+        "slpc.ts",
+        "--server",
+        `localhost:${port}`,
+        "--ca",
+        bed.pki.ca,
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "--forward",
+        `127.0.0.1:${forwardPort}`,
+        "--retry-min",
+        "0.2",
+        "--retry-max",
+        "0.5",
+        ...extra,
+      ]),
+    );
   }
 
   test.each([
-    ["garbage", (socket: import("bun").Socket<undefined>) => socket.write(Buffer.from("\x00\xffHELLO garbage\r\n")), /malformed frame: expected a length, got byte 0x00; closing the connection/],
-    ["an endless frame length", (socket: import("bun").Socket<undefined>) => socket.write("9".repeat(100_000)), /frame length over 65507 bytes; closing the connection/],
-    ["a control frame that is not JSON", (socket: import("bun").Socket<undefined>) => socket.write("!5 {{{{{"), /protocol error: control message is not JSON; closing/],
-    ["data before start", (socket: import("bun").Socket<undefined>) => socket.write(encodeFrame(Buffer.from("sneaky"))), /protocol error: data before start; closing/],
+    [
+      "garbage",
+      (socket: import("bun").Socket<undefined>) => socket.write(Buffer.from("\x00\xffHELLO garbage\r\n")),
+      /malformed frame: expected a length, got byte 0x00; closing the connection/,
+    ],
+    [
+      "an endless frame length",
+      (socket: import("bun").Socket<undefined>) => socket.write("9".repeat(100_000)),
+      /frame length over 65507 bytes; closing the connection/,
+    ],
+    [
+      "a control frame that is not JSON",
+      (socket: import("bun").Socket<undefined>) => socket.write("!5 {{{{{"),
+      /protocol error: control message is not JSON; closing/,
+    ],
+    [
+      "data before start",
+      (socket: import("bun").Socket<undefined>) => socket.write(encodeFrame(Buffer.from("sneaky"))),
+      /protocol error: data before start; closing/,
+    ],
   ])("%s ends in one clear line and a reconnect", async (_name, act, expected) => {
     const out = await sink();
     const c = slpcAgainst(hostileServer(act), out.port);
@@ -210,7 +312,10 @@ describe("a hostile server", () => {
   test("a flood of heartbeats ends in one clear line and a reconnect", async () => {
     const out = await sink();
     const heartbeats = Buffer.concat(Array.from({ length: 20_000 }, () => encodeControl({ type: "heartbeat" })));
-    const c = slpcAgainst(hostileServer((socket) => socket.write(Buffer.concat([encodeControl({ type: "start", seq: 1 }), heartbeats]))), out.port);
+    const c = slpcAgainst(
+      hostileServer((socket) => socket.write(Buffer.concat([encodeControl({ type: "start", seq: 1 }), heartbeats]))),
+      out.port,
+    );
     await c.waitFor(/protocol error: heartbeat flood, over 50 in a second; closing the connection/);
     await c.waitFor(/retrying in/);
   });
@@ -237,7 +342,11 @@ describe("a hostile server", () => {
         }
       };
       pump();
-      const timer = setInterval(() => (written < 200 ? pump() : (clearInterval(timer), socket.end())), 5);
+      const timer = setInterval(() => {
+        if (written < 200) return pump();
+        clearInterval(timer);
+        socket.end();
+      }, 5);
       bed.defer(() => clearInterval(timer));
     });
     // 200 messages a second: 12 MB/s out, while the server pushes as fast as loopback goes.

@@ -7,8 +7,8 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { type DaemonKind, SERVER_HOST, findDaemon, linesOf, startDaemon } from "./test/daemons.ts";
-import { ROOT, freePort, testBed, until } from "./test/kit.ts";
+import { type DaemonKind, findDaemon, linesOf, SERVER_HOST, startDaemon } from "./daemons.ts";
+import { freePort, ROOT, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(60_000);
 
@@ -31,7 +31,10 @@ async function relay(kind: DaemonKind, name: string) {
   /** Sends one message the way a program on the server would, with logger(1). */
   const log = (priority: string, tag: string, message: string, extra: string[] = []) => {
     const socket = extra.includes("--rfc5424") ? server.socket5424 : server.socket;
-    const result = Bun.spawnSync(["logger", "-u", socket, "--socket-errors=on", "-p", priority, "-t", tag, ...extra, message], { stderr: "pipe" });
+    const result = Bun.spawnSync(
+      ["logger", "-u", socket, "--socket-errors=on", "-p", priority, "-t", tag, ...extra, message],
+      { stderr: "pipe" },
+    );
     if (result.exitCode !== 0) throw new Error(`logger: ${result.stderr.toString()}`);
   };
   return { home, server, log };
@@ -41,7 +44,12 @@ const messages = [
   ["auth.notice", "sshd", "Accepted publickey for ann from 192.0.2.7 port 50022", []],
   ["local3.warning", "backup", "disk almost full: 93%", []],
   ["user.err", "app", "grüße aus Köln, 世界 ✓", []],
-  ["daemon.info", "cron", "rfc 5424 with structured data", ["--rfc5424", "--sd-id", "origin@32473", "--sd-param", 'ip="192.0.2.1"']],
+  [
+    "daemon.info",
+    "cron",
+    "rfc 5424 with structured data",
+    ["--rfc5424", "--sd-id", "origin@32473", "--sd-param", 'ip="192.0.2.1"'],
+  ],
   ["mail.crit", "postfix", "queue file write error", []],
 ] as const;
 
@@ -56,7 +64,11 @@ for (const kind of ["rsyslog", "syslog-ng"] as const) {
       if (missing) throw new Error(missing);
       const { home, log } = await relay(kind, `${kind}-fields`);
       for (const [priority, tag, text, extra] of messages) log(priority, tag, text, [...extra]);
-      await until(`${messages.length} lines in ${home.file}`, () => linesOf(home.file).length >= messages.length, 15_000);
+      await until(
+        `${messages.length} lines in ${home.file}`,
+        () => linesOf(home.file).length >= messages.length,
+        15_000,
+      );
       const expected = messages.map(([priority, tag, text, extra]) => {
         const [facility, severity] = priority.split(".");
         // An RFC 5424 message names its host itself (logger puts this machine's name), and rsyslog keeps that name.
@@ -72,12 +84,19 @@ for (const kind of ["rsyslog", "syslog-ng"] as const) {
         const { home, server } = await relay(kind, "rsyslog-burst");
         const lines = Array.from({ length: 10_000 }, (_, i) => `burst ${String(i + 1).padStart(5, "0")}`);
         // One logger reading stdin sends each line as its own message, as fast as the socket takes them.
-        const logger = Bun.spawnSync(["logger", "-u", server.socket, "--socket-errors=on", "-p", "local0.info", "-t", "burst"], {
-          stdin: Buffer.from(lines.join("\n") + "\n"),
-          stderr: "pipe",
-        });
+        const logger = Bun.spawnSync(
+          ["logger", "-u", server.socket, "--socket-errors=on", "-p", "local0.info", "-t", "burst"],
+          {
+            stdin: Buffer.from(`${lines.join("\n")}\n`),
+            stderr: "pipe",
+          },
+        );
         expect(logger.exitCode).toBe(0);
-        await until(() => `10,000 lines in ${home.file} (have ${linesOf(home.file).length})`, () => linesOf(home.file).length >= 10_000, 30_000);
+        await until(
+          () => `10,000 lines in ${home.file} (have ${linesOf(home.file).length})`,
+          () => linesOf(home.file).length >= 10_000,
+          30_000,
+        );
         expect(linesOf(home.file).map((line) => line.split(" ").slice(-2).join(" "))).toEqual(lines);
       });
     }

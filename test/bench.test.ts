@@ -6,13 +6,13 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { nowNs } from "./bench/clock.ts";
-import { Tally } from "./bench/tally.ts";
+import { nowNs } from "../bench/clock.ts";
+import { Tally } from "../bench/tally.ts";
 import {
   BUN,
   Child,
-  ROOT,
   freePort,
+  ROOT,
   removeDir,
   sendUdp,
   sleep,
@@ -20,14 +20,14 @@ import {
   tempDir,
   udpListening,
   until,
-} from "./test/kit.ts";
+} from "./kit.ts";
 
 const message = (seq: number, sentNs: number, header = "") => Buffer.from(`${header}<13>bench ${seq} ${sentNs} xxxx`);
 
 describe("the bench's clock", () => {
   test("reads the same clock in another process", () => {
     const before = nowNs();
-    const child = Bun.spawnSync([BUN, "-e", 'import { nowNs } from "./bench/clock.ts"; console.log(nowNs())'], {
+    const child = Bun.spawnSync([BUN, "-e", 'import { nowNs } from "../bench/clock.ts"; console.log(nowNs())'], {
       cwd: ROOT,
     });
     const after = nowNs();

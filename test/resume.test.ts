@@ -4,10 +4,19 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Deframer, PROTOCOL_VERSION, encodeControl } from "./lib.ts";
+import { Deframer, encodeControl, PROTOCOL_VERSION } from "../lib.ts";
 import {
-  BUN, Child, sendUdp, sleep, stalledClient, steadySender, testBed, until, type ClientOptions, type ServerHandle,
-} from "./test/kit.ts";
+  BUN,
+  Child,
+  type ClientOptions,
+  type ServerHandle,
+  sendUdp,
+  sleep,
+  stalledClient,
+  steadySender,
+  testBed,
+  until,
+} from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
@@ -36,7 +45,10 @@ describe("resume", () => {
     path.restore();
     await sleep(1500);
     sender.stop();
-    await until(() => `everything (${out.messages.length} of ${sender.sent.length})\n${c.stderr}${s.stderr}`, () => out.messages.length >= sender.sent.length);
+    await until(
+      () => `everything (${out.messages.length} of ${sender.sent.length})\n${c.stderr}${s.stderr}`,
+      () => out.messages.length >= sender.sent.length,
+    );
     await sleep(200);
     expect(texts(out.messages)).toEqual(sender.sent);
     expect(c.stderr).toMatch(/disconnected from[\s\S]*following server/);
@@ -61,7 +73,8 @@ describe("resume", () => {
     await sleep(200);
     expect(texts(out.messages)).toEqual(sender.sent);
     expect(noticed).toBeGreaterThanOrEqual(1400); // not before --dead-after 1.5 s...
-    expect(back).toBeLessThan(1500 + 1000 + 1500); // ...and back within it plus one backoff step (--retry-max 1), with slack
+    // ...and back within it plus one backoff step (--retry-max 1), with slack.
+    expect(back).toBeLessThan(1500 + 1000 + 1500);
   });
 
   test("a client killed and restarted with --state loses nothing and duplicates nothing", async () => {
@@ -101,10 +114,14 @@ describe("resume", () => {
     await c.waitFor(/gap: an unknown number of messages lost, server restarted \(was [0-9a-f]+, now [0-9a-f]+\)/);
     await sendUdp(second.udpPort, [Buffer.from("<13>later in the second run")]);
     await until("all three", () => out.messages.length === 3);
-    expect(texts(out.messages)).toEqual(["<13>to the first run", "<13>early in the second run", "<13>later in the second run"]);
+    expect(texts(out.messages)).toEqual([
+      "<13>to the first run",
+      "<13>early in the second run",
+      "<13>later in the second run",
+    ]);
   });
 
-  test("more messages than the buffer holds during an outage: a gap of the right size, then everything after it", async () => {
+  test("an outage longer than the buffer holds: a gap of the right size, then everything after it", async () => {
     const s = await server(["--buffer", "2000"]);
     const path = proxy(s.tlsPort);
     const out = await sink();
@@ -113,7 +130,9 @@ describe("resume", () => {
     await until("before", () => out.messages.length === 2);
     path.cut();
     await sleep(100);
-    const during = Array.from({ length: 100 }, (_, i) => Buffer.from(`<13>during ${String(i + 1).padStart(3, "0")} ${"x".repeat(80)}`));
+    const during = Array.from({ length: 100 }, (_, i) =>
+      Buffer.from(`<13>during ${String(i + 1).padStart(3, "0")} ${"x".repeat(80)}`),
+    );
     for (let i = 0; i < during.length; i += 10) {
       await sendUdp(s.udpPort, during.slice(i, i + 10));
       await sleep(5);
@@ -190,9 +209,28 @@ describe("protocol versions", () => {
   test("slpc names a server that speaks another protocol version", async () => {
     const port = bed.fakeServer(encodeControl({ type: "hello", version: 99 } as never));
     const { cert, key } = bed.pki.cert("client");
-    const c = new Child([BUN, "slpc.ts", "--server", `localhost:${port}`, "--ca", bed.pki.ca, "--cert", cert, "--key", key, "--stdout", "--retry-min", "5"]);
-    bed.defer(() => (c.kill("SIGKILL"), c.proc.exited));
-    await c.waitFor(/server speaks protocol version 99, this slpc speaks 1; upgrade the older one; closing the connection/);
+    const c = new Child([
+      BUN,
+      "slpc.ts",
+      "--server",
+      `localhost:${port}`,
+      "--ca",
+      bed.pki.ca,
+      "--cert",
+      cert,
+      "--key",
+      key,
+      "--stdout",
+      "--retry-min",
+      "5",
+    ]);
+    bed.defer(() => {
+      c.kill("SIGKILL");
+      return c.proc.exited;
+    });
+    await c.waitFor(
+      /server speaks protocol version 99, this slpc speaks 1; upgrade the older one; closing the connection/,
+    );
     expect(c.stdout.length).toBe(0);
   });
 
@@ -213,7 +251,9 @@ describe("protocol versions", () => {
             if (frames.length === 1) socket.write(encodeControl({ type: "resume", version: 7 } as never));
           }
         },
-        close: () => void (closed = true),
+        close: () => {
+          closed = true;
+        },
       },
     });
     await until("the connection to close", () => closed);

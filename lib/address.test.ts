@@ -1,0 +1,41 @@
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import fc from "fast-check";
+import { FUZZ_TIMEOUT, property, returnsOrRefuses } from "../test/fuzz.ts";
+import { bindFailure, parseHostPort } from "./address.ts";
+
+setDefaultTimeout(FUZZ_TIMEOUT);
+
+describe("parseHostPort", () => {
+  test("addresses in all their forms", () => {
+    expect(parseHostPort("127.0.0.1:514")).toEqual({ host: "127.0.0.1", port: 514 });
+    expect(parseHostPort("[::1]:6514")).toEqual({ host: "::1", port: 6514 });
+    expect(parseHostPort("logs.example.com", 6514)).toEqual({ host: "logs.example.com", port: 6514 });
+    expect(parseHostPort("[::]", 6514)).toEqual({ host: "::", port: 6514 });
+    expect(() => parseHostPort("::1:514")).toThrow("expected HOST:PORT");
+    expect(() => parseHostPort("host:0")).toThrow("port must be 1 to 65535");
+    expect(() => parseHostPort("")).toThrow("required");
+  });
+
+  test("arbitrary text is an address or a clear error", () => {
+    property(fc.string({ maxLength: 200 }), (text) => returnsOrRefuses(() => parseHostPort(text, 6514)));
+  });
+});
+
+describe("bindFailure", () => {
+  const failure = (code: string) => Object.assign(new Error("Failed to listen"), { code });
+
+  test("names the address and the flag, and what a low port needs", () => {
+    expect(bindFailure("udp", { host: "127.0.0.1", port: 514 }, failure("EACCES"))).toBe(
+      [
+        "cannot listen on 127.0.0.1:514 (--udp): ports under 1024 need root or CAP_NET_BIND_SERVICE;",
+        "pick a port from 1024 up with --udp",
+      ].join(" "),
+    );
+    expect(bindFailure("listen", { host: "::", port: 6514 }, failure("EADDRINUSE"))).toBe(
+      "cannot listen on [::]:6514 (--listen): the address is already in use; pick another with --listen",
+    );
+    expect(bindFailure("listen", { host: "192.0.2.1", port: 6514 }, failure("EADDRNOTAVAIL"))).toBe(
+      "cannot listen on 192.0.2.1:6514 (--listen): no such address on this machine",
+    );
+  });
+});

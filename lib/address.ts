@@ -1,0 +1,41 @@
+// Network addresses as people write them (`HOST:PORT`, `[::1]:PORT`), and why one could not be
+// listened on, in the words an operator needs.
+
+import { reason } from "./log.ts";
+
+export interface Address {
+  host: string;
+  port: number;
+}
+
+/** `HOST:PORT`, `[::1]:PORT`, or with a default port also a bare `HOST` or `[::1]`. */
+export function parseHostPort(text: string, defaultPort?: number): Address {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+))(?::(\d+))?$/.exec(text);
+  if (!match) {
+    if (text === "") throw new Error("required");
+    throw new Error(defaultPort === undefined ? "expected HOST:PORT" : "expected HOST or HOST:PORT");
+  }
+  const host = match[1] ?? match[2]!;
+  if (match[3] === undefined) {
+    if (defaultPort === undefined) throw new Error("expected HOST:PORT (the port is missing)");
+    return { host, port: defaultPort };
+  }
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) throw new Error("port must be 1 to 65535");
+  return { host, port };
+}
+
+export function formatAddress({ host, port }: Address): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** Why a listening socket could not be opened, in the words an operator needs. */
+export function bindFailure(flag: string, address: Address, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  const where = `cannot listen on ${formatAddress(address)} (--${flag})`;
+  if (code === "EADDRINUSE") return `${where}: the address is already in use; pick another with --${flag}`;
+  if (code === "EACCES" && address.port < 1024)
+    return `${where}: ports under 1024 need root or CAP_NET_BIND_SERVICE; pick a port from 1024 up with --${flag}`;
+  if (code === "EADDRNOTAVAIL") return `${where}: no such address on this machine`;
+  return `${where}: ${reason(error)}`;
+}

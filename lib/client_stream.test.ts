@@ -1,0 +1,127 @@
+import { describe, expect, test } from "bun:test";
+import { ClientStream } from "./client_stream.ts";
+import { Deframer } from "./framing.ts";
+import { ResumeBuffer } from "./resume_buffer.ts";
+
+const bytes = (text: string) => Buffer.from(text, "latin1");
+
+/** The log messages and control messages in `stream`, as a client would read them. */
+function deframe(stream: Buffer) {
+  const messages: Buffer[] = [];
+  const controls: string[] = [];
+  for (const frame of new Deframer(65507).push(stream)) {
+    if (frame.control) controls.push(Buffer.from(frame.body).toString());
+    else messages.push(Buffer.from(frame.body));
+  }
+  return { messages, controls };
+}
+
+describe("ClientStream", () => {
+  /** A socket that takes at most `room` bytes per call. */
+  const socket = (room: number) => {
+    const written: Buffer[] = [];
+    return {
+      written,
+      write: (data: Uint8Array) => {
+        written.push(Buffer.from(data.subarray(0, room)));
+        return Math.min(room, data.length);
+      },
+    };
+  };
+  const filled = (...messages: string[]) => {
+    const buffer = new ResumeBuffer(1 << 20);
+    for (const message of messages) buffer.append(bytes(message));
+    return buffer;
+  };
+
+  test("writes control frames, then data from its start, coalesced into one write", () => {
+    const buffer = filled("a", "b", "c");
+    const stream = new ClientStream(buffer, 1000, 0);
+    stream.start({ type: "start", seq: 2 });
+    const sink = socket(1000);
+    stream.flush(sink.write, 1);
+    expect(sink.written.map(String)).toEqual(['!24 {"type":"start","seq":2}1 b1 c']);
+    expect(stream.idle).toBe(true);
+    expect(stream.lastWrite).toBe(1);
+  });
+
+  test("sends nothing but control frames before it has started", () => {
+    const stream = new ClientStream(filled("a"), 1000, 0);
+    stream.control({ type: "heartbeat" });
+    const sink = socket(1000);
+    stream.flush(sink.write, 0);
+    expect(Buffer.concat(sink.written).toString()).toBe('!20 {"type":"heartbeat"}');
+  });
+
+  test("keeps what a short write did not take, continues there, and knows since when it is blocked", () => {
+    const buffer = filled("hello", "world");
+    const stream = new ClientStream(buffer, 1000, 0);
+    stream.cursor = 1;
+    const slow = socket(4);
+    stream.flush(slow.write, 5);
+    expect(stream.blockedSince).toBe(5);
+    expect(stream.midWrite).toBe(true);
+    const fast = socket(1000);
+    stream.flush(fast.write, 9);
+    expect(Buffer.concat([...slow.written, ...fast.written]).toString()).toBe("5 hello5 world");
+    expect(stream.blockedSince).toBeUndefined();
+  });
+
+  test("a client too far behind skips its oldest messages, counts them, and is told where it resumes", () => {
+    const buffer = filled("one", "two", "three");
+    const stream = new ClientStream(buffer, 10, 0);
+    stream.cursor = 1;
+    buffer.append(bytes("four"));
+    stream.keepWithinLimit();
+    expect(stream.cursor).toBe(4);
+    expect(stream.takeDropped()).toBe(3);
+    expect(stream.takeDropped()).toBe(0);
+    const sink = socket(1000);
+    stream.flush(sink.write, 0);
+    const text = Buffer.concat(sink.written).toString();
+    const deframed = deframe(Buffer.from(text));
+    expect(JSON.parse(deframed.controls[0]!)).toEqual({
+      type: "start",
+      seq: 4,
+      lost: 3,
+      reason: "client too slow: more than 10 bytes waiting",
+    });
+    expect(deframed.messages.map(String)).toEqual(["four"]);
+  });
+
+  test("what a short write left waits intact while the ring is overwritten under it", () => {
+    const buffer = new ResumeBuffer(0);
+    const big = (fill: number) => Buffer.alloc(60_000, fill);
+    buffer.append(big(0x61));
+    const stream = new ClientStream(buffer, 1 << 20, 0);
+    stream.cursor = 1;
+    const slow = socket(10);
+    stream.flush(slow.write, 0);
+    buffer.append(big(0x62));
+    buffer.append(big(0x63)); // wraps to the ring's start, over frame 1
+    stream.keepWithinLimit();
+    const fast = socket(1 << 20);
+    stream.flush(fast.write, 0);
+    const frames = deframe(Buffer.concat([...slow.written, ...fast.written]));
+    expect(frames.messages).toEqual([big(0x61), big(0x62), big(0x63)]);
+    expect(frames.controls).toEqual([]);
+  });
+
+  test("a client whose next frames the ring has forgotten skips to what it holds, and is told", () => {
+    const buffer = new ResumeBuffer(0);
+    const stream = new ClientStream(buffer, 1 << 30, 0);
+    stream.cursor = 1;
+    for (let i = 0; i < 3; i++) buffer.append(Buffer.alloc(60_000, 0x61 + i));
+    stream.keepWithinLimit();
+    expect(stream.cursor).toBe(2);
+    expect(stream.takeDropped()).toBe(1);
+  });
+
+  test("a closed socket (write returns -1) loses nothing from the stream's view", () => {
+    const stream = new ClientStream(filled("a"), 100, 0);
+    stream.cursor = 1;
+    stream.flush(() => -1, 0);
+    expect(stream.midWrite).toBe(true);
+    expect(stream.blockedSince).toBe(0);
+  });
+});

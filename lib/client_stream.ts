@@ -1,0 +1,126 @@
+// What slps still owes one client, and how it gets there through a socket that takes only what
+// fits. The time and the socket's write come in as arguments, so it is tested on plain values.
+
+import { encodeControl } from "./framing.ts";
+import type { ControlMessage } from "./protocol.ts";
+import type { ResumeBuffer } from "./resume_buffer.ts";
+
+/**
+ * What one connected client still has to be sent: control frames, then data frames from its
+ * cursor into the ResumeBuffer. Bun's `write` takes what fits and buffers nothing, so what it
+ * did not take waits here until `drain`. A client that falls more than `limit` bytes behind
+ * skips its oldest messages: they are counted, and it is told with a `start` frame.
+ */
+export class ClientStream {
+  /** Sequence number of the next data frame to send; undefined until the client has resumed. */
+  cursor: number | undefined;
+  /** Messages skipped because the client fell behind, since the count was last taken. */
+  dropped = 0;
+  /** Data frames handed to the socket, and their bytes. */
+  sent = 0;
+  sentBytes = 0;
+  /** When a write last left bytes unsent, if they are still waiting. */
+  blockedSince: number | undefined;
+  /** When bytes were last handed to the socket. */
+  lastWrite: number;
+  #buffer: ResumeBuffer;
+  #limit: number;
+  #controls: Uint8Array[] = [];
+  /** Messages skipped and not yet announced to the client. */
+  #unannounced = 0;
+  /** Bytes built for the socket that it has not taken yet. */
+  #unwritten: Uint8Array | undefined;
+
+  constructor(buffer: ResumeBuffer, limit: number, now: number) {
+    this.#buffer = buffer;
+    this.#limit = limit;
+    this.lastWrite = now;
+  }
+
+  /** Queues a control frame ahead of any further data. */
+  control(message: ControlMessage): void {
+    this.#controls.push(encodeControl(message));
+  }
+
+  /** Sends `start` and begins the data at its `seq`. */
+  start(start: Extract<ControlMessage, { type: "start" }>): void {
+    this.control(start);
+    this.cursor = start.seq;
+  }
+
+  /**
+   * After new frames arrived: skips the oldest unsent ones while more than the limit is waiting,
+   * or when the buffer no longer holds them.
+   */
+  keepWithinLimit(): void {
+    if (this.cursor === undefined) return;
+    if (this.#buffer.behind(this.cursor) <= this.#limit && this.cursor >= this.#buffer.first) return;
+    const skipTo = Math.max(this.#buffer.catchUpPoint(this.#limit), this.#buffer.first);
+    this.dropped += skipTo - this.cursor;
+    this.#unannounced += skipTo - this.cursor;
+    this.cursor = skipTo;
+  }
+
+  /** True while a write is partly done: anything sent now would land inside a frame. */
+  get midWrite(): boolean {
+    return this.#unwritten !== undefined;
+  }
+
+  /** True when nothing is waiting to be written. */
+  get idle(): boolean {
+    return (
+      this.#unwritten === undefined &&
+      this.#controls.length === 0 &&
+      (this.cursor === undefined || this.cursor >= this.#buffer.next)
+    );
+  }
+
+  /**
+   * Writes as much as the socket takes, coalescing frames so one write carries many. `write`
+   * returns the bytes it took (fewer when the socket is full, or < 0 once it is closed).
+   */
+  flush(write: (data: Uint8Array) => number, now: number, maxWrite = 256 * 1024): void {
+    for (;;) {
+      this.#unwritten ??= this.#nextWrite(maxWrite);
+      if (this.#unwritten === undefined) {
+        this.blockedSince = undefined;
+        return;
+      }
+      const taken = write(this.#unwritten);
+      if (taken > 0) this.lastWrite = now;
+      if (taken >= this.#unwritten.length) {
+        this.#unwritten = undefined;
+        continue;
+      }
+      // The rest waits for `drain`: a copy, since the ring under a view is overwritten in time.
+      this.#unwritten = Buffer.from(this.#unwritten.subarray(Math.max(taken, 0)));
+      this.blockedSince ??= now;
+      return;
+    }
+  }
+
+  /** Takes and resets the count of skipped messages. */
+  takeDropped(): number {
+    const dropped = this.dropped;
+    this.dropped = 0;
+    return dropped;
+  }
+
+  #nextWrite(maxWrite: number): Uint8Array | undefined {
+    const parts = this.#controls;
+    this.#controls = [];
+    if (this.#unannounced > 0 && this.cursor !== undefined) {
+      const reason = `client too slow: more than ${this.#limit} bytes waiting`;
+      parts.push(encodeControl({ type: "start", seq: this.cursor, lost: this.#unannounced, reason }));
+      this.#unannounced = 0;
+    }
+    if (this.cursor !== undefined && this.cursor < this.#buffer.next) {
+      const { data, next } = this.#buffer.span(this.cursor, maxWrite);
+      this.sent += next - this.cursor;
+      this.sentBytes += data.length;
+      this.cursor = next;
+      parts.push(data);
+    }
+    return parts.length <= 1 ? parts[0] : Buffer.concat(parts);
+  }
+}

@@ -1,0 +1,133 @@
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import fc from "fast-check";
+import { FUZZ_TIMEOUT, property, returnsOrRefuses } from "../test/fuzz.ts";
+import { parseHostPort } from "./address.ts";
+import { parseDN } from "./dn.ts";
+import {
+  envOf,
+  flagOf,
+  helpText,
+  parseBytes,
+  parseCount,
+  parseOptions,
+  parsePins,
+  parseSeconds,
+  parseSwitch,
+  UsageError,
+} from "./options.ts";
+
+setDefaultTimeout(FUZZ_TIMEOUT);
+
+describe("option parsing", () => {
+  const specs = {
+    listen: { default: "0.0.0.0:6514", arg: "HOST:PORT", help: "where", parse: (t: string) => parseHostPort(t) },
+    count: { default: "64", arg: "N", help: "how many", parse: parseCount(1) },
+    quiet: { default: "0", help: "hush", parse: parseSwitch },
+  };
+
+  test("defaults, environment and flags, in rising order of precedence", () => {
+    expect(parseOptions("t", specs, [], {})).toEqual({
+      listen: { host: "0.0.0.0", port: 6514 },
+      count: 64,
+      quiet: false,
+    });
+    expect(parseOptions("t", specs, [], { T_COUNT: "3", T_QUIET: "1" })).toMatchObject({ count: 3, quiet: true });
+    expect(parseOptions("t", specs, ["--count", "5", "--quiet"], { T_COUNT: "3" })).toMatchObject({
+      count: 5,
+      quiet: true,
+    });
+    expect(parseOptions("t", specs, ["--listen=[::]:7000"], {})).toMatchObject({ listen: { host: "::", port: 7000 } });
+  });
+
+  test("--help wins over everything else", () => {
+    expect(parseOptions("t", specs, ["--count", "x", "--help"], {})).toBe("help");
+  });
+
+  test("--version wins over everything else too", () => {
+    expect(parseOptions("t", specs, ["--count", "x", "--version"], {})).toBe("version");
+  });
+
+  test("an option's flag and environment variable come from its key and the program", () => {
+    expect([flagOf("maxClients"), envOf("slps", "maxClients")]).toEqual(["max-clients", "SLPS_MAX_CLIENTS"]);
+    expect([flagOf("udp"), envOf("slpc", "udp")]).toEqual(["udp", "SLPC_UDP"]);
+    expect([flagOf("handshakeTimeout"), envOf("slpc", "handshakeTimeout")]).toEqual([
+      "handshake-timeout",
+      "SLPC_HANDSHAKE_TIMEOUT",
+    ]);
+  });
+
+  test("a repeatable flag's values reach its parser joined by commas, after the variable's are dropped", () => {
+    const lists = {
+      allow: { default: "", arg: "NAME", help: "names", parse: (t: string) => t.split(","), repeatable: true },
+    };
+    expect(parseOptions("t", lists, ["--allow", "a", "--allow=b"], { T_ALLOW: "c" })).toEqual({ allow: ["a", "b"] });
+    expect(parseOptions("t", lists, [], { T_ALLOW: "c,d" })).toEqual({ allow: ["c", "d"] });
+  });
+
+  test.each([
+    [["--nope"], {}, "unknown flag --nope (see --help)"],
+    [["stray"], {}, "unexpected argument 'stray' (see --help)"],
+    [["--count"], {}, "--count needs a value (N)"],
+    [["--count", "0"], {}, '--count "0": must be 1 to 9007199254740991'],
+    [["--quiet=yes please"], {}, "--quiet takes no value"],
+    [[], { T_LISTEN: "::1" }, 'T_LISTEN "::1": expected HOST:PORT'],
+  ])("%p %p is refused: %s", (argv, env, message) => {
+    expect(() => parseOptions("t", specs, argv, env)).toThrow(message);
+  });
+
+  test("help lists each flag with its variable and default", () => {
+    const text = helpText("t", "A test.", specs);
+    expect(text).toContain("--listen HOST:PORT   T_LISTEN  (default 0.0.0.0:6514)");
+    expect(text).toContain("--quiet   T_QUIET=1  (default 0)");
+    expect(text).toContain("  --version\n      show the version of t\n");
+  });
+
+  test("byte counts with and without units", () => {
+    expect(parseBytes("8MiB")).toBe(8 * 1024 * 1024);
+    expect(parseBytes("512KiB")).toBe(512 * 1024);
+    expect(parseBytes("1000")).toBe(1000);
+    expect(parseBytes("2 mb")).toBe(2_000_000);
+    expect(() => parseBytes("8 parsecs")).toThrow("expected a byte count");
+    expect(() => parseBytes("-1")).toThrow("expected a byte count");
+  });
+});
+
+describe("options under arbitrary input", () => {
+  test("options: arbitrary argv and environment give values or one UsageError", () => {
+    const specs = {
+      listen: { default: "0.0.0.0:6514", arg: "HOST:PORT", help: "", parse: (t: string) => parseHostPort(t) },
+      queue: { default: "8MiB", arg: "BYTES", help: "", parse: parseBytes },
+      wait: { default: "1", arg: "SECONDS", help: "", parse: parseSeconds },
+      pin: { default: "", arg: "SHA256", help: "", parse: parsePins, repeatable: true },
+      issuer: { default: "", arg: "DN", help: "", parse: (t: string) => (t ? parseDN(t) : undefined) },
+    };
+    const word = fc.oneof(
+      fc.string(),
+      fc.constantFrom(
+        "--listen",
+        "--queue",
+        "--wait",
+        "--pin",
+        "--issuer",
+        "--help",
+        "--version",
+        "--x",
+        "--queue=1k",
+        "-h",
+      ),
+    );
+    const env = fc.record(
+      { F_LISTEN: fc.string(), F_QUEUE: fc.string(), F_PIN: fc.string(), F_ISSUER: fc.string() },
+      { requiredKeys: [] },
+    );
+    property(fc.array(word, { maxLength: 8 }), env, (argv, environment) =>
+      returnsOrRefuses(() => parseOptions("f", specs, argv, environment), UsageError),
+    );
+  });
+
+  test("byte counts, seconds and fingerprints: arbitrary text is a value or a clear error", () => {
+    property(fc.string({ maxLength: 200 }), (text) => {
+      for (const parse of [parseBytes, parseSeconds, parsePins]) returnsOrRefuses(() => parse(text));
+    });
+  });
+});

@@ -1,0 +1,135 @@
+// The protocol. Right after it has authorized a client, slps sends `hello`; slpc answers with
+// `resume`; slps sends `start`, then data frames, each numbered one more than the last, with
+// `heartbeat` when idle and `start` again when it had to skip messages. A hello with
+// `progress: true` lets the client send `progress` after `start`, with the last number it
+// delivered, so that a client slowed by its own output counts as alive. See docs/protocol.md.
+
+export const PROTOCOL_VERSION = 1;
+
+export type ControlMessage =
+  | {
+      type: "hello";
+      version: number;
+      server: string;
+      heartbeat: number;
+      first: number;
+      next: number;
+      progress?: boolean;
+    }
+  | { type: "resume"; version: number; server?: string; last?: number; replay?: boolean }
+  | { type: "start"; seq: number; lost?: number | null; reason?: string }
+  | { type: "progress"; last: number }
+  | { type: "heartbeat" }
+  | { type: "error"; message: string };
+
+const isCount = (value: unknown) => Number.isSafeInteger(value) && (value as number) >= 0;
+
+/**
+ * The largest sequence number (or count of messages) a control message may carry. At a million
+ * messages a second it lasts 142 years, and it leaves room to add to it (`last + 1`, a count of
+ * messages since) without leaving the integers a double holds exactly, or a state file that says
+ * 2^53 and cannot be read back.
+ */
+export const MAX_SEQ = 2 ** 52;
+const isSeq = (value: unknown) => isCount(value) && (value as number) <= MAX_SEQ;
+
+/** Reads a control frame's JSON; throws an Error saying what is wrong with it. */
+export function parseControl(body: Uint8Array): ControlMessage {
+  let message: Record<string, unknown>;
+  try {
+    message = JSON.parse(Buffer.from(body).toString("utf8"));
+  } catch {
+    throw new Error("control message is not JSON");
+  }
+  if (typeof message !== "object" || message === null || Array.isArray(message))
+    throw new Error("control message is not an object");
+  const bad = (field: string) => new Error(`${String(message.type)} message has a bad '${field}'`);
+  switch (message.type) {
+    case "hello":
+      if (!isCount(message.version)) throw bad("version");
+      if (message.version !== PROTOCOL_VERSION) return message as ControlMessage; // the caller names the mismatch
+      if (typeof message.server !== "string" || message.server === "") throw bad("server");
+      if (typeof message.heartbeat !== "number" || !(message.heartbeat > 0)) throw bad("heartbeat");
+      if (!isSeq(message.first) || (message.first as number) < 1) throw bad("first");
+      if (!isSeq(message.next) || (message.next as number) < (message.first as number)) throw bad("next");
+      if (message.progress !== undefined && typeof message.progress !== "boolean") throw bad("progress");
+      return message as ControlMessage;
+    case "resume":
+      if (!isCount(message.version)) throw bad("version");
+      if (message.version !== PROTOCOL_VERSION) return message as ControlMessage;
+      if (message.server !== undefined && (typeof message.server !== "string" || message.server === ""))
+        throw bad("server");
+      if ((message.server === undefined) !== (message.last === undefined))
+        throw bad(message.server === undefined ? "server" : "last");
+      if (message.last !== undefined && !isSeq(message.last)) throw bad("last");
+      if (message.replay !== undefined && typeof message.replay !== "boolean") throw bad("replay");
+      return message as ControlMessage;
+    case "start":
+      if (!isSeq(message.seq) || (message.seq as number) < 1) throw bad("seq");
+      if (message.lost !== undefined && message.lost !== null && !isSeq(message.lost)) throw bad("lost");
+      if (message.reason !== undefined && typeof message.reason !== "string") throw bad("reason");
+      return message as ControlMessage;
+    case "progress":
+      if (!isSeq(message.last)) throw bad("last");
+      return { type: "progress", last: message.last as number };
+    case "heartbeat":
+      return { type: "heartbeat" };
+    case "error":
+      if (typeof message.message !== "string") throw bad("message");
+      return message as ControlMessage;
+    default:
+      throw new Error(`unknown control message type ${JSON.stringify(message.type)}`);
+  }
+}
+
+/** The `start` that answers a `resume`, given the server's id and the sequence numbers its buffer holds. */
+export function resumeStart(
+  request: { server?: string; last?: number; replay?: boolean },
+  server: { id: string; first: number; next: number },
+): Extract<ControlMessage, { type: "start" }> {
+  const { id, first, next } = server;
+  if (request.server === undefined) return { type: "start", seq: request.replay ? first : next };
+  if (request.server !== id) {
+    return { type: "start", seq: first, lost: null, reason: `server restarted (was ${request.server}, now ${id})` };
+  }
+  const wanted = request.last! + 1;
+  if (wanted > next)
+    return {
+      type: "start",
+      seq: next,
+      lost: null,
+      reason: `resume point ${request.last} is ahead of the server (${next - 1})`,
+    };
+  if (wanted >= first) return { type: "start", seq: wanted };
+  return { type: "start", seq: first, lost: first - wanted, reason: "server buffer overflowed" };
+}
+
+/** Where a client stands: the server run it follows and the last message it delivered. */
+export interface ResumePoint {
+  server: string;
+  last: number;
+}
+
+/**
+ * Reads slpc's state file; throws an Error saying what is wrong with it. It accepts exactly what
+ * slpc writes: a non-empty server id and a `last` from 0 to MAX_SEQ, the largest number slpc delivers.
+ */
+export function parseResumePoint(text: string): ResumePoint {
+  if (text.trim() === "") throw new Error("empty (not an slpc state file)");
+  let value: { server?: unknown; last?: unknown } | null | undefined;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new Error("not an slpc state file (not JSON)");
+  }
+  if (typeof value?.server !== "string" || value.server === "" || !isSeq(value.last))
+    throw new Error('not an slpc state file (expected {"server": ID, "last": N})');
+  return { server: value.server, last: value.last as number };
+}
+
+/** slpc's log line for a `start` that skipped messages, or undefined when nothing was lost. */
+export function gapNotice(start: Extract<ControlMessage, { type: "start" }>): string | undefined {
+  if (start.lost === undefined || start.lost === 0) return undefined;
+  const count = start.lost === null ? "an unknown number of messages" : `${start.lost} messages`;
+  return `gap: ${count} lost, ${start.reason ?? "no reason given"}; continuing from #${start.seq}`;
+}
