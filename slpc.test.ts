@@ -502,7 +502,8 @@ describe("the resume point follows the server run each message came from", () =>
     await first.exit();
     const second = await server([], { udpPort: first.udpPort, tlsPort: first.tlsPort });
     await c.waitFor(new RegExp(`following server ${serverId(second)}`));
-    await sleep(1500); // --state is written once a second, also while slpc runs
+    // --state is written once a second, also while slpc runs (later on a loaded machine).
+    await until("--state to name the new server", () => saved(state).server === serverId(second));
     expect(saved(state)).toEqual({ server: serverId(second), last: 0 });
     c.kill("SIGTERM");
     expect(await c.exit()).toBe(0);

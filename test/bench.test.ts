@@ -27,7 +27,7 @@ const message = (seq: number, sentNs: number, header = "") => Buffer.from(`${hea
 describe("the bench's clock", () => {
   test("reads the same clock in another process", () => {
     const before = nowNs();
-    const child = Bun.spawnSync([BUN, "-e", 'import { nowNs } from "../bench/clock.ts"; console.log(nowNs())'], {
+    const child = Bun.spawnSync([BUN, "-e", 'import { nowNs } from "./bench/clock.ts"; console.log(nowNs())'], {
       cwd: ROOT,
     });
     const after = nowNs();

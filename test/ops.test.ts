@@ -4,7 +4,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Child, freePort, makeCert, ROOT, sendUdp, testBed, until } from "./kit.ts";
+import { type Child, freePort, makeCert, ROOT, sendUdp, sleep, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
@@ -60,6 +60,8 @@ describe("counters", () => {
     const c = await client(s, { forwardPort: out.port });
     await sendUdp(s.udpPort, [Buffer.from("<13>one"), Buffer.from("<13>two"), Buffer.from("<13>three")]);
     await until("delivery", () => out.messages.length === 3);
+    // A datagram counts as handed on once UDP_SILENCE_MS (100 ms) pass without a refusal from the daemon.
+    await sleep(500);
     const [serverFrom, clientFrom] = [s.stderr.length, c.stderr.length];
     s.kill("SIGUSR1");
     c.kill("SIGUSR1");
