@@ -16,42 +16,15 @@
 import { isUtf8 } from "node:buffer";
 
 /** Facility names by code (RFC 5424 table 1), as syslog-ng prints them; rsyslog's other names are aliases. */
+// biome-ignore format: a table, read across
 export const FACILITY_NAMES: readonly string[] = [
-  "kern",
-  "user",
-  "mail",
-  "daemon",
-  "auth",
-  "syslog",
-  "lpr",
-  "news",
-  "uucp",
-  "cron",
-  "authpriv",
-  "ftp",
-  "ntp",
-  "security",
-  "console",
-  "clock",
-  "local0",
-  "local1",
-  "local2",
-  "local3",
-  "local4",
-  "local5",
-  "local6",
-  "local7",
+  "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp",
+  "security", "console", "clock", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
 ];
 /** Severity names by code (RFC 5424 table 2), most severe first. */
+// biome-ignore format: a table, read across
 export const SEVERITY_NAMES: readonly string[] = [
-  "emerg",
-  "alert",
-  "crit",
-  "err",
-  "warning",
-  "notice",
-  "info",
-  "debug",
+  "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
 ];
 
 /** Every facility name a person may write, with its code: the table's and the usual aliases (rsyslog's 13-15). */
