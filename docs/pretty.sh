@@ -78,14 +78,15 @@ for line in lines:
             elif code == 22: state["dim"] = state["bold"] = False
             elif code == 39: state["fg"] = None
             elif 30 <= code <= 37 or 90 <= code <= 97: state["fg"] = colours.get(code % 60, "#dcdfe4")
-        style = ";".join(filter(None, [
-            state["fg"] and f"color:{state['fg']}", state["dim"] and "opacity:.55", state["bold"] and "font-weight:bold"]))
+        style = ";".join(filter(None, [state["fg"] and f"color:{state['fg']}",
+                                       state["dim"] and "opacity:.55", state["bold"] and "font-weight:bold"]))
         text = html.escape(parts[index + 1])
         row += f'<span style="{style}">{text}</span>' if style and text else text
     body.append(row)
 page = f"""<!doctype html><meta charset="utf-8"><style>
 html, body {{ margin: 0; background: #1d1f23; }}
-pre {{ margin: 0; padding: 14px 16px; color: #c8ccd4; font: 14px/19px "DejaVu Sans Mono", monospace; width: {columns}ch; }}
+pre {{ margin: 0; padding: 14px 16px; color: #c8ccd4; width: {columns}ch;
+       font: 14px/19px "DejaVu Sans Mono", monospace; }}
 </style><pre>{chr(10).join(body)}</pre>"""
 open(target, "w", encoding="utf-8").write(page)
 EOF
