@@ -15,10 +15,14 @@ import type { Socket } from "bun";
 import {
   type Address,
   type ControlMessage,
+  colorChoice,
   Deframer,
   encodeControl,
   expiryWarning,
   formatAddress,
+  formatJson,
+  formatPretty,
+  formatRaw,
   gapNotice,
   helpText,
   isNetworkError,
@@ -29,16 +33,20 @@ import {
   messagesAsLines,
   nextBackoff,
   type Options,
+  type OutputFormat,
   optional,
   PROTOCOL_VERSION,
+  parseColorFlag,
   parseControl,
   parseCount,
   parseHostPort,
   parseOptions,
+  parseOutputFormat,
   parseRequired,
   parseResumePoint,
   parseSeconds,
   parseSwitch,
+  parseSyslog,
   parseText,
   type ResumePoint,
   reason,
@@ -61,7 +69,9 @@ const CA = "certs/ca.pem"; // the server certificate must chain to this; "system
 const CRL = ""; // if set, PEM revocation lists: a server certificate listed there is refused
 const SERVERNAME = ""; // name the server certificate must carry; empty: the host of --server
 const FORWARD = "127.0.0.1:514"; // the local syslog daemon's UDP input
-const STDOUT = "0"; // 1: print messages instead of forwarding them
+const STDOUT = "0"; // 1: print messages instead of forwarding them, pretty on a terminal and raw otherwise
+const FORMAT = ""; // raw, json or pretty: print messages in that form instead of forwarding them
+const COLOR = "auto"; // pretty's colours: always, never, or auto (on a terminal, unless NO_COLOR is set)
 const STATE = ""; // file that keeps the resume point across restarts; empty: kept in memory only
 const FORWARD_RATE = "50000"; // messages a second at most to the local syslog daemon; 0 for no limit
 const REPLAY = "0"; // 1: a client with no resume point starts with everything the server holds
@@ -116,7 +126,11 @@ const OPTIONS = {
   forwardRate: { default: FORWARD_RATE, arg: "N", parse: parseCount(0),
     help: "messages a second at most to --forward, so that a replay does not overflow its UDP buffer; 0: no limit" },
   stdout: { default: STDOUT, parse: parseSwitch,
-    help: "write each message as one line to stdout instead (its own LF shown as \\n)" },
+    help: "write each message to stdout instead: --format pretty on a terminal, raw otherwise" },
+  format: { default: FORMAT, arg: "raw|json|pretty", parse: optional(parseOutputFormat),
+    help: "write each message to stdout instead, one line (raw: as it came, its LF as \\n), JSON, or columns" },
+  color: { default: COLOR, arg: "always|never|auto", parse: parseColorFlag,
+    help: "colour pretty's lines by severity: auto on a terminal, unless NO_COLOR is set" },
   state: { default: STATE, arg: "FILE", parse: parseText,
     help: "keep the resume point in this file, so a restarted slpc loses nothing either" },
   replay: { default: REPLAY, parse: parseSwitch,
@@ -157,6 +171,7 @@ try {
     process.exit(0);
   }
   options = parsed;
+  if (options.format) options.stdout = true;
   if (options.retryMax < options.retryMin)
     throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
   tls = loadTls();
@@ -765,6 +780,35 @@ function sendPending(): void {
   updateReading();
 }
 
+/** How stdout shows a message: as --format says, or for whoever reads it with --stdout alone. */
+const outputFormat: OutputFormat = options.format ?? (process.stdout.isTTY ? "pretty" : "raw");
+const outputColor = colorChoice(options.color, process.stdout.isTTY === true, process.env);
+/** Set once a formatter failed on a message: said once, not once a message. */
+let formatFailed = false;
+
+/** The messages as stdout shows them; raw is today's bytes and needs no parsing. */
+function asLines(messages: readonly Waiting[]): Buffer {
+  if (outputFormat === "raw") return messagesAsLines(messages.map(({ message }) => message));
+  const received = new Date();
+  // A terminal may have been resized since the last write.
+  const pretty = { server: server.host, now: received, color: outputColor, width: process.stdout.columns || 80 };
+  const lines: Buffer[] = [];
+  for (const { message, server: run, seq } of messages) {
+    try {
+      const parsed = parseSyslog(message);
+      const line =
+        outputFormat === "json" ? formatJson(parsed, { server: run, seq, received }) : formatPretty(parsed, pretty);
+      lines.push(Buffer.from(line));
+    } catch (error) {
+      // A bug must not stop the stream at the message that shows it: that message goes out raw.
+      if (!formatFailed) log(`--format ${outputFormat}: ${reason(error)}; printing such messages raw`);
+      formatFailed = true;
+      lines.push(formatRaw(message));
+    }
+  }
+  return Buffer.concat(lines);
+}
+
 /**
  * The lines of one read, as one write. They count as handed on once stdout says it took them:
  * until then a SIGTERM could lose them, and the resume point must not pass them.
@@ -772,7 +816,7 @@ function sendPending(): void {
 function writeLines(): void {
   const last = pending.at(-1);
   if (!last) return;
-  const lines = messagesAsLines(pending.map(({ message }) => message));
+  const lines = asLines(pending);
   unconfirmed.push({ server: last.server, last: last.seq, count: pending.length });
   pending.length = 0;
   pendingBytes = 0;

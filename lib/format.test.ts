@@ -8,6 +8,7 @@ import {
   messagesAsLines,
   type PrettyOptions,
   parseColorFlag,
+  parseOutputFormat,
 } from "./format.ts";
 import { parseSyslog } from "./syslog_message.ts";
 import { terminalCells, widthOf } from "./terminal_text.ts";
@@ -57,12 +58,12 @@ describe("formatRaw", () => {
 });
 
 const json = (datagram: Uint8Array, seq = 1) =>
-  JSON.parse(formatJson(parseSyslog(datagram), { server: "web.example.com:6514", seq, received }));
+  JSON.parse(formatJson(parseSyslog(datagram), { server: "5f2c9a7e01b4d3c8", seq, received }));
 
 describe("formatJson", () => {
   test("every field, named, with nulls for what the message lacks", () => {
     expect(json(BSD_3164)).toEqual({
-      server: "web.example.com:6514",
+      server: "5f2c9a7e01b4d3c8",
       seq: 1,
       received: "2024-01-05T09:30:00.250Z",
       facility: "auth",
@@ -332,5 +333,13 @@ describe("colour choice", () => {
   test("--color takes always, never or auto", () => {
     expect(["always", "never", "auto"].map(parseColorFlag)).toEqual(["always", "never", "auto"]);
     expect(() => parseColorFlag("yes")).toThrow("expected always, never or auto");
+  });
+});
+
+describe("format choice", () => {
+  test("--format takes raw, json or pretty", () => {
+    expect(["raw", "json", "pretty"].map(parseOutputFormat)).toEqual(["raw", "json", "pretty"]);
+    expect(() => parseOutputFormat("yaml")).toThrow("expected raw, json or pretty");
+    expect(() => parseOutputFormat("JSON")).toThrow("expected raw, json or pretty");
   });
 });

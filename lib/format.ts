@@ -49,10 +49,16 @@ export function messagesAsLines(messages: readonly Uint8Array[]): Buffer {
   return out;
 }
 
+/** Keeps a BOM inside the text: the parser already dropped the one RFC 5424 puts before MSG. */
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
+
 export interface JsonContext {
-  /** The server the message came from, as slpc names it. */
+  /**
+   * The server run that numbered the message (the `server` of its hello, as in the resume point):
+   * with `seq` it names one message, also across a server restart, which numbers from 1 again.
+   */
   server: string;
-  /** The message's sequence number on that server. */
+  /** The message's sequence number in that run. */
   seq: number;
   /** When slpc received it. */
   received: Date;
@@ -67,13 +73,13 @@ export interface JsonContext {
  * import { parseSyslog } from "./lib/syslog_message.ts";
  * import { formatJson } from "./lib/format.ts";
  * const parsed = parseSyslog(new TextEncoder().encode("<38>Jan  5 10:11:12 web sshd[42]: Accepted key"));
- * process.stdout.write(formatJson(parsed, { server: "web.example.com:6514", seq: 7, received: new Date() }));
+ * process.stdout.write(formatJson(parsed, { server: "5f2c9a7e01b4d3c8", seq: 7, received: new Date() }));
  * ```
  */
 export function formatJson(parsed: SyslogMessage, { server, seq, received }: JsonContext): string {
   const { buffer, byteOffset, byteLength } = parsed.message;
   const text = parsed.utf8
-    ? { message: new TextDecoder("utf-8", { ignoreBOM: true }).decode(parsed.message) }
+    ? { message: utf8.decode(parsed.message) }
     : { message_base64: Buffer.from(buffer, byteOffset, byteLength).toString("base64") };
   const record = {
     server,
@@ -214,6 +220,14 @@ function displayTime(timestamp: string | undefined, now: Date | undefined, timeZ
   }
   const part = Object.fromEntries(formatter.formatToParts(time).map(({ type, value }) => [type, value]));
   return `${part.month} ${part.day!.padStart(2)} ${part.hour}:${part.minute}:${part.second}`;
+}
+
+export type OutputFormat = "raw" | "json" | "pretty";
+
+/** The value of `--format`. */
+export function parseOutputFormat(text: string): OutputFormat {
+  if (text === "raw" || text === "json" || text === "pretty") return text;
+  throw new Error("expected raw, json or pretty");
 }
 
 export type ColorFlag = "always" | "never" | "auto";
