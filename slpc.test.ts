@@ -254,6 +254,26 @@ describe("--forward in every form it accepts", () => {
     );
   });
 
+  test("a tcp:// or relp:// host that does not resolve, or an unknown scheme, exits 2 with one line", async () => {
+    const cases = [
+      [
+        "tcp://no-such-host.invalid:514",
+        /^slpc: --forward tcp:\/\/no-such-host\.invalid:514: cannot resolve [^\n]+\n$/,
+      ],
+      [
+        "relp://no-such-host.invalid:2514",
+        /^slpc: --forward relp:\/\/no-such-host\.invalid:2514: cannot resolve [^\n]+\n$/,
+      ],
+      ["ftp://127.0.0.1:21", /^slpc: --forward "ftp:\/\/127\.0\.0\.1:21": unknown scheme "ftp"[^\n]*\n$/],
+      ["unix:dev/log", /^slpc: --forward "unix:dev\/log": a unix socket's path must be absolute[^\n]*\n$/],
+    ] as const;
+    for (const [address, line] of cases) {
+      const c = slpc(1, ["--forward", address]);
+      expect(await c.exit()).toBe(2);
+      expect(c.stderr).toMatch(line);
+    }
+  });
+
   test("a forward address the kernel refuses every send to: one line naming it, reading paused, no crash", async () => {
     const s = await server();
     // Without SO_BROADCAST, every send to the broadcast address fails with EACCES.
