@@ -208,7 +208,14 @@ describe("command line", () => {
   test("--help lists every option with its environment variable and default", async () => {
     const result = await run([BUN, "slpc.ts", "--help"]);
     expect(result.code).toBe(0);
-    for (const text of ["--server HOST[:PORT]", "SLPC_SERVER", "--forward HOST:PORT", "127.0.0.1:514", "SLPC_STDOUT=1"])
+    for (const text of [
+      "--server HOST[:PORT]",
+      "SLPC_SERVER",
+      "--forward ADDRESS",
+      "127.0.0.1:514",
+      "relp://HOST:PORT",
+      "SLPC_STDOUT=1",
+    ])
       expect(result.stdout).toContain(text);
   });
 
