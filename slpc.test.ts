@@ -208,7 +208,14 @@ describe("command line", () => {
   test("--help lists every option with its environment variable and default", async () => {
     const result = await run([BUN, "slpc.ts", "--help"]);
     expect(result.code).toBe(0);
-    for (const text of ["--server HOST[:PORT]", "SLPC_SERVER", "--forward HOST:PORT", "127.0.0.1:514", "SLPC_STDOUT=1"])
+    for (const text of [
+      "--server HOST[:PORT]",
+      "SLPC_SERVER",
+      "--forward ADDRESS",
+      "127.0.0.1:514",
+      "relp://HOST:PORT",
+      "SLPC_STDOUT=1",
+    ])
       expect(result.stdout).toContain(text);
   });
 
@@ -252,6 +259,99 @@ describe("--forward in every form it accepts", () => {
     expect(c.stderr).toMatch(
       /^slpc: --forward no-such-host\.invalid:514: cannot resolve no-such-host\.invalid: [^\n]+\n$/,
     );
+  });
+
+  test("a tcp:// or relp:// host that does not resolve, or an unknown scheme, exits 2 with one line", async () => {
+    const cases = [
+      [
+        "tcp://no-such-host.invalid:514",
+        /^slpc: --forward tcp:\/\/no-such-host\.invalid:514: cannot resolve [^\n]+\n$/,
+      ],
+      [
+        "relp://no-such-host.invalid:2514",
+        /^slpc: --forward relp:\/\/no-such-host\.invalid:2514: cannot resolve [^\n]+\n$/,
+      ],
+      ["ftp://127.0.0.1:21", /^slpc: --forward "ftp:\/\/127\.0\.0\.1:21": unknown scheme "ftp"[^\n]*\n$/],
+      ["unix:dev/log", /^slpc: --forward "unix:dev\/log": a unix socket's path must be absolute[^\n]*\n$/],
+    ] as const;
+    for (const [address, line] of cases) {
+      const c = slpc(1, ["--forward", address]);
+      expect(await c.exit()).toBe(2);
+      expect(c.stderr).toMatch(line);
+    }
+  });
+
+  test("relp:// SIGTERM: acknowledgements get 5 s, then --state records only what the daemon acknowledged", async () => {
+    // A RELP daemon that takes the session and acknowledges the first three messages, then no more.
+    let received = "";
+    const syslogCommands = () => [...received.matchAll(/(\d+) syslog \d+ /g)].map((match) => Number(match[1]));
+    const answered = new Set<number>();
+    const daemon = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket, chunk) {
+          received += Buffer.from(chunk).toString("latin1");
+          if (/^1 open /.test(received) && !answered.has(1)) {
+            answered.add(1);
+            const offers = "200 OK\nrelp_version=0\nrelp_software=test\ncommands=syslog";
+            socket.write(`1 rsp ${offers.length} ${offers}\n`);
+          }
+          for (const txnr of syslogCommands().filter((n) => n <= 4 && !answered.has(n))) {
+            answered.add(txnr);
+            socket.write(`${txnr} rsp 6 200 OK\n`);
+          }
+        },
+      },
+    });
+    bed.defer(() => daemon.stop(true));
+    const s = await server();
+    const state = join(bed.dir, "relp-sigterm.json");
+    const c = slpc(s.tlsPort, ["--forward", `relp://127.0.0.1:${daemon.port}`, "--state", state]);
+    await streamStarted(s);
+    await sendUdp(s.udpPort, numbered(10));
+    await until(
+      () => `10 messages at the daemon, have ${syslogCommands().length}`,
+      () => syslogCommands().length === 10,
+    );
+    const signalled = performance.now();
+    c.proc.kill("SIGTERM");
+    expect(await c.proc.exited).toBe(0);
+    expect(performance.now() - signalled).toBeGreaterThanOrEqual(4500);
+    expect(c.stderr).toMatch(/did not acknowledge 7 messages within 5 s; --state records only what it acknowledged\n$/);
+    expect(JSON.parse(readFileSync(state, "utf8")).last).toBe(3);
+  });
+
+  test("unix:PATH: no socket yet, then a reader that holds back: kept, retried, and all arrive once, in order", async () => {
+    const s = await server();
+    const path = join(bed.dir, "dev-log.sock");
+    const c = slpc(s.tlsPort, ["--forward", `unix:${path}`]);
+    await streamStarted(s);
+    const messages = numbered(2000);
+    await sendUdp(s.udpPort, messages.slice(0, 10));
+    await c.waitFor(/forward to unix:\S+: [^\n]*No such file[^\n]*; is the syslog daemon listening\?/);
+    // The daemon comes up and reads nothing at first, so its queue fills and slpc must wait.
+    const reader = track(new Child(["python3", join(ROOT, "test/unix_dgram_sink.py"), path, "--hold"], {}, "pipe"));
+    await until("the reader's socket", () => reader.stdout.toString().includes("ready"));
+    for (let i = 10; i < messages.length; i += 500) await sendUdp(s.udpPort, messages.slice(i, i + 500));
+    await sleep(1500);
+    reader.proc.stdin!.write("go\n");
+    reader.proc.stdin!.flush();
+    const arrived = () =>
+      reader.stdout
+        .toString()
+        .split("\n")
+        .slice(1)
+        .filter((line) => line !== "")
+        .map((hex) => Buffer.from(hex, "hex").toString());
+    await until(
+      () => `2000 datagrams, have ${arrived().length}`,
+      () => arrived().length >= 2000,
+      20_000,
+    );
+    await sleep(200);
+    expect(arrived()).toEqual(texts(messages));
+    expect(c.stderr.match(/No such file/g)).toHaveLength(1);
   });
 
   test("a forward address the kernel refuses every send to: one line naming it, reading paused, no crash", async () => {

@@ -18,8 +18,11 @@ import {
   colorChoice,
   Deframer,
   encodeControl,
+  encodeFrame,
   expiryWarning,
+  type ForwardAddress,
   formatAddress,
+  formatForwardAddress,
   formatJson,
   formatPretty,
   formatRaw,
@@ -39,6 +42,7 @@ import {
   parseColorFlag,
   parseControl,
   parseCount,
+  parseForwardAddress,
   parseHostPort,
   parseOptions,
   parseOutputFormat,
@@ -48,11 +52,13 @@ import {
   parseSwitch,
   parseSyslog,
   parseText,
+  RelpSession,
   type ResumePoint,
   reason,
   TLS13_ONLY,
   type TlsFiles,
   TokenBucket,
+  UnixDatagramSender,
   UsageError,
   type Values,
 } from "./lib.ts";
@@ -68,7 +74,7 @@ const KEY = "certs/client.key";
 const CA = "certs/ca.pem"; // the server certificate must chain to this; "system" for the system trust store
 const CRL = ""; // if set, PEM revocation lists: a server certificate listed there is refused
 const SERVERNAME = ""; // name the server certificate must carry; empty: the host of --server
-const FORWARD = "127.0.0.1:514"; // the local syslog daemon's UDP input
+const FORWARD = "127.0.0.1:514"; // the local syslog daemon: UDP; tcp://, relp:// or unix:PATH pick another transport
 const STDOUT = "0"; // 1: print messages instead of forwarding them, pretty on a terminal and raw otherwise
 const FORMAT = ""; // raw, json or pretty: print messages in that form instead of forwarding them
 const COLOR = "auto"; // pretty's colours: always, never, or auto (on a terminal, unless NO_COLOR is set)
@@ -102,6 +108,13 @@ const SEND_BATCH = 64;
 const FORWARD_RETRY_MS = 1000;
 /** How long a datagram goes unanswered before it counts as taken: an ICMP refusal takes far less, even on a LAN. */
 const UDP_SILENCE_MS = 100;
+/** RELP messages in flight at most: librelp's default window, so acknowledgements do not cap throughput. */
+const RELP_WINDOW = 128;
+/** Seconds between attempts to reach the daemon again for tcp:// and relp://, doubling from the first. */
+const DAEMON_RETRY_MIN = 0.1;
+const DAEMON_RETRY_MAX = 5;
+/** unix:: how long before a full queue of the daemon's is tried again. */
+const UNIX_FULL_RETRY_MS = 5;
 
 /** How long SIGTERM waits for stdout to take what was written to it. */
 const STOP_WAIT_MS = 5000;
@@ -121,10 +134,12 @@ const OPTIONS = {
     help: "PEM file of CRLs; a server certificate listed there is refused" },
   servername: { default: SERVERNAME, arg: "NAME", parse: parseText,
     help: "name the server certificate must carry (default: the host of --server)" },
-  forward: { default: FORWARD, arg: "HOST:PORT", parse: parseHostPort,
-    help: "local syslog daemon to send each message to over UDP, one datagram per message" },
+  forward: { default: FORWARD, arg: "ADDRESS", parse: parseForwardAddress,
+    help: "local syslog daemon to send each message to: HOST:PORT or udp://HOST:PORT (one datagram each), " +
+      "tcp://HOST:PORT (octet-counted), relp://HOST:PORT (acknowledged), unix:PATH (a datagram socket, /dev/log)" },
   forwardRate: { default: FORWARD_RATE, arg: "N", parse: parseCount(0),
-    help: "messages a second at most to --forward, so that a replay does not overflow its UDP buffer; 0: no limit" },
+    help: "messages a second at most to --forward, so that a replay does not overflow a UDP buffer; " +
+      "tcp://, relp:// and unix: push back by themselves and need it less; 0: no limit" },
   stdout: { default: STDOUT, parse: parseSwitch,
     help: "write each message to stdout instead: --format pretty on a terminal, raw otherwise" },
   format: { default: FORMAT, arg: "raw|json|pretty", parse: optional(parseOutputFormat),
@@ -152,7 +167,10 @@ let tls: TlsFiles;
 let stored: ResumePoint | undefined;
 /** Set when --state could not be read at start: the first `start` reports an unknown gap. */
 let stateUnreadable = false;
-/** --forward as an IP address: sendmmsg takes no names, and the UDP socket must be bound for its family. */
+/**
+ * --forward's host as an IP address (udp, tcp, relp): sendmmsg takes no names, the UDP socket must
+ * be bound for its family, and a name is looked up once, at start.
+ */
 let forwardTo: Address & { family: 4 | 6 } = { host: "127.0.0.1", port: 514, family: 4 };
 try {
   const parsed = parseOptions("slpc", OPTIONS, process.argv.slice(2), process.env);
@@ -179,7 +197,7 @@ try {
     stored = readState(options.state);
     writeState(stored, true); // fails now, with exit 2, if the file cannot be written
   }
-  if (!options.stdout) forwardTo = await resolveForward(options.forward);
+  if (!options.stdout && options.forward.transport !== "unix") forwardTo = await resolveForward(options.forward);
 } catch (error) {
   if (!(error instanceof UsageError)) throw error;
   log(error.message);
@@ -189,7 +207,11 @@ const { server, forward } = options;
 const target = formatAddress(server);
 const serverName = options.servername || server.host;
 /** --forward in log lines: as the operator wrote it, and the address it resolved to when that differs. */
-const forwardName = formatAddress(forward) + (forward.host === forwardTo.host ? "" : ` (${forwardTo.host})`);
+const forwardName =
+  forward.transport === "unix"
+    ? formatForwardAddress(forward)
+    : (forward.transport === "udp" ? formatAddress(forward) : formatForwardAddress(forward)) +
+      (forward.host === forwardTo.host ? "" : ` (${forwardTo.host})`);
 
 /** How often the phase deadlines are checked (see the clock below): well within the shortest of them. */
 const TICK_MS = Math.max(1, Math.min(1000, options.deadAfter * 250, options.handshakeTimeout * 250));
@@ -200,16 +222,17 @@ function loadTls(): TlsFiles {
 }
 
 /** Looked up once, at start: the local daemon does not move, and a name that does not resolve is a typo. */
-async function resolveForward(address: Address): Promise<Address & { family: 4 | 6 }> {
+async function resolveForward(address: ForwardAddress & Address): Promise<Address & { family: 4 | 6 }> {
+  const shown = address.transport === "udp" ? formatAddress(address) : formatForwardAddress(address);
   let found: LookupAddress[];
   try {
     found = await lookup(address.host, { all: true });
   } catch (error) {
-    throw new UsageError(`--forward ${formatAddress(address)}: cannot resolve ${address.host}: ${reason(error)}`);
+    throw new UsageError(`--forward ${shown}: cannot resolve ${address.host}: ${reason(error)}`);
   }
   // A name with both families is taken as IPv4, where syslog daemons listen by default.
   const chosen = found.find((entry) => entry.family === 4) ?? found[0];
-  if (!chosen) throw new UsageError(`--forward ${formatAddress(address)}: ${address.host} has no address`);
+  if (!chosen) throw new UsageError(`--forward ${shown}: ${address.host} has no address`);
   return { host: chosen.address, port: address.port, family: chosen.family === 6 ? 6 : 4 };
 }
 
@@ -307,6 +330,8 @@ let pendingBytes = 0;
  * until this long has passed without one, a datagram is not counted as handed on.
  */
 const unheard: (Waiting & { sentAt: number })[] = [];
+/** relp://: messages sent on the RELP session and not yet acknowledged by the daemon, oldest first. */
+const unacknowledged: Waiting[] = [];
 /** Comes back to hand on the datagrams in `unheard` once they have gone unanswered long enough. */
 let heardTimer: Timer | undefined;
 /** Lines written to stdout that it has not confirmed taking, one entry per write, oldest first. */
@@ -340,13 +365,14 @@ const forwardBucket =
  * which may have moved past it (a gap, a server restart).
  */
 function resumePoint(): ResumePoint | undefined {
-  const nothingWaits = pending.length === 0 && unheard.length === 0 && unconfirmed.length === 0;
+  const nothingWaits =
+    pending.length === 0 && unheard.length === 0 && unacknowledged.length === 0 && unconfirmed.length === 0;
   return following && nothingWaits ? { server: following.server, last: following.next - 1 } : handedOn;
 }
 
 /** The newest message slpc holds: waiting to go out, written to stdout, or handed on. */
 function newestHeld(): ResumePoint | undefined {
-  const waiting = pending.at(-1) ?? unheard.at(-1);
+  const waiting = pending.at(-1) ?? unheard.at(-1) ?? unacknowledged.at(-1);
   if (waiting) return { server: waiting.server, last: waiting.seq };
   const written = unconfirmed.at(-1);
   return written ? { server: written.server, last: written.last } : resumePoint();
@@ -645,8 +671,9 @@ function flushOutbox(c: Connection): void {
 function updateReading(): void {
   const c = connection;
   if (!c?.socket || c.phase !== "streaming") return;
-  const held = pending.length + unheard.length;
-  const wait = forwardFailing || stdoutFull || held >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
+  const held = pending.length + unheard.length + unacknowledged.length;
+  const full = forwardFailing || forwardPushesBack() || stdoutFull;
+  const wait = full || held >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
   if (wait === c.paused) return;
   c.paused = wait;
   if (wait) return c.socket.pause();
@@ -687,7 +714,7 @@ function restartClocks(c: Connection, now: number): void {
   sendProgress(c);
 }
 
-// ---- Handing on: to the local syslog daemon over UDP, or to stdout.
+// ---- Handing on: to the local syslog daemon (over UDP, TCP, RELP or a local datagram socket), or to stdout.
 
 // A syslog daemon that is not running answers with ICMP "port unreachable": an error event, or
 // an exception from the next send. Say so at once, then at most once a minute with the count.
@@ -748,7 +775,16 @@ function sendLater(ms: number): void {
   }, ms);
 }
 
+/** Sends what waits in `pending` by --forward's transport, as far as the rate and the daemon allow. */
 function sendPending(): void {
+  if (udp) sendDatagrams();
+  else if (forward.transport === "tcp") sendFrames();
+  else if (relp) sendRelp();
+  else if (unixSender) sendToUnixSocket();
+  updateReading();
+}
+
+function sendDatagrams(): void {
   while (pending.length > 0 && udp) {
     const now = performance.now();
     let count = 0;
@@ -777,7 +813,191 @@ function sendPending(): void {
     settleUnheard();
     if (sent < count) break; // the kernel is full: `drain` calls again
   }
+}
+
+/** Hands on the first `count` messages of `pending`: the daemon has them (as far as its transport tells). */
+function handOnFirst(count: number): void {
+  if (count === 0) return;
+  const sent = pending.splice(0, count);
+  for (const entry of sent) pendingBytes -= entry.message.length;
+  handOn(sent.at(-1)!.server, sent.at(-1)!.seq, count);
+}
+
+/** Whether the daemon pushes back: its socket took not all that was written, or RELP's window is full. */
+function forwardPushesBack(): boolean {
+  if (relp) return daemonOutbox.length > 0 || relp.inFlight >= RELP_WINDOW;
+  return daemonFull || unixFull;
+}
+
+/**
+ * tcp://: octet-counted frames (RFC 6587), a batch to a write. A message counts as handed on once
+ * the kernel took all of its frame. TCP says nothing more: what the kernels' and the daemon's
+ * buffers hold when the daemon dies is lost (docs/setup.md). A frame cut by a break goes again whole.
+ */
+function sendFrames(): void {
+  while (pending.length > 0 && daemonSocket && !daemonFull) {
+    const now = performance.now();
+    // A frame begun on this connection goes on without waiting for --forward-rate again.
+    let count = frameTaken > 0 ? 1 : 0;
+    while (count < Math.min(SEND_BATCH, pending.length) && (!forwardBucket || forwardBucket.take(now))) count++;
+    if (count === 0) {
+      sendLater(Math.max(1, forwardBucket!.wait()));
+      break;
+    }
+    const frames = pending.slice(0, count).map((entry) => encodeFrame(entry.message));
+    const bytes = Buffer.concat(frames).subarray(frameTaken);
+    const wrote = Math.max(0, daemonSocket.write(bytes));
+    let taken = frameTaken + wrote;
+    let whole = 0;
+    while (whole < count && taken >= frames[whole]!.length) taken -= frames[whole++]!.length;
+    frameTaken = taken;
+    handOnFirst(whole);
+    if (wrote < bytes.length) daemonFull = true; // `drain` clears it and calls again
+  }
+}
+
+/**
+ * relp://: up to RELP_WINDOW messages in flight; one counts as handed on only when the daemon
+ * acknowledged it (onRelpData). A broken connection sends the unacknowledged again on the next.
+ */
+function sendRelp(): void {
+  while (pending.length > 0 && daemonSocket && relp!.phase === "open" && !forwardPushesBack()) {
+    if (forwardBucket && !forwardBucket.take(performance.now())) {
+      sendLater(Math.max(1, forwardBucket.wait()));
+      break;
+    }
+    const entry = pending[0]!;
+    const frame = relp!.send(entry.message, entry);
+    if (!frame) break;
+    pending.shift();
+    pendingBytes -= entry.message.length;
+    unacknowledged.push(entry);
+    writeToDaemon(frame);
+  }
+}
+
+function onRelpData(chunk: Uint8Array): void {
+  for (const event of relp!.receive(chunk)) {
+    if (event.type === "opened") {
+      daemonUp();
+      writeToDaemon(event.resend);
+    } else if (event.type === "acknowledged") {
+      // Acknowledgements come in the order the messages were sent, which is the order of `unacknowledged`.
+      const entry = unacknowledged.shift()!;
+      handOn(entry.server, entry.seq, 1);
+    } else {
+      // A renewing close is routine; anything else is worth a line.
+      if (event.reason !== "the RELP session was closed") log(`forward to ${forwardName}: ${event.reason}`);
+      daemonSocket?.end();
+    }
+  }
+  sendPending();
+}
+
+/** Bytes for the daemon's connection, in order: what its socket does not take now waits for `drain`. */
+function writeToDaemon(bytes: Uint8Array): void {
+  if (bytes.length > 0) daemonOutbox.push(Buffer.from(bytes));
+  while (daemonSocket && daemonOutbox.length > 0) {
+    const chunk = daemonOutbox[0]!;
+    const taken = Math.max(0, daemonSocket.write(chunk));
+    if (taken < chunk.length) {
+      daemonOutbox[0] = chunk.subarray(taken);
+      return;
+    }
+    daemonOutbox.shift();
+  }
+}
+
+/**
+ * unix:PATH: one datagram a message, addressed by path, so a daemon that made its socket anew is
+ * found without more ado. A local socket does not drop: a full queue says so, and slpc waits.
+ */
+function sendToUnixSocket(): void {
+  unixFull = false;
+  while (pending.length > 0 && unixSender) {
+    if (forwardBucket && !forwardBucket.take(performance.now())) {
+      sendLater(Math.max(1, forwardBucket.wait()));
+      break;
+    }
+    let result: "sent" | "full";
+    try {
+      result = unixSender.send(pending[0]!.message);
+    } catch (error) {
+      // No daemon there (ENOENT, ECONNREFUSED) or not allowed: the messages stay, and the server holds the rest.
+      forwardFailed(error);
+      forwardFailing = true;
+      sendLater(FORWARD_RETRY_MS);
+      return;
+    }
+    forwardFailing = false;
+    if (result === "full") {
+      unixFull = true;
+      sendLater(UNIX_FULL_RETRY_MS);
+      return;
+    }
+    handOnFirst(1);
+  }
+}
+
+// The connection to the daemon for tcp:// and relp://: dialled at start, and again with backoff
+// whenever it breaks (the daemon restarted). Meanwhile the server is not read: it holds the rest.
+
+function connectDaemon(): void {
+  if (stopping) return;
+  const link = {};
+  daemonLink = link;
+  Bun.connect({
+    hostname: forwardTo.host,
+    port: forwardTo.port,
+    socket: {
+      open(socket) {
+        if (daemonLink !== link) return void socket.terminate();
+        daemonSocket = socket;
+        daemonFull = false;
+        frameTaken = 0;
+        daemonOutbox = [];
+        if (relp) writeToDaemon(relp.open());
+        else daemonUp();
+        sendPending();
+      },
+      data(_socket, chunk) {
+        if (daemonLink === link && relp) onRelpData(chunk);
+      },
+      drain() {
+        if (daemonLink !== link) return;
+        daemonFull = false;
+        writeToDaemon(new Uint8Array(0));
+        sendPending();
+      },
+      close: (_socket, error) => daemonLost(link, error),
+      connectError: (_socket, error) => daemonLost(link, error),
+    },
+  }).catch(() => {
+    // connectError has it.
+  });
+}
+
+/** The daemon took the connection (TCP) or the RELP session: messages flow again. */
+function daemonUp(): void {
+  if (daemonFailures > 0 || forwardFailing) log(`forward to ${forwardName}: connected`);
+  daemonFailures = 0;
+  forwardFailing = false;
+  forwardErrorLogged = -Infinity; // the next failure is news, not a repeat
+}
+
+function daemonLost(link: object, error?: Error): void {
+  if (daemonLink !== link) return;
+  daemonLink = undefined;
+  daemonSocket = undefined;
+  relp?.lost();
+  frameTaken = 0; // a frame cut here goes again whole on the next connection
+  daemonOutbox = [];
+  forwardFailed(error ?? new Error("the daemon closed the connection"));
+  forwardFailing = true;
   updateReading();
+  if (stopping) return;
+  const seconds = nextBackoff(daemonFailures++, DAEMON_RETRY_MIN, DAEMON_RETRY_MAX);
+  setTimeout(connectDaemon, seconds * 1000);
 }
 
 /** How stdout shows a message: as --format says, or for whoever reads it with --stdout alone. */
@@ -848,7 +1068,43 @@ async function openForwardSocket(): Promise<import("bun").udp.Socket<"buffer">> 
     process.exit(2);
   }
 }
-const udp = options.stdout ? undefined : await openForwardSocket();
+const udp = options.stdout || forward.transport !== "udp" ? undefined : await openForwardSocket();
+
+/** The connection to the daemon (tcp://, relp://) being dialled or used; undefined while waiting to dial again. */
+let daemonLink: object | undefined;
+let daemonSocket: Socket | undefined;
+/** Connections to the daemon in a row that broke before it took one: the wait before the next grows with them. */
+let daemonFailures = 0;
+/** tcp://: the daemon's socket did not take all of the last write; `drain` clears it. */
+let daemonFull = false;
+/** tcp://: the bytes of the frame of pending[0] the current connection took. */
+let frameTaken = 0;
+/** relp://: bytes for the daemon that its socket has not taken yet, in order. */
+let daemonOutbox: Buffer[] = [];
+/** unix:: the daemon's queue was full at the last send; the next try clears it. */
+let unixFull = false;
+const relp =
+  options.stdout || forward.transport !== "relp" ? undefined : new RelpSession<Waiting>({ window: RELP_WINDOW });
+const unixSender = options.stdout || forward.transport !== "unix" ? undefined : openUnixSender(forward.path);
+if (!options.stdout && (forward.transport === "tcp" || forward.transport === "relp")) connectDaemon();
+if (relp) {
+  // A daemon that stops answering without closing the connection: give up on it and dial again.
+  setInterval(() => {
+    const overdue = relp.overdue(performance.now());
+    if (!overdue) return;
+    log(`forward to ${forwardName}: ${overdue}`);
+    daemonSocket?.terminate();
+  }, 1000).unref();
+}
+
+function openUnixSender(path: string): UnixDatagramSender {
+  try {
+    return new UnixDatagramSender(path);
+  } catch (error) {
+    log(`--forward unix:${path}: cannot open a datagram socket: ${reason(error)}`);
+    process.exit(2);
+  }
+}
 
 if (options.stdout) {
   // One listener for the life of the process, not one per pause.
@@ -905,7 +1161,11 @@ process.on("SIGUSR1", () => {
     server: target,
     connected: connection?.phase === "streaming",
     ...counters,
-    pending: pending.length + unheard.length + unconfirmed.reduce((sum, write) => sum + write.count, 0),
+    pending:
+      pending.length +
+      unheard.length +
+      unacknowledged.length +
+      unconfirmed.reduce((sum, write) => sum + write.count, 0),
     position: resumePoint() ?? null,
   };
   process.stderr.write(`${JSON.stringify(snapshot)}\n`);
@@ -924,8 +1184,13 @@ function shutdown(signal: string): void {
   sendPending(); // what --forward-rate allows now; the rest comes again on the next start, with --state
   const deadline = performance.now() + STOP_WAIT_MS;
   const waitForOutput = () => {
-    if (unconfirmed.length === 0 && unheard.length === 0) return stop(0);
+    if (unconfirmed.length === 0 && unheard.length === 0 && unacknowledged.length === 0) return stop(0);
     if (performance.now() < deadline) return void setTimeout(waitForOutput, 10);
+    if (unacknowledged.length > 0) {
+      const within = `${unacknowledged.length} messages within ${STOP_WAIT_MS / 1000} s`;
+      log(`${forwardName} did not acknowledge ${within}; --state records only what it acknowledged`);
+      return stop(0);
+    }
     const lines = unconfirmed.reduce((sum, write) => sum + write.count, 0);
     log(`stdout did not take ${lines} lines within ${STOP_WAIT_MS / 1000} s; --state records only what it took`);
     stop(0);

@@ -6,11 +6,13 @@
 //      --compare rsyslog, two rsyslogd relaying over mutual TLS beside it, and the ratios;
 //   3. fan-out: one client process (bench/fanout_client.ts) holding N connections to slps, and
 //      the same against the floor server (bench/fanout_floor.ts), which does nothing but fan out;
-//   4. the server's memory with many authenticated clients sitting idle, slps and floor server.
+//   4. the server's memory with many authenticated clients sitting idle, slps and floor server;
+//   5. the last hop: slpc --forward tcp:// and relp:// into a real rsyslog at 10,000/s (full run,
+//      or --smoke --last-hop).
 //
 //   npm run bench                       the full run (a few minutes)
 //   npm run bench -- --compare rsyslog  the same, with rsyslog side by side
-//   npm run bench -- --smoke            a few seconds, to see that it works
+//   npm run bench -- --smoke            a few seconds, to see that it works (no last hop)
 //   npm run bench -- --rates 10000,0 --fan-out 1,10 --fan-out-rate 10000 --idle 100
 //                                       choose what to measure (rate 0: flat out)
 //
@@ -48,9 +50,9 @@ const flagValue = (flag: string) => {
   if (value === undefined || value.startsWith("--")) usage(`${flag} needs a value`);
   return value;
 };
-const known = ["--smoke", "--compare", "--out", "--rates", "--fan-out", "--fan-out-rate", "--idle"];
+const known = ["--smoke", "--last-hop", "--compare", "--out", "--rates", "--fan-out", "--fan-out-rate", "--idle"];
 const unknown = argv.find(
-  (word, i) => word.startsWith("--") && !known.includes(word) && !known.slice(1).includes(argv[i - 1]!),
+  (word, i) => word.startsWith("--") && !known.includes(word) && !known.slice(2).includes(argv[i - 1]!),
 );
 if (unknown) usage(`unknown flag ${unknown} (flags: ${known.join(", ")})`);
 /** A comma-separated list of whole numbers, at least `min` each. */
@@ -79,6 +81,9 @@ const FAN_OUT = listOf("--fan-out", smoke ? [1, 2] : [1, 10, 50, 100], 1);
 const FAN_OUT_RATE = countOf("--fan-out-rate", smoke ? 1_000 : 10_000, 1);
 const IDLE_CLIENTS = countOf("--idle", smoke ? 20 : 1_000, 1);
 const SECONDS = smoke ? 1 : 3;
+/** The last hop into a real rsyslog, over TCP and RELP: in the full run only, or with --last-hop. */
+const LAST_HOP: ("tcp" | "relp")[] = smoke && !argv.includes("--last-hop") ? [] : ["tcp", "relp"];
+const LAST_HOP_RATE = 10_000;
 /** The rate the floor is measured at: the issue's goals are stated at 10,000/s. */
 const FLOOR_RATES = [10_000, 0];
 const SIZE = 200;
@@ -294,6 +299,61 @@ async function slpRelay(): Promise<Setup> {
     dropPorts: [
       [udpPort, 1],
       [port, 1],
+    ],
+    skipped: slpsSkipped(slps),
+  };
+}
+
+/**
+ * slps and slpc, with slpc handing on over `transport` to a real rsyslog (imtcp or imrelp, the
+ * ruleset without a queue, as deploy/rsyslog-home-relp.conf has it), which sends each message as
+ * it came to the sink over UDP: the last hop's cost, and for RELP the daemon's acknowledgements.
+ */
+async function slpInto(transport: "tcp" | "relp"): Promise<Setup> {
+  const found = findDaemon("rsyslog");
+  if (typeof found === "string") throw new Error(found);
+  const { sink, port: sinkPort } = await startSink();
+  const homePort = await freePort();
+  const work = join(dir, `rsyslog-${transport}-${homePort}`);
+  mkdirSync(work, { recursive: true });
+  const input = transport === "tcp" ? "imtcp" : "imrelp";
+  writeFileSync(
+    join(work, "rsyslog.conf"),
+    `${[
+      `global(workDirectory="${work}" maxMessageSize="64k")`,
+      `module(load="${input}")`,
+      `template(name="raw" type="string" string="%rawmsg%")`,
+      `ruleset(name="slp" queue.type="Direct") {`,
+      `  action(type="omfwd" target="127.0.0.1" port="${sinkPort}" protocol="udp" template="raw")`,
+      `}`,
+      `input(type="${input}" address="127.0.0.1" port="${homePort}" ruleset="slp")`,
+    ].join("\n")}\n`,
+  );
+  const home = spawn([...found.cmd, "-f", join(work, "rsyslog.conf"), "-i", join(work, "pid")], "ignore", found.env);
+  await until(`rsyslog's ${input} to listen`, () => tcpListening(homePort), 10_000);
+  const { slps, udpPort, tlsPort } = await startSlps();
+  const slpc = spawn([
+    BUN,
+    "slpc.ts",
+    ...flags({
+      server: `localhost:${tlsPort}`,
+      ca: join(certs, "ca.pem"),
+      cert: join(certs, "client.pem"),
+      key: join(certs, "client.key"),
+      forward: `${transport}://127.0.0.1:${homePort}`,
+      "forward-rate": "0",
+    }),
+  ]);
+  await until("slpc's stream to start", () => / starts at #/.test(slps.stderr), 30_000);
+  return {
+    name: `slp ${transport}://`,
+    udpPort,
+    processes: { slps, slpc, rsyslog: home },
+    receiver: sink,
+    streams: 1,
+    dropPorts: [
+      [udpPort, 1],
+      [sinkPort, 1],
     ],
     skipped: slpsSkipped(slps),
   };
@@ -692,6 +752,28 @@ function fanOutTables(rows: Row[]): string {
   return `${detail}\n${ratios}`;
 }
 
+function lastHopTable(rows: Row[]): string {
+  return table(
+    "Last hop: UDP in -> slps -> mutual TLS -> slpc -> tcp:// or relp:// -> rsyslog -> UDP out",
+    "rsyslog (imtcp or imrelp, its ruleset without a queue) sends each message on to the sink; RSS and CPU " +
+      "are of slps / slpc / rsyslogd.",
+    [
+      ["relay", (row) => row.relay],
+      ["offered/s", (row) => offeredText(row.offered)],
+      ["sent", (row) => f(row.sent)],
+      ["delivered", (row) => percent(row.share)],
+      ["delivered/s", (row) => f(row.rate)],
+      ["p50 ms", (row) => f(row.p50, 2)],
+      ["p99 ms", (row) => f(row.p99, 2)],
+      ["max ms", (row) => f(row.max, 1)],
+      ["kernel drops", (row) => f(row.kernelDrops)],
+      ["CPU µs/msg", (row) => f(row.cpuUsPerMessage, 1)],
+      ["RSS MB", (row) => each(row, (p) => f(p.rssMB, 1))],
+    ],
+    rows,
+  );
+}
+
 function idleTable(rows: IdleRow[]): string {
   return table(
     "Idle clients: the server's RSS with authenticated clients that resumed and sit idle",
@@ -719,6 +801,7 @@ const results = {
   sweep: [] as Row[],
   fanOut: [] as Row[],
   idle: [] as IdleRow[],
+  lastHop: [] as Row[],
 };
 const progress = (row: Row) =>
   console.error(
@@ -747,6 +830,10 @@ try {
     }
   }
   for (const server of ["slps", "floor"] as const) results.idle.push(await idleClients(server, IDLE_CLIENTS));
+  for (const transport of LAST_HOP) {
+    results.lastHop.push(await measure(() => slpInto(transport), LAST_HOP_RATE));
+    progress(results.lastHop.at(-1)!);
+  }
 
   const sections = [
     floorTable(results.floor),
@@ -754,6 +841,7 @@ try {
     ...(compare ? [compareTable(results.sweep)] : []),
     fanOutTables(results.fanOut),
     idleTable(results.idle),
+    ...(results.lastHop.length > 0 ? [lastHopTable(results.lastHop)] : []),
   ];
   const heading = `Measured ${results.date} on ${results.machine}; ${SIZE}-byte messages, ${SECONDS} s at each rate`;
   const text = `${heading}\n\n${sections.join("\n")}`;

@@ -15,7 +15,7 @@ import { type RelpOptions, RelpSession } from "../lib/relp.ts";
 import { UnixDatagramSender } from "../lib/unix_dgram.ts";
 import { encodeFrame, MAX_MESSAGE } from "../lib.ts";
 import { type DaemonKind, findDaemon, type HomeInput, startDaemon } from "./daemons.ts";
-import { freePort, sleep, testBed, until } from "./kit.ts";
+import { type Child, freePort, sendUdp, sleep, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(180_000);
 
@@ -485,3 +485,141 @@ for (const kind of ["rsyslog", "syslog-ng"] as const) {
     }
   });
 }
+
+// ---- The same daemons through slps and slpc themselves: slps -> slpc --forward -> daemon -> file.
+
+/**
+ * slps and slpc forwarding to `forward`; `send` feeds slps's UDP input `batch` messages every 10 ms
+ * (100: 10,000 a second, a steady stream), and `fed` counts the messages handed to it so far.
+ */
+async function throughSlpc(forward: string) {
+  const slps = await bed.server([], { udpPort: await freePort("udp") });
+  const slpc: Child = await bed.client(slps, { forward });
+  let fed = 0;
+  return {
+    slpc,
+    get fed() {
+      return fed;
+    },
+    async send(list: Buffer[], batch = 500) {
+      for (let i = 0; i < list.length; i += batch) {
+        await sendUdp(slps.udpPort, list.slice(i, i + batch));
+        fed = i + Math.min(batch, list.length - i);
+        await sleep(10);
+      }
+    },
+  };
+}
+
+/** The address slpc forwards to for `input`, and the daemon's reader of it, for test names. */
+function forwardTo(input: HomeInput, daemon: { port: number; socket: string }): string {
+  return input === "unix" ? `unix:${daemon.socket}` : `${input}://127.0.0.1:${daemon.port}`;
+}
+
+const throughSlpcCases = [
+  ["rsyslog", "tcp", "imtcp", []],
+  ["syslog-ng", "tcp", "syslog(transport(tcp))", []],
+  ["rsyslog", "relp", "imrelp", []],
+  ["rsyslog", "unix", "imuxsock", [`global(maxMessageSize="64k")`]],
+  ["syslog-ng", "unix", "unix-dgram()", []],
+] as const;
+
+for (const [kind, input, reader, harness] of throughSlpcCases) {
+  const module = input === "relp" ? "imrelp.so" : undefined;
+  withDaemon(`slpc --forward ${input} into ${kind}'s ${reader}`, missingDaemon(kind, module), (check) => {
+    test("10,000 messages through slps and slpc, line breaks and all, each in the file once", async () => {
+      check();
+      const daemon = await home(kind, input, `slpc-${input}-${kind}`, [...harness]);
+      const relay = await throughSlpc(forwardTo(input, daemon));
+      await relay.send(messages);
+      await until(
+        () => `${COUNT} messages in the file, missing ${arrivals(daemon.file).missing.length}`,
+        () => arrivals(daemon.file).missing.length === 0,
+        60_000,
+      );
+      await settled(daemon.file);
+      const { broken, duplicated } = arrivals(daemon.file);
+      expect({ broken, duplicated }).toEqual({ broken: [], duplicated: 0 });
+      expect(relay.slpc.stderr).not.toContain("forward to");
+    });
+
+    test("the longest message slp carries, 65,507 bytes, is filed whole", async () => {
+      check();
+      const daemon = await home(kind, input, `slpc-${input}-${kind}-longest`, [...harness]);
+      const relay = await throughSlpc(forwardTo(input, daemon));
+      await relay.send(longest);
+      await until(
+        () => `the longest message whole in ${daemon.file}`,
+        () => filedWhole(daemon.file),
+        30_000,
+      );
+    });
+  });
+}
+
+for (const kind of ["rsyslog", "syslog-ng"] as const) {
+  const reader = kind === "rsyslog" ? "imtcp" : "syslog(transport(tcp))";
+  withDaemon(`slpc --forward tcp:// into ${kind}'s ${reader}, killed mid-stream`, missingDaemon(kind), (check) => {
+    test("nothing fed to slps after slpc reconnected is lost; what was lost before is counted", async () => {
+      check();
+      const daemon = await home(kind, "tcp", `slpc-tcp-kill-${kind}`);
+      const relay = await throughSlpc(`tcp://127.0.0.1:${daemon.port}`);
+      // The first half streams on while the daemon dies and slps holds what slpc cannot hand on; the
+      // second half comes after slpc reconnected.
+      const feeding = relay.send(messages.slice(0, COUNT / 2), 200);
+      await until("2,000 messages in the file", () => arrivals(daemon.file).counts.size >= 2000, 60_000);
+      await daemon.kill();
+      const atKill = relay.fed;
+      await sleep(300); // slpc meets the reset and waits for the daemon, the server holding the rest
+      await daemon.restart();
+      await feeding;
+      await relay.slpc.waitFor(/forward to tcp:\/\/127\.0\.0\.1:\d+: connected/);
+      const atReconnect = COUNT / 2;
+      await relay.send(messages.slice(COUNT / 2), 200);
+      await until(
+        () => `message ${COUNT - 1} in the file`,
+        () => arrivals(daemon.file).counts.has(COUNT - 1),
+        60_000,
+      );
+      await settled(daemon.file);
+      const { missing, broken, duplicated } = arrivals(daemon.file);
+      console.log(
+        `forward_daemons: slpc tcp into ${kind}, SIGKILLed with ${atKill} fed to slps, reconnected at ${atReconnect}: ` +
+          `${missing.length} lost (${runs(missing)}), ${broken.length} broken, ${duplicated} duplicated`,
+      );
+      // What TCP can lose is what the kernels and the dying daemon held: messages from before the reconnect.
+      expect(missing.filter((i) => i >= atReconnect)).toEqual([]);
+      expect(broken).toEqual([]);
+    });
+  });
+}
+
+withDaemon(
+  "slpc --forward relp:// into rsyslog's imrelp, killed mid-stream",
+  missingDaemon("rsyslog", "imrelp.so"),
+  (check) => {
+    test("every message lands; duplicates at most the window", async () => {
+      check();
+      const daemon = await home("rsyslog", "relp", "slpc-relp-kill");
+      const relay = await throughSlpc(`relp://127.0.0.1:${daemon.port}`);
+      const feeding = relay.send(messages, 200);
+      await until("2,000 messages in the file", () => arrivals(daemon.file).counts.size >= 2000, 60_000);
+      await daemon.kill();
+      await sleep(300);
+      await daemon.restart();
+      await feeding;
+      await until(
+        () => `${COUNT} messages in the file, missing ${arrivals(daemon.file).missing.length}`,
+        () => arrivals(daemon.file).missing.length === 0,
+        60_000,
+      );
+      await settled(daemon.file);
+      const { missing, broken, duplicated } = arrivals(daemon.file);
+      console.log(
+        `forward_daemons: slpc relp, rsyslog SIGKILLed and restarted: ${missing.length} lost, ${duplicated} duplicated`,
+      );
+      expect({ missing, broken }).toEqual({ missing: [], broken: [] });
+      expect(duplicated).toBeLessThanOrEqual(128);
+    });
+  },
+);

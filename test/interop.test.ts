@@ -105,8 +105,15 @@ for (const kind of ["rsyslog", "syslog-ng"] as const) {
 
 test("the setup guide shows the daemon snippets that these tests use", () => {
   const guide = readFileSync(join(ROOT, "docs/setup.md"), "utf8");
-  const missing = ["rsyslog-server.conf", "rsyslog-home.conf", "syslog-ng-server.conf", "syslog-ng-home.conf"].filter(
-    (name) => !guide.includes(readFileSync(join(ROOT, "deploy", name), "utf8")),
-  );
+  const snippets = [
+    "rsyslog-server.conf",
+    "rsyslog-home.conf",
+    "syslog-ng-server.conf",
+    "syslog-ng-home.conf",
+    "rsyslog-home-tcp.conf",
+    "syslog-ng-home-tcp.conf",
+    "rsyslog-home-relp.conf",
+  ];
+  const missing = snippets.filter((name) => !guide.includes(readFileSync(join(ROOT, "deploy", name), "utf8")));
   expect(missing).toEqual([]);
 });

@@ -277,6 +277,8 @@ export interface ClientOptions {
   port?: number;
   /** Forward to this UDP port on 127.0.0.1; print to stdout when absent. */
   forwardPort?: number;
+  /** Forward to this --forward address instead (tcp://, relp://, unix:). */
+  forward?: string;
   args?: string[];
   /** The command to run instead of `bun slpc.ts`, such as a compiled binary. */
   cmd?: string[];
@@ -288,7 +290,12 @@ export interface ClientOptions {
 /** Starts slpc and, by default, waits until the server has started its stream, so no message races its arrival. */
 export async function startClient(pki: Pki, server: ServerHandle, opts: ClientOptions = {}): Promise<Child> {
   const { cert, key } = pki.cert(opts.certName ?? "client");
-  const output = opts.forwardPort === undefined ? ["--stdout"] : ["--forward", `127.0.0.1:${opts.forwardPort}`];
+  const output =
+    opts.forward !== undefined
+      ? ["--forward", opts.forward]
+      : opts.forwardPort === undefined
+        ? ["--stdout"]
+        : ["--forward", `127.0.0.1:${opts.forwardPort}`];
   const started = () => server.stderr.match(/ starts at #/g)?.length ?? 0;
   const before = started();
   const child = new Child([
