@@ -124,4 +124,51 @@ describe("ClientStream", () => {
     expect(stream.midWrite).toBe(true);
     expect(stream.blockedSince).toBe(0);
   });
+
+  test("with a filter: only passing messages, a start without lost wherever the numbers jump", () => {
+    const buffer = filled("a1", "b2", "b3", "a4", "a5", "b6");
+    const stream = new ClientStream(buffer, 1000, 0);
+    stream.filterWith((seq) => String(buffer.message(seq)).startsWith("a"));
+    stream.start({ type: "start", seq: 1 });
+    const sink = socket(1000);
+    stream.flush(sink.write, 1);
+    expect(sink.written.map(String)).toEqual(['!24 {"type":"start","seq":1}2 a1!24 {"type":"start","seq":4}2 a42 a5']);
+    expect({ sent: stream.sent, filtered: stream.filtered, dropped: stream.dropped }).toEqual({
+      sent: 3,
+      filtered: 3,
+      dropped: 0,
+    });
+    // Only b6 went by since: the position is told once, when asked to (instead of a heartbeat).
+    expect(stream.unannouncedPosition).toBe(true);
+    stream.announce();
+    stream.flush(sink.write, 2);
+    expect(sink.written.at(-1)!.toString()).toBe('!24 {"type":"start","seq":7}');
+    expect(stream.unannouncedPosition).toBe(false);
+  });
+
+  test("with a filter, a client too slow is told only of the passing messages it lost", () => {
+    const buffer = new ResumeBuffer(1 << 20);
+    const stream = new ClientStream(buffer, 20, 0);
+    stream.filterWith((seq) => String(buffer.message(seq)).startsWith("a"));
+    stream.start({ type: "start", seq: 1 });
+    for (const message of ["a1", "b2", "b3", "a4", "b5", "b6", "b7", "a8", "a9"]) {
+      buffer.append(bytes(message));
+      stream.keepWithinLimit();
+    }
+    const sink = socket(1000);
+    stream.flush(sink.write, 1);
+    const { messages, controls } = deframe(Buffer.concat(sink.written));
+    // 20 bytes hold five frames: a1, b2, b3 and a4 were skipped, of which a1 and a4 would have passed.
+    expect(messages.map(String)).toEqual(["a8", "a9"]);
+    expect(controls.map((c) => JSON.parse(c))).toEqual([
+      { type: "start", seq: 1 },
+      { type: "start", seq: 5, lost: 2, reason: "client too slow: more than 20 bytes waiting" },
+      { type: "start", seq: 8 },
+    ]);
+    expect({ dropped: stream.dropped, filtered: stream.filtered, sent: stream.sent }).toEqual({
+      dropped: 2,
+      filtered: 5,
+      sent: 2,
+    });
+  });
 });
