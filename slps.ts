@@ -572,7 +572,10 @@ function forgetParsed(): void {
 }
 
 function flush(socket: Socket<Client>): void {
-  socket.data.stream.flush((data) => socket.write(data), performance.now());
+  const { stream } = socket.data;
+  stream.flush((data) => socket.write(data), performance.now());
+  // A filtering stream looks at MAX_SCAN messages a write: the rest in a later turn, after the other clients'.
+  if (!stream.idle && !stream.midWrite) scheduleFlush();
 }
 
 // ---- Messages: each datagram from the syslog daemon goes into the resume buffer, and from there to
@@ -595,6 +598,10 @@ function receive(message: Uint8Array): void {
     keepFrom = Math.min(keepFrom, stream.cursor!);
   }
   resumeBuffer.trim(options.buffer, keepFrom);
+  scheduleFlush();
+}
+
+function scheduleFlush(): void {
   if (flushScheduled || connections.streaming.size === 0) return;
   flushScheduled = true;
   setImmediate(() => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { ClientStream } from "./client_stream.ts";
+import { ClientStream, MAX_SCAN } from "./client_stream.ts";
 import { Deframer } from "./framing.ts";
 import { ResumeBuffer } from "./resume_buffer.ts";
 
@@ -170,5 +170,26 @@ describe("ClientStream", () => {
       filtered: 5,
       sent: 2,
     });
+  });
+
+  test("with a filter, one flush looks at no more than MAX_SCAN messages, and the next goes on from there", () => {
+    const buffer = new ResumeBuffer(1 << 20);
+    for (let i = 1; i <= 2 * MAX_SCAN + 1; i++) buffer.append(bytes(i === 2 * MAX_SCAN + 1 ? "wanted" : "other"));
+    const stream = new ClientStream(buffer, 1 << 20, 0);
+    const looked: number[] = [];
+    stream.filterWith((seq) => {
+      looked.push(seq);
+      return String(buffer.message(seq)) === "wanted";
+    });
+    stream.start({ type: "start", seq: 1 });
+    const sink = socket(1 << 20);
+    stream.flush(sink.write, 1);
+    expect(looked.length).toBe(MAX_SCAN);
+    expect({ idle: stream.idle, midWrite: stream.midWrite }).toEqual({ idle: false, midWrite: false });
+    stream.flush(sink.write, 2);
+    stream.flush(sink.write, 3);
+    expect(looked).toEqual(Array.from({ length: 2 * MAX_SCAN + 1 }, (_, i) => i + 1));
+    expect(deframe(Buffer.concat(sink.written)).messages.map(String)).toEqual(["wanted"]);
+    expect(stream.idle).toBe(true);
   });
 });

@@ -12,6 +12,13 @@ import type { ResumeBuffer } from "./resume_buffer.ts";
 export type Selector = (seq: number) => boolean;
 
 /**
+ * Messages one flush looks at for a filtering client, at most: parsing costs microseconds each,
+ * and a replay of a buffer that the filter leaves out whole must not hold the one thread for the
+ * others. The caller flushes again later while such a stream is neither idle nor mid-write.
+ */
+export const MAX_SCAN = 1024;
+
+/**
  * What one connected client still has to be sent: control frames, then data frames from its
  * cursor into the ResumeBuffer. Bun's `write` takes what fits and buffers nothing, so what it
  * did not take waits here until `drain`. A client that falls more than `limit` bytes behind
@@ -43,6 +50,8 @@ export class ClientStream {
   #clientNext: number | undefined;
   /** Messages skipped and not yet announced to the client. */
   #unannounced = 0;
+  /** Messages this flush may still look at for the filter. */
+  #scanBudget = 0;
   /** Bytes built for the socket that it has not taken yet. */
   #unwritten: Uint8Array | undefined;
 
@@ -125,6 +134,7 @@ export class ClientStream {
    * returns the bytes it took (fewer when the socket is full, or < 0 once it is closed).
    */
   flush(write: (data: Uint8Array) => number, now: number, maxWrite = 256 * 1024): void {
+    this.#scanBudget = MAX_SCAN;
     for (;;) {
       this.#unwritten ??= this.#nextWrite(maxWrite);
       if (this.#unwritten === undefined) {
@@ -176,7 +186,8 @@ export class ClientStream {
   #selected(parts: Uint8Array[], maxWrite: number): void {
     const select = this.#select!;
     let bytes = 0;
-    while (this.cursor !== undefined && this.cursor < this.#buffer.next && bytes < maxWrite) {
+    while (this.cursor !== undefined && this.cursor < this.#buffer.next && bytes < maxWrite && this.#scanBudget > 0) {
+      this.#scanBudget--;
       const seq = this.cursor++;
       if (!select(seq)) {
         this.filtered++;

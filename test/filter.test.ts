@@ -158,6 +158,21 @@ describe("filters", () => {
     expect(starts).toEqual([1, 56]);
   });
 
+  test("a replay of thousands of left-out messages goes on in later turns, and what passes arrives", async () => {
+    const s = await server();
+    const drop = Array.from({ length: 5000 }, (_, i) => bytes(`<13>drop ${i}`));
+    await sendUdp(s.udpPort, [...drop, bytes("<13>keep 1")]);
+    await until("the server to hold them", () => {
+      s.kill("SIGUSR1");
+      return /"next":5002/.test(s.stderr);
+    });
+    const { c, out } = await client(s, ["--match", "keep", "--replay"]);
+    await until(`the one message\n${c.stderr}`, () => out.messages.length === 1);
+    expect(texts(out.messages)).toEqual(["<13>keep 1"]);
+    s.kill("SIGUSR1");
+    await until("the counters", () => /"filtered":5000/.test(s.stderr));
+  });
+
   test("a catastrophic --match against 64 KB messages costs another client nothing beyond jitter", async () => {
     const s = await server(["--queue", "64MiB", "--buffer", "64MiB"]);
     const evil = await client(s, ["--match", "(a+)+$"]);
