@@ -190,12 +190,6 @@ try {
   options = parsed;
   if (options.retryMax < options.retryMin)
     throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
-  tls = loadTls();
-  if (options.state) {
-    stored = readState(options.state);
-    writeState(stored, true); // fails now, with exit 2, if the file cannot be written
-  }
-  if (!options.stdout) forwardTo = await resolveForward(options.forward);
   const { facility, severity, program, host, match } = options;
   const criteria: Filter = { facilities: facility, severity, programs: program, hosts: host, match };
   for (const key of Object.keys(criteria) as (keyof Filter)[]) if (criteria[key] === undefined) delete criteria[key];
@@ -207,6 +201,12 @@ try {
     }
     filter = criteria;
   }
+  tls = loadTls();
+  if (options.state) {
+    stored = readState(options.state);
+    writeState(stored, true); // fails now, with exit 2, if the file cannot be written
+  }
+  if (!options.stdout) forwardTo = await resolveForward(options.forward);
 } catch (error) {
   if (!(error instanceof UsageError)) throw error;
   log(error.message);
