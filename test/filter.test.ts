@@ -5,7 +5,7 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { execFileSync } from "node:child_process";
 import fc from "fast-check";
 import { Deframer, encodeControl, filterFromWire } from "../lib.ts";
-import { BUN, ROOT, type ServerHandle, sendUdp, sleep, tempDir, testBed, until } from "./kit.ts";
+import { BUN, freePort, ROOT, type ServerHandle, sendUdp, sleep, tempDir, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(60_000);
 
@@ -131,7 +131,8 @@ describe("filters", () => {
   });
 
   test("a resume across a cut with a filter: exactly once, no gap line, and no scan again of what was filtered", async () => {
-    const s = await server();
+    const metricsPort = await freePort();
+    const s = await server(["--metrics", `127.0.0.1:${metricsPort}`]);
     const path = bed.proxy(s.tlsPort);
     const { c, out } = await client(s, ["--match", "keep"], { port: path.port });
     const keep = (from: number) => Array.from({ length: 5 }, (_, i) => `<13>keep ${from + i}`);
@@ -146,6 +147,9 @@ describe("filters", () => {
     });
     await sleep(1000);
     expect(s.stderr).toMatch(/"sent":5,"sentBytes":\d+,"dropped":0,"filtered":50,"filter":"match \\"keep\\""/);
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/\nslps_client_filtered_messages_total\{[^}]*\} 50\n/);
+    expect(metrics).toMatch(/\nslps_client_dropped_messages_total\{[^}]*\} 0\n/);
     path.cut();
     await c.waitFor(/disconnected from/);
     await sendUdp(s.udpPort, [...drop, ...keep(6)].map(bytes)); // #56 to #110
