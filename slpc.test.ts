@@ -193,6 +193,22 @@ describe("command line", () => {
     [["slpc.ts"], /^slpc: --server: required\n$/],
     [["slpc.ts", "--server", "example.com:99999"], /^slpc: --server "example.com:99999": port must be 1 to 65535\n$/],
     [["slpc.ts", "--server", "localhost", "--retry-min", "-1"], /^slpc: --retry-min "-1": expected seconds above zero/],
+    [
+      ["slpc.ts", "--server", "localhost", "--severity", "loud"],
+      /^slpc: --severity "loud": no severity "loud": use emerg/,
+    ],
+    [["slpc.ts", "--server", "localhost", "--facility", "auth,kernal"], /^slpc: --facility "auth,kernal": no facility/],
+    [["slpc.ts", "--server", "localhost", "--program", "a b"], /^slpc: --program "a b": program name "a b": messages/],
+    [
+      [
+        "slpc.ts",
+        "--server",
+        "localhost",
+        "--host",
+        Array.from({ length: 32 }, (_, i) => `h${i}`.padEnd(70, "x")).join(),
+      ],
+      /^slpc: the filter is too large: the filter takes \d+ bytes; at most 2048 fit\n$/,
+    ],
   ])("%p exits 2 with one line naming the problem", async (args, expected) => {
     const result = await run([BUN, ...args]);
     expect(result.code).toBe(2);

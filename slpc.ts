@@ -14,13 +14,17 @@ import { checkServerIdentity } from "node:tls";
 import type { Socket } from "bun";
 import {
   type Address,
+  BASE_VERSION,
   type ControlMessage,
   colorChoice,
   Deframer,
+  describeFilter,
   encodeControl,
   encodeFrame,
   expiryWarning,
+  type Filter,
   type ForwardAddress,
+  filterToWire,
   formatAddress,
   formatForwardAddress,
   formatJson,
@@ -42,25 +46,33 @@ import {
   parseColorFlag,
   parseControl,
   parseCount,
+  parseFacilities,
   parseForwardAddress,
   parseHostPort,
+  parseHosts,
+  parseMatch,
   parseOptions,
   parseOutputFormat,
+  parsePrograms,
   parseRequired,
   parseResumePoint,
   parseSeconds,
+  parseSeverity,
   parseSwitch,
   parseSyslog,
   parseText,
   RelpSession,
   type ResumePoint,
   reason,
+  speaksVersion,
   TLS13_ONLY,
   type TlsFiles,
   TokenBucket,
   UnixDatagramSender,
   UsageError,
   type Values,
+  VERSIONS,
+  type WireFilter,
 } from "./lib.ts";
 import packageJson from "./package.json" with { type: "json" };
 
@@ -85,6 +97,12 @@ const DEAD_AFTER = "45"; // seconds without a byte from the server before the co
 const HANDSHAKE_TIMEOUT = "10"; // seconds from dialling to the server's start: TCP connect, TLS handshake, hello
 const RETRY_MIN = "1"; // seconds before the first reconnect attempt
 const RETRY_MAX = "60"; // the longest wait between attempts
+// Filters, applied by the server so that what they leave out never crosses the link; empty: off.
+const FACILITY = ""; // comma-separated facilities, e.g. auth,authpriv,local0
+const SEVERITY = ""; // this level and more severe, e.g. warning
+const PROGRAM = ""; // comma-separated programs (RFC 3164 tag, RFC 5424 APP-NAME), e.g. sshd,sudo
+const HOST = ""; // comma-separated HOSTNAMEs as the messages carry them
+const MATCH = ""; // text the message must contain, byte for byte (not a pattern)
 
 /** A server sends a heartbeat after seconds of silence; many in one second are an attack, not a protocol. */
 const MAX_HEARTBEATS_PER_SECOND = 50;
@@ -158,6 +176,16 @@ const OPTIONS = {
     help: "wait before the first reconnect attempt; it doubles up to --retry-max" },
   retryMax: { default: RETRY_MAX, arg: "SECONDS", parse: parseSeconds,
     help: "longest wait between reconnect attempts" },
+  facility: { default: FACILITY, arg: "LIST", parse: optional(parseFacilities),
+    help: "only messages of these facilities (auth,authpriv,local0 or codes); the server filters" },
+  severity: { default: SEVERITY, arg: "LEVEL", parse: optional(parseSeverity),
+    help: "only messages of this severity or more severe (warning, err, ...); the server filters" },
+  program: { default: PROGRAM, arg: "LIST", parse: optional(parsePrograms),
+    help: "only messages from these programs (RFC 3164 tag, RFC 5424 APP-NAME), case ignored; the server filters" },
+  host: { default: HOST, arg: "LIST", parse: optional(parseHosts),
+    help: "only messages with one of these HOSTNAMEs, case ignored; the server filters" },
+  match: { default: MATCH, arg: "TEXT", parse: optional(parseMatch),
+    help: "only messages whose text contains TEXT, byte for byte (not a pattern); the server filters" },
 } satisfies Options;
 
 const log = logger("slpc");
@@ -172,6 +200,9 @@ let stateUnreadable = false;
  * be bound for its family, and a name is looked up once, at start.
  */
 let forwardTo: Address & { family: 4 | 6 } = { host: "127.0.0.1", port: 514, family: 4 };
+/** What --facility, --severity, --program, --host and --match ask the server for; undefined: everything. */
+let filter: Filter | undefined;
+let wireFilter: WireFilter | undefined;
 try {
   const parsed = parseOptions("slpc", OPTIONS, process.argv.slice(2), process.env);
   if (parsed === "help") {
@@ -192,6 +223,17 @@ try {
   if (options.format) options.stdout = true;
   if (options.retryMax < options.retryMin)
     throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
+  const { facility, severity, program, host, match } = options;
+  const criteria: Filter = { facilities: facility, severity, programs: program, hosts: host, match };
+  for (const key of Object.keys(criteria) as (keyof Filter)[]) if (criteria[key] === undefined) delete criteria[key];
+  if (Object.keys(criteria).length > 0) {
+    try {
+      wireFilter = filterToWire(criteria);
+    } catch (error) {
+      throw new UsageError(`the filter is too large: ${reason(error)}`);
+    }
+    filter = criteria;
+  }
   tls = loadTls();
   if (options.state) {
     stored = readState(options.state);
@@ -500,7 +542,7 @@ function enter(c: Connection, phase: Phase, why = ""): void {
     case "streaming":
       c.heardAt = now;
       c.resumedAfter = following!.next - 1;
-      log(`following server ${c.serverId} from #${following!.next}`);
+      log(`following server ${c.serverId} from #${following!.next}${filter ? `, only ${describeFilter(filter)}` : ""}`);
       if (c.progressEvery !== undefined) c.progressTimer = setInterval(() => sendProgress(c), c.progressEvery);
       updateReading();
       return;
@@ -596,11 +638,15 @@ function deliverFrames(c: Connection, chunk: Uint8Array): void {
 function onControlMessage(c: Connection, message: ControlMessage): void {
   switch (message.type) {
     case "hello": {
-      if (message.version !== PROTOCOL_VERSION) {
-        const versions = `server speaks protocol version ${message.version}, this slpc speaks ${PROTOCOL_VERSION}`;
+      if (!speaksVersion(message.version)) {
+        const versions = `server speaks protocol version ${message.version}, this slpc speaks ${VERSIONS}`;
         return enter(c, "closing", `${versions}; upgrade the older one`);
       }
       if (c.serverId !== undefined) return enter(c, "closing", "protocol error: second hello");
+      // Never follow unfiltered what was asked for filtered: hang up, and try again later (it may be upgraded).
+      if (filter && message.filters !== true) {
+        return enter(c, "closing", "the server does not offer filters (an slps before protocol version 2)");
+      }
       c.serverId = message.server;
       // Only a server that offers it gets progress: an older one refuses messages it does not know.
       if ("progress" in message && message.progress === true) {
@@ -613,7 +659,9 @@ function onControlMessage(c: Connection, message: ControlMessage): void {
       // Messages still waiting will be handed on: resume after them, not before.
       const held = newestHeld();
       const resume = held ? { server: held.server, last: held.last } : { replay: options.replay };
-      return send(c, { type: "resume", version: PROTOCOL_VERSION, ...resume });
+      // A resume without a filter stays version 1, which every server speaks.
+      if (!wireFilter) return send(c, { type: "resume", version: BASE_VERSION, ...resume });
+      return send(c, { type: "resume", version: PROTOCOL_VERSION, ...resume, filter: wireFilter });
     }
     case "start": {
       if (c.serverId === undefined) return enter(c, "closing", "protocol error: start before hello");

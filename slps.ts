@@ -14,6 +14,7 @@ import { existsSync } from "node:fs";
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import {
   type Address,
+  BASE_VERSION,
   bindFailure,
   ClientStream,
   type ControlMessage,
@@ -21,9 +22,12 @@ import {
   certificateNames,
   crlExpiryWarnings,
   Deframer,
+  describeFilter,
   dnOfCertificate,
   encodeControl,
   expiryWarning,
+  type Filter,
+  filterFromWire,
   fingerprintOf,
   formatAddress,
   formatDN,
@@ -36,9 +40,9 @@ import {
   MAX_HANDSHAKE_SOURCES,
   MAX_MESSAGE,
   type Metric,
+  matches,
   type Options,
   optional,
-  PROTOCOL_VERSION,
   parseBytes,
   parseBytesUpTo,
   parseControl,
@@ -51,6 +55,7 @@ import {
   parseRequired,
   parseSeconds,
   parseSecondsFrom,
+  parseSyslog,
   parseText,
   prometheusText,
   ResumeBuffer,
@@ -58,11 +63,14 @@ import {
   readCrl,
   reason,
   resumeStart,
+  type SyslogMessage,
   sameDN,
+  speaksVersion,
   TLS13_ONLY,
   type TlsFiles,
   UsageError,
   type Values,
+  VERSIONS,
 } from "./lib.ts";
 import packageJson from "./package.json" with { type: "json" };
 
@@ -224,6 +232,14 @@ const counters = { received: 0, receivedBytes: 0, connections: 0, refused: 0 };
 const skipped = { empty: 0, oversize: 0 };
 /** The same, since the last log line about them. */
 const skippedUnreported = { empty: 0, oversize: 0 };
+/**
+ * Messages parsed for the clients' filters, by number: each is parsed once, when a filtering
+ * client first needs it, whatever the number of such clients. Nothing is parsed while no client
+ * filters, so the path of a message to clients without filters is what it was. An entry's text is
+ * a view of the resume buffer, valid while the buffer holds the message; entries no filtering
+ * client can still ask for are dropped once a second (see housekeeping).
+ */
+const parsedMessages = new Map<number, SyslogMessage>();
 
 /**
  * A connection's life, in order: its TLS handshake and certificate checks; once authorized, the
@@ -248,6 +264,8 @@ interface Client {
   deframer: Deframer;
   stream: ClientStream;
   droppedTotal: number;
+  /** What the client asked for in its resume request, if it filters. */
+  filter?: Filter;
   /** The last sequence number the client says it delivered (a `progress` message), and when it said so. */
   delivered?: number;
   progressAt: number;
@@ -326,13 +344,16 @@ function clientHandlers(crls: RevocationList[]): SocketHandler<Client> {
       log(`client ${socket.data.name} connected (${authorized()} in all)`);
       socket.data.stream.control({
         type: "hello",
-        version: PROTOCOL_VERSION,
+        version: BASE_VERSION,
         server: serverId,
         heartbeat: options.heartbeat,
         first: resumeBuffer.first,
         next: resumeBuffer.next,
         // The client may say how far it delivered, which counts as life (see deadlineOf).
         progress: true,
+        // The client may send a filter in its resume request. The hello stays version 1, which a
+        // version 1 client requires exactly: this field is how a newer one learns of filters.
+        filters: true,
       });
       flush(socket);
     },
@@ -374,7 +395,8 @@ function enter(socket: Socket<Client>, phase: Phase | "closed", why?: string): v
     if (client.name === undefined) return;
     const dropped = client.droppedTotal + client.stream.takeDropped();
     const skippedInAll = dropped ? `, ${dropped} messages skipped in all` : "";
-    log(`client ${client.name} disconnected${why ? `: ${why}` : ""}${skippedInAll}`);
+    const filtered = client.filter ? `, ${client.stream.filtered} messages filtered out` : "";
+    log(`client ${client.name} disconnected${why ? `: ${why}` : ""}${skippedInAll}${filtered}`);
     return;
   }
   connections[phase].add(socket);
@@ -496,11 +518,22 @@ function onControlFrame(socket: Socket<Client>, body: Uint8Array): void {
   }
   if (message.type === "resume" && client.phase === "streaming") return refuseProtocol(socket, "resume sent twice");
   if (message.type !== "resume") return refuseProtocol(socket, `unexpected ${message.type} message`);
-  if (message.version !== PROTOCOL_VERSION)
-    return refuseProtocol(
-      socket,
-      `client speaks protocol version ${message.version}, this server speaks ${PROTOCOL_VERSION}`,
-    );
+  if (!speaksVersion(message.version))
+    return refuseProtocol(socket, `client speaks protocol version ${message.version}, this server speaks ${VERSIONS}`);
+  if (message.filter !== undefined) {
+    let filter: Filter;
+    try {
+      filter = filterFromWire(message.filter);
+    } catch (error) {
+      return refuseProtocol(socket, `bad filter: ${reason(error)}`);
+    }
+    // An empty filter passes everything: it costs nothing to follow it unfiltered.
+    if (Object.keys(filter).length > 0) {
+      client.filter = filter;
+      client.stream.filterWith((seq) => matches(filter, parsed(seq)));
+      log(`client ${client.name} filters: ${describeFilter(filter)}`);
+    }
+  }
   const start = resumeStart(message, { id: serverId, first: resumeBuffer.first, next: resumeBuffer.next });
   const from = start.lost === undefined ? "" : `, ${start.lost ?? "unknown number of"} messages lost (${start.reason})`;
   log(`client ${client.name} starts at #${start.seq}${message.server === undefined ? " (new)" : ""}${from}`);
@@ -517,8 +550,32 @@ function refuseProtocol(socket: Socket<Client>, message: string): void {
   goodbye(socket, encodeControl({ type: "error", message }));
 }
 
+/** Message `seq` of the resume buffer, parsed once for every filtering client. */
+function parsed(seq: number): SyslogMessage {
+  let message = parsedMessages.get(seq);
+  if (message === undefined) {
+    message = parseSyslog(resumeBuffer.message(seq));
+    parsedMessages.set(seq, message);
+  }
+  return message;
+}
+
+/** Forgets the parsed messages that no filtering client will ask for again, or that the buffer let go. */
+function forgetParsed(): void {
+  if (parsedMessages.size === 0) return;
+  let floor = resumeBuffer.next;
+  for (const socket of connections.streaming) {
+    if (socket.data.filter !== undefined) floor = Math.min(floor, socket.data.stream.cursor!);
+  }
+  floor = Math.max(floor, resumeBuffer.first);
+  for (const seq of parsedMessages.keys()) if (seq < floor) parsedMessages.delete(seq);
+}
+
 function flush(socket: Socket<Client>): void {
-  socket.data.stream.flush((data) => socket.write(data), performance.now());
+  const { stream } = socket.data;
+  stream.flush((data) => socket.write(data), performance.now());
+  // A filtering stream looks at MAX_SCAN messages a write: the rest in a later turn, after the other clients'.
+  if (!stream.idle && !stream.midWrite) scheduleFlush();
 }
 
 // ---- Messages: each datagram from the syslog daemon goes into the resume buffer, and from there to
@@ -541,6 +598,10 @@ function receive(message: Uint8Array): void {
     keepFrom = Math.min(keepFrom, stream.cursor!);
   }
   resumeBuffer.trim(options.buffer, keepFrom);
+  scheduleFlush();
+}
+
+function scheduleFlush(): void {
   if (flushScheduled || connections.streaming.size === 0) return;
   flushScheduled = true;
   setImmediate(() => {
@@ -576,10 +637,13 @@ function housekeeping(): void {
       log(`client ${client.name}: more than ${queueLimit} bytes behind, ${skippedNow}`);
     }
     if (client.stream.idle && now - client.stream.lastWrite >= options.heartbeat * 1000) {
-      client.stream.control({ type: "heartbeat" });
+      // A filtering client told where it stands does not scan the same messages again after a reconnect.
+      if (client.stream.unannouncedPosition) client.stream.announce();
+      else client.stream.control({ type: "heartbeat" });
       flush(socket);
     }
   }
+  forgetParsed();
 }
 setInterval(housekeeping, Math.min(1000, options.heartbeat * 500)).unref();
 
@@ -708,6 +772,8 @@ function snapshot() {
       sent: data.stream.sent,
       sentBytes: data.stream.sentBytes,
       dropped: data.droppedTotal + data.stream.dropped,
+      filtered: data.stream.filtered,
+      filter: data.filter ? describeFilter(data.filter) : null,
       behind: data.stream.cursor === undefined ? 0 : resumeBuffer.behind(data.stream.cursor),
       delivered: data.delivered ?? null,
     })),
@@ -764,6 +830,12 @@ function metrics(): Metric[] {
       "Messages a client missed because it fell more than --queue behind.",
       "counter",
       (c) => c.dropped,
+    ),
+    perClient(
+      "slps_client_filtered_messages_total",
+      "Messages a client's filter left out: not sent, and not lost.",
+      "counter",
+      (c) => c.filtered,
     ),
     perClient("slps_client_behind_bytes", "Bytes waiting for a client.", "gauge", (c) => c.behind),
     perClient(

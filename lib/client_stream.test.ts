@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { ClientStream } from "./client_stream.ts";
+import { ClientStream, MAX_SCAN } from "./client_stream.ts";
 import { Deframer } from "./framing.ts";
 import { ResumeBuffer } from "./resume_buffer.ts";
 
@@ -123,5 +123,73 @@ describe("ClientStream", () => {
     stream.flush(() => -1, 0);
     expect(stream.midWrite).toBe(true);
     expect(stream.blockedSince).toBe(0);
+  });
+
+  test("with a filter: only passing messages, a start without lost wherever the numbers jump", () => {
+    const buffer = filled("a1", "b2", "b3", "a4", "a5", "b6");
+    const stream = new ClientStream(buffer, 1000, 0);
+    stream.filterWith((seq) => String(buffer.message(seq)).startsWith("a"));
+    stream.start({ type: "start", seq: 1 });
+    const sink = socket(1000);
+    stream.flush(sink.write, 1);
+    expect(sink.written.map(String)).toEqual(['!24 {"type":"start","seq":1}2 a1!24 {"type":"start","seq":4}2 a42 a5']);
+    expect({ sent: stream.sent, filtered: stream.filtered, dropped: stream.dropped }).toEqual({
+      sent: 3,
+      filtered: 3,
+      dropped: 0,
+    });
+    // Only b6 went by since: the position is told once, when asked to (instead of a heartbeat).
+    expect(stream.unannouncedPosition).toBe(true);
+    stream.announce();
+    stream.flush(sink.write, 2);
+    expect(sink.written.at(-1)!.toString()).toBe('!24 {"type":"start","seq":7}');
+    expect(stream.unannouncedPosition).toBe(false);
+  });
+
+  test("with a filter, a client too slow is told only of the passing messages it lost", () => {
+    const buffer = new ResumeBuffer(1 << 20);
+    const stream = new ClientStream(buffer, 20, 0);
+    stream.filterWith((seq) => String(buffer.message(seq)).startsWith("a"));
+    stream.start({ type: "start", seq: 1 });
+    for (const message of ["a1", "b2", "b3", "a4", "b5", "b6", "b7", "a8", "a9"]) {
+      buffer.append(bytes(message));
+      stream.keepWithinLimit();
+    }
+    const sink = socket(1000);
+    stream.flush(sink.write, 1);
+    const { messages, controls } = deframe(Buffer.concat(sink.written));
+    // 20 bytes hold five frames: a1, b2, b3 and a4 were skipped, of which a1 and a4 would have passed.
+    expect(messages.map(String)).toEqual(["a8", "a9"]);
+    expect(controls.map((c) => JSON.parse(c))).toEqual([
+      { type: "start", seq: 1 },
+      { type: "start", seq: 5, lost: 2, reason: "client too slow: more than 20 bytes waiting" },
+      { type: "start", seq: 8 },
+    ]);
+    expect({ dropped: stream.dropped, filtered: stream.filtered, sent: stream.sent }).toEqual({
+      dropped: 2,
+      filtered: 5,
+      sent: 2,
+    });
+  });
+
+  test("with a filter, one flush looks at no more than MAX_SCAN messages, and the next goes on from there", () => {
+    const buffer = new ResumeBuffer(1 << 20);
+    for (let i = 1; i <= 2 * MAX_SCAN + 1; i++) buffer.append(bytes(i === 2 * MAX_SCAN + 1 ? "wanted" : "other"));
+    const stream = new ClientStream(buffer, 1 << 20, 0);
+    const looked: number[] = [];
+    stream.filterWith((seq) => {
+      looked.push(seq);
+      return String(buffer.message(seq)) === "wanted";
+    });
+    stream.start({ type: "start", seq: 1 });
+    const sink = socket(1 << 20);
+    stream.flush(sink.write, 1);
+    expect(looked.length).toBe(MAX_SCAN);
+    expect({ idle: stream.idle, midWrite: stream.midWrite }).toEqual({ idle: false, midWrite: false });
+    stream.flush(sink.write, 2);
+    stream.flush(sink.write, 3);
+    expect(looked).toEqual(Array.from({ length: 2 * MAX_SCAN + 1 }, (_, i) => i + 1));
+    expect(deframe(Buffer.concat(sink.written)).messages.map(String)).toEqual(["wanted"]);
+    expect(stream.idle).toBe(true);
   });
 });

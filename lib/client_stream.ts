@@ -6,16 +6,35 @@ import type { ControlMessage } from "./protocol.ts";
 import type { ResumeBuffer } from "./resume_buffer.ts";
 
 /**
+ * Whether the message numbered `seq` passes a client's filter. Called only for numbers the
+ * ResumeBuffer holds; slps parses each message once for all clients (see slps.ts).
+ */
+export type Selector = (seq: number) => boolean;
+
+/**
+ * Messages one flush looks at for a filtering client, at most: parsing costs microseconds each,
+ * and a replay of a buffer that the filter leaves out whole must not hold the one thread for the
+ * others. The caller flushes again later while such a stream is neither idle nor mid-write.
+ */
+export const MAX_SCAN = 1024;
+
+/**
  * What one connected client still has to be sent: control frames, then data frames from its
  * cursor into the ResumeBuffer. Bun's `write` takes what fits and buffers nothing, so what it
  * did not take waits here until `drain`. A client that falls more than `limit` bytes behind
  * skips its oldest messages: they are counted, and it is told with a `start` frame.
+ *
+ * A client with a filter (`select`) is sent only the messages that pass it. Data frames carry no
+ * number, so wherever the numbers jump over filtered ones a `start` without `lost` comes first;
+ * and when only filtered messages went by, `announce()` tells the client where it stands.
  */
 export class ClientStream {
   /** Sequence number of the next data frame to send; undefined until the client has resumed. */
   cursor: number | undefined;
   /** Messages skipped because the client fell behind, since the count was last taken. */
   dropped = 0;
+  /** Messages a filter left out: not sent, not lost. */
+  filtered = 0;
   /** Data frames handed to the socket, and their bytes. */
   sent = 0;
   sentBytes = 0;
@@ -26,8 +45,13 @@ export class ClientStream {
   #buffer: ResumeBuffer;
   #limit: number;
   #controls: Uint8Array[] = [];
+  #select: Selector | undefined;
+  /** The number the client gives the next data frame: its last `start`, plus the frames since. */
+  #clientNext: number | undefined;
   /** Messages skipped and not yet announced to the client. */
   #unannounced = 0;
+  /** Messages this flush may still look at for the filter. */
+  #scanBudget = 0;
   /** Bytes built for the socket that it has not taken yet. */
   #unwritten: Uint8Array | undefined;
 
@@ -35,6 +59,11 @@ export class ClientStream {
     this.#buffer = buffer;
     this.#limit = limit;
     this.lastWrite = now;
+  }
+
+  /** Sends only the messages `select` passes, from the next `start` on. */
+  filterWith(select: Selector): void {
+    this.#select = select;
   }
 
   /** Queues a control frame ahead of any further data. */
@@ -45,7 +74,22 @@ export class ClientStream {
   /** Sends `start` and begins the data at its `seq`. */
   start(start: Extract<ControlMessage, { type: "start" }>): void {
     this.control(start);
-    this.cursor = start.seq;
+    this.cursor = this.#clientNext = start.seq;
+  }
+
+  /**
+   * True when filtered messages moved the cursor past where the client thinks it is: a heartbeat
+   * would better be `announce()`, so that a reconnect does not scan them again.
+   */
+  get unannouncedPosition(): boolean {
+    return this.idle && this.cursor !== this.#clientNext;
+  }
+
+  /** Tells the client the number of the next message it may get, with a `start` without `lost`. */
+  announce(): void {
+    if (this.cursor === undefined || this.cursor === this.#clientNext) return;
+    this.control({ type: "start", seq: this.cursor });
+    this.#clientNext = this.cursor;
   }
 
   /**
@@ -56,8 +100,18 @@ export class ClientStream {
     if (this.cursor === undefined) return;
     if (this.#buffer.behind(this.cursor) <= this.#limit && this.cursor >= this.#buffer.first) return;
     const skipTo = Math.max(this.#buffer.catchUpPoint(this.#limit), this.#buffer.first);
-    this.dropped += skipTo - this.cursor;
-    this.#unannounced += skipTo - this.cursor;
+    // Of the skipped messages the buffer still holds, those the filter leaves out are not lost.
+    let lost = skipTo - this.cursor;
+    if (this.#select !== undefined) {
+      for (let seq = Math.max(this.cursor, this.#buffer.first); seq < skipTo; seq++) {
+        if (!this.#select(seq)) {
+          lost--;
+          this.filtered++;
+        }
+      }
+    }
+    this.dropped += lost;
+    this.#unannounced += lost;
     this.cursor = skipTo;
   }
 
@@ -80,6 +134,7 @@ export class ClientStream {
    * returns the bytes it took (fewer when the socket is full, or < 0 once it is closed).
    */
   flush(write: (data: Uint8Array) => number, now: number, maxWrite = 256 * 1024): void {
+    this.#scanBudget = MAX_SCAN;
     for (;;) {
       this.#unwritten ??= this.#nextWrite(maxWrite);
       if (this.#unwritten === undefined) {
@@ -113,14 +168,38 @@ export class ClientStream {
       const reason = `client too slow: more than ${this.#limit} bytes waiting`;
       parts.push(encodeControl({ type: "start", seq: this.cursor, lost: this.#unannounced, reason }));
       this.#unannounced = 0;
+      this.#clientNext = this.cursor;
     }
-    if (this.cursor !== undefined && this.cursor < this.#buffer.next) {
+    if (this.#select !== undefined) this.#selected(parts, maxWrite);
+    else if (this.cursor !== undefined && this.cursor < this.#buffer.next) {
       const { data, next } = this.#buffer.span(this.cursor, maxWrite);
       this.sent += next - this.cursor;
       this.sentBytes += data.length;
       this.cursor = next;
+      this.#clientNext = next;
       parts.push(data);
     }
     return parts.length <= 1 ? parts[0] : Buffer.concat(parts);
+  }
+
+  /** Adds the frames from the cursor on that pass the filter, up to about `maxWrite` bytes. */
+  #selected(parts: Uint8Array[], maxWrite: number): void {
+    const select = this.#select!;
+    let bytes = 0;
+    while (this.cursor !== undefined && this.cursor < this.#buffer.next && bytes < maxWrite && this.#scanBudget > 0) {
+      this.#scanBudget--;
+      const seq = this.cursor++;
+      if (!select(seq)) {
+        this.filtered++;
+        continue;
+      }
+      if (seq !== this.#clientNext) parts.push(encodeControl({ type: "start", seq }));
+      const frame = this.#buffer.frame(seq);
+      parts.push(frame);
+      bytes += frame.length;
+      this.sent++;
+      this.sentBytes += frame.length;
+      this.#clientNext = seq + 1;
+    }
   }
 }

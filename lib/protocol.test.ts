@@ -18,7 +18,14 @@ describe("parseControl", () => {
     });
     expect(parse({ type: "start", seq: 3, lost: null, reason: "x" })).toMatchObject({ seq: 3, lost: null });
     // Another version's hello passes unchecked: the caller names the mismatch.
-    expect(parse({ type: "hello", version: 2 })).toEqual({ type: "hello", version: 2 } as never);
+    expect(parse({ type: "hello", version: 3 })).toEqual({ type: "hello", version: 3 } as never);
+    // Filters: offered in a version 1 hello, sent only in a version 2 resume.
+    const hello = { type: "hello", version: 1, server: "a", heartbeat: 1, first: 1, next: 1 };
+    expect(parse({ ...hello, filters: true })).toMatchObject({ filters: true });
+    expect(() => parse({ ...hello, filters: "yes" })).toThrow("hello message has a bad 'filters'");
+    const filter = { severity: 4 };
+    expect(parse({ type: "resume", version: 2, filter })).toMatchObject({ version: 2, filter });
+    expect(() => parse({ type: "resume", version: 1, filter })).toThrow("resume message has a bad 'filter'");
     expect(() => parse({ type: "resume", version: 1, server: "abc" })).toThrow("resume message has a bad 'last'");
     expect(() => parse({ type: "resume", version: 1, last: -1, server: "a" })).toThrow("bad 'last'");
     expect(() => parse({ type: "start", seq: 0 })).toThrow("start message has a bad 'seq'");

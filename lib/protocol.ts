@@ -2,9 +2,25 @@
 // `resume`; slps sends `start`, then data frames, each numbered one more than the last, with
 // `heartbeat` when idle and `start` again when it had to skip messages. A hello with
 // `progress: true` lets the client send `progress` after `start`, with the last number it
-// delivered, so that a client slowed by its own output counts as alive. See docs/protocol.md.
+// delivered, so that a client slowed by its own output counts as alive. A hello with
+// `filters: true` lets the client send a `filter` in its `resume` (version 2): then slps sends only
+// the messages that pass it, and a `start` without `lost` wherever the numbers jump over the others.
+// See docs/protocol.md.
 
-export const PROTOCOL_VERSION = 1;
+import type { WireFilter } from "./filter.ts";
+
+/**
+ * The version of slps's hello, and of a resume without a filter. A version 1 peer wants exactly
+ * this number, so the hello keeps it and offers filters with `filters: true` instead: an older
+ * slpc still follows a newer slps, and a newer slpc without filters an older slps.
+ */
+export const BASE_VERSION = 1;
+/** The newest version: a resume that carries a filter says 2, which an older slps refuses by name. */
+export const PROTOCOL_VERSION = 2;
+/** Whether a peer's version is one this side speaks. */
+export const speaksVersion = (version: number) => version >= BASE_VERSION && version <= PROTOCOL_VERSION;
+/** The versions this side speaks, for the line that names a mismatch. */
+export const VERSIONS = `${BASE_VERSION} to ${PROTOCOL_VERSION}`;
 
 export type ControlMessage =
   | {
@@ -15,8 +31,9 @@ export type ControlMessage =
       first: number;
       next: number;
       progress?: boolean;
+      filters?: boolean;
     }
-  | { type: "resume"; version: number; server?: string; last?: number; replay?: boolean }
+  | { type: "resume"; version: number; server?: string; last?: number; replay?: boolean; filter?: WireFilter }
   | { type: "start"; seq: number; lost?: number | null; reason?: string }
   | { type: "progress"; last: number }
   | { type: "heartbeat" }
@@ -47,22 +64,25 @@ export function parseControl(body: Uint8Array): ControlMessage {
   switch (message.type) {
     case "hello":
       if (!isCount(message.version)) throw bad("version");
-      if (message.version !== PROTOCOL_VERSION) return message as ControlMessage; // the caller names the mismatch
+      if (!speaksVersion(message.version as number)) return message as ControlMessage; // the caller names the mismatch
       if (typeof message.server !== "string" || message.server === "") throw bad("server");
       if (typeof message.heartbeat !== "number" || !(message.heartbeat > 0)) throw bad("heartbeat");
       if (!isSeq(message.first) || (message.first as number) < 1) throw bad("first");
       if (!isSeq(message.next) || (message.next as number) < (message.first as number)) throw bad("next");
       if (message.progress !== undefined && typeof message.progress !== "boolean") throw bad("progress");
+      if (message.filters !== undefined && typeof message.filters !== "boolean") throw bad("filters");
       return message as ControlMessage;
     case "resume":
       if (!isCount(message.version)) throw bad("version");
-      if (message.version !== PROTOCOL_VERSION) return message as ControlMessage;
+      if (!speaksVersion(message.version as number)) return message as ControlMessage;
       if (message.server !== undefined && (typeof message.server !== "string" || message.server === ""))
         throw bad("server");
       if ((message.server === undefined) !== (message.last === undefined))
         throw bad(message.server === undefined ? "server" : "last");
       if (message.last !== undefined && !isSeq(message.last)) throw bad("last");
       if (message.replay !== undefined && typeof message.replay !== "boolean") throw bad("replay");
+      // The filter's fields are the server's to check (filterFromWire); only where it may appear is checked here.
+      if (message.filter !== undefined && message.version === BASE_VERSION) throw bad("filter");
       return message as ControlMessage;
     case "start":
       if (!isSeq(message.seq) || (message.seq as number) < 1) throw bad("seq");

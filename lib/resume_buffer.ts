@@ -68,6 +68,12 @@ export class ResumeBuffer {
     return this.#ring.subarray(start, start + this.#length(seq));
   }
 
+  /** Message `seq` without its frame's length, as a view of the ring: valid until the next append. */
+  message(seq: number): Uint8Array {
+    const frame = this.frame(seq);
+    return frame.subarray(frame.indexOf(0x20) + 1);
+  }
+
   /**
    * Frames from `seq` on that lie next to each other in the ring, up to `maxBytes` (at least
    * one), as one view valid until the next append; and the number of the frame after them.

@@ -4,7 +4,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Deframer, encodeControl, PROTOCOL_VERSION } from "../lib.ts";
+import { BASE_VERSION, Deframer, encodeControl } from "../lib.ts";
 import {
   BUN,
   Child,
@@ -229,7 +229,7 @@ describe("protocol versions", () => {
       return c.proc.exited;
     });
     await c.waitFor(
-      /server speaks protocol version 99, this slpc speaks 1; upgrade the older one; closing the connection/,
+      /server speaks protocol version 99, this slpc speaks 1 to 2; upgrade the older one; closing the connection/,
     );
     expect(c.stdout.length).toBe(0);
   });
@@ -258,8 +258,8 @@ describe("protocol versions", () => {
     });
     await until("the connection to close", () => closed);
     expect(frames.map((f) => JSON.parse(f.body).type)).toEqual(["hello", "error"]);
-    expect(JSON.parse(frames[0]!.body).version).toBe(PROTOCOL_VERSION);
-    expect(JSON.parse(frames[1]!.body).message).toBe("client speaks protocol version 7, this server speaks 1");
-    expect(s.stderr).toMatch(/client speaks protocol version 7, this server speaks 1; closing/);
+    expect(JSON.parse(frames[0]!.body).version).toBe(BASE_VERSION);
+    expect(JSON.parse(frames[1]!.body).message).toBe("client speaks protocol version 7, this server speaks 1 to 2");
+    expect(s.stderr).toMatch(/client speaks protocol version 7, this server speaks 1 to 2; closing/);
   });
 });
