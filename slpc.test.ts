@@ -392,7 +392,9 @@ describe("--forward in every form it accepts", () => {
         .find((line) => line.startsWith("{"))!,
     );
     expect(counters.delivered).toBe(0);
-    expect(counters.pending).toBeLessThan(5000); // reading paused: the server holds the rest
+    // Reading pauses at 4,096 waiting, after the read that crossed it (up to 64 KiB, some 3,800 of
+    // these short frames): well short of the 20,000 sent, the rest of which the server holds.
+    expect(counters.pending).toBeLessThan(10_000);
     expect(c.stderr.match(/EACCES/g)).toHaveLength(1); // once a minute at most
     expect(c.stderr).not.toContain(`localhost:${s.tlsPort}: `); // no error line names the server
     expect(c.stderr).not.toMatch(/^\s+at /m);

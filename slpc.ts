@@ -377,7 +377,7 @@ const unacknowledged: Waiting[] = [];
 /** Comes back to hand on the datagrams in `unheard` once they have gone unanswered long enough. */
 let heardTimer: Timer | undefined;
 /** Lines written to stdout that it has not confirmed taking, one entry per write, oldest first. */
-const unconfirmed: { server: string; last: number; count: number }[] = [];
+const unconfirmed: { first: ResumePoint; server: string; last: number; count: number }[] = [];
 /** Wakes sendPending when --forward-rate allows the next message, or to try again after a failed send. */
 let sendTimer: Timer | undefined;
 /** True after a send to --forward failed, until one succeeds: the server is not read meanwhile. */
@@ -385,6 +385,8 @@ let forwardFailing = false;
 /** Failed sends to --forward since the last report, and when that was. */
 let forwardErrors = 0;
 let forwardErrorLogged = -Infinity;
+/** Set when a failure of --forward was logged, until a connection to the daemon says it is back. */
+let forwardFailureSaid = false;
 /** True while stdout has not taken everything written to it: the server is not read meanwhile. */
 let stdoutFull = false;
 /** The connection being dialled, set up or used; undefined while waiting to dial again. */
@@ -407,9 +409,19 @@ const forwardBucket =
  * which may have moved past it (a gap, a server restart).
  */
 function resumePoint(): ResumePoint | undefined {
-  const nothingWaits =
-    pending.length === 0 && unheard.length === 0 && unacknowledged.length === 0 && unconfirmed.length === 0;
-  return following && nothingWaits ? { server: following.server, last: following.next - 1 } : handedOn;
+  // Held messages go out in order: the point is just before the oldest one still held, which
+  // also holds for a new client whose output has taken nothing yet.
+  const oldest = oldestHeld();
+  if (oldest) return { server: oldest.server, last: oldest.last - 1 };
+  return following ? { server: following.server, last: following.next - 1 } : handedOn;
+}
+
+/** The oldest message slpc holds and has not handed on: written to stdout, sent, or waiting. */
+function oldestHeld(): ResumePoint | undefined {
+  const written = unconfirmed[0];
+  if (written) return written.first;
+  const held = unheard[0] ?? unacknowledged[0] ?? pending[0];
+  return held ? { server: held.server, last: held.seq } : undefined;
 }
 
 /** The newest message slpc holds: waiting to go out, written to stdout, or handed on. */
@@ -771,6 +783,7 @@ function forwardFailed(error: unknown): void {
   if (performance.now() - forwardErrorLogged < 60_000) return;
   const times = forwardErrors > 1 ? ` (${forwardErrors} times since the last report)` : "";
   log(`forward to ${forwardName}: ${error ? reason(error) : "not reachable"}${times}; is the syslog daemon listening?`);
+  forwardFailureSaid = true;
   forwardErrorLogged = performance.now();
   forwardErrors = 0;
 }
@@ -813,6 +826,8 @@ function settleUnheard(): void {
 function handOn(server: string, last: number, count: number): void {
   counters.delivered += count;
   handedOn = { server, last };
+  // Only an acknowledgement proves a daemon took a message; a kernel taking bytes does not.
+  if (relp && daemonFailures > 0) daemonRecovered();
 }
 
 function sendLater(ms: number): void {
@@ -935,7 +950,7 @@ function onRelpData(chunk: Uint8Array): void {
       handOn(entry.server, entry.seq, 1);
     } else {
       // A renewing close is routine; anything else is worth a line.
-      if (event.reason !== "the RELP session was closed") log(`forward to ${forwardName}: ${event.reason}`);
+      if (event.reason !== "the RELP session was closed") forwardFailed(new Error(event.reason));
       daemonSocket?.end();
     }
   }
@@ -1001,6 +1016,7 @@ function connectDaemon(): void {
       open(socket) {
         if (daemonLink !== link) return void socket.terminate();
         daemonSocket = socket;
+        daemonSince = performance.now();
         daemonFull = false;
         frameTaken = 0;
         daemonOutbox = [];
@@ -1025,11 +1041,21 @@ function connectDaemon(): void {
   });
 }
 
-/** The daemon took the connection (TCP) or the RELP session: messages flow again. */
+/**
+ * The daemon took the connection (TCP) or the RELP session: try again. Only a message it takes
+ * counts as recovery (see `handOn`): a daemon that opens and then closes or refuses at once must
+ * not reset the backoff or the once-a-minute log line, or slpc would dial and log in a loop.
+ */
 function daemonUp(): void {
-  if (daemonFailures > 0 || forwardFailing) log(`forward to ${forwardName}: connected`);
-  daemonFailures = 0;
   forwardFailing = false;
+  // Said after a failure that was said: so at most as often as the failures themselves.
+  if (forwardFailureSaid) log(`forward to ${forwardName}: connected`);
+  forwardFailureSaid = false;
+}
+
+/** The daemon took a message after failures: the backoff and the log limit start afresh. */
+function daemonRecovered(): void {
+  daemonFailures = 0;
   forwardErrorLogged = -Infinity; // the next failure is news, not a repeat
 }
 
@@ -1040,6 +1066,9 @@ function daemonLost(link: object, error?: Error): void {
   relp?.lost();
   frameTaken = 0; // a frame cut here goes again whole on the next connection
   daemonOutbox = [];
+  // A connection that stayed up was a working daemon: its loss is news, and the retry is quick.
+  if (daemonSince !== undefined && performance.now() - daemonSince >= STAYED_UP_SECONDS * 1000) daemonRecovered();
+  daemonSince = undefined;
   forwardFailed(error ?? new Error("the daemon closed the connection"));
   forwardFailing = true;
   updateReading();
@@ -1085,7 +1114,8 @@ function writeLines(): void {
   const last = pending.at(-1);
   if (!last) return;
   const lines = asLines(pending);
-  unconfirmed.push({ server: last.server, last: last.seq, count: pending.length });
+  const first = { server: pending[0]!.server, last: pending[0]!.seq };
+  unconfirmed.push({ first, server: last.server, last: last.seq, count: pending.length });
   pending.length = 0;
   pendingBytes = 0;
   const taken = process.stdout.write(lines, (error) => {
@@ -1123,6 +1153,8 @@ let daemonLink: object | undefined;
 let daemonSocket: Socket | undefined;
 /** Connections to the daemon in a row that broke before it took one: the wait before the next grows with them. */
 let daemonFailures = 0;
+/** When the current connection to the daemon opened (tcp://, relp://). */
+let daemonSince: number | undefined;
 /** tcp://: the daemon's socket did not take all of the last write; `drain` clears it. */
 let daemonFull = false;
 /** tcp://: the bytes of the frame of pending[0] the current connection took. */

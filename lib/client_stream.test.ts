@@ -192,4 +192,25 @@ describe("ClientStream", () => {
     expect(deframe(Buffer.concat(sink.written)).messages.map(String)).toEqual(["wanted"]);
     expect(stream.idle).toBe(true);
   });
+
+  test("with a filter, a skip longer than MAX_SCAN is not parsed: the client is told an unknown number was lost", () => {
+    const buffer = new ResumeBuffer(1 << 22);
+    const stream = new ClientStream(buffer, 64, 0);
+    const looked: number[] = [];
+    stream.filterWith((seq) => {
+      looked.push(seq);
+      return true;
+    });
+    stream.start({ type: "start", seq: 1 });
+    for (let i = 1; i <= 3 * MAX_SCAN; i++) buffer.append(bytes(`m${i}`));
+    stream.keepWithinLimit(); // one skip over almost the whole backlog, as at a resume far behind
+    expect(looked).toEqual([]);
+    const sink = socket(1 << 20);
+    stream.flush(sink.write, 1);
+    const { controls } = deframe(Buffer.concat(sink.written));
+    const gap = JSON.parse(controls[1]!);
+    expect(gap).toMatchObject({ type: "start", lost: null, reason: "client too slow: more than 64 bytes waiting" });
+    expect(gap.seq).toBeGreaterThan(3 * MAX_SCAN - 64);
+    expect(looked.length).toBeLessThanOrEqual(MAX_SCAN);
+  });
 });

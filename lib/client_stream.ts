@@ -50,6 +50,8 @@ export class ClientStream {
   #clientNext: number | undefined;
   /** Messages skipped and not yet announced to the client. */
   #unannounced = 0;
+  /** Set when a skipped range was too long to sort into lost and left out: the count is then unknown. */
+  #unannouncedUncounted = false;
   /** Messages this flush may still look at for the filter. */
   #scanBudget = 0;
   /** Bytes built for the socket that it has not taken yet. */
@@ -102,8 +104,13 @@ export class ClientStream {
     const skipTo = Math.max(this.#buffer.catchUpPoint(this.#limit), this.#buffer.first);
     // Of the skipped messages the buffer still holds, those the filter leaves out are not lost.
     let lost = skipTo - this.cursor;
-    if (this.#select !== undefined) {
-      for (let seq = Math.max(this.cursor, this.#buffer.first); seq < skipTo; seq++) {
+    const from = Math.max(this.cursor, this.#buffer.first);
+    if (this.#select !== undefined && skipTo - from > MAX_SCAN) {
+      // Parsing a whole backlog at once would hold slps's only thread, and every other client,
+      // for seconds: the client is told an unknown number was lost instead.
+      this.#unannouncedUncounted = true;
+    } else if (this.#select !== undefined) {
+      for (let seq = from; seq < skipTo; seq++) {
         if (!this.#select(seq)) {
           lost--;
           this.filtered++;
@@ -166,8 +173,10 @@ export class ClientStream {
     this.#controls = [];
     if (this.#unannounced > 0 && this.cursor !== undefined) {
       const reason = `client too slow: more than ${this.#limit} bytes waiting`;
-      parts.push(encodeControl({ type: "start", seq: this.cursor, lost: this.#unannounced, reason }));
+      const lost = this.#unannouncedUncounted ? null : this.#unannounced;
+      parts.push(encodeControl({ type: "start", seq: this.cursor, lost, reason }));
       this.#unannounced = 0;
+      this.#unannouncedUncounted = false;
       this.#clientNext = this.cursor;
     }
     if (this.#select !== undefined) this.#selected(parts, maxWrite);
