@@ -8,45 +8,65 @@ import { type Cell, fitCells, terminalCells, terminalLines, widthOf, wrapCells }
 
 /**
  * One message a line, as its bytes, with LF, CR and the other control bytes but TAB escaped
- * (`\n`, `\r`, `\x1b`), so each message is one line and none moves the cursor.
+ * (`\n`, `\r`, `\x1b`), and so are the characters that act on a terminal without being control
+ * bytes: C1 controls written in UTF-8 (U+009B is CSI to xterm), the bidi overrides and isolates
+ * and the line and paragraph separators (`\u009b`, `\u202e`). Each message is one line, and
+ * none moves the cursor or turns the text around. All other bytes pass as they came.
  */
 export function formatRaw(message: Uint8Array): Buffer {
   return messagesAsLines([message]);
 }
 
-/** Bytes a message byte takes in a line: LF and CR as `\n` and `\r`, other control bytes as `\xHH`. */
-function lineBytes(byte: number): number {
-  if (byte === 0x0a || byte === 0x0d) return 2;
-  return (byte < 0x20 && byte !== 0x09) || byte === 0x7f ? 4 : 1;
-}
-
 const HEX = "0123456789abcdef";
 
 /**
+ * The code point of a character at `message[i]` that raw output escapes though it is no control
+ * byte (see formatRaw), and the bytes it takes; or undefined.
+ */
+function terminalCharacterAt(message: Uint8Array, i: number): [codePoint: number, length: number] | undefined {
+  const lead = message[i];
+  const next = message[i + 1] ?? 0;
+  if (lead === 0xc2 && next >= 0x80 && next <= 0x9f) return [next, 2]; // U+0080-U+009F
+  if (lead !== 0xe2) return undefined;
+  const last = message[i + 2] ?? 0;
+  // U+2028-U+202E (separators, embeddings, overrides) and U+2066-U+2069 (isolates)
+  if ((next === 0x80 && last >= 0xa8 && last <= 0xae) || (next === 0x81 && last >= 0xa6 && last <= 0xa9)) {
+    return [0x2000 + ((next & 0x3f) << 6) + (last & 0x3f), 3];
+  }
+  return undefined;
+}
+
+/**
  * Messages as formatRaw writes them, all in one buffer: slpc writes what one read brought with
- * one write. Sized first, then filled, so a burst of messages costs two passes and no copies.
+ * one write. An escape takes at most four bytes a byte (`\xHH`), so one buffer of that bound is
+ * filled in one pass.
  */
 export function messagesAsLines(messages: readonly Uint8Array[]): Buffer {
-  let size = 0;
-  for (const message of messages) {
-    size += message.length + 1;
-    for (const byte of message) if (byte < 0x20 || byte === 0x7f) size += lineBytes(byte) - 1;
-  }
-  const out = Buffer.allocUnsafe(size);
+  let bound = 0;
+  for (const message of messages) bound += 4 * message.length + 1;
+  const out = Buffer.allocUnsafe(bound);
   let at = 0;
+  const escape = (text: string) => {
+    at += out.write(text, at, "latin1");
+  };
   for (const message of messages) {
-    for (const byte of message) {
-      const width = byte < 0x20 || byte === 0x7f ? lineBytes(byte) : 1;
-      if (width === 1) out[at++] = byte;
-      else if (width === 2) [out[at++], out[at++]] = [0x5c, byte === 0x0a ? 0x6e : 0x72];
-      else {
-        [out[at++], out[at++]] = [0x5c, 0x78];
-        [out[at++], out[at++]] = [HEX.charCodeAt(byte >> 4), HEX.charCodeAt(byte & 0xf)];
-      }
+    for (let i = 0; i < message.length; i++) {
+      const byte = message[i]!;
+      if (byte === 0x0a) escape("\\n");
+      else if (byte === 0x0d) escape("\\r");
+      else if ((byte < 0x20 && byte !== 0x09) || byte === 0x7f) escape(`\\x${HEX[byte >> 4]}${HEX[byte & 0xf]}`);
+      else if (byte === 0xc2 || byte === 0xe2) {
+        const found = terminalCharacterAt(message, i);
+        if (!found) out[at++] = byte;
+        else {
+          escape(`\\u${found[0].toString(16).padStart(4, "0")}`);
+          i += found[1] - 1;
+        }
+      } else out[at++] = byte;
     }
     out[at++] = 0x0a;
   }
-  return out;
+  return out.subarray(0, at);
 }
 
 /** Keeps a BOM inside the text: the parser already dropped the one RFC 5424 puts before MSG. */
