@@ -46,20 +46,20 @@ export function messagesAsLines(messages: readonly Uint8Array[]): Buffer {
   for (const message of messages) bound += 4 * message.length + 1;
   const out = Buffer.allocUnsafe(bound);
   let at = 0;
-  const escape = (text: string) => {
+  const put = (text: string) => {
     at += out.write(text, at, "latin1");
   };
   for (const message of messages) {
     for (let i = 0; i < message.length; i++) {
       const byte = message[i]!;
-      if (byte === 0x0a) escape("\\n");
-      else if (byte === 0x0d) escape("\\r");
-      else if ((byte < 0x20 && byte !== 0x09) || byte === 0x7f) escape(`\\x${HEX[byte >> 4]}${HEX[byte & 0xf]}`);
+      if (byte === 0x0a) put("\\n");
+      else if (byte === 0x0d) put("\\r");
+      else if ((byte < 0x20 && byte !== 0x09) || byte === 0x7f) put(`\\x${HEX[byte >> 4]}${HEX[byte & 0xf]}`);
       else if (byte === 0xc2 || byte === 0xe2) {
         const found = terminalCharacterAt(message, i);
         if (!found) out[at++] = byte;
         else {
-          escape(`\\u${found[0].toString(16).padStart(4, "0")}`);
+          put(`\\u${found[0].toString(16).padStart(4, "0")}`);
           i += found[1] - 1;
         }
       } else out[at++] = byte;
