@@ -17,35 +17,8 @@ import { BUN, Child, ROOT, type ServerHandle, sendUdp, sleep, testBed, until } f
 setDefaultTimeout(30_000);
 
 const bed = testBed();
-const { server, sink, track } = bed;
+const { server, sink, track, slpc, slpcCommand } = bed;
 const client = (s: ServerHandle, forwardPort?: number, args: string[] = []) => bed.client(s, { forwardPort, args });
-
-/** slpc dialling `port` with the test's client certificate, quick to retry, and `args`. */
-function slpc(port: number, args: string[]): Child {
-  return track(new Child(slpcCommand(port, args)));
-}
-
-/** The command line of slpc dialling `port`, as slpc() runs it. */
-function slpcCommand(port: number, args: string[]): string[] {
-  const { cert, key } = bed.pki.cert("client");
-  return [
-    BUN,
-    "slpc.ts",
-    "--server",
-    `localhost:${port}`,
-    "--ca",
-    bed.pki.ca,
-    "--cert",
-    cert,
-    "--key",
-    key,
-    "--retry-min",
-    "0.2",
-    "--retry-max",
-    "1",
-    ...args,
-  ];
-}
 
 /** Sends `messages` to slps in batches, pausing between them so its UDP buffer never overflows. */
 async function feed(s: ServerHandle, messages: Buffer[]): Promise<void> {

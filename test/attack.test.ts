@@ -10,31 +10,7 @@ import { BUN, Child, freePort, type ServerHandle, sendUdp, sleep, testBed, until
 setDefaultTimeout(30_000);
 
 const bed = testBed();
-const { server, sink, track } = bed;
-
-/** slpc dialling `port` with the test's client certificate, quick to retry, and `args`. */
-function slpc(port: number, args: string[]): Child {
-  const { cert, key } = bed.pki.cert("client");
-  return track(
-    new Child([
-      BUN,
-      "slpc.ts",
-      "--server",
-      `localhost:${port}`,
-      "--ca",
-      bed.pki.ca,
-      "--cert",
-      cert,
-      "--key",
-      key,
-      "--retry-min",
-      "0.2",
-      "--retry-max",
-      "1",
-      ...args,
-    ]),
-  );
-}
+const { server, sink, track, slpc } = bed;
 
 /** slps on loopback with `args`, not waited for: it may refuse them. */
 async function slpsWith(args: string[]): Promise<Child & { tlsPort: number }> {

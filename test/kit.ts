@@ -516,6 +516,28 @@ export function testBed(extraCertificates: (dir: string) => void = () => {}) {
     server: async (args: string[] = [], opts: Parameters<typeof startServer>[2] = {}) =>
       bed.track(await startServer(pki!, args, opts)),
     client: async (server: ServerHandle, opts: ClientOptions = {}) => bed.track(await startClient(pki!, server, opts)),
+    /**
+     * The command line of slpc dialling `port` on loopback (a real slps, a proxy or a fake server)
+     * with the test's client certificate, quick to retry, and `args`; not waited for.
+     */
+    slpcCommand(port: number, args: string[] = []): string[] {
+      const { cert, key } = pki!.cert("client");
+      const identity = ["--ca", pki!.ca, "--cert", cert, "--key", key];
+      return [
+        BUN,
+        "slpc.ts",
+        "--server",
+        `localhost:${port}`,
+        ...identity,
+        "--retry-min",
+        "0.2",
+        "--retry-max",
+        "1",
+        ...args,
+      ];
+    },
+    /** slpc as slpcCommand runs it, killed after the test. */
+    slpc: (port: number, args: string[] = []): Child => bed.track(new Child(bed.slpcCommand(port, args))),
     async sink() {
       const sink = await udpSink();
       cleanups.push(() => sink.close());
