@@ -255,30 +255,8 @@ describe("a hostile server", () => {
   const hostileServer = (act: (socket: import("bun").Socket<undefined>) => void) =>
     bed.fakeServer(encodeControl({ type: "hello", version: 1, server: "evil", heartbeat: 15, first: 1, next: 1 }), act);
 
-  function slpcAgainst(port: number, forwardPort: number, extra: string[] = []): Child {
-    const { cert, key } = bed.pki.cert("client");
-    return track(
-      new Child([
-        BUN,
-        "slpc.ts",
-        "--server",
-        `localhost:${port}`,
-        "--ca",
-        bed.pki.ca,
-        "--cert",
-        cert,
-        "--key",
-        key,
-        "--forward",
-        `127.0.0.1:${forwardPort}`,
-        "--retry-min",
-        "0.2",
-        "--retry-max",
-        "0.5",
-        ...extra,
-      ]),
-    );
-  }
+  const slpcAgainst = (port: number, forwardPort: number, extra: string[] = []) =>
+    bed.slpc(port, ["--forward", `127.0.0.1:${forwardPort}`, "--retry-max", "0.5", ...extra]);
 
   test.each([
     [
