@@ -230,8 +230,8 @@ const counters = { received: 0, receivedBytes: 0, connections: 0, refused: 0 };
  * limit; either would make slpc refuse the stream and reconnect to the same frame for ever.
  */
 const skipped = { empty: 0, oversize: 0 };
-/** The same, since the last log line about them. */
-const skippedUnreported = { empty: 0, oversize: 0 };
+/** `skipped` as the last log line about them said it: the difference is what is new. */
+const skippedReported = { empty: 0, oversize: 0 };
 /**
  * Messages parsed for the clients' filters, by number: each is parsed once, when a filtering
  * client first needs it, whatever the number of such clients. Nothing is parsed while no client
@@ -585,7 +585,6 @@ function receive(message: Uint8Array): void {
   if (message.length === 0 || message.length > MAX_MESSAGE) {
     const kind = message.length === 0 ? "empty" : "oversize";
     skipped[kind]++;
-    skippedUnreported[kind]++;
     return;
   }
   counters.received++;
@@ -622,12 +621,12 @@ function housekeeping(): void {
     log(`refused ${full} connections: the --handshake-rate table is full (${MAX_HANDSHAKE_SOURCES} addresses)`);
   if (reset > 0) log(`closed ${reset} connections that were reset before they could be served`);
   floodRefusals.pending = floodRefusals.rate = floodRefusals.full = floodRefusals.reset = 0;
-  const { empty, oversize } = skippedUnreported;
+  const [empty, oversize] = [skipped.empty - skippedReported.empty, skipped.oversize - skippedReported.oversize];
   if (empty > 0) log(`skipped ${empty} empty datagrams: an empty message cannot be relayed (${skipped.empty} in all)`);
   if (oversize > 0) {
     log(`skipped ${oversize} datagrams over ${MAX_MESSAGE} bytes, too long for a frame (${skipped.oversize} in all)`);
   }
-  skippedUnreported.empty = skippedUnreported.oversize = 0;
+  Object.assign(skippedReported, skipped);
   for (const socket of connections.streaming) {
     const client = socket.data;
     const dropped = client.stream.takeDropped();
