@@ -1,7 +1,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
 import { FUZZ_TIMEOUT, property, returnsOrRefuses } from "../test/fuzz.ts";
-import { bindFailure, parseHostPort } from "./address.ts";
+import { addressKey, bindFailure, parseHostPort, parseHostPortList } from "./address.ts";
 
 setDefaultTimeout(FUZZ_TIMEOUT);
 
@@ -18,6 +18,23 @@ describe("parseHostPort", () => {
 
   test("arbitrary text is an address or a clear error", () => {
     property(fc.string({ maxLength: 200 }), (text) => returnsOrRefuses(() => parseHostPort(text, 6514)));
+  });
+});
+
+describe("parseHostPortList", () => {
+  test("each address of a comma-separated list, once, with the default port", () => {
+    expect(parseHostPortList("web, [::1]:7000,", 6514)).toEqual([
+      { host: "web", port: 6514 },
+      { host: "::1", port: 7000 },
+    ]);
+    expect(() => parseHostPortList(" , ", 6514)).toThrow("required");
+    expect(() => parseHostPortList("web,WEB:6514", 6514)).toThrow("WEB:6514 is named twice");
+    expect(() => parseHostPortList("web,bad:0", 6514)).toThrow("'bad:0': port must be 1 to 65535");
+    expect(addressKey({ host: "Web", port: 1 })).toBe("web:1");
+  });
+
+  test("arbitrary text is a list or an Error", () => {
+    property(fc.string({ maxLength: 100 }), (text) => returnsOrRefuses(() => parseHostPortList(text, 6514)));
   });
 });
 

@@ -39,3 +39,30 @@ export function bindFailure(flag: string, address: Address, error: unknown): str
   if (code === "EADDRNOTAVAIL") return `${where}: no such address on this machine`;
   return `${where}: ${reason(error)}`;
 }
+
+/** A comma-separated list of `HOST[:PORT]`, each address once (a host's case does not count). */
+export function parseHostPortList(text: string, defaultPort: number): Address[] {
+  const items = text.split(",").map((item) => item.trim());
+  if (items.every((item) => item === "")) throw new Error("required");
+  const addresses = items
+    .filter((item) => item !== "")
+    .map((item) => {
+      try {
+        return parseHostPort(item, defaultPort);
+      } catch (error) {
+        throw items.length > 1 ? new Error(`'${item}': ${reason(error)}`) : error;
+      }
+    });
+  const seen = new Set<string>();
+  for (const address of addresses) {
+    const key = addressKey(address);
+    if (seen.has(key)) throw new Error(`${formatAddress(address)} is named twice`);
+    seen.add(key);
+  }
+  return addresses;
+}
+
+/** One address, however its host was capitalised: what --state and duplicate checks key on. */
+export function addressKey({ host, port }: Address): string {
+  return formatAddress({ host: host.toLowerCase(), port });
+}

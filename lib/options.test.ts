@@ -6,9 +6,11 @@ import { parseDN } from "./dn.ts";
 import {
   envOf,
   flagOf,
+  groupArguments,
   helpText,
   parseBytes,
   parseCount,
+  parseGroupedOptions,
   parseOptions,
   parsePins,
   parseSeconds,
@@ -89,6 +91,67 @@ describe("option parsing", () => {
     expect(parseBytes("2 mb")).toBe(2_000_000);
     expect(() => parseBytes("8 parsecs")).toThrow("expected a byte count");
     expect(() => parseBytes("-1")).toThrow("expected a byte count");
+  });
+});
+
+describe("grouped options", () => {
+  const text = { default: "", help: "", parse: (t: string) => (t === "" ? undefined : t) };
+  const specs = {
+    server: { ...text, arg: "HOST", parse: (t: string) => (t === "bad" ? parseCount(1)(t) : text.parse(t)) },
+    severity: { ...text, arg: "LEVEL" },
+    host: { ...text, arg: "LIST" },
+    state: { ...text, arg: "FILE" },
+    quiet: { default: "0", help: "", parse: parseSwitch },
+  };
+  const members = ["severity", "host"] as const;
+
+  test("member flags after a --server are its own; before the first, and elsewhere, the program's", () => {
+    const argv = ["--severity", "err", "--server", "a", "--host=h", "--state", "f", "--server", "b", "--quiet"];
+    expect(groupArguments(specs, argv, "server", members)).toEqual({
+      common: ["--severity", "err", "--state", "f", "--quiet"],
+      groups: [
+        ["--server", "a", "--host=h"],
+        ["--server", "b"],
+      ],
+    });
+    expect(parseGroupedOptions("t", specs, argv, {}, "server", members)).toEqual({
+      values: { server: undefined, severity: "err", host: undefined, state: "f", quiet: true },
+      groups: [
+        { server: "a", severity: undefined, host: "h" },
+        { server: "b", severity: undefined, host: undefined },
+      ],
+    });
+  });
+
+  test("a value that looks like a flag is a value", () => {
+    const argv = ["--server", "a", "--host", "--server", "--state", "--severity"];
+    expect(groupArguments(specs, argv, "server", members)).toEqual({
+      common: ["--state", "--severity"],
+      groups: [["--server", "a", "--host", "--server"]],
+    });
+  });
+
+  test("a group's bad value names the group", () => {
+    expect(() => parseGroupedOptions("t", specs, ["--server", "bad"], {}, "server", members)).toThrow(
+      new UsageError('--server bad: --server "bad": expected a whole number'),
+    );
+    expect(() => parseGroupedOptions("t", specs, ["--server"], {}, "server", members)).toThrow(
+      new UsageError("--server needs a value (HOST)"),
+    );
+    expect(parseGroupedOptions("t", specs, ["--server", "a", "--help"], {}, "server", members)).toBe("help");
+  });
+
+  test("arbitrary argv: every word lands once, in order, and parsing gives values or one UsageError", () => {
+    const word = fc.oneof(
+      fc.string({ maxLength: 6 }),
+      fc.constantFrom("--server", "--severity", "--host", "--state", "--quiet", "--server=x", "--host=", "--help"),
+    );
+    property(fc.array(word, { maxLength: 12 }), (argv) => {
+      const { common, groups } = groupArguments(specs, argv, "server", members);
+      expect([...common, ...groups.flat()].sort()).toEqual([...argv].sort());
+      for (const group of groups) expect(group[0]!.startsWith("--server")).toBe(true);
+      returnsOrRefuses(() => parseGroupedOptions("t", specs, argv, { T_SERVER: "e" }, "server", members), UsageError);
+    });
   });
 });
 

@@ -203,3 +203,73 @@ export function parseRequired(text: string): string {
   if (text === "") throw new Error("required");
   return text;
 }
+
+/**
+ * Splits argv into the arguments for the whole program and groups, each begun by the flag of
+ * `groupKey`: a flag of `memberKeys` that follows it belongs to its group, until the next one.
+ * A value is taken as parseOptions takes it, so in `--match --server` the text "--server" is a
+ * value, not a flag. Words it does not know stay with the whole program, for parseOptions to name.
+ *
+ * @example
+ * const specs = { server: { ...text, arg: "HOST" }, severity: { ...text, arg: "LEVEL" }, state: { ...text, arg: "FILE" } };
+ * groupArguments(specs, ["--server", "a", "--severity", "err", "--state", "f", "--server", "b"], "server", ["severity"]);
+ * // { common: ["--state", "f"], groups: [["--server", "a", "--severity", "err"], ["--server", "b"]] }
+ */
+export function groupArguments(
+  specs: Options,
+  argv: readonly string[],
+  groupKey: string,
+  memberKeys: readonly string[],
+): { common: string[]; groups: string[][] } {
+  const byFlag = new Map(Object.keys(specs).map((key) => [flagOf(key), key]));
+  const common: string[] = [];
+  const groups: string[][] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const match = /^--([a-z0-9-]+)(=)?/.exec(argv[i]!);
+    const key = match ? byFlag.get(match[1]!) : undefined;
+    const takesNext = key !== undefined && specs[key]!.arg !== undefined && match![2] === undefined;
+    const words = argv.slice(i, takesNext ? i + 2 : i + 1);
+    i += words.length - 1;
+    if (key === groupKey) groups.push(words);
+    else if (key !== undefined && memberKeys.includes(key) && groups.length > 0) groups.at(-1)!.push(...words);
+    else common.push(...words);
+  }
+  return { common, groups };
+}
+
+/**
+ * parseOptions for a program whose `groupKey` flag may repeat, each followed by flags of
+ * `memberKeys` for it alone (see groupArguments). `values` holds the whole program's options,
+ * from flags outside any group, the environment or the defaults; each group holds its `groupKey`
+ * and the members it set (undefined where it set none, for the caller to fill from `values`).
+ *
+ * @example
+ * parseGroupedOptions("slpc", OPTIONS, ["--severity", "err", "--server", "a", "--server", "b", "--host", "h"],
+ *   {}, "server", ["severity", "host"]);
+ * // values.severity is err; groups: [{ server: a }, { server: b, host: ["h"] }]
+ */
+export function parseGroupedOptions<S extends Options>(
+  program: string,
+  specs: S,
+  argv: readonly string[],
+  env: Record<string, string | undefined>,
+  groupKey: keyof S & string,
+  memberKeys: readonly (keyof S & string)[],
+): { values: Values<S>; groups: Partial<Values<S>>[] } | "help" | "version" {
+  const { common, groups } = groupArguments(specs, argv, groupKey, memberKeys);
+  const values = parseOptions(program, specs, common, env);
+  if (typeof values === "string") return values;
+  // A member a group does not set is undefined, so that the caller can tell it from one it set.
+  const groupSpecs: Options = { [groupKey]: specs[groupKey]! };
+  for (const key of memberKeys) groupSpecs[key] = { ...specs[key]!, default: "", parse: optional(specs[key]!.parse) };
+  const parsedGroups = groups.map((words) => {
+    try {
+      return parseOptions(program, groupSpecs, words, {}) as Partial<Values<S>>;
+    } catch (error) {
+      // Which group: its first flag and value, as the person wrote them.
+      if (error instanceof UsageError && words.length > 1) throw new UsageError(`${words[0]} ${words[1]}: ${error.message}`);
+      throw error;
+    }
+  });
+  return { values, groups: parsedGroups };
+}
