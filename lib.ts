@@ -8,6 +8,7 @@ export * from "./lib/address.ts"; // HOST:PORT, and why a port could not be list
 export * from "./lib/client_stream.ts"; // what slps still has to send one client
 export * from "./lib/crl.ts"; // revocation lists, read by slps itself for pinned certificates
 export * from "./lib/dn.ts"; // distinguished names, for --issuer
+export * from "./lib/fifo.ts"; // a queue with an O(1) shift, for slpc's messages per server
 export * from "./lib/filter.ts"; // the filters a client chooses and slps applies
 export * from "./lib/format.ts"; // slpc's output formats: raw (--stdout), JSON, pretty
 export * from "./lib/forward_address.ts"; // the address --forward takes
@@ -19,6 +20,7 @@ export * from "./lib/options.ts"; // flags and variables named after each option
 export * from "./lib/protocol.ts"; // the control messages and the resume decision
 export * from "./lib/relp.ts"; // a RELP client session, sans I/O
 export * from "./lib/resume_buffer.ts"; // slps's ring of recent messages, every client's queue
+export * from "./lib/state_file.ts"; // slpc's --state file, a resume point per server
 export * from "./lib/syslog_message.ts"; // a syslog message's header, RFC 5424 or 3164
 export * from "./lib/terminal_text.ts"; // a message's text made safe and measured for a terminal
 export * from "./lib/tls.ts"; // the TLS profile, and the certificate files, checked before a socket opens

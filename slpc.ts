@@ -5,6 +5,10 @@
 // The connection drops whenever the home address changes, often silently. So slpc tells the
 // server the number of the last message it delivered and gets everything after it, treats a
 // connection that has been silent too long as dead, and retries with backoff until it is back.
+//
+// One slpc follows any number of servers, each with its own connection, resume point and filter.
+// Their messages meet only at the output, which takes them in turns: a server that is down,
+// hostile or replaying a backlog delays no other.
 
 import type { LookupAddress } from "node:dns";
 import { lookup } from "node:dns/promises";
@@ -14,6 +18,7 @@ import { checkServerIdentity } from "node:tls";
 import type { Socket } from "bun";
 import {
   type Address,
+  addressKey,
   BASE_VERSION,
   type ControlMessage,
   colorChoice,
@@ -22,6 +27,7 @@ import {
   encodeControl,
   encodeFrame,
   expiryWarning,
+  Fifo,
   type Filter,
   type ForwardAddress,
   filterToWire,
@@ -30,6 +36,7 @@ import {
   formatJson,
   formatPretty,
   formatRaw,
+  formatStateFile,
   gapNotice,
   helpText,
   isNetworkError,
@@ -48,14 +55,13 @@ import {
   parseCount,
   parseFacilities,
   parseForwardAddress,
-  parseHostPort,
+  parseGroupedOptions,
+  parseHostPortList,
   parseHosts,
   parseMatch,
-  parseOptions,
   parseOutputFormat,
   parsePrograms,
   parseRequired,
-  parseResumePoint,
   parseSeconds,
   parseSeverity,
   parseSwitch,
@@ -63,6 +69,8 @@ import {
   parseText,
   RelpSession,
   type ResumePoint,
+  type ResumePoints,
+  readStateFile,
   reason,
   speaksVersion,
   TLS13_ONLY,
@@ -79,25 +87,27 @@ import packageJson from "./package.json" with { type: "json" };
 // ---- Constants. Defaults first: each has a flag and an environment variable, named after its key
 // in OPTIONS below: deadAfter is --dead-after and SLPC_DEAD_AFTER (see --help).
 
-const SERVER = ""; // HOST[:PORT] of slps; required
+const SERVER = ""; // HOST[:PORT] of slps, or several, comma-separated; required
 const PORT = 6514;
 const CERT = "certs/client.pem";
 const KEY = "certs/client.key";
 const CA = "certs/ca.pem"; // the server certificate must chain to this; "system" for the system trust store
 const CRL = ""; // if set, PEM revocation lists: a server certificate listed there is refused
-const SERVERNAME = ""; // name the server certificate must carry; empty: the host of --server
+const SERVERNAME = ""; // name the server certificate must carry; empty: the host of --server (one server only)
 const FORWARD = "127.0.0.1:514"; // the local syslog daemon: UDP; tcp://, relp:// or unix:PATH pick another transport
 const STDOUT = "0"; // 1: print messages instead of forwarding them, pretty on a terminal and raw otherwise
 const FORMAT = ""; // raw, json or pretty: print messages in that form instead of forwarding them
 const COLOR = "auto"; // pretty's colours: always, never, or auto (on a terminal, unless NO_COLOR is set)
-const STATE = ""; // file that keeps the resume point across restarts; empty: kept in memory only
+const PREFIX = "0"; // 1: each line on stdout begins with the server it came from
+const STATE = ""; // file that keeps the resume point of each server across restarts; empty: kept in memory only
 const FORWARD_RATE = "50000"; // messages a second at most to the local syslog daemon; 0 for no limit
 const REPLAY = "0"; // 1: a client with no resume point starts with everything the server holds
 const DEAD_AFTER = "45"; // seconds without a byte from the server before the connection counts as dead
 const HANDSHAKE_TIMEOUT = "10"; // seconds from dialling to the server's start: TCP connect, TLS handshake, hello
 const RETRY_MIN = "1"; // seconds before the first reconnect attempt
 const RETRY_MAX = "60"; // the longest wait between attempts
-// Filters, applied by the server so that what they leave out never crosses the link; empty: off.
+// Filters, applied by the server so that what they leave out never crosses the link; empty: off. Given
+// after a --server, they apply to that server alone, instead of these.
 const FACILITY = ""; // comma-separated facilities, e.g. auth,authpriv,local0
 const SEVERITY = ""; // this level and more severe, e.g. warning
 const PROGRAM = ""; // comma-separated programs (RFC 3164 tag, RFC 5424 APP-NAME), e.g. sshd,sudo
@@ -117,7 +127,10 @@ const MAX_PROGRESS_MS = 60_000;
 /** The longest delay a timer takes: setTimeout fires at once for anything longer. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** While this many messages, or bytes of them, wait to be handed on, the server is not read: it holds the rest. */
+/**
+ * While this many messages, or bytes of them, from one server wait to be handed on, that server is
+ * not read: it holds the rest. The same bound on messages sent and not yet confirmed stops every server.
+ */
 const PENDING_HIGH = 4096;
 const PENDING_HIGH_BYTES = 4 * 1024 * 1024;
 /** Messages handed to the kernel in one sendmmsg(2) call. */
@@ -142,8 +155,10 @@ const STOP_WAIT_MS = 5000;
 
 // biome-ignore format: a table, one option a row (its help on a second line when it is long)
 const OPTIONS = {
-  server: { default: SERVER, arg: "HOST[:PORT]", parse: (text: string) => parseHostPort(text, PORT),
-    help: `the slps server; port ${PORT} when omitted (required)` },
+  server: { default: SERVER, arg: "HOST[:PORT]", parse: optional((text: string) => parseHostPortList(text, PORT)),
+    help: `an slps server to follow, port ${PORT} when omitted (required). Repeat it to follow several ` +
+      "(comma-separated in the variable). Filter flags after a --server are that server's alone; " +
+      "those before the first --server apply to every server without its own" },
   cert: { default: CERT, arg: "FILE", parse: parseRequired, help: "client certificate chain, PEM" },
   key: { default: KEY, arg: "FILE", parse: parseRequired, help: "private key of --cert, PEM" },
   ca: { default: CA, arg: "FILE", parse: parseRequired,
@@ -151,7 +166,7 @@ const OPTIONS = {
   crl: { default: CRL, arg: "FILE", parse: optional(parseText),
     help: "PEM file of CRLs; a server certificate listed there is refused" },
   servername: { default: SERVERNAME, arg: "NAME", parse: parseText,
-    help: "name the server certificate must carry (default: the host of --server)" },
+    help: "name the server certificate must carry (default: the host of --server); only with a single server" },
   forward: { default: FORWARD, arg: "ADDRESS", parse: parseForwardAddress,
     help: "local syslog daemon to send each message to: HOST:PORT or udp://HOST:PORT (one datagram each), " +
       "tcp://HOST:PORT (octet-counted), relp://HOST:PORT (acknowledged), unix:PATH (a datagram socket, /dev/log)" },
@@ -164,8 +179,10 @@ const OPTIONS = {
     help: "write each message to stdout instead, one line (raw: as it came, its LF as \\n), JSON, or columns" },
   color: { default: COLOR, arg: "always|never|auto", parse: parseColorFlag,
     help: "colour pretty's lines by severity: auto on a terminal, unless NO_COLOR is set" },
+  prefix: { default: PREFIX, parse: parseSwitch,
+    help: "begin each raw or pretty line on stdout with the server it came from, HOST:PORT (JSON has it as 'from')" },
   state: { default: STATE, arg: "FILE", parse: parseText,
-    help: "keep the resume point in this file, so a restarted slpc loses nothing either" },
+    help: "keep the resume point of each server in this file, so a restarted slpc loses nothing either" },
   replay: { default: REPLAY, parse: parseSwitch,
     help: "with no resume point yet, start with everything the server still holds instead of live" },
   deadAfter: { default: DEAD_AFTER, arg: "SECONDS", parse: parseSeconds,
@@ -188,28 +205,41 @@ const OPTIONS = {
     help: "only messages whose text contains TEXT, byte for byte (not a pattern); the server filters" },
 } satisfies Options;
 
+/** The filter flags: after a --server, they apply to that server alone. */
+const FILTER_KEYS = ["facility", "severity", "program", "host", "match"] as const;
+
+/** A server to follow, and what to ask it for: everything, or what its filter lets through. */
+interface ServerChoice {
+  address: Address;
+  filter?: Filter;
+  wireFilter?: WireFilter;
+}
+
 const log = logger("slpc");
 let options: Values<typeof OPTIONS>;
 let tls: TlsFiles;
-/** The resume point in --state at start; undefined for a new client. */
-let stored: ResumePoint | undefined;
-/** Set when --state could not be read at start: the first `start` reports an unknown gap. */
+let choices: ServerChoice[];
+/** The resume points in --state at start, by server (addressKey); empty for a new client. */
+let stored: ResumePoints = new Map();
+/** Set when --state could not be read at start: each server's first `start` reports an unknown gap. */
 let stateUnreadable = false;
 /**
  * --forward's host as an IP address (udp, tcp, relp): sendmmsg takes no names, the UDP socket must
  * be bound for its family, and a name is looked up once, at start.
  */
 let forwardTo: Address & { family: 4 | 6 } = { host: "127.0.0.1", port: 514, family: 4 };
-/** What --facility, --severity, --program, --host and --match ask the server for; undefined: everything. */
-let filter: Filter | undefined;
-let wireFilter: WireFilter | undefined;
 try {
-  const parsed = parseOptions("slpc", OPTIONS, process.argv.slice(2), process.env);
+  const argv = process.argv.slice(2);
+  const parsed = parseGroupedOptions("slpc", OPTIONS, argv, process.env, "server", FILTER_KEYS);
   if (parsed === "help") {
     process.stdout.write(
       helpText(
         "slpc",
-        "Receives a server's syslog from slps over mutual TLS 1.3 and writes it to the local syslog daemon.",
+        "Receives the syslog of one or more servers from slps over mutual TLS 1.3 and writes it to the local " +
+          "syslog daemon.\n\nFollowing several servers, each with its own filter:\n" +
+          "  slpc --severity warning --server web.example.com --server db.example.com --program postgres\n" +
+          "web gets warning and worse, db every message of postgres: a server followed by filter flags " +
+          "has those alone, and one without has those before the first --server.",
         OPTIONS,
       ),
     );
@@ -219,25 +249,17 @@ try {
     process.stdout.write(`slpc ${packageJson.version}\n`);
     process.exit(0);
   }
-  options = parsed;
+  options = parsed.values;
   if (options.format) options.stdout = true;
+  if (options.prefix && !options.stdout) throw new UsageError("--prefix: only with --stdout or --format, not --forward");
   if (options.retryMax < options.retryMin)
     throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
-  const { facility, severity, program, host, match } = options;
-  const criteria: Filter = { facilities: facility, severity, programs: program, hosts: host, match };
-  for (const key of Object.keys(criteria) as (keyof Filter)[]) if (criteria[key] === undefined) delete criteria[key];
-  if (Object.keys(criteria).length > 0) {
-    try {
-      wireFilter = filterToWire(criteria);
-    } catch (error) {
-      throw new UsageError(`the filter is too large: ${reason(error)}`);
-    }
-    filter = criteria;
-  }
+  choices = chooseServers(parsed.groups);
   tls = loadTls();
   if (options.state) {
     stored = readState(options.state);
-    writeState(stored, true); // fails now, with exit 2, if the file cannot be written
+    // Fails now, with exit 2, if the file cannot be written; and a file in the old format is converted at once.
+    writeState(stored.size > 0 ? formatStateFile(stored) : undefined);
   }
   if (!options.stdout && options.forward.transport !== "unix") forwardTo = await resolveForward(options.forward);
 } catch (error) {
@@ -245,9 +267,7 @@ try {
   log(error.message);
   process.exit(2);
 }
-const { server, forward } = options;
-const target = formatAddress(server);
-const serverName = options.servername || server.host;
+const { forward } = options;
 /** --forward in log lines: as the operator wrote it, and the address it resolved to when that differs. */
 const forwardName =
   forward.transport === "unix"
@@ -257,6 +277,48 @@ const forwardName =
 
 /** How often the phase deadlines are checked (see the clock below): well within the shortest of them. */
 const TICK_MS = Math.max(1, Math.min(1000, options.deadAfter * 250, options.handshakeTimeout * 250));
+
+/**
+ * Every --server with its filter: the filter flags that follow it, or when none do, those before
+ * the first --server (or in the environment). Each server once; --servername only for a single one.
+ */
+function chooseServers(groups: Partial<Values<typeof OPTIONS>>[]): ServerChoice[] {
+  const given = groups.length > 0 ? groups : [{ server: options.server }];
+  const chosen: ServerChoice[] = [];
+  const seen = new Set<string>();
+  for (const group of given) {
+    if (groups.length > 0 && group.server === undefined) throw new UsageError('--server "": expected HOST[:PORT]');
+    // A server with filter flags of its own has those alone: nothing of the common filter mixes in.
+    const own = FILTER_KEYS.some((key) => group[key] !== undefined);
+    const values = own ? { ...options, ...Object.fromEntries(FILTER_KEYS.map((key) => [key, group[key]])) } : options;
+    const addresses = group.server ?? [];
+    const filter = filterOf(values, addresses.length > 0 ? `--server ${formatAddress(addresses[0]!)}: ` : "");
+    for (const address of addresses) {
+      if (seen.has(addressKey(address))) throw new UsageError(`--server ${formatAddress(address)}: named twice`);
+      seen.add(addressKey(address));
+      chosen.push({ address, ...filter });
+    }
+  }
+  if (chosen.length === 0) throw new UsageError("--server: required: the slps server to follow (see --help)");
+  if (chosen.length > 1 && options.servername) {
+    const why = "with several servers, each server's certificate must carry the host --server names";
+    throw new UsageError(`--servername ${options.servername}: only with a single --server; ${why}`);
+  }
+  return chosen;
+}
+
+/** What the filter flags in `values` ask a server for; nothing when none is set. */
+function filterOf(values: Values<typeof OPTIONS>, where: string): Omit<ServerChoice, "address"> {
+  const { facility, severity, program, host, match } = values;
+  const criteria: Filter = { facilities: facility, severity, programs: program, hosts: host, match };
+  for (const key of Object.keys(criteria) as (keyof Filter)[]) if (criteria[key] === undefined) delete criteria[key];
+  if (Object.keys(criteria).length === 0) return {};
+  try {
+    return { filter: criteria, wireFilter: filterToWire(criteria) };
+  } catch (error) {
+    throw new UsageError(`${where}the filter is too large: ${reason(error)}`);
+  }
+}
 
 function loadTls(): TlsFiles {
   const { cert, key, ca, crl } = options;
@@ -278,23 +340,30 @@ async function resolveForward(address: ForwardAddress & Address): Promise<Addres
   return { host: chosen.address, port: address.port, family: chosen.family === 6 ? 6 : 4 };
 }
 
-// The resume point on disk: written to a temporary file, synced and renamed, so that neither a
-// crash nor a power cut leaves it half written.
+// The resume points on disk: written to a temporary file, synced and renamed, so that neither a
+// crash nor a power cut leaves them half written.
 
 /**
- * The resume point in --state. A file that is not one (empty after a power cut, truncated,
- * overwritten) must not keep slpc down: it is moved aside, and slpc starts as a new client.
+ * The resume points in --state. A file that is not a state file (empty after a power cut,
+ * truncated, overwritten) must not keep slpc down: it is moved aside, and slpc starts as a new client.
  */
-function readState(path: string): ResumePoint | undefined {
+function readState(path: string): ResumePoints {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return new Map();
     throw new UsageError(`--state ${path}: ${reason(error)}`);
   }
   try {
-    return parseResumePoint(text);
+    const { points, converted } = readStateFile(
+      text,
+      choices.map((choice) => choice.address),
+    );
+    const first = formatAddress(choices[0]!.address);
+    if (converted)
+      log(`--state ${path}: a single server's resume point, read as ${first}'s and kept in the new format`);
+    return points;
   } catch (error) {
     const aside = `${path}.bad-${Math.floor(Date.now() / 1000)}`;
     try {
@@ -305,23 +374,23 @@ function readState(path: string): ResumePoint | undefined {
     const how = options.replay ? "with everything the server holds (--replay)" : "live";
     log(`--state ${path}: ${reason(error)}; moved it to ${aside} and starting as a new client, ${how}`);
     stateUnreadable = true;
-    return undefined;
+    return new Map();
   }
 }
 
-/** Writes `point` to --state; with `probe` and no point yet, only proves that the file can be written. */
-function writeState(point: ResumePoint | undefined, probe = false): void {
-  if (!options.state || (!point && !probe)) return;
+/** Writes `text` to --state; with none, only proves that the file can be written. */
+function writeState(text: string | undefined): void {
+  if (!options.state) return;
   const temporary = `${options.state}.tmp`;
   try {
     const fd = openSync(temporary, "w");
     try {
-      if (point) writeSync(fd, `${JSON.stringify(point)}\n`);
+      if (text) writeSync(fd, text);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
-    if (!point) return rmSync(temporary);
+    if (!text) return rmSync(temporary);
     renameSync(temporary, options.state);
   } catch (error) {
     rmSync(temporary, { force: true }); // a full disk leaves an empty one behind
@@ -346,26 +415,64 @@ function syncFolder(path: string): void {
 // ---- State: everything slpc keeps between events, in one place. The sections below read and change it.
 
 const startedAt = Date.now();
-const counters = { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 };
-/** The last message handed on, to the daemon or to stdout, and the server run it came from. */
-let handedOn: ResumePoint | undefined = stored;
-/** A message received from the server and not yet handed on, with the server run it came from. */
+
+/** A message received and not yet handed on: the server it came from, and the run that numbered it. */
 interface Waiting {
   message: Uint8Array;
+  from: Upstream;
   server: string;
   seq: number;
 }
-/** The server run followed and the number of its next message, from its latest `start` on. */
-let following: { server: string; next: number } | undefined;
-/** The resume point as last written to --state. */
-let stateWritten = stored ? JSON.stringify(stored) : "";
+
+/** A server slpc follows: its connection, where it stands, and what it sent that waits for the output. */
+interface Upstream extends ServerChoice {
+  /** --server as HOST:PORT: how log lines, SIGUSR1, --prefix and JSON's `from` name it. */
+  target: string;
+  /** Its key in --state. */
+  key: string;
+  /** The name its certificate must carry. */
+  serverName: string;
+  /** The connection being dialled, set up or used; undefined while waiting to dial again. */
+  connection?: Connection;
+  /** Attempts in a row that did not stay up: the wait before the next one grows with them. */
+  failures: number;
+  retryTimer?: Timer;
+  /** The server run followed and the number of its next message, from its latest `start` on. */
+  following?: { server: string; next: number };
+  /** The last message handed on, to the daemon or to stdout, and the server run it came from. */
+  handedOn?: ResumePoint;
+  /** Set when --state could not be read at start: the first `start` reports an unknown gap. */
+  stateUnreadable: boolean;
+  /** Messages received and not yet given to the output, oldest first, weighed in bytes. */
+  inbox: Fifo<Waiting>;
+  counters: Record<
+    "received" | "receivedBytes" | "delivered" | "lost" | "unknownGaps" | "connects" | "reconnects",
+    number
+  >;
+}
+
+const upstreams: Upstream[] = choices.map((choice) => ({
+  ...choice,
+  target: formatAddress(choice.address),
+  key: addressKey(choice.address),
+  serverName: options.servername || choice.address.host,
+  failures: 0,
+  handedOn: stored.get(addressKey(choice.address)),
+  stateUnreadable,
+  inbox: new Fifo<Waiting>((entry) => entry.message.length),
+  counters: { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 },
+}));
+/** Resume points in --state of servers not followed now: kept, so that leaving one out for a while loses nothing. */
+const otherPoints: ResumePoints = new Map([...stored].filter(([key]) => !upstreams.some((u) => u.key === key)));
+/** The --state file as last written. */
+let stateWritten = stored.size > 0 ? formatStateFile(stored) : "";
 /**
- * Messages received and not yet handed on, oldest first, each with the server run it came from:
- * over --forward-rate, or not taken by the kernel. While too many wait the server is not read,
- * so it holds the rest.
+ * Messages given to the output and not yet sent, oldest first: a few at a time, taken from the
+ * servers' inboxes in turns (see `refill`), and those that a refusal put back.
  */
 const pending: Waiting[] = [];
-let pendingBytes = 0;
+/** The inbox that `refill` takes from next. */
+let nextInbox = 0;
 /**
  * Datagrams sent to --forward in the last UDP_SILENCE_MS. UDP gives no receipt, but a daemon that
  * is not listening answers with ICMP "port unreachable", which comes back as an error event:
@@ -376,24 +483,19 @@ const unheard: (Waiting & { sentAt: number })[] = [];
 const unacknowledged: Waiting[] = [];
 /** Comes back to hand on the datagrams in `unheard` once they have gone unanswered long enough. */
 let heardTimer: Timer | undefined;
-/** Lines written to stdout that it has not confirmed taking, one entry per write, oldest first. */
-const unconfirmed: { first: ResumePoint; server: string; last: number; count: number }[] = [];
+/** Writes to stdout that it has not confirmed taking, oldest first, each with the messages it holds. */
+const unconfirmed: Waiting[][] = [];
 /** Wakes sendPending when --forward-rate allows the next message, or to try again after a failed send. */
 let sendTimer: Timer | undefined;
-/** True after a send to --forward failed, until one succeeds: the server is not read meanwhile. */
+/** True after a send to --forward failed, until one succeeds: no server is read meanwhile. */
 let forwardFailing = false;
 /** Failed sends to --forward since the last report, and when that was. */
 let forwardErrors = 0;
 let forwardErrorLogged = -Infinity;
 /** Set when a failure of --forward was logged, until a connection to the daemon says it is back. */
 let forwardFailureSaid = false;
-/** True while stdout has not taken everything written to it: the server is not read meanwhile. */
+/** True while stdout has not taken everything written to it: no server is read meanwhile. */
 let stdoutFull = false;
-/** The connection being dialled, set up or used; undefined while waiting to dial again. */
-let connection: Connection | undefined;
-/** Attempts in a row that did not stay up: the wait before the next one grows with them. */
-let failures = 0;
-let retryTimer: Timer | undefined;
 /** Set by SIGTERM and SIGINT. */
 let stopping = false;
 /** When the clock of the phase deadlines last ticked: a tick much later than due means slpc was frozen. */
@@ -405,39 +507,58 @@ const forwardBucket =
     : undefined;
 
 /**
- * Where to resume: after the last message handed on; or, when none waits, at the latest start,
- * which may have moved past it (a gap, a server restart).
+ * Where to resume `u`: after the last message handed on; or, when none waits, at its latest
+ * start, which may have moved past it (a gap, a server restart).
  */
-function resumePoint(): ResumePoint | undefined {
+function resumePoint(u: Upstream): ResumePoint | undefined {
   // Held messages go out in order: the point is just before the oldest one still held, which
   // also holds for a new client whose output has taken nothing yet.
-  const oldest = oldestHeld();
-  if (oldest) return { server: oldest.server, last: oldest.last - 1 };
-  return following ? { server: following.server, last: following.next - 1 } : handedOn;
+  const oldest = oldestHeld(u);
+  if (oldest) return { server: oldest.server, last: oldest.seq - 1 };
+  return u.following ? { server: u.following.server, last: u.following.next - 1 } : u.handedOn;
 }
 
-/** The oldest message slpc holds and has not handed on: written to stdout, sent, or waiting. */
-function oldestHeld(): ResumePoint | undefined {
-  const written = unconfirmed[0];
-  if (written) return written.first;
-  const held = unheard[0] ?? unacknowledged[0] ?? pending[0];
-  return held ? { server: held.server, last: held.seq } : undefined;
+/** The oldest message of `u` that slpc holds and has not handed on: written to stdout, sent, or waiting. */
+function oldestHeld(u: Upstream): Waiting | undefined {
+  const fromU = (held: Waiting) => held.from === u;
+  for (const write of unconfirmed) {
+    const written = write.find(fromU);
+    if (written) return written;
+  }
+  return unheard.find(fromU) ?? unacknowledged.find(fromU) ?? pending.find(fromU) ?? u.inbox.at(0);
 }
 
-/** The newest message slpc holds: waiting to go out, written to stdout, or handed on. */
-function newestHeld(): ResumePoint | undefined {
-  const waiting = pending.at(-1) ?? unheard.at(-1) ?? unacknowledged.at(-1);
-  if (waiting) return { server: waiting.server, last: waiting.seq };
-  const written = unconfirmed.at(-1);
-  return written ? { server: written.server, last: written.last } : resumePoint();
+/** The newest message of `u` that slpc holds: waiting to go out, sent, or written to stdout. */
+function newestHeld(u: Upstream): Waiting | undefined {
+  const fromU = (held: Waiting) => held.from === u;
+  const waiting =
+    u.inbox.at(-1) ?? pending.findLast(fromU) ?? unheard.findLast(fromU) ?? unacknowledged.findLast(fromU);
+  if (waiting) return waiting;
+  for (let i = unconfirmed.length - 1; i >= 0; i--) {
+    const written = unconfirmed[i]!.findLast(fromU);
+    if (written) return written;
+  }
+  return undefined;
 }
 
-/** Writes the resume point to --state when it moved since the last write. */
+/** How many messages of `u` slpc holds, counted where they are. */
+function heldCount(u: Upstream): number {
+  const lists = [pending, unheard, unacknowledged, ...unconfirmed];
+  return u.inbox.length + lists.reduce((sum, list) => sum + list.filter((held) => held.from === u).length, 0);
+}
+
+/** Writes the resume points to --state when one moved since the last write. */
 function saveState(): void {
-  const point = resumePoint();
-  if (!point || JSON.stringify(point) === stateWritten) return;
-  writeState(point);
-  stateWritten = JSON.stringify(point);
+  const points: ResumePoints = new Map();
+  for (const u of upstreams) {
+    const point = resumePoint(u);
+    if (point) points.set(u.key, point);
+  }
+  for (const [key, point] of otherPoints) points.set(key, point);
+  const text = formatStateFile(points);
+  if (points.size === 0 || text === stateWritten) return;
+  writeState(text);
+  stateWritten = text;
 }
 
 // ---- A connection's life: dialling, the handlers Bun calls, the phases and their deadlines, and the
@@ -451,6 +572,8 @@ function saveState(): void {
 type Phase = "connecting" | "handshaking" | "resuming" | "streaming" | "closing";
 
 interface Connection {
+  /** The server it is to. */
+  upstream: Upstream;
   phase: Phase;
   /** The socket, once TCP is up. */
   socket?: Socket<Connection>;
@@ -477,8 +600,9 @@ interface Connection {
   resumedAfter?: number;
 }
 
-function connect(): void {
+function connect(u: Upstream): void {
   const c: Connection = {
+    upstream: u,
     phase: "connecting",
     setupDeadline: 0,
     heardAt: 0,
@@ -487,31 +611,31 @@ function connect(): void {
     heartbeats: 0,
     heartbeatSecond: 0,
   };
-  connection = c;
+  u.connection = c;
   enter(c, "connecting");
   Bun.connect<Connection>({
-    hostname: server.host,
-    port: server.port,
+    hostname: u.address.host,
+    port: u.address.port,
     data: c,
     tls: {
       cert: tls.cert,
       key: tls.key,
       ca: tls.ca,
       crl: tls.crl,
-      serverName,
+      serverName: u.serverName,
       rejectUnauthorized: true,
       secureOptions: TLS13_ONLY,
     },
     socket: {
       open(socket) {
-        if (connection !== c) return void socket.terminate(); // abandoned while dialling
+        if (u.connection !== c) return void socket.terminate(); // abandoned while dialling
         c.socket = socket;
         enter(c, "handshaking");
       },
       handshake(socket, success, error) {
         if (c.phase !== "handshaking") return;
         if (!success && isNetworkError(error)) return; // the connection is gone: `close` says so
-        const why = serverRefusal(socket, success, error);
+        const why = serverRefusal(u, socket, success, error);
         if (why) return enter(c, "closing", why);
         socket.setKeepAlive(true, 15_000);
         enter(c, "resuming");
@@ -523,11 +647,11 @@ function connect(): void {
       drain: () => flushOutbox(c),
       close: (_socket, error) => ended(c, error),
       connectError(_socket, error) {
-        if (connection === c) log(`cannot connect to ${target}: ${reason(error)}`);
+        if (u.connection === c) log(`cannot connect to ${u.target}: ${reason(error)}`);
         ended(c);
       },
       error(_socket, error) {
-        log(`${target}: ${reason(error)}`);
+        log(`${u.target}: ${reason(error)}`);
       },
     },
   }).catch(() => {
@@ -538,29 +662,32 @@ function connect(): void {
 /** Moves `c` into `phase`: every deadline, counter and log line of the lifecycle is set here. */
 function enter(c: Connection, phase: Phase, why = ""): void {
   const now = performance.now();
+  const u = c.upstream;
   c.phase = phase;
   switch (phase) {
     case "connecting":
       c.setupDeadline = now + options.handshakeTimeout * 1000;
-      log(`connecting to ${target}`);
+      log(`connecting to ${u.target}`);
       return;
     case "handshaking":
       return; // TCP is up; the deadline from dialling still holds
     case "resuming":
       c.authorizedAt = now;
-      if (counters.connects++ > 0) counters.reconnects++;
-      log(`connected to ${target}`);
+      if (u.counters.connects++ > 0) u.counters.reconnects++;
+      log(`connected to ${u.target}`);
       return;
-    case "streaming":
+    case "streaming": {
       c.heardAt = now;
-      c.resumedAfter = following!.next - 1;
-      log(`following server ${c.serverId} from #${following!.next}${filter ? `, only ${describeFilter(filter)}` : ""}`);
+      c.resumedAfter = u.following!.next - 1;
+      const only = u.filter ? `, only ${describeFilter(u.filter)}` : "";
+      log(`${u.target}: following server ${c.serverId} from #${u.following!.next}${only}`);
       if (c.progressEvery !== undefined) c.progressTimer = setInterval(() => sendProgress(c), c.progressEvery);
       updateReading();
       return;
+    }
     case "closing":
       clearInterval(c.progressTimer);
-      if (why) log(`${target}: ${why}; closing the connection`);
+      if (why) log(`${u.target}: ${why}; closing the connection`);
       // Still dialling: Bun cannot cancel a TCP connect, so the attempt is abandoned instead.
       if (!c.socket) return ended(c);
       c.socket.terminate();
@@ -570,46 +697,52 @@ function enter(c: Connection, phase: Phase, why = ""): void {
 
 /** A connection is gone: say so, and dial again after a while. */
 function ended(c: Connection, error?: Error): void {
+  const u = c.upstream;
   clearInterval(c.progressTimer);
-  if (connection !== c) return; // an abandoned attempt that connected or failed after all
-  connection = undefined;
+  if (u.connection !== c) return; // an abandoned attempt that connected or failed after all
+  u.connection = undefined;
   if (c.authorizedAt !== undefined && !stopping) {
     const seconds = (performance.now() - c.authorizedAt) / 1000;
-    if (seconds >= STAYED_UP_SECONDS) failures = 0;
+    if (seconds >= STAYED_UP_SECONDS) u.failures = 0;
     // TLS 1.3 ends on this side before the server has checked our certificate: a refusal looks like this.
     const hint =
       c.serverId === undefined
         ? ", before the server's hello: does the server refuse this certificate? (its log says)"
         : "";
-    log(`disconnected from ${target} after ${seconds.toFixed(1)} s${error ? `: ${reason(error)}` : ""}${hint}`);
+    log(`disconnected from ${u.target} after ${seconds.toFixed(1)} s${error ? `: ${reason(error)}` : ""}${hint}`);
   } else if (c.phase === "handshaking" && !stopping) {
     // The network or the peer ended it, not a certificate check: say which.
     log(
       error
-        ? `${target}: connection lost during the TLS handshake: ${reason(error)}`
-        : `${target}: the server closed the connection during the TLS handshake`,
+        ? `${u.target}: connection lost during the TLS handshake: ${reason(error)}`
+        : `${u.target}: the server closed the connection during the TLS handshake`,
     );
   }
-  retryLater();
+  retryLater(u);
 }
 
-function retryLater(): void {
-  if (stopping || retryTimer) return;
-  const seconds = nextBackoff(failures++, options.retryMin, options.retryMax);
-  log(`retrying in ${seconds.toFixed(1)} s`);
-  retryTimer = setTimeout(
+function retryLater(u: Upstream): void {
+  if (stopping || u.retryTimer) return;
+  const seconds = nextBackoff(u.failures++, options.retryMin, options.retryMax);
+  log(`${u.target}: retrying in ${seconds.toFixed(1)} s`);
+  u.retryTimer = setTimeout(
     () => {
-      retryTimer = undefined;
-      connect();
+      u.retryTimer = undefined;
+      connect(u);
     },
     Math.min(seconds * 1000, MAX_TIMER_MS),
   );
 }
 
 /** Why the server's certificate is not the one we want, or undefined when it is. */
-function serverRefusal(socket: Socket<Connection>, success: boolean, error: Error | null): string | undefined {
+function serverRefusal(
+  u: Upstream,
+  socket: Socket<Connection>,
+  success: boolean,
+  error: Error | null,
+): string | undefined {
   if (!success || !socket.authorized) return `server certificate refused: ${error ? reason(error) : "not authorized"}`;
-  const mismatch = checkServerIdentity(serverName, socket.getPeerCertificate());
+  const mismatch = checkServerIdentity(u.serverName, socket.getPeerCertificate());
   return mismatch ? `server certificate refused: ${mismatch.message}` : undefined;
 }
 
@@ -623,15 +756,16 @@ function onData(c: Connection, chunk: Uint8Array): void {
 }
 
 function deliverFrames(c: Connection, chunk: Uint8Array): void {
+  const u = c.upstream;
   for (const frame of c.deframer.push(chunk)) {
     if (!frame.control) {
       if (c.phase !== "streaming") return enter(c, "closing", "protocol error: data before start");
+      const following = u.following!;
       // A number past the protocol's bound could not be resumed from: refuse it rather than lose count.
-      if (following!.next > MAX_SEQ) return enter(c, "closing", `protocol error: message number beyond ${MAX_SEQ}`);
-      counters.received++;
-      counters.receivedBytes += frame.body.length;
-      pending.push({ message: frame.body, server: following!.server, seq: following!.next++ });
-      pendingBytes += frame.body.length;
+      if (following.next > MAX_SEQ) return enter(c, "closing", `protocol error: message number beyond ${MAX_SEQ}`);
+      u.counters.received++;
+      u.counters.receivedBytes += frame.body.length;
+      u.inbox.push({ message: frame.body, from: u, server: following.server, seq: following.next++ });
       continue;
     }
     let message: ControlMessage;
@@ -648,6 +782,7 @@ function deliverFrames(c: Connection, chunk: Uint8Array): void {
 
 /** hello, then start (possibly again later), heartbeat and error, in the order the protocol allows. */
 function onControlMessage(c: Connection, message: ControlMessage): void {
+  const u = c.upstream;
   switch (message.type) {
     case "hello": {
       if (!speaksVersion(message.version)) {
@@ -656,7 +791,7 @@ function onControlMessage(c: Connection, message: ControlMessage): void {
       }
       if (c.serverId !== undefined) return enter(c, "closing", "protocol error: second hello");
       // Never follow unfiltered what was asked for filtered: hang up, and try again later (it may be upgraded).
-      if (filter && message.filters !== true) {
+      if (u.filter && message.filters !== true) {
         return enter(c, "closing", "the server does not offer filters (an slps before protocol version 2)");
       }
       c.serverId = message.server;
@@ -666,26 +801,28 @@ function onControlMessage(c: Connection, message: ControlMessage): void {
       }
       if (message.heartbeat >= options.deadAfter) {
         const heartbeat = `server heartbeat ${message.heartbeat} s`;
-        log(`warning: ${heartbeat} is not below --dead-after ${options.deadAfter} s; idle connections will be dropped`);
+        const dropped = "idle connections will be dropped";
+        log(`${u.target}: warning: ${heartbeat} is not below --dead-after ${options.deadAfter} s; ${dropped}`);
       }
       // Messages still waiting will be handed on: resume after them, not before.
-      const held = newestHeld();
-      const resume = held ? { server: held.server, last: held.last } : { replay: options.replay };
+      const held = newestHeld(u);
+      const point = held ? { server: held.server, last: held.seq } : resumePoint(u);
+      const resume = point ? { server: point.server, last: point.last } : { replay: options.replay };
       // A resume without a filter stays version 1, which every server speaks.
-      if (!wireFilter) return send(c, { type: "resume", version: BASE_VERSION, ...resume });
-      return send(c, { type: "resume", version: PROTOCOL_VERSION, ...resume, filter: wireFilter });
+      if (!u.wireFilter) return send(c, { type: "resume", version: BASE_VERSION, ...resume });
+      return send(c, { type: "resume", version: PROTOCOL_VERSION, ...resume, filter: u.wireFilter });
     }
     case "start": {
       if (c.serverId === undefined) return enter(c, "closing", "protocol error: start before hello");
-      if (stateUnreadable && message.lost === undefined) {
+      if (u.stateUnreadable && message.lost === undefined) {
         message = { ...message, lost: null, reason: "the --state file was unreadable" };
       }
-      stateUnreadable = false;
+      u.stateUnreadable = false;
       const gap = gapNotice(message);
-      if (gap) log(gap);
-      if (message.lost === null) counters.unknownGaps++;
-      else counters.lost += message.lost ?? 0;
-      following = { server: c.serverId, next: message.seq };
+      if (gap) log(`${u.target}: ${gap}`);
+      if (message.lost === null) u.counters.unknownGaps++;
+      else u.counters.lost += message.lost ?? 0;
+      u.following = { server: c.serverId, next: message.seq };
       if (c.phase === "resuming") enter(c, "streaming");
       return;
     }
@@ -716,7 +853,7 @@ function send(c: Connection, message: ControlMessage): void {
  */
 function sendProgress(c: Connection): void {
   if (c.progressEvery === undefined || c.phase !== "streaming" || c.outbox) return; // the last one is not out yet
-  const point = resumePoint();
+  const point = resumePoint(c.upstream);
   const last = point?.server === c.serverId ? point!.last : c.resumedAfter!;
   send(c, { type: "progress", last });
 }
@@ -727,40 +864,50 @@ function flushOutbox(c: Connection): void {
   c.outbox = taken >= c.outbox.length ? undefined : c.outbox.subarray(Math.max(taken, 0));
 }
 
-/** Pauses or resumes reading from the server, so that it holds what this side cannot take yet. */
+/**
+ * Pauses or resumes reading from each server, so that it holds what this side cannot take yet:
+ * every server while the output takes nothing, one server while too much of its own waits.
+ */
 function updateReading(): void {
-  const c = connection;
-  if (!c?.socket || c.phase !== "streaming") return;
-  const held = pending.length + unheard.length + unacknowledged.length;
-  const full = forwardFailing || forwardPushesBack() || stdoutFull;
-  const wait = full || held >= PENDING_HIGH || pendingBytes >= PENDING_HIGH_BYTES;
-  if (wait === c.paused) return;
-  c.paused = wait;
-  if (wait) return c.socket.pause();
-  // The silence while paused was our own doing: --dead-after counts from now.
-  c.heardAt = performance.now();
-  c.socket.resume();
+  const outputFull =
+    forwardFailing || forwardPushesBack() || stdoutFull || unheard.length + unacknowledged.length >= PENDING_HIGH;
+  for (const u of upstreams) {
+    const c = u.connection;
+    if (!c?.socket || c.phase !== "streaming") continue;
+    const wait = outputFull || u.inbox.length >= PENDING_HIGH || u.inbox.weight >= PENDING_HIGH_BYTES;
+    if (wait === c.paused) continue;
+    c.paused = wait;
+    if (wait) {
+      c.socket.pause();
+      continue;
+    }
+    // The silence while paused was our own doing: --dead-after counts from now.
+    c.heardAt = performance.now();
+    c.socket.resume();
+  }
 }
 
 // The deadlines of every phase, checked by one clock. A half-open connection (the home address
 // changed under it) delivers nothing and never fails by itself: the server's heartbeats are what
 // make silence mean death.
 setInterval(() => {
-  const c = connection;
   const now = performance.now();
   // A tick this late means the process did not run (SIGSTOP, a laptop asleep). The bytes the
-  // server sent meanwhile wait unread in the socket: read first, judge at a later tick.
+  // servers sent meanwhile wait unread in the sockets: read first, judge at a later tick.
   const frozen = now - lastTick > 2 * TICK_MS + 100;
   lastTick = now;
-  if (!c || c.phase === "closing") return;
-  if (frozen) return restartClocks(c, now);
-  if (c.phase !== "streaming") {
-    if (now >= c.setupDeadline) {
-      const timeout = `${options.handshakeTimeout} s (--handshake-timeout)`;
-      enter(c, "closing", `no TLS handshake, hello and start within ${timeout}`);
+  for (const u of upstreams) {
+    const c = u.connection;
+    if (!c || c.phase === "closing") continue;
+    if (frozen) restartClocks(c, now);
+    else if (c.phase !== "streaming") {
+      if (now >= c.setupDeadline) {
+        const timeout = `${options.handshakeTimeout} s (--handshake-timeout)`;
+        enter(c, "closing", `no TLS handshake, hello and start within ${timeout}`);
+      }
+    } else if (!c.paused && now - c.heardAt >= options.deadAfter * 1000) {
+      enter(c, "closing", `no bytes for ${options.deadAfter} s (--dead-after), the connection is presumed dead`);
     }
-  } else if (!c.paused && now - c.heardAt >= options.deadAfter * 1000) {
-    enter(c, "closing", `no bytes for ${options.deadAfter} s (--dead-after), the connection is presumed dead`);
   }
 }, TICK_MS).unref();
 
@@ -794,7 +941,6 @@ function forwardFailed(error: unknown): void {
  */
 function refused(error: Error | undefined): void {
   forwardFailed(error);
-  for (const entry of unheard) pendingBytes += entry.message.length;
   pending.unshift(...unheard.splice(0));
   forwardFailing = true;
   clearTimeout(sendTimer);
@@ -809,9 +955,7 @@ function settleUnheard(): void {
   let count = 0;
   while (count < unheard.length && now - unheard[count]!.sentAt >= UDP_SILENCE_MS) count++;
   if (count > 0) {
-    const last = unheard[count - 1]!;
-    unheard.splice(0, count);
-    handOn(last.server, last.seq, count);
+    handOn(unheard.splice(0, count));
     updateReading();
   }
   if (unheard.length > 0 && !heardTimer) {
@@ -823,9 +967,16 @@ function settleUnheard(): void {
   }
 }
 
-function handOn(server: string, last: number, count: number): void {
-  counters.delivered += count;
-  handedOn = { server, last };
+/** `handed` are with the daemon or on stdout (as far as the transport tells): each server's point moves past them. */
+function handOn(handed: readonly Waiting[]): void {
+  const moved = new Set<Upstream>();
+  for (let i = handed.length - 1; i >= 0; i--) {
+    const { from, server, seq } = handed[i]!;
+    from.counters.delivered++;
+    if (moved.has(from)) continue;
+    from.handedOn = { server, last: seq };
+    moved.add(from);
+  }
   // Only an acknowledgement proves a daemon took a message; a kernel taking bytes does not.
   if (relp && daemonFailures > 0) daemonRecovered();
 }
@@ -838,7 +989,21 @@ function sendLater(ms: number): void {
   }, ms);
 }
 
-/** Sends what waits in `pending` by --forward's transport, as far as the rate and the daemon allow. */
+/**
+ * Tops `pending` up to `count` messages from the servers' inboxes, one from each in turn: a
+ * server with a backlog gets its share of the output, and of --forward-rate, and no more.
+ */
+function refill(count: number): boolean {
+  for (let empty = 0; pending.length < count && empty < upstreams.length; ) {
+    const entry = upstreams[nextInbox]!.inbox.shift();
+    nextInbox = (nextInbox + 1) % upstreams.length;
+    if (entry) pending.push(entry);
+    empty = entry ? 0 : empty + 1;
+  }
+  return pending.length > 0;
+}
+
+/** Sends what waits by --forward's transport, as far as the rate and the daemon allow. */
 function sendPending(): void {
   if (udp) sendDatagrams();
   else if (forward.transport === "tcp") sendFrames();
@@ -848,7 +1013,7 @@ function sendPending(): void {
 }
 
 function sendDatagrams(): void {
-  while (pending.length > 0 && udp) {
+  while (refill(SEND_BATCH) && udp) {
     const now = performance.now();
     let count = 0;
     while (count < Math.min(SEND_BATCH, pending.length) && (!forwardBucket || forwardBucket.take(now))) count++;
@@ -869,10 +1034,7 @@ function sendDatagrams(): void {
       break;
     }
     forwardFailing = false;
-    for (const entry of pending.splice(0, sent)) {
-      pendingBytes -= entry.message.length;
-      unheard.push(Object.assign(entry, { sentAt: now }));
-    }
+    for (const entry of pending.splice(0, sent)) unheard.push(Object.assign(entry, { sentAt: now }));
     settleUnheard();
     if (sent < count) break; // the kernel is full: `drain` calls again
   }
@@ -880,10 +1042,7 @@ function sendDatagrams(): void {
 
 /** Hands on the first `count` messages of `pending`: the daemon has them (as far as its transport tells). */
 function handOnFirst(count: number): void {
-  if (count === 0) return;
-  const sent = pending.splice(0, count);
-  for (const entry of sent) pendingBytes -= entry.message.length;
-  handOn(sent.at(-1)!.server, sent.at(-1)!.seq, count);
+  if (count > 0) handOn(pending.splice(0, count));
 }
 
 /** Whether the daemon pushes back: its socket took not all that was written, or RELP's window is full. */
@@ -898,7 +1057,7 @@ function forwardPushesBack(): boolean {
  * buffers hold when the daemon dies is lost (docs/setup.md). A frame cut by a break goes again whole.
  */
 function sendFrames(): void {
-  while (pending.length > 0 && daemonSocket && !daemonFull) {
+  while (refill(SEND_BATCH) && daemonSocket && !daemonFull) {
     const now = performance.now();
     // A frame begun on this connection goes on without waiting for --forward-rate again.
     let count = frameTaken > 0 ? 1 : 0;
@@ -924,7 +1083,7 @@ function sendFrames(): void {
  * acknowledged it (onRelpData). A broken connection sends the unacknowledged again on the next.
  */
 function sendRelp(): void {
-  while (pending.length > 0 && daemonSocket && relp!.phase === "open" && !forwardPushesBack()) {
+  while (refill(SEND_BATCH) && daemonSocket && relp!.phase === "open" && !forwardPushesBack()) {
     if (forwardBucket && !forwardBucket.take(performance.now())) {
       sendLater(Math.max(1, forwardBucket.wait()));
       break;
@@ -933,7 +1092,6 @@ function sendRelp(): void {
     const frame = relp!.send(entry.message, entry);
     if (!frame) break;
     pending.shift();
-    pendingBytes -= entry.message.length;
     unacknowledged.push(entry);
     writeToDaemon(frame);
   }
@@ -946,8 +1104,7 @@ function onRelpData(chunk: Uint8Array): void {
       writeToDaemon(event.resend);
     } else if (event.type === "acknowledged") {
       // Acknowledgements come in the order the messages were sent, which is the order of `unacknowledged`.
-      const entry = unacknowledged.shift()!;
-      handOn(entry.server, entry.seq, 1);
+      handOn([unacknowledged.shift()!]);
     } else {
       // A renewing close is routine; anything else is worth a line.
       if (event.reason !== "the RELP session was closed") forwardFailed(new Error(event.reason));
@@ -977,7 +1134,7 @@ function writeToDaemon(bytes: Uint8Array): void {
  */
 function sendToUnixSocket(): void {
   unixFull = false;
-  while (pending.length > 0 && unixSender) {
+  while (refill(SEND_BATCH) && unixSender) {
     if (forwardBucket && !forwardBucket.take(performance.now())) {
       sendLater(Math.max(1, forwardBucket.wait()));
       break;
@@ -1083,24 +1240,40 @@ const outputColor = colorChoice(options.color, process.stdout.isTTY === true, pr
 /** Set once a formatter failed on a message: said once, not once a message. */
 let formatFailed = false;
 
-/** The messages as stdout shows them; raw is today's bytes and needs no parsing. */
+/** --prefix: each server's, padded to the longest, so that the columns after it line up. */
+const prefixes = new Map(
+  upstreams.map((u) => [
+    u,
+    options.prefix ? `${u.target.padEnd(Math.max(...upstreams.map((v) => v.target.length)))} ` : "",
+  ]),
+);
+
+/** The messages as stdout shows them; raw is the bytes as they came, which needs no parsing. */
 function asLines(messages: readonly Waiting[]): Buffer {
-  if (outputFormat === "raw") return messagesAsLines(messages.map(({ message }) => message));
+  if (outputFormat === "raw" && !options.prefix) return messagesAsLines(messages.map(({ message }) => message));
   const received = new Date();
   // A terminal may have been resized since the last write.
-  const pretty = { server: server.host, now: received, color: outputColor, width: process.stdout.columns || 80 };
+  const width = (process.stdout.columns || 80) - (prefixes.get(upstreams[0]!)?.length ?? 0);
   const lines: Buffer[] = [];
-  for (const { message, server: run, seq } of messages) {
+  for (const { message, from, server, seq } of messages) {
+    const prefix = prefixes.get(from)!;
+    if (outputFormat === "raw") {
+      lines.push(prefix ? Buffer.concat([Buffer.from(prefix), formatRaw(message)]) : formatRaw(message));
+      continue;
+    }
     try {
       const parsed = parseSyslog(message);
+      const pretty = { server: from.address.host, now: received, color: outputColor, width };
       const line =
-        outputFormat === "json" ? formatJson(parsed, { server: run, seq, received }) : formatPretty(parsed, pretty);
+        outputFormat === "json"
+          ? formatJson(parsed, { from: from.target, server, seq, received })
+          : formatPretty(parsed, pretty).replace(/^(?=.)/gm, prefix);
       lines.push(Buffer.from(line));
     } catch (error) {
       // A bug must not stop the stream at the message that shows it: that message goes out raw.
       if (!formatFailed) log(`--format ${outputFormat}: ${reason(error)}; printing such messages raw`);
       formatFailed = true;
-      lines.push(formatRaw(message));
+      lines.push(Buffer.concat([Buffer.from(prefix), formatRaw(message)]));
     }
   }
   return Buffer.concat(lines);
@@ -1111,16 +1284,12 @@ function asLines(messages: readonly Waiting[]): Buffer {
  * until then a SIGTERM could lose them, and the resume point must not pass them.
  */
 function writeLines(): void {
-  const last = pending.at(-1);
-  if (!last) return;
-  const lines = asLines(pending);
-  const first = { server: pending[0]!.server, last: pending[0]!.seq };
-  unconfirmed.push({ first, server: last.server, last: last.seq, count: pending.length });
-  pending.length = 0;
-  pendingBytes = 0;
-  const taken = process.stdout.write(lines, (error) => {
-    const write = unconfirmed.shift()!;
-    if (!error) handOn(write.server, write.last, write.count);
+  if (!refill(Number.POSITIVE_INFINITY)) return;
+  const write = pending.splice(0);
+  unconfirmed.push(write);
+  const taken = process.stdout.write(asLines(write), (error) => {
+    const written = unconfirmed.shift()!;
+    if (!error) handOn(written);
   });
   // A full pipe: stop reading the server until stdout drains.
   if (!taken) stdoutFull = true;
@@ -1234,20 +1403,23 @@ process.on("SIGHUP", () => {
   warnIfExpiring();
 });
 
+/** SIGUSR1: one JSON line, the totals and then each server. */
 process.on("SIGUSR1", () => {
-  const snapshot = {
-    program: "slpc",
-    uptime: Math.round((Date.now() - startedAt) / 1000),
-    server: target,
-    connected: connection?.phase === "streaming",
-    ...counters,
-    pending:
-      pending.length +
-      unheard.length +
-      unacknowledged.length +
-      unconfirmed.reduce((sum, write) => sum + write.count, 0),
-    position: resumePoint() ?? null,
-  };
+  const servers = upstreams.map((u) => ({
+    server: u.target,
+    connected: u.connection?.phase === "streaming",
+    ...u.counters,
+    pending: heldCount(u),
+    position: resumePoint(u) ?? null,
+  }));
+  const total = (key: keyof Upstream["counters"] | "pending") => servers.reduce((sum, each) => sum + each[key], 0);
+  const totals = Object.fromEntries(
+    [...(Object.keys(upstreams[0]!.counters) as (keyof Upstream["counters"])[]), "pending" as const].map((key) => [
+      key,
+      total(key),
+    ]),
+  );
+  const snapshot = { program: "slpc", uptime: Math.round((Date.now() - startedAt) / 1000), ...totals, servers };
   process.stderr.write(`${JSON.stringify(snapshot)}\n`);
 });
 
@@ -1259,8 +1431,10 @@ function shutdown(signal: string): void {
   if (stopping) return stop(0); // a second signal: at once
   stopping = true;
   log(`${signal}: exiting`);
-  clearTimeout(retryTimer);
-  connection?.socket?.terminate();
+  for (const u of upstreams) {
+    clearTimeout(u.retryTimer);
+    u.connection?.socket?.terminate();
+  }
   sendPending(); // what --forward-rate allows now; the rest comes again on the next start, with --state
   const deadline = performance.now() + STOP_WAIT_MS;
   const waitForOutput = () => {
@@ -1271,7 +1445,7 @@ function shutdown(signal: string): void {
       log(`${forwardName} did not acknowledge ${within}; --state records only what it acknowledged`);
       return stop(0);
     }
-    const lines = unconfirmed.reduce((sum, write) => sum + write.count, 0);
+    const lines = unconfirmed.reduce((sum, write) => sum + write.length, 0);
     log(`stdout did not take ${lines} lines within ${STOP_WAIT_MS / 1000} s; --state records only what it took`);
     stop(0);
   };
@@ -1291,4 +1465,4 @@ function stop(code: number): void {
 process.on("SIGINT", () => shutdown("SIGINT"));
 process.on("SIGTERM", () => shutdown("SIGTERM"));
 
-connect();
+for (const u of upstreams) connect(u);

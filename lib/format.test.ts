@@ -58,11 +58,12 @@ describe("formatRaw", () => {
 });
 
 const json = (datagram: Uint8Array, seq = 1) =>
-  JSON.parse(formatJson(parseSyslog(datagram), { server: "5f2c9a7e01b4d3c8", seq, received }));
+  JSON.parse(formatJson(parseSyslog(datagram), { from: "web:6514", server: "5f2c9a7e01b4d3c8", seq, received }));
 
 describe("formatJson", () => {
   test("every field, named, with nulls for what the message lacks", () => {
     expect(json(BSD_3164)).toEqual({
+      from: "web:6514",
       server: "5f2c9a7e01b4d3c8",
       seq: 1,
       received: "2024-01-05T09:30:00.250Z",
@@ -106,7 +107,7 @@ describe("formatJson", () => {
   });
 
   test("each record is one line, whatever the message holds", () => {
-    const line = formatJson(parseSyslog(NEWLINES), { server: "s", seq: 2, received });
+    const line = formatJson(parseSyslog(NEWLINES), { from: "web:6514", server: "s", seq: 2, received });
     expect(line.indexOf("\n")).toBe(line.length - 1);
     expect(JSON.parse(line).message).toBe("first\nsecond\r\n\x1b[2Jthird");
   });
@@ -126,9 +127,9 @@ describe.skipIf(jq === null && !process.env.SLP_REQUIRE_DAEMONS)("formatJson rea
       latin1('<13>1 - - - - - [__proto__ x="1"] \xef\xbb\xbfbom'),
     ];
     const input = datagrams.map((datagram, index) =>
-      formatJson(parseSyslog(datagram), { server: "srv:6514", seq: index + 1, received }),
+      formatJson(parseSyslog(datagram), { from: "web:6514", server: "srv:6514", seq: index + 1, received }),
     );
-    const program = `[.server, .seq, .received, .facility, .severity, .hostname, .app, .procid, .msgid,
+    const program = `[.from, .server, .seq, .received, .facility, .severity, .hostname, .app, .procid, .msgid,
       (.structured_data | tojson), (.message // ("base64:" + .message_base64))] | @json`;
     const run = Bun.spawnSync([jq!, "-r", program], {
       stdin: Buffer.from(input.join("")),
@@ -142,6 +143,7 @@ describe.skipIf(jq === null && !process.env.SLP_REQUIRE_DAEMONS)("formatJson rea
       .trimEnd()
       .split("\n")
       .map((line) => JSON.parse(line));
+    expect(rows.map((row) => row.shift())).toEqual(Array(datagrams.length).fill("web:6514"));
     expect(rows).toEqual([
       [
         "srv:6514",

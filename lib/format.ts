@@ -73,6 +73,8 @@ export function messagesAsLines(messages: readonly Uint8Array[]): Buffer {
 const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
 export interface JsonContext {
+  /** The --server it came from, HOST:PORT: what tells one slpc's servers apart. */
+  from: string;
   /**
    * The server run that numbered the message (the `server` of its hello, as in the resume point):
    * with `seq` it names one message, also across a server restart, which numbers from 1 again.
@@ -93,15 +95,16 @@ export interface JsonContext {
  * import { parseSyslog } from "./lib/syslog_message.ts";
  * import { formatJson } from "./lib/format.ts";
  * const parsed = parseSyslog(new TextEncoder().encode("<38>Jan  5 10:11:12 web sshd[42]: Accepted key"));
- * process.stdout.write(formatJson(parsed, { server: "5f2c9a7e01b4d3c8", seq: 7, received: new Date() }));
+ * process.stdout.write(formatJson(parsed, { from: "web.example.com:6514", server: "5f2c9a7e01b4d3c8", seq: 7, received: new Date() }));
  * ```
  */
-export function formatJson(parsed: SyslogMessage, { server, seq, received }: JsonContext): string {
+export function formatJson(parsed: SyslogMessage, { from, server, seq, received }: JsonContext): string {
   const { buffer, byteOffset, byteLength } = parsed.message;
   const text = parsed.utf8
     ? { message: utf8.decode(parsed.message) }
     : { message_base64: Buffer.from(buffer, byteOffset, byteLength).toString("base64") };
   const record = {
+    from,
     server,
     seq,
     received: received.toISOString(),

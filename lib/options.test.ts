@@ -133,7 +133,7 @@ describe("grouped options", () => {
 
   test("a group's bad value names the group", () => {
     expect(() => parseGroupedOptions("t", specs, ["--server", "bad"], {}, "server", members)).toThrow(
-      new UsageError('--server bad: --server "bad": expected a whole number'),
+      new UsageError('--server "bad": expected a whole number'),
     );
     expect(() => parseGroupedOptions("t", specs, ["--server"], {}, "server", members)).toThrow(
       new UsageError("--server needs a value (HOST)"),

@@ -266,9 +266,10 @@ export function parseGroupedOptions<S extends Options>(
     try {
       return parseOptions(program, groupSpecs, words, {}) as Partial<Values<S>>;
     } catch (error) {
+      if (!(error instanceof UsageError) || error.message.startsWith(`--${flagOf(groupKey)}`)) throw error;
       // Which group: its first flag and value, as the person wrote them.
-      if (error instanceof UsageError && words.length > 1) throw new UsageError(`${words[0]} ${words[1]}: ${error.message}`);
-      throw error;
+      const group = words[0]!.includes("=") ? words[0]! : words.slice(0, 2).join(" ");
+      throw new UsageError(`${group}: ${error.message}`);
     }
   });
   return { values, groups: parsedGroups };

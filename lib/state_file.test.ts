@@ -41,9 +41,9 @@ describe("readStateFile", () => {
     const text = fc.oneof(
       fc.string(),
       fc.json(),
-      fc.dictionary(fc.string(), fc.record({ server: fc.string(), last: fc.integer() }), { maxKeys: 4 }).map(
-        (servers) => JSON.stringify({ servers }),
-      ),
+      fc
+        .dictionary(fc.string(), fc.record({ server: fc.string(), last: fc.integer() }), { maxKeys: 4 })
+        .map((servers) => JSON.stringify({ servers })),
     );
     property(text, (input) => returnsOrRefuses(() => readStateFile(input, [web])));
   });

@@ -2,7 +2,7 @@
 // address, so that a restarted slpc resumes each one where it stopped. The file of an slpc
 // that followed one server (a bare resume point) is read as the first server's.
 
-import { addressKey, type Address } from "./address.ts";
+import { type Address, addressKey } from "./address.ts";
 import { parseResumePoint, type ResumePoint } from "./protocol.ts";
 
 /** Resume points by server address (addressKey). */

@@ -4,9 +4,8 @@
 // real jq reads, and as pretty columns with and without colour, on a pipe and on a terminal.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { BUN, Child, type ServerHandle, sendUdp, testBed, until } from "./kit.ts";
+import { BUN, Child, type ServerHandle, savedPoint, sendUdp, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
@@ -142,7 +141,7 @@ describe("--format json", () => {
         "jq",
         "-e",
         "-s",
-        'all(.[]; (keys | length) == 12 and (.received | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$"))' +
+        'all(.[]; (keys | length) == 13 and (.received | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$"))' +
           " and ((.message == null) != (.message_base64 == null)))",
       ],
       { stdin: c.stdout },
@@ -167,7 +166,7 @@ describe("--format json and the resume point", () => {
     await until("50 lines", () => jsonLines(first).length === 50);
     first.kill("SIGTERM");
     expect(await first.exit()).toBe(0);
-    const saved = JSON.parse(readFileSync(state, "utf8"));
+    const saved = savedPoint(state)!;
     expect(saved).toEqual({ server: jsonLines(first)[0].server, last: 50 });
     await sendUdp(s.udpPort, batch(51)); // while no client is connected: slps holds them
     const second = await slpc(s, ["--format", "json", "--state", state]);

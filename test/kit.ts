@@ -480,6 +480,21 @@ export function steadySender(udpPort: number, perSecond: number, prefix = "seq")
  * and things started by a test (processes, sinks, proxies) stopped after it, even when it fails.
  * Call it once at the top level of a test file.
  */
+/**
+ * The resume point slpc's --state file holds for a server (`localhost:PORT` as the test bed dials
+ * it), or for its only server when none is named.
+ */
+export function savedPoint(state: string, server?: string): { server: string; last: number } | undefined {
+  const { servers } = JSON.parse(readFileSync(state, "utf8")) as {
+    servers: Record<string, { server: string; last: number }>;
+  };
+  if (server !== undefined) return servers[server];
+  const points = Object.values(servers);
+  if (points.length !== 1)
+    throw new Error(`--state holds ${points.length} servers, not one: ${JSON.stringify(servers)}`);
+  return points[0];
+}
+
 export function testBed(extraCertificates: (dir: string) => void = () => {}) {
   let dir = "";
   let pki: Pki | undefined;

@@ -78,16 +78,27 @@ describe("counters", () => {
     expect(fromServer.clients[0]).toMatchObject({ subject: "/O=Example/CN=home", sent: 3, dropped: 0, behind: 0 });
     expect(fromServer.clients[0].address).toMatch(/^127\.0\.0\.1:\d+$/);
     const fromClient = jsonLineAfter(c, clientFrom)!;
+    // The totals, then each server.
     expect(fromClient).toMatchObject({
       program: "slpc",
+      received: 3,
+      delivered: 3,
+      lost: 0,
+      reconnects: 0,
+      pending: 0,
+    });
+    expect(fromClient.servers).toHaveLength(1);
+    expect(fromClient.servers[0]).toMatchObject({
+      server: `localhost:${s.tlsPort}`,
       connected: true,
       received: 3,
       delivered: 3,
       lost: 0,
       reconnects: 0,
+      pending: 0,
       position: { last: 3 },
     });
-    expect(fromClient.position.server).toBe(fromServer.server);
+    expect(fromClient.servers[0].position.server).toBe(fromServer.server);
   });
 
   test("--metrics serves the counters in Prometheus text format at /metrics", async () => {

@@ -2,12 +2,12 @@
 // between them, so the path can be cut or blackholed. Short heartbeats keep each test quick.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BASE_VERSION, Deframer, encodeControl } from "../lib.ts";
 import {
   type ClientOptions,
   type ServerHandle,
+  savedPoint,
   sendUdp,
   sleep,
   stalledClient,
@@ -85,7 +85,7 @@ describe("resume", () => {
     await sleep(600);
     first.kill("SIGTERM");
     expect(await first.exit()).toBe(0);
-    const saved = JSON.parse(readFileSync(state, "utf8"));
+    const saved = savedPoint(state)!;
     expect(saved.last).toBe(out.messages.length);
     await sleep(700);
     const second = await client(s, opts);
