@@ -1,7 +1,8 @@
 // Load generator: numbered, timestamped syslog messages of a fixed size over UDP, at a steady
-// rate or flat out. Usage: bun bench/load.ts PORT RATE SECONDS [SIZE]   (RATE 0: flat out)
+// rate or flat out. Usage: bun bench/load.ts PORT RATE SECONDS [SIZE [TAG]]   (RATE 0: flat out)
 // Each message: "<13>bench SEQ SENT_NS padding", SENT_NS read from bench/clock.ts just before
 // the message goes to the kernel, so how late the pacing is never counts as the relay's latency.
+// With a TAG, "<13>TAG bench SEQ ...": several generators into one sink (bench/sink.ts --tags).
 // Prints {"sent": N, "seconds": S, "lateP99Us": L, "cpuSeconds": C} when done: L is how late the
 // 99th percentile message left against its due time, which says whether the pacing held.
 //
@@ -12,7 +13,8 @@
 
 import { fineTimers, nowNs, sleepUntilNs } from "./clock.ts";
 
-const [port, rate, seconds, size = 200] = process.argv.slice(2).map(Number) as [number, number, number, number?];
+const [port, rate, seconds, size = 200] = process.argv.slice(2, 6).map(Number) as [number, number, number, number?];
+const tag = process.argv[6] ? `${process.argv[6]} ` : "";
 const socket = await Bun.udpSocket({ connect: { hostname: "127.0.0.1", port } });
 fineTimers();
 
@@ -24,7 +26,7 @@ const buffers = Array.from({ length: BATCH }, () => Buffer.alloc(size, PADDING))
 /** Writes message `seq`, stamped now, into buffers[slot]; returns the view to send. */
 function stamp(slot: number, seq: number): Buffer {
   const buffer = buffers[slot]!;
-  const head = `<13>bench ${seq} ${nowNs()} `;
+  const head = `<13>${tag}bench ${seq} ${nowNs()} `;
   const written = buffer.write(head, 0, "latin1");
   if (written < head.length) return Buffer.from(head);
   buffer.fill(PADDING, written);

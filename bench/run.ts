@@ -84,6 +84,9 @@ const SECONDS = smoke ? 1 : 3;
 /** The last hop into a real rsyslog, over TCP and RELP: in the full run only, or with --last-hop. */
 const LAST_HOP: ("tcp" | "relp")[] = smoke && !argv.includes("--last-hop") ? [] : ["tcp", "relp"];
 const LAST_HOP_RATE = 10_000;
+/** One slpc following this many servers, each at this rate (issue 11's row). */
+const MANY_SERVERS = 3;
+const MANY_SERVERS_RATE = smoke ? 1_000 : 10_000;
 /** The rate the floor is measured at: the issue's goals are stated at 10,000/s. */
 const FLOOR_RATES = [10_000, 0];
 const SIZE = 200;
@@ -199,6 +202,8 @@ interface Setup {
   name: string;
   /** Where the load goes. */
   udpPort: number;
+  /** With several servers, where each load generator goes, its messages tagged s1, s2... (the sink's --tags). */
+  udpPorts?: number[];
   /** The processes under test, by role, for CPU and RSS. */
   processes: Record<string, Child>;
   /** The sink or the fan-out client. */
@@ -215,9 +220,10 @@ interface Setup {
 const flags = (values: Record<string, string>) =>
   Object.entries(values).flatMap(([name, value]) => [`--${name}`, value]);
 
-async function startSink(): Promise<{ sink: Child; port: number }> {
+async function startSink(tags: string[] = []): Promise<{ sink: Child; port: number }> {
   const port = await freePort("udp");
-  const sink = spawn([BUN, join(ROOT, "bench/sink.ts"), String(port)], "pipe");
+  const tagging = tags.length > 0 ? ["--tags", tags.join(",")] : [];
+  const sink = spawn([BUN, join(ROOT, "bench/sink.ts"), ...tagging, String(port)], "pipe");
   await until("the sink to bind", () => udpListening(port));
   return { sink, port };
 }
@@ -301,6 +307,38 @@ async function slpRelay(): Promise<Setup> {
       [port, 1],
     ],
     skipped: slpsSkipped(slps),
+  };
+}
+
+/** One slpc following `count` slps, each with a load generator of its own. */
+async function slpFollowing(count: number): Promise<Setup> {
+  const tags = Array.from({ length: count }, (_, i) => `s${i + 1}`);
+  const { sink, port } = await startSink(tags);
+  const servers = [];
+  for (let i = 0; i < count; i++) servers.push(await startSlps());
+  const slpc = spawn([
+    BUN,
+    "slpc.ts",
+    ...servers.flatMap(({ tlsPort }) => ["--server", `localhost:${tlsPort}`]),
+    ...flags({
+      ca: join(certs, "ca.pem"),
+      cert: join(certs, "client.pem"),
+      key: join(certs, "client.key"),
+      forward: `127.0.0.1:${port}`,
+      "forward-rate": "0",
+    }),
+  ]);
+  for (const { slps } of servers) await until("slpc's stream to start", () => / starts at #/.test(slps.stderr), 30_000);
+  const skipped = servers.map(({ slps }) => slpsSkipped(slps));
+  return {
+    name: "slpc following",
+    udpPort: servers[0]!.udpPort,
+    udpPorts: servers.map(({ udpPort }) => udpPort),
+    processes: { ...Object.fromEntries(servers.map(({ slps }, i) => [`slps ${tags[i]}`, slps])), slpc },
+    receiver: sink,
+    streams: count,
+    dropPorts: [...servers.map(({ udpPort }): [number, number] => [udpPort, 1]), [port, 1]],
+    skipped: async () => (await Promise.all(skipped.map((ask) => ask()))).reduce((sum, n) => sum + n, 0),
   };
 }
 
@@ -442,7 +480,8 @@ async function fanOut(server: "slps" | "floor", clients: number): Promise<Setup>
 
 // ---- One measurement
 
-type Stream = TallyReport & { skipped?: number; unknownSkips?: number };
+/** One stream's numbers; `sent` and `tag` where each stream had a load generator of its own. */
+type Stream = TallyReport & { skipped?: number; unknownSkips?: number; sent?: number; tag?: string };
 
 interface Row {
   relay: string;
@@ -492,19 +531,32 @@ async function measure(build: () => Promise<Setup>, offered: number): Promise<Ro
     const measured = [...Object.values(processes), receiver];
     const cpuBefore = measured.map((child) => cpuSeconds(child.pid));
     const dropsBefore = setup.dropPorts.map(([port]) => udpDrops(port));
-    const load = spawn([
-      BUN,
-      join(ROOT, "bench/load.ts"),
-      String(setup.udpPort),
-      String(offered),
-      String(SECONDS),
-      String(SIZE),
-    ]);
-    if ((await load.proc.exited) !== 0) throw new Error(`the load generator failed: ${load.stderr}`);
-    children.delete(load);
-    const sender: { sent: number; seconds: number; lateP99Us: number; cpuSeconds: number } = JSON.parse(
-      load.stdout.toString(),
+    const ports = setup.udpPorts ?? [setup.udpPort];
+    const tag = (i: number) => (setup.udpPorts ? [`s${i + 1}`] : []);
+    const loads = ports.map((port, i) =>
+      spawn([
+        BUN,
+        join(ROOT, "bench/load.ts"),
+        String(port),
+        String(offered),
+        String(SECONDS),
+        String(SIZE),
+        ...tag(i),
+      ]),
     );
+    type Sent = { sent: number; seconds: number; lateP99Us: number; cpuSeconds: number };
+    const sentEach: Sent[] = [];
+    for (const load of loads) {
+      if ((await load.proc.exited) !== 0) throw new Error(`the load generator failed: ${load.stderr}`);
+      children.delete(load);
+      sentEach.push(JSON.parse(load.stdout.toString()));
+    }
+    const sender: Sent = {
+      sent: sentEach.reduce((sum, each) => sum + each.sent, 0),
+      seconds: Math.max(...sentEach.map((each) => each.seconds)),
+      lateP99Us: Math.max(...sentEach.map((each) => each.lateP99Us)),
+      cpuSeconds: sentEach.reduce((sum, each) => sum + each.cpuSeconds, 0),
+    };
     // Wait for what is still on its way, until the receiver's count stands still (at most 30 s).
     let last = -1;
     for (let waited = 0; waited < 30_000; waited += smoke ? 200 : 1000) {
@@ -524,10 +576,11 @@ async function measure(build: () => Promise<Setup>, offered: number): Promise<Ro
     );
     const skippedByRelay = (await setup.skipped?.()) ?? 0;
     const { pooled, streams }: { pooled: { p50: number; p99: number; max: number }; streams: Stream[] } = JSON.parse(
-      await ask(`report ${sender.sent}`, "the receiver's report"),
+      await ask(`report ${sentEach.map((each) => each.sent).join(",")}`, "the receiver's report"),
     );
     const sum = (value: (stream: Stream) => number) => streams.reduce((total, stream) => total + value(stream), 0);
-    const delivered = Math.min(...streams.map((stream) => stream.distinct));
+    // Several loads: what all streams got; one load to many clients: the worst client's.
+    const delivered = setup.udpPorts ? sum((stream) => stream.distinct) : Math.min(...streams.map((s) => s.distinct));
     const skipped = skippedByRelay + sum((stream) => stream.skipped ?? 0);
     const missing = sum((stream) => stream.missing);
     const lostInKernel = setup.dropPorts.reduce((total, [, streamsHit], i) => total + drops[i]! * streamsHit, 0);
@@ -556,7 +609,7 @@ async function measure(build: () => Promise<Setup>, offered: number): Promise<Ro
       senderCpuSeconds: sender.cpuSeconds,
       senderLateP99Us: sender.lateP99Us,
       otherCores,
-      streams,
+      streams: streams.map((stream, i) => ({ ...stream, sent: sentEach[i]?.sent ?? sender.sent })),
     };
   } finally {
     otherLoad.stop();
@@ -774,6 +827,30 @@ function lastHopTable(rows: Row[]): string {
   );
 }
 
+function manyServersTable(row: Row): string {
+  const slpc = row.processes.slpc!;
+  const note =
+    `Each server gets ${f(row.offered)} messages/s from a load generator of its own; slpc forwards all to one ` +
+    `sink, with --forward-rate 0. slpc: ${f(slpc.cpuSeconds, 2)} CPU s, ${f(slpc.rssMB, 1)} MB RSS; ` +
+    `${f(row.cpuUsPerMessage, 1)} µs of CPU per message, all ${MANY_SERVERS + 1} processes; other load ` +
+    `${f(row.otherCores, 2)} cores.`;
+  return table(
+    `One slpc following ${MANY_SERVERS} servers at ${f(row.offered)} messages/s each`,
+    note,
+    [
+      ["server", (stream) => stream.tag ?? ""],
+      ["sent", (stream) => f(stream.sent ?? 0)],
+      ["delivered", (stream) => percent(stream.sent ? stream.distinct / stream.sent : 0)],
+      ["missing", (stream) => f(stream.missing)],
+      ["duplicates", (stream) => f(stream.duplicates)],
+      ["p50 ms", (stream) => f(stream.p50, 2)],
+      ["p99 ms", (stream) => f(stream.p99, 2)],
+      ["max ms", (stream) => f(stream.max, 1)],
+    ],
+    row.streams,
+  );
+}
+
 function idleTable(rows: IdleRow[]): string {
   return table(
     "Idle clients: the server's RSS with authenticated clients that resumed and sit idle",
@@ -802,6 +879,7 @@ const results = {
   fanOut: [] as Row[],
   idle: [] as IdleRow[],
   lastHop: [] as Row[],
+  manyServers: undefined as Row | undefined,
 };
 const progress = (row: Row) =>
   console.error(
@@ -830,6 +908,8 @@ try {
     }
   }
   for (const server of ["slps", "floor"] as const) results.idle.push(await idleClients(server, IDLE_CLIENTS));
+  results.manyServers = await measure(() => slpFollowing(MANY_SERVERS), MANY_SERVERS_RATE);
+  progress(results.manyServers);
   for (const transport of LAST_HOP) {
     results.lastHop.push(await measure(() => slpInto(transport), LAST_HOP_RATE));
     progress(results.lastHop.at(-1)!);
@@ -841,6 +921,7 @@ try {
     ...(compare ? [compareTable(results.sweep)] : []),
     fanOutTables(results.fanOut),
     idleTable(results.idle),
+    manyServersTable(results.manyServers),
     ...(results.lastHop.length > 0 ? [lastHopTable(results.lastHop)] : []),
   ];
   const heading = `Measured ${results.date} on ${results.machine}; ${SIZE}-byte messages, ${SECONDS} s at each rate`;

@@ -135,6 +135,7 @@ test("npm run bench -- --smoke prints the floor first, then every section, and w
       "### Fan-out at",
       "### slps / floor server",
       "### Idle clients",
+      "### One slpc following 3 servers",
     ];
     const at = sections.map((heading) => table.indexOf(heading));
     expect(at.every((index) => index >= 0)).toBe(true);
@@ -172,6 +173,15 @@ test("npm run bench -- --smoke prints the floor first, then every section, and w
       ["floor", 20],
     ]);
     for (const row of results.idle) expect(row.withClientsMB).toBeGreaterThan(0);
+    // One slpc, three servers, a load generator each: each stream by its own tag and count.
+    const many = results.manyServers;
+    expect(many.streams.map((stream: { tag: string }) => stream.tag)).toEqual(["s1", "s2", "s3"]);
+    for (const stream of many.streams) {
+      expect(stream.sent).toBeGreaterThan(0);
+      expect(stream.distinct).toBeGreaterThan(0);
+      expect([stream.duplicates, stream.foreign]).toEqual([0, 0]);
+    }
+    expect(many.lostInside).toBe(0);
     expect(readFileSync(join(out, "results.svg"), "utf8")).toStartWith("<svg");
     expect(`${readFileSync(join(out, "results.md"), "utf8")}\n`).toBe(table);
   } finally {
