@@ -251,7 +251,8 @@ try {
   }
   options = parsed.values;
   if (options.format) options.stdout = true;
-  if (options.prefix && !options.stdout) throw new UsageError("--prefix: only with --stdout or --format, not --forward");
+  if (options.prefix && !options.stdout)
+    throw new UsageError("--prefix: only with --stdout or --format, not --forward");
   if (options.retryMax < options.retryMin)
     throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
   choices = chooseServers(parsed.groups);
