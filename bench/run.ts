@@ -7,8 +7,10 @@
 //   3. fan-out: one client process (bench/fanout_client.ts) holding N connections to slps, and
 //      the same against the floor server (bench/fanout_floor.ts), which does nothing but fan out;
 //   4. the server's memory with many authenticated clients sitting idle, slps and floor server;
-//   5. the last hop: slpc --forward tcp:// and relp:// into a real rsyslog at 10,000/s (full run,
-//      or --smoke --last-hop).
+//   5. one slpc following three slps at 10,000/s each: delivered share and latency per server;
+//   6. the last hop: slpc --forward tcp:// and relp:// into a real rsyslog at 10,000/s (full run,
+//      or --smoke --last-hop);
+//   7. issue 13's goals, each with what this run measured for it (bench/goals.ts).
 //
 //   npm run bench                       the full run (a few minutes)
 //   npm run bench -- --compare rsyslog  the same, with rsyslog side by side
@@ -35,6 +37,7 @@ import {
 } from "../test/kit.ts";
 import { chart } from "./chart.ts";
 import { CLOCK_NAME } from "./clock.ts";
+import { goals } from "./goals.ts";
 import type { TallyReport } from "./tally.ts";
 
 // ---- Options
@@ -866,6 +869,19 @@ function idleTable(rows: IdleRow[]): string {
   );
 }
 
+function goalsTable(): string {
+  return table(
+    "Goals of issue 13, against this run",
+    "A goal this run did not measure says what would measure it: the full run with --compare rsyslog measures all.",
+    [
+      ["goal", (row) => row.goal],
+      ["measured", (row) => row.measured],
+      ["verdict", (row) => row.verdict],
+    ],
+    goals(results),
+  );
+}
+
 // ---- The run
 
 const results = {
@@ -923,6 +939,7 @@ try {
     idleTable(results.idle),
     manyServersTable(results.manyServers),
     ...(results.lastHop.length > 0 ? [lastHopTable(results.lastHop)] : []),
+    goalsTable(),
   ];
   const heading = `Measured ${results.date} on ${results.machine}; ${SIZE}-byte messages, ${SECONDS} s at each rate`;
   const text = `${heading}\n\n${sections.join("\n")}`;

@@ -1,12 +1,14 @@
 // The benchmark's own parts: its clock is one clock across processes, its tally counts what it
 // should, the fan-out client checks every sequence number on every connection, and a smoke run
-// (npm run bench -- --smoke) prints every section and writes whole results. Speed is not judged
+// (npm run bench -- --smoke) prints every section and writes whole results, and issue 13's goals
+// are read off results correctly. Speed is not judged
 // here; the full `npm run bench` measures it.
 
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { nowNs } from "../bench/clock.ts";
+import { type GoalRow, goals } from "../bench/goals.ts";
 import { Tally } from "../bench/tally.ts";
 import {
   BUN,
@@ -118,6 +120,98 @@ describe("the fan-out client against the floor server", () => {
   }, 30_000);
 });
 
+describe("issue 13's goals, read off results", () => {
+  const row = (relay: string, offered: number, values: Partial<GoalRow> = {}): GoalRow => ({
+    relay,
+    clients: 1,
+    offered,
+    share: 1,
+    rate: offered,
+    p99: 1,
+    lostInside: 0,
+    cpuUsPerMessage: 10,
+    processes:
+      relay === "slp"
+        ? { slps: { rssMB: 45, cpuSeconds: 1 }, slpc: { rssMB: 39, cpuSeconds: 1 } }
+        : { server: { rssMB: 10, cpuSeconds: 1 }, home: { rssMB: 11, cpuSeconds: 1 } },
+    ...values,
+  });
+  const verdicts = (list: ReturnType<typeof goals>) =>
+    Object.fromEntries(list.map((goal) => [goal.goal, goal.verdict]));
+
+  test("a run of every rate with rsyslog judges each goal, at its boundary", () => {
+    const server = (cpuSeconds: number) => ({ server: { rssMB: 50, cpuSeconds } });
+    const list = goals({
+      floor: [row("harness", 10_000, { p99: 0.24 })],
+      sweep: [
+        row("slp", 10_000, { p99: 0.96 }),
+        row("rsyslog", 10_000, { p99: 20 }),
+        row("slp", 50_000, { p99: 5 }),
+        row("rsyslog", 50_000),
+        row("slp", 0, { rate: 120_000, share: 0.999, cpuUsPerMessage: 6 }),
+        row("rsyslog", 0, { rate: 110_000, cpuUsPerMessage: 10 }),
+      ],
+      fanOut: [
+        row("slps", 10_000, { clients: 10, p99: 1.2, processes: server(1.2) }),
+        row("floor", 10_000, { clients: 10, p99: 1, processes: server(1) }),
+        row("slps", 10_000, { clients: 100, p99: 1.3, processes: server(1) }),
+        row("floor", 10_000, { clients: 100, p99: 1, processes: server(1) }),
+      ],
+      idle: [{ server: "slps", clients: 1_000, addedMB: 20 }],
+    });
+    expect(verdicts(list)).toEqual({
+      "p99 at 10,000/s under 1 ms, and within 4x the harness floor": "met",
+      "p99 at 50,000/s under 5 ms": "not met",
+      "CPU per message flat out (both processes) at most 0.6x rsyslog's": "met",
+      "highest rate losing at most 0.1% at least rsyslog's": "met",
+      "peak RSS at 10,000/s at most 48 MB for slps and 40 MB for slpc": "met",
+      "fan-out to 10 clients: p99 and CPU within 1.2x the floor server's": "met",
+      "fan-out to 100 clients: p99 and CPU within 1.2x the floor server's": "not met",
+      "1,000 idle clients add under 20 MB to slps": "not met",
+      "zero uncounted loss at every rate and fan-out": "met",
+    });
+    const best = list.find((goal) => goal.goal.startsWith("highest rate"))!;
+    expect(best.measured).toBe("slp 120,000/s (RSS 45.0 / 39.0 MB), rsyslog 110,000/s (RSS 10.0 / 11.0 MB)");
+  });
+
+  test("a p99 under 1 ms but over 4x the floor is not met; a rate that lost 0.2% does not count as carried", () => {
+    const list = goals({
+      floor: [row("harness", 10_000, { p99: 0.2 })],
+      sweep: [
+        row("slp", 10_000, { p99: 0.9 }),
+        row("rsyslog", 10_000),
+        row("slp", 100_000, { share: 0.998 }),
+        row("rsyslog", 100_000),
+      ],
+      fanOut: [],
+      idle: [],
+    });
+    expect(verdicts(list)["p99 at 10,000/s under 1 ms, and within 4x the harness floor"]).toBe("not met");
+    expect(list.find((goal) => goal.goal.startsWith("highest rate"))).toMatchObject({
+      measured: "slp 10,000/s (RSS 45.0 / 39.0 MB), rsyslog 100,000/s (RSS 10.0 / 11.0 MB)",
+      verdict: "not met",
+    });
+  });
+
+  test("what a run left out is not measured and names the flag that measures it; uncounted loss fails", () => {
+    const list = goals({
+      floor: [],
+      sweep: [row("slp", 1_000, { lostInside: 3 })],
+      fanOut: [],
+      idle: [{ server: "slps", clients: 20, addedMB: 1 }],
+    });
+    expect(list.map((goal) => [goal.verdict, goal.measured])).toEqual([
+      ["not measured", "needs 10000 in --rates"],
+      ["not measured", "needs 50000 in --rates"],
+      ["not measured", "needs 0 in --rates and --compare rsyslog"],
+      ["not measured", "needs --compare rsyslog"],
+      ["not measured", "needs 10000 in --rates"],
+      ["not measured", "needs --idle 1000"],
+      ["not met", "3 lost uncounted over 1 measurements"],
+    ]);
+  });
+});
+
 test("npm run bench -- --smoke prints the floor first, then every section, and writes whole results", () => {
   const out = tempDir("slp-bench-smoke-");
   try {
@@ -136,6 +230,7 @@ test("npm run bench -- --smoke prints the floor first, then every section, and w
       "### slps / floor server",
       "### Idle clients",
       "### One slpc following 3 servers",
+      "### Goals of issue 13",
     ];
     const at = sections.map((heading) => table.indexOf(heading));
     expect(at.every((index) => index >= 0)).toBe(true);

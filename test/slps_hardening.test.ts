@@ -345,6 +345,22 @@ describe("smaller ones (defect 11)", () => {
 });
 
 describe("every value a flag accepts works", () => {
+  test("--udp-buffer is the UDP socket's receive buffer; one over net.core.rmem_max is capped with a warning", async () => {
+    const rmemMax = Number(readFileSync("/proc/sys/net/core/rmem_max", "utf8"));
+    /** The receive buffer `ss` reports for slps's UDP socket: twice what the kernel granted. */
+    const reported = (port: number) =>
+      Number(/rb(\d+)/.exec(Bun.spawnSync(["ss", "-uanm", `sport = :${port}`]).stdout.toString())![1]);
+    const within = Math.min(1024 * 1024, rmemMax);
+    const fits = await server(["--udp-buffer", String(within)]);
+    expect(reported(fits.udpPort)).toBe(2 * within);
+    expect(fits.stderr).not.toContain("warning: the UDP receive buffer");
+    const over = await server(["--udp-buffer", String(rmemMax + 4096)]);
+    expect(reported(over.udpPort)).toBe(2 * rmemMax);
+    await over.waitFor(
+      new RegExp(`warning: the UDP receive buffer is ${rmemMax} bytes, not --udp-buffer ${rmemMax + 4096}`),
+    );
+  });
+
   test("--handshake-timeout and --stall past the longest timer (24.8 days) wait, not fire at once", async () => {
     const s = await server(["--handshake-timeout", "3000000", "--stall", "3000000"]);
     let closed = false;
