@@ -93,6 +93,14 @@ export class Deframer {
         if (this.#missing === 0) frames.push(this.#takeFrame());
         continue;
       }
+      if (this.#length === -1 && !this.#control) {
+        const end = this.#wholeFrameAt(chunk, i);
+        if (end > 0) {
+          frames.push({ control: chunk[i] === BANG, body: chunk.subarray(end - this.#fastLength, end) });
+          i = end;
+          continue;
+        }
+      }
       const byte = chunk[i++]!;
       const limit = this.#control ? MAX_CONTROL : this.#maxLength;
       if (byte >= DIGIT_0 && byte <= DIGIT_9) {
@@ -112,6 +120,31 @@ export class Deframer {
       }
     }
     return frames;
+  }
+
+  /** The body length #wholeFrameAt found last. */
+  #fastLength = 0;
+
+  /**
+   * Where the frame that starts at `start` ends, when the whole of it, valid, is in `chunk`; else
+   * 0, and the byte-by-byte path reads it (and names what is wrong with it). Most frames arrive
+   * whole: reading them in one go costs a fraction of the byte-by-byte path.
+   */
+  #wholeFrameAt(chunk: Uint8Array, start: number): number {
+    const control = chunk[start] === BANG;
+    const first = control ? start + 1 : start;
+    const maxDigits = control ? MAX_CONTROL_DIGITS : this.#maxDigits;
+    let at = first;
+    let length = 0;
+    for (; at < chunk.length && at - first < maxDigits; at++) {
+      const byte = chunk[at]!;
+      if (byte < DIGIT_0 || byte > DIGIT_9) break;
+      length = length * 10 + (byte - DIGIT_0);
+    }
+    const valid = at > first && chunk[first] !== DIGIT_0 && chunk[at] === SPACE;
+    if (!valid || length > (control ? MAX_CONTROL : this.#maxLength) || at + 1 + length > chunk.length) return 0;
+    this.#fastLength = length;
+    return at + 1 + length;
   }
 
   #takeFrame(): Frame {
