@@ -12,7 +12,7 @@
 
 import type { LookupAddress } from "node:dns";
 import { lookup } from "node:dns/promises";
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { checkServerIdentity } from "node:tls";
 import type { Socket } from "bun";
@@ -223,6 +223,8 @@ let choices: ServerChoice[];
 let stored: ResumePoints = new Map();
 /** Set when --state could not be read at start: each server's first `start` reports an unknown gap. */
 let stateUnreadable = false;
+/** Servers (addressKey) whose entry in --state could not be read: their first `start` reports an unknown gap. */
+let unreadableEntries = new Set<string>();
 /**
  * --forward's host as an IP address (udp, tcp, relp): sendmmsg takes no names, the UDP socket must
  * be bound for its family, and a name is looked up once, at start.
@@ -251,7 +253,8 @@ try {
   }
   options = parsed.values;
   if (options.format) options.stdout = true;
-  if (options.prefix && !options.stdout) throw new UsageError("--prefix: only with --stdout or --format, not --forward");
+  if (options.prefix && !options.stdout)
+    throw new UsageError("--prefix: only with --stdout or --format, not --forward");
   if (options.retryMax < options.retryMin)
     throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
   choices = chooseServers(parsed.groups);
@@ -355,15 +358,12 @@ function readState(path: string): ResumePoints {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return new Map();
     throw new UsageError(`--state ${path}: ${reason(error)}`);
   }
+  let read: ReturnType<typeof readStateFile>;
   try {
-    const { points, converted } = readStateFile(
+    read = readStateFile(
       text,
       choices.map((choice) => choice.address),
     );
-    const first = formatAddress(choices[0]!.address);
-    if (converted)
-      log(`--state ${path}: a single server's resume point, read as ${first}'s and kept in the new format`);
-    return points;
   } catch (error) {
     const aside = `${path}.bad-${Math.floor(Date.now() / 1000)}`;
     try {
@@ -376,6 +376,33 @@ function readState(path: string): ResumePoints {
     stateUnreadable = true;
     return new Map();
   }
+  const first = formatAddress(choices[0]!.address);
+  if (read.converted)
+    log(`--state ${path}: a single server's resume point, read as ${first}'s and kept in the new format`);
+  if (read.unreadable.size > 0) keepUnreadable(path, text, read.unreadable);
+  return read.points;
+}
+
+/**
+ * Entries of --state that are not resume points cost their own servers their points, not the
+ * others theirs: the file is copied aside as it was, and each such server starts as a new client.
+ */
+function keepUnreadable(path: string, text: string, unreadable: Map<string, string>): void {
+  const aside = `${path}.bad-${Math.floor(Date.now() / 1000)}`;
+  try {
+    writeFileSync(aside, text);
+  } catch (error) {
+    throw new UsageError(
+      `--state ${path}: an entry is unreadable, and the file cannot be copied aside: ${reason(error)}`,
+    );
+  }
+  const how = options.replay ? "with everything the server holds (--replay)" : "live";
+  for (const [key, why] of unreadable) {
+    log(
+      `--state ${path}: server ${key}: ${why}; copied the file to ${aside}; that server starts as a new client, ${how}`,
+    );
+  }
+  unreadableEntries = new Set(unreadable.keys());
 }
 
 /** Writes `text` to --state; with none, only proves that the file can be written. */
@@ -441,7 +468,7 @@ interface Upstream extends ServerChoice {
   following?: { server: string; next: number };
   /** The last message handed on, to the daemon or to stdout, and the server run it came from. */
   handedOn?: ResumePoint;
-  /** Set when --state could not be read at start: the first `start` reports an unknown gap. */
+  /** Set when --state, or its entry for this server, was unreadable at start: the first `start` reports a gap. */
   stateUnreadable: boolean;
   /** Messages received and not yet given to the output, oldest first, weighed in bytes. */
   inbox: Fifo<Waiting>;
@@ -458,7 +485,7 @@ const upstreams: Upstream[] = choices.map((choice) => ({
   serverName: options.servername || choice.address.host,
   failures: 0,
   handedOn: stored.get(addressKey(choice.address)),
-  stateUnreadable,
+  stateUnreadable: stateUnreadable || unreadableEntries.has(addressKey(choice.address)),
   inbox: new Fifo<Waiting>((entry) => entry.message.length),
   counters: { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 },
 }));
