@@ -133,6 +133,12 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 const PENDING_HIGH = 4096;
 const PENDING_HIGH_BYTES = 4 * 1024 * 1024;
+/**
+ * What all the servers' inboxes hold at most together: each server's bound is its share of this,
+ * at most the one above, so that memory does not grow with the number of servers.
+ */
+const INBOXES_HIGH = 4 * PENDING_HIGH;
+const INBOXES_HIGH_BYTES = 4 * PENDING_HIGH_BYTES;
 /** Messages handed to the kernel in one sendmmsg(2) call. */
 const SEND_BATCH = 64;
 /** While sends to --forward fail, how long before the messages kept are tried again. */
@@ -489,6 +495,15 @@ const upstreams: Upstream[] = choices.map((choice) => ({
   inbox: new Fifo<Waiting>((entry) => entry.message.length),
   counters: { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 },
 }));
+/**
+ * How many messages, and bytes of them, may wait in one server's inbox before it is not read: an
+ * equal share of INBOXES_HIGH, at least a batch and one message of the longest.
+ */
+const inboxHigh = Math.max(SEND_BATCH, Math.min(PENDING_HIGH, Math.floor(INBOXES_HIGH / upstreams.length)));
+const inboxHighBytes = Math.max(
+  MAX_MESSAGE,
+  Math.min(PENDING_HIGH_BYTES, Math.floor(INBOXES_HIGH_BYTES / upstreams.length)),
+);
 /** Resume points in --state of servers not followed now: kept, so that leaving one out for a while loses nothing. */
 const otherPoints: ResumePoints = new Map([...stored].filter(([key]) => !upstreams.some((u) => u.key === key)));
 /** The --state file as last written. */
@@ -901,7 +916,7 @@ function updateReading(): void {
   for (const u of upstreams) {
     const c = u.connection;
     if (!c?.socket || c.phase !== "streaming") continue;
-    const wait = outputFull || u.inbox.length >= PENDING_HIGH || u.inbox.weight >= PENDING_HIGH_BYTES;
+    const wait = outputFull || u.inbox.length >= inboxHigh || u.inbox.weight >= inboxHighBytes;
     if (wait === c.paused) continue;
     c.paused = wait;
     if (wait) {
