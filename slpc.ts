@@ -12,7 +12,7 @@
 
 import type { LookupAddress } from "node:dns";
 import { lookup } from "node:dns/promises";
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { checkServerIdentity } from "node:tls";
 import type { Socket } from "bun";
@@ -133,6 +133,12 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 const PENDING_HIGH = 4096;
 const PENDING_HIGH_BYTES = 4 * 1024 * 1024;
+/**
+ * What all the servers' inboxes hold at most together: each server's bound is its share of this,
+ * at most the one above, so that memory does not grow with the number of servers.
+ */
+const INBOXES_HIGH = 4 * PENDING_HIGH;
+const INBOXES_HIGH_BYTES = 4 * PENDING_HIGH_BYTES;
 /** Messages handed to the kernel in one sendmmsg(2) call. */
 const SEND_BATCH = 64;
 /** While sends to --forward fail, how long before the messages kept are tried again. */
@@ -223,6 +229,8 @@ let choices: ServerChoice[];
 let stored: ResumePoints = new Map();
 /** Set when --state could not be read at start: each server's first `start` reports an unknown gap. */
 let stateUnreadable = false;
+/** Servers (addressKey) whose entry in --state could not be read: their first `start` reports an unknown gap. */
+let unreadableEntries = new Set<string>();
 /**
  * --forward's host as an IP address (udp, tcp, relp): sendmmsg takes no names, the UDP socket must
  * be bound for its family, and a name is looked up once, at start.
@@ -356,15 +364,12 @@ function readState(path: string): ResumePoints {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return new Map();
     throw new UsageError(`--state ${path}: ${reason(error)}`);
   }
+  let read: ReturnType<typeof readStateFile>;
   try {
-    const { points, converted } = readStateFile(
+    read = readStateFile(
       text,
       choices.map((choice) => choice.address),
     );
-    const first = formatAddress(choices[0]!.address);
-    if (converted)
-      log(`--state ${path}: a single server's resume point, read as ${first}'s and kept in the new format`);
-    return points;
   } catch (error) {
     const aside = `${path}.bad-${Math.floor(Date.now() / 1000)}`;
     try {
@@ -377,6 +382,33 @@ function readState(path: string): ResumePoints {
     stateUnreadable = true;
     return new Map();
   }
+  const first = formatAddress(choices[0]!.address);
+  if (read.converted)
+    log(`--state ${path}: a single server's resume point, read as ${first}'s and kept in the new format`);
+  if (read.unreadable.size > 0) keepUnreadable(path, text, read.unreadable);
+  return read.points;
+}
+
+/**
+ * Entries of --state that are not resume points cost their own servers their points, not the
+ * others theirs: the file is copied aside as it was, and each such server starts as a new client.
+ */
+function keepUnreadable(path: string, text: string, unreadable: Map<string, string>): void {
+  const aside = `${path}.bad-${Math.floor(Date.now() / 1000)}`;
+  try {
+    writeFileSync(aside, text);
+  } catch (error) {
+    throw new UsageError(
+      `--state ${path}: an entry is unreadable, and the file cannot be copied aside: ${reason(error)}`,
+    );
+  }
+  const how = options.replay ? "with everything the server holds (--replay)" : "live";
+  for (const [key, why] of unreadable) {
+    log(
+      `--state ${path}: server ${key}: ${why}; copied the file to ${aside}; that server starts as a new client, ${how}`,
+    );
+  }
+  unreadableEntries = new Set(unreadable.keys());
 }
 
 /** Writes `text` to --state; with none, only proves that the file can be written. */
@@ -442,7 +474,7 @@ interface Upstream extends ServerChoice {
   following?: { server: string; next: number };
   /** The last message handed on, to the daemon or to stdout, and the server run it came from. */
   handedOn?: ResumePoint;
-  /** Set when --state could not be read at start: the first `start` reports an unknown gap. */
+  /** Set when --state, or its entry for this server, was unreadable at start: the first `start` reports a gap. */
   stateUnreadable: boolean;
   /** Messages received and not yet given to the output, oldest first, weighed in bytes. */
   inbox: Fifo<Waiting>;
@@ -459,10 +491,19 @@ const upstreams: Upstream[] = choices.map((choice) => ({
   serverName: options.servername || choice.address.host,
   failures: 0,
   handedOn: stored.get(addressKey(choice.address)),
-  stateUnreadable,
+  stateUnreadable: stateUnreadable || unreadableEntries.has(addressKey(choice.address)),
   inbox: new Fifo<Waiting>((entry) => entry.message.length),
   counters: { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 },
 }));
+/**
+ * How many messages, and bytes of them, may wait in one server's inbox before it is not read: an
+ * equal share of INBOXES_HIGH, at least a batch and one message of the longest.
+ */
+const inboxHigh = Math.max(SEND_BATCH, Math.min(PENDING_HIGH, Math.floor(INBOXES_HIGH / upstreams.length)));
+const inboxHighBytes = Math.max(
+  MAX_MESSAGE,
+  Math.min(PENDING_HIGH_BYTES, Math.floor(INBOXES_HIGH_BYTES / upstreams.length)),
+);
 /** Resume points in --state of servers not followed now: kept, so that leaving one out for a while loses nothing. */
 const otherPoints: ResumePoints = new Map([...stored].filter(([key]) => !upstreams.some((u) => u.key === key)));
 /** The --state file as last written. */
@@ -875,7 +916,7 @@ function updateReading(): void {
   for (const u of upstreams) {
     const c = u.connection;
     if (!c?.socket || c.phase !== "streaming") continue;
-    const wait = outputFull || u.inbox.length >= PENDING_HIGH || u.inbox.weight >= PENDING_HIGH_BYTES;
+    const wait = outputFull || u.inbox.length >= inboxHigh || u.inbox.weight >= inboxHighBytes;
     if (wait === c.paused) continue;
     c.paused = wait;
     if (wait) {

@@ -14,6 +14,7 @@ describe("parseHostPort", () => {
     expect(() => parseHostPort("::1:514")).toThrow("expected HOST:PORT");
     expect(() => parseHostPort("host:0")).toThrow("port must be 1 to 65535");
     expect(() => parseHostPort("")).toThrow("required");
+    expect(() => parseHostPort("--stdout", 6514)).toThrow("not a flag: is the value missing?");
   });
 
   test("arbitrary text is an address or a clear error", () => {

@@ -16,6 +16,8 @@ export function parseHostPort(text: string, defaultPort?: number): Address {
     throw new Error(defaultPort === undefined ? "expected HOST:PORT" : "expected HOST or HOST:PORT");
   }
   const host = match[1] ?? match[2]!;
+  // No host name begins with a dash (RFC 1123): this is the next flag, taken as the value of one left empty.
+  if (host.startsWith("-")) throw new Error("expected HOST or HOST:PORT, not a flag: is the value missing?");
   if (match[3] === undefined) {
     if (defaultPort === undefined) throw new Error("expected HOST:PORT (the port is missing)");
     return { host, port: defaultPort };

@@ -27,14 +27,19 @@ describe("readStateFile", () => {
     expect(read).toEqual(points);
   });
 
-  test("a broken file or entry is one Error naming what is wrong", () => {
+  test("a broken file is one Error naming what is wrong", () => {
     expect(() => readStateFile("", [web])).toThrow("empty");
     expect(() => readStateFile("{nope", [web])).toThrow("not JSON");
     expect(() => readStateFile('{"servers":[]}', [web])).toThrow('expected {"servers"');
-    expect(() => readStateFile('{"servers":{"web:1":{"server":"a","last":-1}}}', [web])).toThrow(
-      "server web:1: not an slpc state file",
-    );
     expect(() => readStateFile('{"server":"a","last":1}', [])).toThrow("no server");
+  });
+
+  test("an entry that is not a resume point is named with why, and the other entries are kept", () => {
+    const text = '{"servers":{"web:1":{"server":"a","last":-1},"db:2":{"server":"b","last":7},"x:3":"junk"}}';
+    const { points, unreadable } = readStateFile(text, [web]);
+    expect([...points]).toEqual([["db:2", { server: "b", last: 7 }]]);
+    expect([...unreadable.keys()]).toEqual(["web:1", "x:3"]);
+    expect(unreadable.get("web:1")).toContain("not an slpc state file");
   });
 
   test("arbitrary text is a value or an Error", () => {

@@ -349,6 +349,10 @@ describe("one slpc, several servers", () => {
     [["--server", "a:1", "--severity", "loud"], /^slpc: --server a:1: --severity "loud": no severity "loud"/],
     [["--server", "a:1", "--prefix"], /^slpc: --prefix: only with --stdout or --format, not --forward\n$/],
     [["--server", "a:1,:2"], /^slpc: --server "a:1,:2": ':2': expected HOST or HOST:PORT\n$/],
+    [
+      ["--server", "--stdout"],
+      /^slpc: --server "--stdout": expected HOST or HOST:PORT, not a flag: is the value missing\?\n$/,
+    ],
   ])("%p exits 2 with one line naming the problem", async (args, expected) => {
     const c = new Child([BUN, "slpc.ts", ...args]);
     expect(await c.exit()).toBe(2);
