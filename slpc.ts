@@ -38,6 +38,7 @@ import {
   formatRaw,
   formatStateFile,
   gapNotice,
+  gapsSummary,
   helpText,
   isNetworkError,
   loadTlsFiles,
@@ -77,6 +78,7 @@ import {
   type TlsFiles,
   TokenBucket,
   UnixDatagramSender,
+  type UnsaidGaps,
   UsageError,
   type Values,
   VERSIONS,
@@ -116,6 +118,9 @@ const MATCH = ""; // text the message must contain, byte for byte (not a pattern
 
 /** A server sends a heartbeat after seconds of silence; many in one second are an attack, not a protocol. */
 const MAX_HEARTBEATS_PER_SECOND = 50;
+
+/** A server far behind may report a gap a write: after one gap line, the next comes this much later, summing. */
+const GAP_LINE_MS = 1000;
 
 /** A connection that lasted this long counts as having stayed up: the next retry waits RETRY_MIN again. */
 const STAYED_UP_SECONDS = 10;
@@ -478,6 +483,8 @@ interface Upstream extends ServerChoice {
   stateUnreadable: boolean;
   /** Messages received and not yet given to the output, oldest first, weighed in bytes. */
   inbox: Fifo<Waiting>;
+  /** When its last gap line was said, and the gaps since that wait for the next (see reportGap). */
+  gapLines: { saidAt: number; unsaid?: UnsaidGaps; timer?: Timer };
   counters: Record<
     "received" | "receivedBytes" | "delivered" | "lost" | "unknownGaps" | "connects" | "reconnects",
     number
@@ -493,6 +500,7 @@ const upstreams: Upstream[] = choices.map((choice) => ({
   handedOn: stored.get(addressKey(choice.address)),
   stateUnreadable: stateUnreadable || unreadableEntries.has(addressKey(choice.address)),
   inbox: new Fifo<Waiting>((entry) => entry.message.length),
+  gapLines: { saidAt: Number.NEGATIVE_INFINITY },
   counters: { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 },
 }));
 /**
@@ -836,6 +844,10 @@ function onControlMessage(c: Connection, message: ControlMessage): void {
       if (u.filter && message.filters !== true) {
         return enter(c, "closing", "the server does not offer filters (an slps before protocol version 2)");
       }
+      // One server under two names (localhost and 127.0.0.1, say) would deliver everything twice.
+      const id = message.server;
+      const twin = upstreams.find((v) => v !== u && v.connection?.serverId === id);
+      if (twin) return enter(c, "closing", `this is ${twin.target} under another name (server ${id})`);
       c.serverId = message.server;
       // Only a server that offers it gets progress: an older one refuses messages it does not know.
       if ("progress" in message && message.progress === true) {
@@ -860,8 +872,7 @@ function onControlMessage(c: Connection, message: ControlMessage): void {
         message = { ...message, lost: null, reason: "the --state file was unreadable" };
       }
       u.stateUnreadable = false;
-      const gap = gapNotice(message);
-      if (gap) log(`${u.target}: ${gap}`);
+      reportGap(u, message);
       if (message.lost === null) u.counters.unknownGaps++;
       else u.counters.lost += message.lost ?? 0;
       u.following = { server: c.serverId, next: message.seq };
@@ -881,6 +892,39 @@ function onControlMessage(c: Connection, message: ControlMessage): void {
     default:
       return enter(c, "closing", `protocol error: unexpected ${message.type} message`);
   }
+}
+
+/**
+ * Says a gap of `u`'s: the first at once, then at most one line a second, summing the gaps that
+ * came meanwhile, so that one server far behind cannot flood the log and hide the others' lines.
+ */
+function reportGap(u: Upstream, start: Extract<ControlMessage, { type: "start" }>): void {
+  const gap = gapNotice(start);
+  if (!gap) return;
+  const lines = u.gapLines;
+  const now = performance.now();
+  if (!lines.unsaid && now - lines.saidAt >= GAP_LINE_MS) {
+    log(`${u.target}: ${gap}`);
+    lines.saidAt = now;
+    return;
+  }
+  lines.unsaid ??= { gaps: 0, lost: 0, unknown: 0 };
+  const unsaid = lines.unsaid;
+  unsaid.gaps++;
+  if (start.lost === null) unsaid.unknown++;
+  else unsaid.lost += start.lost ?? 0;
+  lines.timer ??= setTimeout(() => sayGaps(u), Math.max(0, GAP_LINE_MS - (now - lines.saidAt)));
+}
+
+/** The gaps of `u` not said yet, in one line. */
+function sayGaps(u: Upstream): void {
+  const lines = u.gapLines;
+  clearTimeout(lines.timer);
+  lines.timer = undefined;
+  if (!lines.unsaid) return;
+  log(`${u.target}: ${gapsSummary(lines.unsaid, u.following?.next ?? 1)}`);
+  lines.unsaid = undefined;
+  lines.saidAt = performance.now();
 }
 
 function send(c: Connection, message: ControlMessage): void {
@@ -1495,6 +1539,7 @@ function shutdown(signal: string): void {
 }
 
 function stop(code: number): void {
+  for (const u of upstreams) sayGaps(u);
   try {
     saveState();
   } catch (error) {

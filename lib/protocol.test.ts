@@ -1,7 +1,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
 import { FUZZ_TIMEOUT, property, returnsOrRefuses } from "../test/fuzz.ts";
-import { gapNotice, MAX_SEQ, parseControl, parseResumePoint, resumeStart } from "./protocol.ts";
+import { gapNotice, gapsSummary, MAX_SEQ, parseControl, parseResumePoint, resumeStart } from "./protocol.ts";
 
 setDefaultTimeout(FUZZ_TIMEOUT);
 
@@ -77,6 +77,15 @@ describe("resumeStart", () => {
       "gap: 1234 messages lost, server buffer overflowed; continuing from #9",
     );
     expect(gapNotice({ type: "start", seq: 9 })).toBeUndefined();
+    expect(gapsSummary({ gaps: 3, lost: 12, unknown: 0 }, 40)).toBe(
+      "gap: 12 messages lost in 3 more gaps within a second; continuing from #40",
+    );
+    expect(gapsSummary({ gaps: 2, lost: 5, unknown: 1 }, 7)).toBe(
+      "gap: 5 messages and an unknown number lost in 2 more gaps within a second; continuing from #7",
+    );
+    expect(gapsSummary({ gaps: 1, lost: 0, unknown: 1 }, 7)).toBe(
+      "gap: an unknown number of messages lost in 1 more gaps within a second; continuing from #7",
+    );
   });
 
   test("the state file holds a server id and a number, nothing else", () => {

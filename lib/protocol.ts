@@ -147,6 +147,22 @@ export function parseResumePoint(text: string): ResumePoint {
   return { server: value.server, last: value.last as number };
 }
 
+/** Gaps slpc has not logged yet, one line a second being enough: how many, and what they lost. */
+export interface UnsaidGaps {
+  gaps: number;
+  /** Messages lost in those whose count is known. */
+  lost: number;
+  /** How many of them lost an unknown number. */
+  unknown: number;
+}
+
+/** slpc's log line for gaps summed up since its last gap line, with the number it continues from. */
+export function gapsSummary({ gaps, lost, unknown }: UnsaidGaps, next: number): string {
+  const known = lost > 0 ? `${lost} messages` : "";
+  const count = unknown === 0 ? known : known ? `${known} and an unknown number` : "an unknown number of messages";
+  return `gap: ${count} lost in ${gaps} more gaps within a second; continuing from #${next}`;
+}
+
 /** slpc's log line for a `start` that skipped messages, or undefined when nothing was lost. */
 export function gapNotice(start: Extract<ControlMessage, { type: "start" }>): string | undefined {
   if (start.lost === undefined || start.lost === 0) return undefined;

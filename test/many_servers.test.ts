@@ -288,6 +288,45 @@ describe("one slpc, several servers", () => {
     expect(tally(out.arrived, "backlog").worst).toBeGreaterThan(3000);
   });
 
+  test("one server under two names is followed once", async () => {
+    const s = await server();
+    const out = await timedSink();
+    const c = bed.slpc(s.tlsPort, ["--server", `127.0.0.1:${s.tlsPort}`, "--forward", `127.0.0.1:${out.port}`]);
+    await c.waitFor(/under another name \(server [0-9a-f]+\); closing the connection/);
+    await sendUdp(s.udpPort, stamped("once", 1, 20));
+    await until(
+      () => `20 messages, ${out.arrived.length} so far`,
+      () => out.arrived.length >= 20,
+    );
+    await sleep(1500); // the second name is dialled again meanwhile, and refused again
+    expect(tally(out.arrived, "once").numbers).toEqual(oneToN(20));
+  });
+
+  test("a server reporting a gap a write gets a gap line a second, summing, not a line a gap", async () => {
+    const starts = Array.from({ length: 2000 }, (_, i) => encodeControl({ type: "start", seq: 6 * i + 6, lost: 5 }));
+    const port = bed.fakeServer(
+      Buffer.concat([
+        encodeControl({ type: "hello", version: 1, server: "far", heartbeat: 15, first: 1, next: 12_001 }),
+        ...starts,
+      ]),
+    );
+    const c = bed.slpc(port, ["--stdout"]);
+    await c.waitFor(/gap: 9995 messages lost in 1999 more gaps within a second; continuing from #12000\n/);
+    expect(c.stderr.match(/gap:/g)).toHaveLength(2);
+    expect(c.stderr).toContain(`localhost:${port}: gap: 5 messages lost, no reason given; continuing from #6\n`);
+    const from = c.stderr.length;
+    c.kill("SIGUSR1");
+    await until("the SIGUSR1 line", () => c.stderr.slice(from).includes("}\n"));
+    expect(
+      JSON.parse(
+        c.stderr
+          .slice(from)
+          .split("\n")
+          .find((line) => line.startsWith("{"))!,
+      ).lost,
+    ).toBe(10_000);
+  });
+
   test("--state: a single-server file is read as the first server's; other servers' points are kept", async () => {
     const [first, second] = [await server(), await server()];
     await sendUdp(first.udpPort, stamped("first", 1, 10));
