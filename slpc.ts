@@ -132,10 +132,7 @@ const MAX_PROGRESS_MS = 60_000;
 /** The longest delay a timer takes: setTimeout fires at once for anything longer. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/**
- * While this many messages, or bytes of them, from one server wait to be handed on, that server is
- * not read: it holds the rest. The same bound on messages sent and not yet confirmed stops every server.
- */
+/** While this many messages, or bytes of them, from one server wait to be handed on, that server is not read. */
 const PENDING_HIGH = 4096;
 const PENDING_HIGH_BYTES = 4 * 1024 * 1024;
 /**
@@ -150,6 +147,12 @@ const SEND_BATCH = 64;
 const FORWARD_RETRY_MS = 1000;
 /** How long a datagram goes unanswered before it counts as taken: an ICMP refusal takes far less, even on a LAN. */
 const UDP_SILENCE_MS = 100;
+/**
+ * Bytes of datagrams waiting out UDP_SILENCE_MS at most, before no server is read. A bound on
+ * memory only: a bound on their number would cap the rate at that number every 100 ms (4,096 of
+ * them did: 41,000 messages a second, and a queue of seconds behind it at 50,000).
+ */
+const UNHEARD_HIGH_BYTES = 16 * 1024 * 1024;
 /** RELP messages in flight at most: librelp's default window, so acknowledgements do not cap throughput. */
 const RELP_WINDOW = 128;
 /** Seconds between attempts to reach the daemon again for tcp:// and relp://, doubling from the first. */
@@ -528,7 +531,7 @@ let nextInbox = 0;
  * is not listening answers with ICMP "port unreachable", which comes back as an error event:
  * until this long has passed without one, a datagram is not counted as handed on.
  */
-const unheard: (Waiting & { sentAt: number })[] = [];
+const unheard = new Fifo<Waiting & { sentAt: number }>((entry) => entry.message.length);
 /** relp://: messages sent on the RELP session and not yet acknowledged by the daemon, oldest first. */
 const unacknowledged: Waiting[] = [];
 /** Comes back to hand on the datagrams in `unheard` once they have gone unanswered long enough. */
@@ -593,8 +596,10 @@ function newestHeld(u: Upstream): Waiting | undefined {
 
 /** How many messages of `u` slpc holds, counted where they are. */
 function heldCount(u: Upstream): number {
-  const lists = [pending, unheard, unacknowledged, ...unconfirmed];
-  return u.inbox.length + lists.reduce((sum, list) => sum + list.filter((held) => held.from === u).length, 0);
+  let count = u.inbox.length;
+  for (const list of [pending, unheard, unacknowledged, ...unconfirmed])
+    for (const held of list) count += +(held.from === u);
+  return count;
 }
 
 /** Writes the resume points to --state when one moved since the last write. */
@@ -955,8 +960,7 @@ function flushOutbox(c: Connection): void {
  * every server while the output takes nothing, one server while too much of its own waits.
  */
 function updateReading(): void {
-  const outputFull =
-    forwardFailing || forwardPushesBack() || stdoutFull || unheard.length + unacknowledged.length >= PENDING_HIGH;
+  const outputFull = forwardFailing || forwardPushesBack() || stdoutFull || unheard.weight >= UNHEARD_HIGH_BYTES;
   for (const u of upstreams) {
     const c = u.connection;
     if (!c?.socket || c.phase !== "streaming") continue;
@@ -1027,7 +1031,7 @@ function forwardFailed(error: unknown): void {
  */
 function refused(error: Error | undefined): void {
   forwardFailed(error);
-  pending.unshift(...unheard.splice(0));
+  pending.unshift(...unheard.shiftMany(unheard.length));
   forwardFailing = true;
   clearTimeout(sendTimer);
   sendTimer = undefined;
@@ -1039,13 +1043,13 @@ function refused(error: Error | undefined): void {
 function settleUnheard(): void {
   const now = performance.now();
   let count = 0;
-  while (count < unheard.length && now - unheard[count]!.sentAt >= UDP_SILENCE_MS) count++;
+  while (count < unheard.length && now - unheard.at(count)!.sentAt >= UDP_SILENCE_MS) count++;
   if (count > 0) {
-    handOn(unheard.splice(0, count));
+    handOn(unheard.shiftMany(count));
     updateReading();
   }
   if (unheard.length > 0 && !heardTimer) {
-    const wait = Math.max(1, UDP_SILENCE_MS - (now - unheard[0]!.sentAt));
+    const wait = Math.max(1, UDP_SILENCE_MS - (now - unheard.at(0)!.sentAt));
     heardTimer = setTimeout(() => {
       heardTimer = undefined;
       settleUnheard();
@@ -1113,7 +1117,7 @@ function sendDatagrams(): void {
     try {
       sent = udp.sendMany(packets);
     } catch (error) {
-      // The messages stay, in order, and the server holds the rest until the daemon takes them.
+      // The messages stay, in order, and the servers hold the rest until the daemon takes them.
       forwardFailed(error);
       forwardFailing = true;
       sendLater(FORWARD_RETRY_MS);
@@ -1229,7 +1233,7 @@ function sendToUnixSocket(): void {
     try {
       result = unixSender.send(pending[0]!.message);
     } catch (error) {
-      // No daemon there (ENOENT, ECONNREFUSED) or not allowed: the messages stay, and the server holds the rest.
+      // No daemon there (ENOENT, ECONNREFUSED) or not allowed: the messages stay, and the servers hold the rest.
       forwardFailed(error);
       forwardFailing = true;
       sendLater(FORWARD_RETRY_MS);
@@ -1246,7 +1250,7 @@ function sendToUnixSocket(): void {
 }
 
 // The connection to the daemon for tcp:// and relp://: dialled at start, and again with backoff
-// whenever it breaks (the daemon restarted). Meanwhile the server is not read: it holds the rest.
+// whenever it breaks (the daemon restarted). Meanwhile no server is read: each holds the rest.
 
 function connectDaemon(): void {
   if (stopping) return;
@@ -1377,7 +1381,7 @@ function writeLines(): void {
     const written = unconfirmed.shift()!;
     if (!error) handOn(written);
   });
-  // A full pipe: stop reading the server until stdout drains.
+  // A full pipe: stop reading the servers until stdout drains.
   if (!taken) stdoutFull = true;
   updateReading();
 }

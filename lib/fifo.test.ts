@@ -16,8 +16,18 @@ describe("Fifo", () => {
     expect([queue.length, queue.weight]).toEqual([0, 0]);
   });
 
+  test("shiftMany takes the oldest, at most as many as there are; iteration goes oldest first", () => {
+    const queue = new Fifo<number>((n) => n);
+    for (const n of [1, 2, 3, 4]) queue.push(n);
+    expect(queue.shiftMany(3)).toEqual([1, 2, 3]);
+    queue.push(5);
+    expect([...queue]).toEqual([4, 5]);
+    expect(queue.shiftMany(9)).toEqual([4, 5]);
+    expect([queue.length, queue.weight, [...queue]]).toEqual([0, 0, []]);
+  });
+
   test("any mix of pushes and shifts behaves as an array", () => {
-    property(fc.array(fc.oneof(fc.nat(100), fc.constant(-1)), { maxLength: 5000 }), (steps) => {
+    property(fc.array(fc.oneof(fc.nat(100), fc.constant(-1)), { maxLength: 3000 }), (steps) => {
       const queue = new Fifo<number>((n) => n);
       const model: number[] = [];
       for (const step of steps) {
@@ -26,6 +36,8 @@ describe("Fifo", () => {
         expect(queue.length).toBe(model.length);
         expect(queue.weight).toBe(model.reduce((sum, n) => sum + n, 0));
         expect([queue.at(0), queue.at(-1)]).toEqual([model.at(0), model.at(-1)]);
+        expect(queue.find((n) => n > 50)).toBe(model.find((n) => n > 50));
+        expect(queue.findLast((n) => n < 20)).toBe(model.findLast((n) => n < 20));
       }
     });
   });

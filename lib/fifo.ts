@@ -45,6 +45,30 @@ export class Fifo<T> {
     return item;
   }
 
+  /** The oldest `count` items (all, when fewer), removed, oldest first. */
+  shiftMany(count: number): T[] {
+    const taken: T[] = [];
+    while (taken.length < count && this.length > 0) taken.push(this.shift()!);
+    return taken;
+  }
+
+  /** The oldest item that `match` accepts, as Array.find. */
+  find(match: (item: T) => boolean): T | undefined {
+    for (let i = this.#head; i < this.#items.length; i++) if (match(this.#items[i]!)) return this.#items[i];
+    return undefined;
+  }
+
+  /** The newest item that `match` accepts, as Array.findLast. */
+  findLast(match: (item: T) => boolean): T | undefined {
+    for (let i = this.#items.length - 1; i >= this.#head; i--) if (match(this.#items[i]!)) return this.#items[i];
+    return undefined;
+  }
+
+  /** The items, oldest first. */
+  *[Symbol.iterator](): IterableIterator<T> {
+    for (let i = this.#head; i < this.#items.length; i++) yield this.#items[i]!;
+  }
+
   /** The item at `index` from the oldest, or from the newest when negative, as Array.at. */
   at(index: number): T | undefined {
     const position = index < 0 ? this.#items.length + index : this.#head + index;

@@ -62,9 +62,10 @@ describe("--state with several servers", () => {
 
 /**
  * A server of the test's own that greets like slps and, once slpc has said where to resume,
- * sends messages of 60,000 bytes as fast as slpc reads them, for as long as the test runs.
+ * sends messages of 60,000 bytes as fast as slpc reads them, for as long as the test runs. Each is
+ * a server run of its own (`flood0`, `flood1`...): slpc follows one run once.
  */
-function floodingServer(): number {
+function floodingServer(_: unknown, index: number): number {
   type Pump = { rest?: Buffer; timer?: Timer };
   const frames = Buffer.concat(Array.from({ length: 16 }, () => encodeFrame(Buffer.alloc(60_000, 0x78))));
   const pump = (socket: Socket<Pump>) => {
@@ -82,7 +83,9 @@ function floodingServer(): number {
     socket: {
       open(socket) {
         socket.data = {};
-        socket.write(encodeControl({ type: "hello", version: 1, server: "flood", heartbeat: 15, first: 1, next: 1 }));
+        socket.write(
+          encodeControl({ type: "hello", version: 1, server: `flood${index}`, heartbeat: 15, first: 1, next: 1 }),
+        );
       },
       data(socket) {
         if (socket.data.timer) return;
