@@ -277,6 +277,27 @@ function slpsSkipped(slps: Child) {
   };
 }
 
+/**
+ * slpc following each of `servers`, with the bench's client certificate, handing on to `forward`
+ * with no --forward-rate; returned once every server has started slpc's stream.
+ */
+async function startSlpc(servers: { slps: Child; tlsPort: number }[], forward: string): Promise<Child> {
+  const slpc = spawn([
+    BUN,
+    "slpc.ts",
+    ...servers.flatMap(({ tlsPort }) => ["--server", `localhost:${tlsPort}`]),
+    ...flags({
+      ca: join(certs, "ca.pem"),
+      cert: join(certs, "client.pem"),
+      key: join(certs, "client.key"),
+      forward,
+      "forward-rate": "0",
+    }),
+  ]);
+  for (const { slps } of servers) await until("slpc's stream to start", () => / starts at #/.test(slps.stderr), 30_000);
+  return slpc;
+}
+
 /** The load straight into the sink: what the harness itself costs. */
 async function harnessFloor(): Promise<Setup> {
   const { sink, port } = await startSink();
@@ -286,19 +307,7 @@ async function harnessFloor(): Promise<Setup> {
 async function slpRelay(): Promise<Setup> {
   const { sink, port } = await startSink();
   const { slps, udpPort, tlsPort } = await startSlps();
-  const slpc = spawn([
-    BUN,
-    "slpc.ts",
-    ...flags({
-      server: `localhost:${tlsPort}`,
-      ca: join(certs, "ca.pem"),
-      cert: join(certs, "client.pem"),
-      key: join(certs, "client.key"),
-      forward: `127.0.0.1:${port}`,
-      "forward-rate": "0",
-    }),
-  ]);
-  await until("slpc's stream to start", () => / starts at #/.test(slps.stderr), 30_000);
+  const slpc = await startSlpc([{ slps, tlsPort }], `127.0.0.1:${port}`);
   return {
     name: "slp",
     udpPort,
@@ -319,19 +328,7 @@ async function slpFollowing(count: number): Promise<Setup> {
   const { sink, port } = await startSink(tags);
   const servers = [];
   for (let i = 0; i < count; i++) servers.push(await startSlps());
-  const slpc = spawn([
-    BUN,
-    "slpc.ts",
-    ...servers.flatMap(({ tlsPort }) => ["--server", `localhost:${tlsPort}`]),
-    ...flags({
-      ca: join(certs, "ca.pem"),
-      cert: join(certs, "client.pem"),
-      key: join(certs, "client.key"),
-      forward: `127.0.0.1:${port}`,
-      "forward-rate": "0",
-    }),
-  ]);
-  for (const { slps } of servers) await until("slpc's stream to start", () => / starts at #/.test(slps.stderr), 30_000);
+  const slpc = await startSlpc(servers, `127.0.0.1:${port}`);
   const skipped = servers.map(({ slps }) => slpsSkipped(slps));
   return {
     name: "slpc following",
@@ -373,19 +370,7 @@ async function slpInto(transport: "tcp" | "relp"): Promise<Setup> {
   const home = spawn([...found.cmd, "-f", join(work, "rsyslog.conf"), "-i", join(work, "pid")], "ignore", found.env);
   await until(`rsyslog's ${input} to listen`, () => tcpListening(homePort), 10_000);
   const { slps, udpPort, tlsPort } = await startSlps();
-  const slpc = spawn([
-    BUN,
-    "slpc.ts",
-    ...flags({
-      server: `localhost:${tlsPort}`,
-      ca: join(certs, "ca.pem"),
-      cert: join(certs, "client.pem"),
-      key: join(certs, "client.key"),
-      forward: `${transport}://127.0.0.1:${homePort}`,
-      "forward-rate": "0",
-    }),
-  ]);
-  await until("slpc's stream to start", () => / starts at #/.test(slps.stderr), 30_000);
+  const slpc = await startSlpc([{ slps, tlsPort }], `${transport}://127.0.0.1:${homePort}`);
   return {
     name: `slp ${transport}://`,
     udpPort,
