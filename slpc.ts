@@ -235,10 +235,8 @@ let tls: TlsFiles;
 let choices: ServerChoice[];
 /** The resume points in --state at start, by server (addressKey); empty for a new client. */
 let stored: ResumePoints = new Map();
-/** Set when --state could not be read at start: each server's first `start` reports an unknown gap. */
-let stateUnreadable = false;
-/** Servers (addressKey) whose entry in --state could not be read: their first `start` reports an unknown gap. */
-let unreadableEntries = new Set<string>();
+/** Servers (addressKey) whose point --state could not give: their first `start` reports an unknown gap. */
+let unreadablePoints = new Set<string>();
 /**
  * --forward's host as an IP address (udp, tcp, relp): sendmmsg takes no names, the UDP socket must
  * be bound for its family, and a name is looked up once, at start.
@@ -379,15 +377,14 @@ function readState(path: string): ResumePoints {
       choices.map((choice) => choice.address),
     );
   } catch (error) {
-    const aside = `${path}.bad-${Math.floor(Date.now() / 1000)}`;
+    const aside = asideName(path);
     try {
       renameSync(path, aside);
     } catch (failure) {
       throw new UsageError(`--state ${path}: ${reason(error)}, and it cannot be moved aside: ${reason(failure)}`);
     }
-    const how = options.replay ? "with everything the server holds (--replay)" : "live";
-    log(`--state ${path}: ${reason(error)}; moved it to ${aside} and starting as a new client, ${how}`);
-    stateUnreadable = true;
+    log(`--state ${path}: ${reason(error)}; moved it to ${aside} and starting as a new client, ${newClientStart()}`);
+    unreadablePoints = new Set(choices.map((choice) => addressKey(choice.address)));
     return new Map();
   }
   const first = formatAddress(choices[0]!.address);
@@ -402,7 +399,7 @@ function readState(path: string): ResumePoints {
  * others theirs: the file is copied aside as it was, and each such server starts as a new client.
  */
 function keepUnreadable(path: string, text: string, unreadable: Map<string, string>): void {
-  const aside = `${path}.bad-${Math.floor(Date.now() / 1000)}`;
+  const aside = asideName(path);
   try {
     writeFileSync(aside, text);
   } catch (error) {
@@ -410,13 +407,21 @@ function keepUnreadable(path: string, text: string, unreadable: Map<string, stri
       `--state ${path}: an entry is unreadable, and the file cannot be copied aside: ${reason(error)}`,
     );
   }
-  const how = options.replay ? "with everything the server holds (--replay)" : "live";
   for (const [key, why] of unreadable) {
-    log(
-      `--state ${path}: server ${key}: ${why}; copied the file to ${aside}; that server starts as a new client, ${how}`,
-    );
+    const start = `that server starts as a new client, ${newClientStart()}`;
+    log(`--state ${path}: server ${key}: ${why}; copied the file to ${aside}; ${start}`);
   }
-  unreadableEntries = new Set(unreadable.keys());
+  unreadablePoints = new Set(unreadable.keys());
+}
+
+/** Where a --state file that cannot be read whole is kept, for whoever wants to look at it. */
+function asideName(path: string): string {
+  return `${path}.bad-${Math.floor(Date.now() / 1000)}`;
+}
+
+/** How a client without a resume point starts. */
+function newClientStart(): string {
+  return options.replay ? "with everything the server holds (--replay)" : "live";
 }
 
 /** Writes `text` to --state; with none, only proves that the file can be written. */
@@ -501,7 +506,7 @@ const upstreams: Upstream[] = choices.map((choice) => ({
   serverName: options.servername || choice.address.host,
   failures: 0,
   handedOn: stored.get(addressKey(choice.address)),
-  stateUnreadable: stateUnreadable || unreadableEntries.has(addressKey(choice.address)),
+  stateUnreadable: unreadablePoints.has(addressKey(choice.address)),
   inbox: new Fifo<Waiting>((entry) => entry.message.length),
   gapLines: { saidAt: Number.NEGATIVE_INFINITY },
   counters: { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 },
