@@ -1,6 +1,15 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
-import { type Cell, fitCells, terminalCells, terminalLines, widthOf, wrapCells } from "./terminal_text.ts";
+import {
+  type Cell,
+  fitCells,
+  PEER_TEXT_MAX,
+  peerText,
+  terminalCells,
+  terminalLines,
+  widthOf,
+  wrapCells,
+} from "./terminal_text.ts";
 
 const runs = Number(process.env.FUZZ_RUNS ?? 1000);
 setDefaultTimeout(runs > 1000 ? 600_000 : 30_000);
@@ -98,5 +107,19 @@ describe("terminalLines under arbitrary bytes", () => {
       }),
       { numRuns: runs },
     );
+  });
+});
+
+describe("peerText", () => {
+  test("a forged log line and terminal sequences stay on one line, escaped", () => {
+    const forged = "x\nslpc: SIGTERM: exiting\x1b]0;owned\x07\u009b31m\u202eevil";
+    expect(peerText(forged)).toBe("x\\nslpc: SIGTERM: exiting\\x1b]0;owned\\x07\\u009b31m\\u202eevil");
+  });
+
+  test("long text is cut at the cap, never inside an escape", () => {
+    expect(peerText("a".repeat(10_000))).toBe(`${"a".repeat(PEER_TEXT_MAX)}…`);
+    const escapes = peerText("\x1b".repeat(100), 10);
+    expect(escapes).toBe("\\x1b\\x1b…");
+    expect(peerText("short")).toBe("short");
   });
 });

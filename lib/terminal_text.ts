@@ -146,3 +146,27 @@ function decodeAt(bytes: Uint8Array, at: number): { codePoint: number; length: n
   if (codePoint < smallest || codePoint > 0x10ffff || (codePoint >= 0xd800 && codePoint <= 0xdfff)) return undefined;
   return { codePoint, length };
 }
+
+/** How much of a peer's text a log line shows at most, in characters: enough to read, too little to flood. */
+export const PEER_TEXT_MAX = 200;
+
+/**
+ * Text a peer chose (a server id, a reason, an error, a certificate's name) as a log line may show
+ * it: one line, every control, C1 and bidi character escaped as `--format raw` escapes them, and cut
+ * at `max` characters with `…`. A hostile peer can then neither forge a line nor steer a terminal.
+ *
+ * @example
+ * ```ts
+ * import { peerText } from "./lib/terminal_text.ts";
+ * console.log(peerText("x\nslpc: SIGTERM: exiting\x1b]0;owned\x07")); // x\nslpc: SIGTERM: exiting\x1b]0;owned\x07
+ * ```
+ */
+export function peerText(text: string, max: number = PEER_TEXT_MAX): string {
+  // Only what can be shown is looked at: a megabyte of text costs no more than its first `max` characters.
+  let shown = "";
+  for (const cell of terminalCells(text.slice(0, max + 1))) {
+    if (shown.length + cell.text.length > max) return `${shown}…`;
+    shown += cell.text;
+  }
+  return text.length > max ? `${shown}…` : shown;
+}
