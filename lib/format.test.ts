@@ -111,6 +111,16 @@ describe("formatJson", () => {
     expect(line.indexOf("\n")).toBe(line.length - 1);
     expect(JSON.parse(line).message).toBe("first\nsecond\r\n\x1b[2Jthird");
   });
+
+  test("C1 controls and bidi overrides are escaped in the line, and read back as they came", () => {
+    const hostile = '<13>1 2026-12-03T00:00:00Z h app - - [x@1 k="\u202e"] csi\u009b31m \u202eevil\u2066 \u0085';
+    const line = formatJson(parseSyslog(Buffer.from(hostile)), { from: "web:6514", server: "s", seq: 3, received });
+    expect(line).not.toMatch(/[\u0080-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/);
+    expect(line).toContain("csi\\u009b31m \\u202eevil\\u2066 \\u0085");
+    const record = JSON.parse(line);
+    expect(record.message).toBe("csi\u009b31m \u202eevil\u2066 \u0085");
+    expect(record.structured_data).toEqual({ "x@1": { k: "\u202e" } });
+  });
 });
 
 // A missing jq fails the test where the daemons are required (CI), and skips it elsewhere.

@@ -118,8 +118,15 @@ export function formatJson(parsed: SyslogMessage, { from, server, seq, received 
     structured_data: parsed.structuredData ?? null,
     ...text,
   };
-  return `${JSON.stringify(record)}\n`;
+  return `${JSON.stringify(record).replace(TERMINAL_ACTIVE, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`)}\n`;
 }
+
+/**
+ * What JSON.stringify leaves raw and a terminal acts on or reorders: C1 controls (U+009B is CSI to
+ * xterm) and bidi overrides and isolates, as raw and pretty escape them. Only string values can hold
+ * them, where `\uXXXX` means the same character to every JSON reader.
+ */
+const TERMINAL_ACTIVE = /[\u0080-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 export interface PrettyOptions {
   /** Shown as the host of a message that names none. */
