@@ -188,6 +188,14 @@ describe("command line", () => {
       ],
       /^slpc: --server localhost:6514: the filter is too large: the filter takes \d+ bytes; at most 2048 fit\n$/,
     ],
+    [
+      ["slpc.ts", "--server", "localhost", "--format", "json", "--forward", "tcp://127.0.0.1:514"],
+      /^slpc: --forward tcp:\/\/127.0.0.1:514: not with --format json, which prints the messages instead of /,
+    ],
+    [
+      ["slpc.ts", "--server", "localhost", "--stdout", "--forward=unix:/dev/log"],
+      /^slpc: --forward unix:\/dev\/log: not with --stdout, which prints the messages instead of forwarding them; /,
+    ],
   ])("%p exits 2 with one line naming the problem", async (args, expected) => {
     const result = await run([BUN, ...args]);
     expect(result.code).toBe(2);

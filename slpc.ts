@@ -50,6 +50,7 @@ import {
   type Options,
   type OutputFormat,
   optional,
+  originOf,
   PROTOCOL_VERSION,
   parseColorFlag,
   parseControl,
@@ -265,6 +266,14 @@ try {
   }
   options = parsed.values;
   if (options.format) options.stdout = true;
+  const forwardGiven = originOf(options, "forward");
+  if (options.stdout && forwardGiven) {
+    const printing = options.format ? `--format ${options.format}` : "--stdout";
+    const why = "prints the messages instead of forwarding them; leave one of the two out";
+    throw new UsageError(
+      `${forwardGiven} ${formatForwardAddress(options.forward)}: not with ${printing}, which ${why}`,
+    );
+  }
   if (options.prefix && !options.stdout)
     throw new UsageError("--prefix: only with --stdout or --format, not --forward");
   if (options.retryMax < options.retryMin)

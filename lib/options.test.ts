@@ -8,6 +8,7 @@ import {
   flagOf,
   groupArguments,
   helpText,
+  originOf,
   parseBytes,
   parseCount,
   parseGroupedOptions,
@@ -39,6 +40,15 @@ describe("option parsing", () => {
       quiet: true,
     });
     expect(parseOptions("t", specs, ["--listen=[::]:7000"], {})).toMatchObject({ listen: { host: "::", port: 7000 } });
+  });
+
+  test("originOf names the flag or variable that set an option, and nothing for a default", () => {
+    const values = parseOptions("t", specs, ["--count=5"], { T_QUIET: "1" }) as object;
+    expect([originOf(values, "count"), originOf(values, "quiet"), originOf(values, "listen")]).toEqual([
+      "--count",
+      "T_QUIET",
+      undefined,
+    ]);
   });
 
   test("--help wins over everything else", () => {

@@ -78,6 +78,7 @@ export function parseOptions<S extends Options>(
     given.set(key, { text, origin: `--${name}` });
   }
   const values: Record<string, unknown> = {};
+  const origins = new Map<string, string>();
   for (const [key, spec] of Object.entries(specs)) {
     const variable = envOf(program, key);
     const fromEnv = env[variable];
@@ -92,8 +93,21 @@ export function parseOptions<S extends Options>(
       const shown = text === "" ? "" : ` ${JSON.stringify(text)}`;
       throw new UsageError(`${origin}${shown}: ${reason(error)}`);
     }
+    if (given.has(key) || fromEnv !== undefined) origins.set(key, origin);
   }
+  givenOrigins.set(values, origins);
   return values as Values<S>;
+}
+
+const givenOrigins = new WeakMap<object, ReadonlyMap<string, string>>();
+
+/**
+ * Where the person set option `key` of values that parseOptions returned: its flag (`--forward`)
+ * or its variable (`SLPC_FORWARD`); undefined when it is the default. For options that only
+ * matter together, so that one given in vain is refused rather than silently ignored.
+ */
+export function originOf(values: object, key: string): string | undefined {
+  return givenOrigins.get(values)?.get(key);
 }
 
 /** The --help text: one paragraph per option with its flag, environment variable and default. */
