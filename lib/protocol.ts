@@ -8,6 +8,7 @@
 // See docs/protocol.md.
 
 import type { WireFilter } from "./filter.ts";
+import { peerText } from "./terminal_text.ts";
 
 /**
  * The version of slps's hello, and of a resume without a filter. A version 1 peer wants exactly
@@ -98,7 +99,7 @@ export function parseControl(body: Uint8Array): ControlMessage {
       if (typeof message.message !== "string") throw bad("message");
       return message as ControlMessage;
     default:
-      throw new Error(`unknown control message type ${JSON.stringify(message.type)}`);
+      throw new Error(`unknown control message type ${peerText(JSON.stringify(message.type) ?? "undefined")}`);
   }
 }
 
@@ -167,5 +168,7 @@ export function gapsSummary({ gaps, lost, unknown }: UnsaidGaps, next: number): 
 export function gapNotice(start: Extract<ControlMessage, { type: "start" }>): string | undefined {
   if (start.lost === undefined || start.lost === 0) return undefined;
   const count = start.lost === null ? "an unknown number of messages" : `${start.lost} messages`;
-  return `gap: ${count} lost, ${start.reason ?? "no reason given"}; continuing from #${start.seq}`;
+  // The reason is the server's text: a hostile one could forge a line of its own with it.
+  const why = start.reason === undefined ? "no reason given" : peerText(start.reason);
+  return `gap: ${count} lost, ${why}; continuing from #${start.seq}`;
 }

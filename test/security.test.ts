@@ -294,7 +294,7 @@ describe("a hostile server", () => {
       hostileServer((socket) => socket.write(Buffer.concat([encodeControl({ type: "start", seq: 1 }), heartbeats]))),
       out.port,
     );
-    await c.waitFor(/protocol error: heartbeat flood, over 50 in a second; closing the connection/);
+    await c.waitFor(/protocol error: a flood of control messages, over 50 in a second beyond one a message; closing/);
     await c.waitFor(/retrying in/);
   });
 
