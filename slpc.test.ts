@@ -5,13 +5,26 @@
 // slow outputs, signals and broken state files. Each test asserts on the bytes that arrived.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { createSocket } from "node:dgram";
 import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { createServer, type Socket as NetSocket } from "node:net";
 import { join } from "node:path";
 import type { Socket } from "bun";
 import { Deframer, encodeControl, encodeFrame, MAX_SEQ, TLS13_ONLY } from "./lib.ts";
 import packageJson from "./package.json" with { type: "json" };
-import { BUN, Child, ROOT, type ServerHandle, savedPoint, sendUdp, sleep, testBed, until } from "./test/kit.ts";
+import {
+  BUN,
+  Child,
+  ROOT,
+  type ServerHandle,
+  savedPoint,
+  sendUdp,
+  sleep,
+  steadySender,
+  testBed,
+  udpDrops,
+  until,
+} from "./test/kit.ts";
 
 // These start real processes and wait on real sockets: more than bun's default 5 s on a busy machine.
 setDefaultTimeout(30_000);
@@ -420,6 +433,46 @@ describe("--forward in every form it accepts", () => {
     expect(new Set(seen).size).toBe(seen.length);
     const numbers = seen.slice(0, -1).map((text) => Number(text.split(" ")[1]));
     expect(numbers).toEqual([...numbers].sort((a, b) => a - b));
+  });
+});
+
+describe("a UDP daemon that restarts", () => {
+  test("the datagrams sent again after its refusal are counted in the line, and no more come twice", async () => {
+    const s = await server();
+    const arrived: string[] = [];
+    // A daemon with room for slpc's catch-up after its restart: a default buffer would drop some of it.
+    const listen = async (port = 0) => {
+      const socket = createSocket({ type: "udp4", recvBufferSize: 8 * 1024 * 1024 });
+      socket.on("message", (data) => void arrived.push(data.toString()));
+      await new Promise<void>((resolve) => socket.bind(port, "127.0.0.1", resolve));
+      return socket;
+    };
+    let daemon = await listen();
+    const port = daemon.address().port;
+    const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${port}`]);
+    await streamStarted(s);
+    const sender = steadySender(s.udpPort, 2000, "r");
+    await sleep(700);
+    daemon.close(); // the daemon restarts: what it took in its last moments, slpc cannot know
+    await sleep(300);
+    daemon = await listen(port);
+    bed.defer(() => daemon.close());
+    expect(udpDrops(port)).toBe(0);
+    await sleep(700);
+    sender.stop();
+    const last = sender.sent.at(-1)!;
+    await until(
+      () => `the last message, ${arrived.length} of ${sender.sent.length} so far\n${c.stderr}`,
+      () => arrived.includes(last),
+    );
+    await sleep(1500);
+    expect(udpDrops(port)).toBe(0);
+    expect(new Set(arrived)).toEqual(new Set(sender.sent)); // nothing lost
+    const twice = arrived.length - new Set(arrived).size;
+    const said = [...c.stderr.matchAll(/; (\d+) datagrams sent again, which come twice where the daemon took them/g)];
+    const resent = said.reduce((sum, match) => sum + Number(match[1]), 0);
+    expect(said.length).toBeGreaterThan(0);
+    expect(twice).toBeLessThanOrEqual(resent);
   });
 });
 

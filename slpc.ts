@@ -508,7 +508,7 @@ interface Upstream extends ServerChoice {
   /** When its last gap line was said, and the gaps since that wait for the next (see reportGap). */
   gapLines: { saidAt: number; unsaid?: UnsaidGaps; timer?: Timer };
   counters: Record<
-    "received" | "receivedBytes" | "delivered" | "lost" | "unknownGaps" | "connects" | "reconnects",
+    "received" | "receivedBytes" | "delivered" | "lost" | "unknownGaps" | "connects" | "reconnects" | "resent",
     number
   >;
 }
@@ -523,7 +523,16 @@ const upstreams: Upstream[] = choices.map((choice) => ({
   stateUnreadable: unreadablePoints.has(addressKey(choice.address)),
   inbox: new Fifo<Waiting>((entry) => entry.message.length),
   gapLines: { saidAt: Number.NEGATIVE_INFINITY },
-  counters: { received: 0, receivedBytes: 0, delivered: 0, lost: 0, unknownGaps: 0, connects: 0, reconnects: 0 },
+  counters: {
+    received: 0,
+    receivedBytes: 0,
+    delivered: 0,
+    lost: 0,
+    unknownGaps: 0,
+    connects: 0,
+    reconnects: 0,
+    resent: 0,
+  },
 }));
 /**
  * How many messages, and bytes of them, may wait in one server's inbox before it is not read: an
@@ -561,11 +570,15 @@ const unconfirmed: Waiting[][] = [];
 let sendTimer: Timer | undefined;
 /** True after a send to --forward failed, until one succeeds: no server is read meanwhile. */
 let forwardFailing = false;
+/** udp, unix: after a failed send, when the next may go (performance.now() milliseconds). */
+let retryAt = 0;
 /** Failed sends to --forward since the last report, and when that was. */
 let forwardErrors = 0;
 let forwardErrorLogged = -Infinity;
 /** Set when a failure of --forward was logged, until a connection to the daemon says it is back. */
 let forwardFailureSaid = false;
+/** Datagrams sent again after an ICMP refusal since the last report: the daemon may have taken them once already. */
+let resentUnsaid = 0;
 /** True while stdout has not taken everything written to it: no server is read meanwhile. */
 let stdoutFull = false;
 /** Set by SIGTERM and SIGINT. */
@@ -1038,7 +1051,11 @@ function forwardFailed(error: unknown): void {
   forwardErrors++;
   if (performance.now() - forwardErrorLogged < 60_000) return;
   const times = forwardErrors > 1 ? ` (${forwardErrors} times since the last report)` : "";
-  log(`forward to ${forwardName}: ${error ? reason(error) : "not reachable"}${times}; is the syslog daemon listening?`);
+  const twice = `${resentUnsaid} datagrams sent again, which come twice where the daemon took them before it refused`;
+  const again = resentUnsaid > 0 ? `; ${twice}` : "";
+  const why = error ? reason(error) : "not reachable";
+  log(`forward to ${forwardName}: ${why}${times}; is the syslog daemon listening?${again}`);
+  resentUnsaid = 0;
   forwardFailureSaid = true;
   forwardErrorLogged = performance.now();
   forwardErrors = 0;
@@ -1047,11 +1064,25 @@ function forwardFailed(error: unknown): void {
 /**
  * The daemon refused a datagram (ICMP port unreachable): the datagrams sent lately may not have
  * arrived either. They go back to the head of the queue, in order, and are tried again later.
+ * UDP cannot tell which of them a daemon that went away took before it went: those come twice,
+ * and the log line says how many may.
  */
-function refused(error: Error | undefined): void {
+function refused(error: unknown): void {
+  const again = unheard.shiftMany(unheard.length);
+  resentUnsaid += again.length;
+  for (const entry of again) entry.from.counters.resent++;
+  pending.unshift(...again);
+  sendFailed(error);
+}
+
+/**
+ * A send to a datagram --forward (udp, unix:) failed: nothing more goes until FORWARD_RETRY_MS
+ * from now, or a daemon that went away would be sent, and would lose, whatever comes meanwhile.
+ */
+function sendFailed(error: unknown): void {
   forwardFailed(error);
-  pending.unshift(...unheard.shiftMany(unheard.length));
   forwardFailing = true;
+  retryAt = performance.now() + FORWARD_RETRY_MS;
   clearTimeout(sendTimer);
   sendTimer = undefined;
   sendLater(FORWARD_RETRY_MS);
@@ -1122,6 +1153,7 @@ function sendPending(): void {
 }
 
 function sendDatagrams(): void {
+  if (performance.now() < retryAt) return;
   while (refill(SEND_BATCH) && udp) {
     const now = performance.now();
     let count = 0;
@@ -1136,10 +1168,9 @@ function sendDatagrams(): void {
     try {
       sent = udp.sendMany(packets);
     } catch (error) {
-      // The messages stay, in order, and the servers hold the rest until the daemon takes them.
-      forwardFailed(error);
-      forwardFailing = true;
-      sendLater(FORWARD_RETRY_MS);
+      // A refusal of an earlier datagram comes back here too (ECONNREFUSED): those sent lately go
+      // again, in order, with the messages that wait; the servers hold the rest meanwhile.
+      refused(error);
       break;
     }
     forwardFailing = false;
@@ -1242,6 +1273,7 @@ function writeToDaemon(bytes: Uint8Array): void {
  * found without more ado. A local socket does not drop: a full queue says so, and slpc waits.
  */
 function sendToUnixSocket(): void {
+  if (performance.now() < retryAt) return;
   unixFull = false;
   while (refill(SEND_BATCH) && unixSender) {
     if (forwardBucket && !forwardBucket.take(performance.now())) {
@@ -1253,9 +1285,7 @@ function sendToUnixSocket(): void {
       result = unixSender.send(pending[0]!.message);
     } catch (error) {
       // No daemon there (ENOENT, ECONNREFUSED) or not allowed: the messages stay, and the servers hold the rest.
-      forwardFailed(error);
-      forwardFailing = true;
-      sendLater(FORWARD_RETRY_MS);
+      sendFailed(error);
       return;
     }
     forwardFailing = false;
