@@ -370,6 +370,41 @@ describe("--forward in every form it accepts", () => {
     expect(c.stderr.match(/No such file/g)).toHaveLength(1);
   });
 
+  test("unix:PATH: a message larger than the socket takes is skipped and said, and the stream goes on", async () => {
+    const s = await server();
+    const path = join(bed.dir, "small-log.sock");
+    const reader = track(new Child(["python3", join(ROOT, "test/unix_dgram_sink.py"), path], {}, "pipe"));
+    await until("the reader's socket", () => reader.stdout.toString().includes("ready"));
+    // A send buffer of 8 KiB, as a host with a small net.core.wmem_default gives every new socket.
+    const wmem = "/proc/sys/net/core/wmem_default";
+    const saved = readFileSync(wmem, "utf8");
+    let c: Child;
+    try {
+      writeFileSync(wmem, "8192");
+      c = slpc(s.tlsPort, ["--forward", `unix:${path}`]);
+      await c.waitFor(/connecting to/); // its socket is made before it dials
+    } finally {
+      writeFileSync(wmem, saved);
+    }
+    await streamStarted(s);
+    await sendUdp(s.udpPort, [Buffer.from("<13>before"), Buffer.alloc(20_000, "x"), Buffer.from("<13>after")]);
+    const arrived = () =>
+      reader.stdout
+        .toString()
+        .split("\n")
+        .slice(1)
+        .filter((line) => line !== "")
+        .map((hex) => Buffer.from(hex, "hex").toString());
+    await until(
+      () => `two datagrams, have ${arrived().length}\n${c.stderr}`,
+      () => arrived().length >= 2,
+    );
+    expect(arrived()).toEqual(["<13>before", "<13>after"]);
+    expect(c.stderr).toMatch(/forward to unix:\S+: skipped a message larger than the socket takes \(EMSGSIZE, 20000 /);
+    c.kill("SIGUSR1");
+    await c.waitFor(/"undeliverable":1/);
+  });
+
   test("a forward address the kernel refuses every send to: one line naming it, reading paused, no crash", async () => {
     const s = await server();
     // Without SO_BROADCAST, every send to the broadcast address fails with EACCES.

@@ -508,7 +508,15 @@ interface Upstream extends ServerChoice {
   /** When its last gap line was said, and the gaps since that wait for the next (see reportGap). */
   gapLines: { saidAt: number; unsaid?: UnsaidGaps; timer?: Timer };
   counters: Record<
-    "received" | "receivedBytes" | "delivered" | "lost" | "unknownGaps" | "connects" | "reconnects" | "resent",
+    | "received"
+    | "receivedBytes"
+    | "delivered"
+    | "undeliverable"
+    | "lost"
+    | "unknownGaps"
+    | "connects"
+    | "reconnects"
+    | "resent",
     number
   >;
 }
@@ -527,6 +535,7 @@ const upstreams: Upstream[] = choices.map((choice) => ({
     received: 0,
     receivedBytes: 0,
     delivered: 0,
+    undeliverable: 0,
     lost: 0,
     unknownGaps: 0,
     connects: 0,
@@ -1107,12 +1116,15 @@ function settleUnheard(): void {
   }
 }
 
-/** `handed` are with the daemon or on stdout (as far as the transport tells): each server's point moves past them. */
-function handOn(handed: readonly Waiting[]): void {
+/**
+ * `handed` are with the daemon or on stdout (as far as the transport tells), or can never go
+ * (`undeliverable`, counted so): each server's point moves past them.
+ */
+function handOn(handed: readonly Waiting[], counter: "delivered" | "undeliverable" = "delivered"): void {
   const moved = new Set<Upstream>();
   for (let i = handed.length - 1; i >= 0; i--) {
     const { from, server, seq } = handed[i]!;
-    from.counters.delivered++;
+    from.counters[counter]++;
     if (moved.has(from)) continue;
     from.handedOn = { server, last: seq };
     moved.add(from);
@@ -1284,6 +1296,10 @@ function sendToUnixSocket(): void {
     try {
       result = unixSender.send(pending[0]!.message);
     } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EMSGSIZE") {
+        tooLarge(pending.shift()!);
+        continue;
+      }
       // No daemon there (ENOENT, ECONNREFUSED) or not allowed: the messages stay, and the servers hold the rest.
       sendFailed(error);
       return;
@@ -1296,6 +1312,23 @@ function sendToUnixSocket(): void {
     }
     handOnFirst(1);
   }
+}
+
+/**
+ * unix:: a datagram larger than the socket carries (EMSGSIZE: its send buffer, net.core.wmem_default)
+ * would never go, and waiting for it would stall every message behind it. It is skipped, counted
+ * (`undeliverable`) and said, at most once a minute with the count.
+ */
+function tooLarge(entry: Waiting): void {
+  handOn([entry], "undeliverable");
+  tooLargeUnsaid++;
+  if (performance.now() - tooLargeSaidAt < 60_000) return;
+  const count = tooLargeUnsaid > 1 ? `${tooLargeUnsaid} messages` : "a message";
+  const fix = "raise net.core.wmem_default, or have the sender keep messages shorter";
+  const what = `${count} larger than the socket takes (EMSGSIZE, ${entry.message.length} bytes the last)`;
+  log(`forward to ${forwardName}: skipped ${what}; ${fix}`);
+  tooLargeUnsaid = 0;
+  tooLargeSaidAt = performance.now();
 }
 
 // The connection to the daemon for tcp:// and relp://: dialled at start, and again with backoff
@@ -1471,6 +1504,9 @@ let frameTaken = 0;
 let daemonOutbox: Buffer[] = [];
 /** unix:: the daemon's queue was full at the last send; the next try clears it. */
 let unixFull = false;
+/** unix:: messages skipped as larger than the socket takes, since the last line about them, and when that was. */
+let tooLargeUnsaid = 0;
+let tooLargeSaidAt = Number.NEGATIVE_INFINITY;
 const relp =
   options.stdout || forward.transport !== "relp" ? undefined : new RelpSession<Waiting>({ window: RELP_WINDOW });
 const unixSender = options.stdout || forward.transport !== "unix" ? undefined : openUnixSender(forward.path);
