@@ -40,9 +40,9 @@ import {
   MAX_HANDSHAKE_SOURCES,
   MAX_MESSAGE,
   type Metric,
-  matches,
   type Options,
   optional,
+  ParseCache,
   parseBytes,
   parseBytesUpTo,
   parseControl,
@@ -55,7 +55,6 @@ import {
   parseRequired,
   parseSeconds,
   parseSecondsFrom,
-  parseSyslog,
   parseText,
   prometheusText,
   ResumeBuffer,
@@ -63,7 +62,6 @@ import {
   readCrl,
   reason,
   resumeStart,
-  type SyslogMessage,
   sameDN,
   speaksVersion,
   TLS13_ONLY,
@@ -233,13 +231,11 @@ const skipped = { empty: 0, oversize: 0 };
 /** `skipped` as the last log line about them said it: the difference is what is new. */
 const skippedReported = { empty: 0, oversize: 0 };
 /**
- * Messages parsed for the clients' filters, by number: each is parsed once, when a filtering
- * client first needs it, whatever the number of such clients. Nothing is parsed while no client
- * filters, so the path of a message to clients without filters is what it was. An entry's text is
- * a view of the resume buffer, valid while the buffer holds the message; entries no filtering
- * client can still ask for are dropped once a second (see housekeeping).
+ * What the clients' filters read of each message, parsed once for all of them in a fixed number of
+ * slots. Nothing is parsed while no client filters, so the path of a message to clients without
+ * filters is what it was.
  */
-const parsedMessages = new Map<number, SyslogMessage>();
+const parseCache = new ParseCache(resumeBuffer);
 
 /**
  * A connection's life, in order: its TLS handshake and certificate checks; once authorized, the
@@ -530,7 +526,7 @@ function onControlFrame(socket: Socket<Client>, body: Uint8Array): void {
     // An empty filter passes everything: it costs nothing to follow it unfiltered.
     if (Object.keys(filter).length > 0) {
       client.filter = filter;
-      client.stream.filterWith((seq) => matches(filter, parsed(seq)));
+      client.stream.filterWith(parseCache.selector(filter));
       log(`client ${client.name} filters: ${describeFilter(filter)}`);
     }
   }
@@ -548,27 +544,6 @@ function refuseProtocol(socket: Socket<Client>, message: string): void {
   log(`client ${socket.data.name}: ${message}; closing`);
   if (socket.data.stream.midWrite) return cut(socket);
   goodbye(socket, encodeControl({ type: "error", message }));
-}
-
-/** Message `seq` of the resume buffer, parsed once for every filtering client. */
-function parsed(seq: number): SyslogMessage {
-  let message = parsedMessages.get(seq);
-  if (message === undefined) {
-    message = parseSyslog(resumeBuffer.message(seq));
-    parsedMessages.set(seq, message);
-  }
-  return message;
-}
-
-/** Forgets the parsed messages that no filtering client will ask for again, or that the buffer let go. */
-function forgetParsed(): void {
-  if (parsedMessages.size === 0) return;
-  let floor = resumeBuffer.next;
-  for (const socket of connections.streaming) {
-    if (socket.data.filter !== undefined) floor = Math.min(floor, socket.data.stream.cursor!);
-  }
-  floor = Math.max(floor, resumeBuffer.first);
-  for (const seq of parsedMessages.keys()) if (seq < floor) parsedMessages.delete(seq);
 }
 
 function flush(socket: Socket<Client>): void {
@@ -642,7 +617,6 @@ function housekeeping(): void {
       flush(socket);
     }
   }
-  forgetParsed();
 }
 setInterval(housekeeping, Math.min(1000, options.heartbeat * 500)).unref();
 

@@ -7,7 +7,7 @@ import type { ResumeBuffer } from "./resume_buffer.ts";
 
 /**
  * Whether the message numbered `seq` passes a client's filter. Called only for numbers the
- * ResumeBuffer holds; slps parses each message once for all clients (see slps.ts).
+ * ResumeBuffer holds; a ParseCache makes one that parses each message once for all clients.
  */
 export type Selector = (seq: number) => boolean;
 

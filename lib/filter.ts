@@ -18,6 +18,9 @@ import {
   type SyslogMessage,
 } from "./syslog_message.ts";
 
+/** What a filter reads of a message: no timestamp, ids or structured data. */
+export type FilterFields = Pick<SyslogMessage, "facility" | "severity" | "hostname" | "app" | "message">;
+
 export interface Filter {
   /** Facility codes; any of them matches. */
   facilities?: ReadonlySet<number>;
@@ -189,7 +192,7 @@ const needles = new WeakMap<Filter, { text: string; bytes: Buffer }>();
  * console.log(matches(filter, message)); // true: auth.warning from sshd
  * ```
  */
-export function matches(filter: Filter, message: SyslogMessage): boolean {
+export function matches(filter: Filter, message: FilterFields): boolean {
   const { facilities, severity, programs, hosts, match } = filter;
   const { facility, app, hostname } = message;
   if (facilities !== undefined && (facility === undefined || !facilities.has(facility))) return false;
