@@ -105,6 +105,11 @@ const MIN_HEARTBEAT = 0.1;
 const MAX_BUFFER_GIB = 2;
 /** SO_RCVBUF takes an int, which the kernel doubles. */
 const MAX_UDP_BUFFER_GIB = 1;
+/**
+ * How soon a filtering client is told where it stands once left-out messages moved it on: its
+ * resume point stays this close to the stream, at one `start` per client in this time at most.
+ */
+const ANNOUNCE_MS = 100;
 
 // ---- Options, and the files they name. Anything wrong with them is one line and exit 2, before
 // a socket opens.
@@ -290,6 +295,7 @@ const floodRefusals = { pending: 0, rate: 0, full: 0, reset: 0 };
 // Frames are written once per event-loop turn, so a burst of datagrams becomes a few large
 // TLS writes instead of one small write per message.
 let flushScheduled = false;
+let announceScheduled = false;
 
 // ---- A connection's life: the handlers Bun calls, in the order it calls them; then the phases and
 // their deadlines, the certificate checks, and the protocol.
@@ -551,6 +557,21 @@ function flush(socket: Socket<Client>): void {
   stream.flush((data) => socket.write(data), performance.now());
   // A filtering stream looks at MAX_SCAN messages a write: the rest in a later turn, after the other clients'.
   if (!stream.idle && !stream.midWrite) scheduleFlush();
+  if (stream.unannouncedPosition) scheduleAnnounce();
+}
+
+/** Soon, each filtering client that left-out messages moved on is told where it stands. */
+function scheduleAnnounce(): void {
+  if (announceScheduled) return;
+  announceScheduled = true;
+  setTimeout(() => {
+    announceScheduled = false;
+    for (const socket of connections.streaming) {
+      if (!socket.data.stream.unannouncedPosition) continue;
+      socket.data.stream.announce();
+      flush(socket);
+    }
+  }, ANNOUNCE_MS);
 }
 
 // ---- Messages: each datagram from the syslog daemon goes into the resume buffer, and from there to
