@@ -25,4 +25,5 @@ export * from "./lib/state_file.ts"; // slpc's --state file, a resume point per 
 export * from "./lib/syslog_message.ts"; // a syslog message's header, RFC 5424 or 3164
 export * from "./lib/terminal_text.ts"; // a message's text made safe and measured for a terminal
 export * from "./lib/tls.ts"; // the TLS profile, and the certificate files, checked before a socket opens
+export * from "./lib/udp_drops.ts"; // the kernel's count of datagrams dropped at one UDP socket
 export * from "./lib/unix_dgram.ts"; // a local datagram socket such as /dev/log, through libc

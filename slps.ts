@@ -10,7 +10,7 @@
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { lookup } from "node:dns/promises";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import {
   type Address,
@@ -42,6 +42,7 @@ import {
   type Metric,
   type Options,
   optional,
+  ownUdpSocket,
   ParseCache,
   parseBytes,
   parseBytesUpTo,
@@ -63,10 +64,12 @@ import {
   reason,
   resumeStart,
   sameDN,
+  socketInodes,
   speaksVersion,
   TLS13_ONLY,
   type TlsFiles,
   UsageError,
+  udpDrops,
   type Values,
   VERSIONS,
 } from "./lib.ts";
@@ -697,6 +700,59 @@ if (granted < options.udpBuffer) {
   log(`warning: the UDP receive buffer is ${granted} bytes, not --udp-buffer ${options.udpBuffer}: ${raise}`);
 }
 
+// The kernel drops a datagram that finds the socket's receive buffer full, and counts it only in
+// its table of UDP sockets: slps reads its own socket's count there, so that no loss is silent.
+const udpTable = udpAddress.host.includes(":") ? "/proc/net/udp6" : "/proc/net/udp";
+const cannotCount = "cannot count the datagrams the kernel drops at the UDP socket";
+/** Our UDP socket's inode in the kernel's table; undefined where /proc does not tell (said once). */
+let udpInode = findUdpSocket();
+/** The kernel's count as the last log line about it said it. */
+let kernelDropsReported = 0;
+
+function findUdpSocket(): string | undefined {
+  try {
+    const fds = readdirSync("/proc/self/fd");
+    const links = fds.flatMap((fd) => {
+      try {
+        return [readlinkSync(`/proc/self/fd/${fd}`)];
+      } catch {
+        return []; // closed in the meantime
+      }
+    });
+    const inode = ownUdpSocket(readFileSync(udpTable, "utf8"), udp.address().port, socketInodes(links));
+    if (inode === undefined) log(`${cannotCount}: ${udpTable} does not list it`);
+    return inode;
+  } catch (error) {
+    log(`${cannotCount}: ${reason(error)}`);
+    return undefined;
+  }
+}
+
+/** The datagrams the kernel dropped at our UDP socket so far, or null where it cannot be read. */
+function kernelDrops(): number | null {
+  if (udpInode === undefined) return null;
+  try {
+    const drops = udpDrops(readFileSync(udpTable, "utf8"), udpInode);
+    if (drops !== undefined) return drops;
+    log(`${cannotCount}: ${udpTable} no longer lists it`);
+  } catch (error) {
+    log(`${cannotCount}: ${reason(error)}`);
+  }
+  udpInode = undefined;
+  return null;
+}
+
+/** Once a second: a line if the kernel dropped datagrams since the last, with what to change. */
+function reportKernelDrops(): void {
+  const drops = kernelDrops();
+  if (drops === null || drops <= kernelDropsReported) return;
+  const fix = `raise --udp-buffer, and net.core.rmem_max with it (sysctl -w net.core.rmem_max=BYTES)`;
+  const dropped = `the kernel dropped ${drops - kernelDropsReported} datagrams at the UDP socket (${drops} in all)`;
+  log(`${dropped}: its receive buffer of ${granted} bytes was full; ${fix}`);
+  kernelDropsReported = drops;
+}
+setInterval(reportKernelDrops, 1000).unref();
+
 if (options.metrics) {
   try {
     Bun.serve({
@@ -746,6 +802,7 @@ function snapshot() {
     uptime: Math.round((Date.now() - startedAt) / 1000),
     ...counters,
     skipped: { ...skipped },
+    kernelDropped: kernelDrops(),
     buffer: {
       messages: resumeBuffer.next - resumeBuffer.first,
       bytes: resumeBuffer.bytes,
@@ -801,6 +858,16 @@ function metrics(): Metric[] {
       type: "counter",
       samples: (["empty", "oversize"] as const).map((kind) => ({ labels: { reason: kind }, value: now.skipped[kind] })),
     },
+    ...(now.kernelDropped === null
+      ? []
+      : [
+          one(
+            "slps_kernel_dropped_datagrams_total",
+            "Datagrams the kernel dropped at the UDP socket: its receive buffer was full (--udp-buffer).",
+            "counter",
+            now.kernelDropped,
+          ),
+        ]),
     one(
       "slps_refused_connections_total",
       "Connections refused: certificate, issuer, limits or timeouts.",

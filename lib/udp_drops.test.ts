@@ -1,0 +1,59 @@
+import { describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { ownUdpSocket, socketInodes, udpDrops } from "./udp_drops.ts";
+
+// As Linux 6.x writes them, trailing spaces and all.
+const UDP = `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops            
+ 9156: 0100007F:0202 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 42811 2 000000005ccc5e79 0         
+ 9560: 00000000:0202 00000000:0000 07 00000000:00020400 00:00000000 00000000   104        0 42823 2 00000000f3f9b0b7 1234      
+`;
+const UDP6 = `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  123: 00000000000000000000000001000000:9C49 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 50001 2 00000000dcd8ac2e 7
+`;
+
+describe("udp drops", () => {
+  test("the socket on a port that is ours, of several bound to it; its drops", () => {
+    expect(ownUdpSocket(UDP, 514, new Set(["42823", "99"]))).toBe("42823");
+    expect(ownUdpSocket(UDP, 514, new Set(["42811"]))).toBe("42811");
+    expect(ownUdpSocket(UDP, 515, new Set(["42811"]))).toBeUndefined();
+    expect(udpDrops(UDP, "42823")).toBe(1234);
+    expect(udpDrops(UDP, "42811")).toBe(0);
+    expect(udpDrops(UDP, "1")).toBeUndefined();
+  });
+
+  test("IPv6 rows have the same columns", () => {
+    expect(ownUdpSocket(UDP6, 0x9c49, new Set(["50001"]))).toBe("50001");
+    expect(udpDrops(UDP6, "50001")).toBe(7);
+  });
+
+  test("only socket links name an inode", () => {
+    expect([...socketInodes(["/dev/null", "socket:[42]", "pipe:[7]", "anon_inode:[eventpoll]", "socket:[8]"])]).toEqual(
+      ["42", "8"],
+    );
+  });
+
+  test("a truncated or foreign table gives nothing, never a wrong number", () => {
+    expect(udpDrops("", "42811")).toBeUndefined();
+    expect(udpDrops(UDP.slice(0, 200), "42811")).toBeUndefined();
+    expect(ownUdpSocket("garbage\n1: x y\n", 514, new Set(["x"]))).toBeUndefined();
+  });
+
+  test("this process's own UDP socket is found in the kernel's table, by its inode", async () => {
+    const socket = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const links = readdirSync("/proc/self/fd").flatMap((fd) => {
+        try {
+          return [readlinkSync(`/proc/self/fd/${fd}`)];
+        } catch {
+          return [];
+        }
+      });
+      const table = readFileSync("/proc/net/udp", "utf8");
+      const inode = ownUdpSocket(table, socket.port, socketInodes(links));
+      expect(inode).toMatch(/^\d+$/);
+      expect(udpDrops(table, inode!)).toBe(0);
+    } finally {
+      socket.close();
+    }
+  });
+});
