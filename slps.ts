@@ -68,6 +68,7 @@ import {
   speaksVersion,
   TLS13_ONLY,
   type TlsFiles,
+  TokenBucket,
   UsageError,
   udpDrops,
   type Values,
@@ -108,6 +109,11 @@ const MIN_HEARTBEAT = 0.1;
 const MAX_BUFFER_GIB = 2;
 /** SO_RCVBUF takes an int, which the kernel doubles. */
 const MAX_UDP_BUFFER_GIB = 1;
+/**
+ * Control messages one client may send a second, of any kind: it sends `resume` once and
+ * `progress` once a heartbeat (ten a second at the shortest --heartbeat). Each is at most 4 KiB.
+ */
+const MAX_CONTROLS_PER_SECOND = 50;
 /**
  * How soon a filtering client is told where it stands once left-out messages moved it on: its
  * resume point stays this close to the stream, at one `start` per client in this time at most.
@@ -273,6 +279,8 @@ interface Client {
   /** The last sequence number the client says it delivered (a `progress` message), and when it said so. */
   delivered?: number;
   progressAt: number;
+  /** Control messages it may still send: MAX_CONTROLS_PER_SECOND. */
+  controls: TokenBucket;
 }
 
 const connections: Record<Phase, Set<Socket<Client>>> = {
@@ -328,6 +336,7 @@ function clientHandlers(crls: RevocationList[]): SocketHandler<Client> {
         phase: "handshaking",
         openedAt: now,
         progressAt: now,
+        controls: new TokenBucket(MAX_CONTROLS_PER_SECOND, MAX_CONTROLS_PER_SECOND, now),
         deframer: new Deframer(CLIENT_MAX_MESSAGE),
         stream: new ClientStream(resumeBuffer, queueLimit, now),
         droppedTotal: 0,
@@ -368,6 +377,9 @@ function clientHandlers(crls: RevocationList[]): SocketHandler<Client> {
       const { deframer } = socket.data;
       for (const frame of deframer.push(chunk)) {
         if (!frame.control) return refuseProtocol(socket, "clients may send control messages only");
+        if (!socket.data.controls.take(performance.now())) {
+          return refuseProtocol(socket, `over ${MAX_CONTROLS_PER_SECOND} control messages in a second`);
+        }
         onControlFrame(socket, frame.body);
         if (socket.data.phase === "closing" || socket.data.phase === "closed") return;
       }

@@ -6,7 +6,19 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodeControl, encodeFrame } from "../lib.ts";
-import { BUN, Child, makeCert, ROOT, rawTlsClient, rss, sendUdp, sleep, testBed, until } from "./kit.ts";
+import {
+  BUN,
+  Child,
+  makeCert,
+  protocolClient,
+  ROOT,
+  rawTlsClient,
+  rss,
+  sendUdp,
+  sleep,
+  testBed,
+  until,
+} from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
@@ -247,6 +259,35 @@ describe("TLS settings", () => {
     expect(negotiate(s.tlsPort, ["-tls1_3", "-groups", "P-384"])).toEndWith("secp384r1, 384 bits");
     expect(negotiate(s.tlsPort, ["-tls1_3", "-groups", "ffdhe2048"])).toBeUndefined();
     expect(negotiate(s.tlsPort, ["-tls1_2"])).toBeUndefined();
+  });
+});
+
+describe("an authenticated client that misbehaves (issue 17)", () => {
+  const creds = () => ({ ...bed.pki.cert("client"), ca: bed.pki.ca });
+  const started = (c: { controls: { type: string }[] }) => c.controls.some((m) => m.type === "start");
+
+  test("a flood of control messages ends in one line and a hang-up; progress every 100 ms does not", async () => {
+    const s = await server();
+    const out = await sink();
+    await client(s, { forwardPort: out.port });
+    const steady = await protocolClient(s.tlsPort, creds(), { reads: true });
+    const flooder = await protocolClient(s.tlsPort, creds(), { reads: true });
+    await until("both clients' start", () => started(steady) && started(flooder));
+    const timer = setInterval(() => steady.send({ type: "progress", last: 0 }), 100);
+    bed.defer(() => clearInterval(timer));
+    const progress = encodeControl({ type: "progress", last: 0 });
+    flooder.send(Buffer.concat(Array.from({ length: 5000 }, () => progress)));
+    await until("the flooder's hang-up", () => flooder.closed);
+    expect(flooder.controls.at(-1)).toEqual({ type: "error", message: "over 50 control messages in a second" });
+    const line = /client 127\.0\.0\.1:\d+ \(home\): over 50 control messages in a second; closing\n/g;
+    expect(s.stderr.match(line)).toHaveLength(1);
+    await sleep(2500);
+    expect(steady.closed).toBe(false);
+    await sendUdp(s.udpPort, [Buffer.from("<13>still served")]);
+    await until("the message at both", () => out.messages.length === 1 && steady.data === 1);
+    expect(s.stderr.match(/control messages in a second/g)).toHaveLength(1);
+    steady.close();
+    flooder.close();
   });
 });
 
