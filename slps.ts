@@ -57,6 +57,7 @@ import {
   parseSeconds,
   parseSecondsFrom,
   parseText,
+  peerText,
   prometheusText,
   ResumeBuffer,
   type RevocationList,
@@ -393,7 +394,7 @@ function clientHandlers(crls: RevocationList[]): SocketHandler<Client> {
       if (socket.data) enter(socket, "closed", error ? reason(error) : undefined);
     },
     error(socket, error) {
-      log(`connection ${socket.data?.remote ?? "?"}: ${reason(error)}`);
+      log(`connection ${socket.data?.remote ?? "?"}: ${peerText(reason(error))}`);
     },
   };
 }
@@ -498,24 +499,28 @@ function refusal(
   } else if (!success || !socket.authorized) {
     return `certificate ${serial} refused: ${why}`;
   }
+  // Names and issuer below are the peer's: a CA that signs what it is asked to may let anything through.
   if (allow.length > 0) {
     const names = certificateNames(certificate);
     if (!names.some((name) => allow.includes(name)))
-      return `certificate ${serial} names ${names.join(", ") || "nothing"}, none of them in --allow`;
+      return `certificate ${serial} names ${peerText(names.join(", ")) || "nothing"}, none of them in --allow`;
   }
   const issuer = dnOfCertificate(certificate.issuer);
   if (requiredIssuer && !sameDN(issuer, requiredIssuer))
-    return `issuer ${formatDN(issuer)} is not --issuer ${formatDN(requiredIssuer)}`;
+    return `issuer ${peerText(formatDN(issuer))} is not --issuer ${formatDN(requiredIssuer)}`;
   if (authorized() >= maxClients) return `already ${authorized()} clients (--max-clients ${maxClients})`;
   return undefined;
 }
 
-/** Names an authorized client in log lines and counters: its address, and its certificate's CN or subject. */
+/**
+ * Names an authorized client in log lines and counters: its address, and its certificate's CN or
+ * subject, escaped and capped as peer text: the CA signed them, but whoever asked for it chose them.
+ */
 function identify(socket: Socket<Client>): void {
   const subject = dnOfCertificate(socket.getPeerX509Certificate()?.subject ?? "");
   const cn = subject.findLast(([type]) => type === "CN");
-  socket.data.subject = formatDN(subject);
-  socket.data.name = `${socket.data.remote} (${cn ? cn[1] : socket.data.subject})`;
+  socket.data.subject = peerText(formatDN(subject));
+  socket.data.name = `${socket.data.remote} (${cn ? peerText(cn[1]) : socket.data.subject})`;
 }
 
 /** A control message from an authorized client: `resume` once, then `progress` as often as it likes. */
@@ -552,7 +557,9 @@ function onControlFrame(socket: Socket<Client>, body: Uint8Array): void {
     }
   }
   const start = resumeStart(message, { id: serverId, first: resumeBuffer.first, next: resumeBuffer.next });
-  const from = start.lost === undefined ? "" : `, ${start.lost ?? "unknown number of"} messages lost (${start.reason})`;
+  // The reason may hold the server id the client sent.
+  const lost = `${start.lost ?? "unknown number of"} messages lost (${peerText(start.reason ?? "")})`;
+  const from = start.lost === undefined ? "" : `, ${lost}`;
   log(`client ${client.name} starts at #${start.seq}${message.server === undefined ? " (new)" : ""}${from}`);
   client.stream.start(start);
   client.stream.keepWithinLimit();
@@ -560,9 +567,9 @@ function onControlFrame(socket: Socket<Client>, body: Uint8Array): void {
   flush(socket);
 }
 
-/** Tells the peer why (unless that would cut a frame in half), and closes. */
+/** Tells the peer why (unless that would cut a frame in half), and closes. The why may quote the peer. */
 function refuseProtocol(socket: Socket<Client>, message: string): void {
-  log(`client ${socket.data.name}: ${message}; closing`);
+  log(`client ${socket.data.name}: ${peerText(message, 300)}; closing`);
   if (socket.data.stream.midWrite) return cut(socket);
   goodbye(socket, encodeControl({ type: "error", message }));
 }

@@ -17,6 +17,7 @@ import {
   SEVERITY_NAMES,
   type SyslogMessage,
 } from "./syslog_message.ts";
+import { peerText } from "./terminal_text.ts";
 
 /** What a filter reads of a message: no timestamp, ids or structured data. */
 export type FilterFields = Pick<SyslogMessage, "facility" | "severity" | "hostname" | "app" | "message">;
@@ -217,6 +218,7 @@ export function describeFilter(filter: Filter): string {
   if (filter.severity !== undefined) parts.push(`severity ${SEVERITY_NAMES[filter.severity]} or worse`);
   if (filter.programs) parts.push(`program ${[...filter.programs].sort().join(",")}`);
   if (filter.hosts) parts.push(`host ${[...filter.hosts].sort().join(",")}`);
-  if (filter.match !== undefined) parts.push(`match ${JSON.stringify(filter.match)}`);
+  // A client chose the text: escaped as a log line must show it (JSON leaves C1 controls and bidi raw).
+  if (filter.match !== undefined) parts.push(`match ${peerText(JSON.stringify(filter.match))}`);
   return parts.length === 0 ? "everything" : parts.join("; ");
 }

@@ -27,6 +27,17 @@ let ops = "";
 const bed = testBed((dir) => {
   makeCert(dir, "selfsigned", { subject: "/CN=laptop", usage: "client" });
   makeCert(bed.dir, "selfsigned2", { subject: "/CN=laptop2", usage: "client" });
+  // A client certificate whose CN holds ESC, OSC, a C1 control and a bidi override, signed by the test's CA.
+  const cn = "ev\x1b]0;owned\x07il\u009b2J\u202ex";
+  for (const args of [
+    ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-utf8", "-subj", `/O=Example/CN=${cn}`],
+    ["x509", "-req", "-in", "forger.csr", "-CA", "root.pem", "-CAkey", "root.key", "-CAcreateserial", "-days", "30"],
+  ]) {
+    const [command, ...rest] = args;
+    const files = command === "req" ? ["-keyout", "forger.key", "-out", "forger.csr"] : ["-out", "forger.pem"];
+    const made = Bun.spawnSync(["openssl", command!, ...rest, ...files], { cwd: dir, stderr: "pipe" });
+    if (made.exitCode !== 0) throw new Error(made.stderr.toString());
+  }
   ops = join(bed.dir, "ops");
   const made = Bun.spawnSync(["bash", join(ROOT, "certs/make-certs.sh"), "-d", ops, "localhost", "home", "laptop"], {
     stderr: "pipe",
@@ -288,6 +299,42 @@ describe("an authenticated client that misbehaves (issue 17)", () => {
     expect(s.stderr.match(/control messages in a second/g)).toHaveLength(1);
     steady.close();
     flooder.close();
+  });
+
+  test("what a client chose reaches slps's log escaped: no forged line, ESC, OSC, C1 or bidi control", async () => {
+    const s = await server();
+    const forged = "x\nslps: SIGTERM: closing 0 clients and exiting\x1b]0;owned\x07\u009b2J\u202e";
+    const peers = [
+      // The server id it says it followed, which slps quotes in its gap reason.
+      await protocolClient(s.tlsPort, creds(), { resume: { type: "resume", version: 1, server: forged, last: 9 } }),
+      // Its filter's match text, which slps describes.
+      await protocolClient(s.tlsPort, creds(), { resume: { type: "resume", version: 2, filter: { match: forged } } }),
+      // A message type slps does not know, which it names in its error.
+      await protocolClient(s.tlsPort, creds(), { resume: { type: forged } as never, reads: true }),
+      // A certificate whose CN holds it all, from a CA that signed what it was asked to.
+      await protocolClient(s.tlsPort, { ...bed.pki.cert("forger"), ca: bed.pki.ca }),
+    ];
+    await until(
+      () => `slps's lines about all four:\n${s.stderr}`,
+      () =>
+        ["starts at #1, unknown number", "filters: match", "unknown control message type", "(ev"].every((text) =>
+          s.stderr.includes(text),
+        ),
+    );
+    for (const peer of peers) peer.close();
+    await s.waitFor(/disconnected[\s\S]*disconnected[\s\S]*disconnected/);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this test looks for
+    expect(s.stderr).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/);
+    for (const line of s.stderr.split("\n")) expect(line).not.toMatch(/^slps: SIGTERM/);
+    expect(s.stderr).toContain("x\\nslps: SIGTERM: closing 0 clients and exiting\\x1b]0;owned\\x07\\u009b2J\\u202e");
+    expect(s.stderr).toMatch(/\(ev\\x1b\]0;owned\\x07il\\u009b2J\\u202ex\) connected/);
+    // Refused by --allow, the certificate's names are quoted escaped too.
+    const strict = await server(["--allow", "home"]);
+    const refused = await protocolClient(strict.tlsPort, { ...bed.pki.cert("forger"), ca: bed.pki.ca });
+    await strict.waitFor(/names ev\\x1b\]0;owned\\x07il\\u009b2J\\u202ex, none of them in --allow\n/);
+    refused.close();
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this test looks for
+    expect(strict.stderr).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/);
   });
 });
 
