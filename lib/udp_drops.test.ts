@@ -2,14 +2,24 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { ownUdpSocket, socketInodes, udpDrops } from "./udp_drops.ts";
 
-// As Linux 6.x writes them, trailing spaces and all.
-const UDP = `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops            
- 9156: 0100007F:0202 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 42811 2 000000005ccc5e79 0         
- 9560: 00000000:0202 00000000:0000 07 00000000:00020400 00:00000000 00000000   104        0 42823 2 00000000f3f9b0b7 1234      
-`;
-const UDP6 = `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
-  123: 00000000000000000000000001000000:9C49 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 50001 2 00000000dcd8ac2e 7
-`;
+// As Linux 6.x writes them, padded with spaces.
+const HEADER =
+  "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer";
+const MIDDLE = "07 00000000:00000000 00:00000000 00000000     0        0";
+const row = (sl: string, local: string, remote: string, inode: string, drops: string) =>
+  `${sl}: ${local} ${remote} ${MIDDLE} ${inode} 2 000000005ccc5e79 ${drops}   `;
+const UDP = [
+  `${HEADER} drops            `,
+  row(" 9156", "0100007F:0202", "00000000:0000", "42811", "0"),
+  row(" 9560", "00000000:0202", "00000000:0000", "42823", "1234"),
+  "",
+].join("\n");
+const V6_ZERO = "00000000000000000000000000000000";
+const UDP6 = [
+  `${HEADER} drops`,
+  row("  123", "00000000000000000000000001000000:9C49", `${V6_ZERO}:0000`, "50001", "7"),
+  "",
+].join("\n");
 
 describe("udp drops", () => {
   test("the socket on a port that is ours, of several bound to it; its drops", () => {

@@ -464,7 +464,7 @@ describe("a slow client is not a dead one (defect 8)", () => {
 });
 
 describe("loss at slps's own UDP socket is counted, not silent (issue 17)", () => {
-  test("datagrams the kernel drops while slps is frozen: counted in SIGUSR1 and /metrics, one line naming the fix", async () => {
+  test("the kernel's drops while slps is frozen: counted in SIGUSR1 and /metrics, said with the fix", async () => {
     const metricsPort = await freePort();
     const s = await server(["--udp-buffer", "16KiB", "--metrics", `127.0.0.1:${metricsPort}`]);
     const out = await sink();
@@ -477,8 +477,9 @@ describe("loss at slps's own UDP socket is counted, not silent (issue 17)", () =
     const dropped = udpDrops(s.udpPort);
     expect(dropped).toBeGreaterThan(100);
     s.kill("SIGCONT");
-    const line = `the kernel dropped ${dropped} datagrams at the UDP socket \\(${dropped} in all\\): its receive buffer`;
-    await s.waitFor(new RegExp(`${line} of \\d+ bytes was full; raise --udp-buffer, and net.core.rmem_max with it`));
+    const counted = `the kernel dropped ${dropped} datagrams at the UDP socket \\(${dropped} in all\\)`;
+    const fix = "its receive buffer of \\d+ bytes was full; raise --udp-buffer, and net.core.rmem_max with it";
+    await s.waitFor(new RegExp(`${counted}: ${fix}`));
     const numbers = await snapshotOf(s);
     expect(numbers.kernelDropped).toBe(dropped);
     // Nothing uncounted: what arrived, what was skipped and what the kernel dropped is what was sent.
