@@ -5,6 +5,7 @@
 // This file is the index: import from it, or from the module itself.
 
 export * from "./lib/address.ts"; // HOST:PORT, and why a port could not be listened on
+export * from "./lib/client_auth.ts"; // slps's checks of a client certificate after the handshake, and its name
 export * from "./lib/client_stream.ts"; // what slps still has to send one client
 export * from "./lib/crl.ts"; // revocation lists, read by slps itself for pinned certificates
 export * from "./lib/dn.ts"; // distinguished names, for --issuer
@@ -21,6 +22,7 @@ export * from "./lib/parse_cache.ts"; // what slps's filters read of recent mess
 export * from "./lib/protocol.ts"; // the control messages and the resume decision
 export * from "./lib/relp.ts"; // a RELP client session, sans I/O
 export * from "./lib/resume_buffer.ts"; // slps's ring of recent messages, every client's queue
+export * from "./lib/server_numbers.ts"; // slps's numbers for SIGUSR1 and /metrics, from its state
 export * from "./lib/state_file.ts"; // slpc's --state file, a resume point per server
 export * from "./lib/syslog_message.ts"; // a syslog message's header, RFC 5424 or 3164
 export * from "./lib/terminal_text.ts"; // a message's text made safe and measured for a terminal
