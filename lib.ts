@@ -19,6 +19,7 @@ export * from "./lib/log.ts"; // log lines, reason(error), network errors
 export * from "./lib/metrics.ts"; // the Prometheus text format
 export * from "./lib/options.ts"; // flags and variables named after each option's key, --help, the value parsers
 export * from "./lib/parse_cache.ts"; // what slps's filters read of recent messages, parsed once for all clients
+export * from "./lib/phases.ts"; // a connection's phases in slps, and how long it may stay in each
 export * from "./lib/protocol.ts"; // the control messages and the resume decision
 export * from "./lib/relp.ts"; // a RELP client session, sans I/O
 export * from "./lib/resume_buffer.ts"; // slps's ring of recent messages, every client's queue
