@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { ownUdpSocket, socketInodes, udpDrops } from "./udp_drops.ts";
+import * as fs from "node:fs";
+import { ownUdpSocket, type ProcFiles, socketInodes, UdpDropCounter, udpDrops } from "./udp_drops.ts";
 
 // As Linux 6.x writes them, padded with spaces.
 const HEADER =
@@ -51,19 +51,61 @@ describe("udp drops", () => {
   test("this process's own UDP socket is found in the kernel's table, by its inode", async () => {
     const socket = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
     try {
-      const links = readdirSync("/proc/self/fd").flatMap((fd) => {
+      const links = fs.readdirSync("/proc/self/fd").flatMap((fd) => {
         try {
-          return [readlinkSync(`/proc/self/fd/${fd}`)];
+          return [fs.readlinkSync(`/proc/self/fd/${fd}`)];
         } catch {
           return [];
         }
       });
-      const table = readFileSync("/proc/net/udp", "utf8");
+      const table = fs.readFileSync("/proc/net/udp", "utf8");
       const inode = ownUdpSocket(table, socket.port, socketInodes(links));
       expect(inode).toMatch(/^\d+$/);
       expect(udpDrops(table, inode!)).toBe(0);
     } finally {
       socket.close();
     }
+  });
+
+  test("UdpDropCounter reads this process's socket from the real /proc, and what is new since it last asked", async () => {
+    const socket = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const said: string[] = [];
+      const counter = new UdpDropCounter(fs, socket.port, false, (problem) => said.push(problem));
+      expect(counter.total()).toBe(0);
+      expect(counter.takeNew()).toEqual({ dropped: 0, total: 0 });
+      expect(said).toEqual([]);
+    } finally {
+      socket.close();
+    }
+  });
+
+  test("UdpDropCounter counts from the table's text, and says once when /proc stops telling", () => {
+    const files = { udp: UDP };
+    const proc: ProcFiles = {
+      readdirSync: () => ["0", "1", "7"],
+      readlinkSync: (path) => (path.endsWith("/7") ? "socket:[42823]" : "/dev/null"),
+      readFileSync: (path) => {
+        if (path !== "/proc/net/udp") throw new Error(`ENOENT: ${path}`);
+        return files.udp;
+      },
+    };
+    const said: string[] = [];
+    const counter = new UdpDropCounter(proc, 514, false, (problem) => said.push(problem));
+    expect(counter.takeNew()).toEqual({ dropped: 1234, total: 1234 });
+    files.udp = UDP.replace(" 1234 ", " 1300 ");
+    expect(counter.takeNew()).toEqual({ dropped: 66, total: 1300 });
+    expect(counter.takeNew()).toEqual({ dropped: 0, total: 1300 });
+    files.udp = HEADER;
+    expect(counter.total()).toBeNull();
+    expect(counter.total()).toBeNull();
+    expect(counter.takeNew()).toEqual({ dropped: 0, total: 1300 });
+    expect(said).toEqual([
+      "cannot count the datagrams the kernel drops at the UDP socket: /proc/net/udp no longer lists it",
+    ]);
+    // IPv6 reads udp6; where it cannot be read at all, that is said at once.
+    const none: string[] = [];
+    expect(new UdpDropCounter(proc, 514, true, (problem) => none.push(problem)).total()).toBeNull();
+    expect(none).toEqual(["cannot count the datagrams the kernel drops at the UDP socket: ENOENT: /proc/net/udp6"]);
   });
 });

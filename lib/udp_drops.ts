@@ -1,7 +1,9 @@
 // The datagrams the kernel dropped at one UDP socket because its receive buffer was full. It counts
 // them per socket, in the last column of /proc/net/udp and /proc/net/udp6, where nobody looks:
 // slps reads its own socket's count, so that loss before the first byte reaches it is said too.
-// The files are read by the caller; this module only reads their text.
+// The functions read the tables' text; UdpDropCounter reads the files through what it is given.
+
+import { reason } from "./log.ts";
 
 /** The inodes of the sockets among the targets of a process's file descriptors (`socket:[12345]`). */
 export function socketInodes(links: readonly string[]): Set<string> {
@@ -54,4 +56,70 @@ export function ownUdpSocket(table: string, port: number, ours: ReadonlySet<stri
  */
 export function udpDrops(table: string, inode: string): number | undefined {
   return rows(table).find((row) => row.inode === inode)?.drops;
+}
+
+/** The three calls of node:fs that reading /proc takes: node:fs itself, or plain text in tests. */
+export interface ProcFiles {
+  readFileSync(path: string, encoding: "utf8"): string;
+  readdirSync(path: string): string[];
+  readlinkSync(path: string): string;
+}
+
+/**
+ * The kernel's count of datagrams dropped at this process's UDP socket on `port`, read from /proc
+ * when asked. Where /proc does not tell (not Linux, not mounted, the socket not listed), `say` is
+ * called once with why, and the count is null from then on.
+ */
+export class UdpDropCounter {
+  #fs: ProcFiles;
+  #table: string;
+  #say: (problem: string) => void;
+  #inode: string | undefined;
+  /** The count as the last call of takeNew() saw it. */
+  #taken = 0;
+
+  constructor(fs: ProcFiles, port: number, ipv6: boolean, say: (problem: string) => void) {
+    this.#fs = fs;
+    this.#table = ipv6 ? "/proc/net/udp6" : "/proc/net/udp";
+    this.#say = say;
+    try {
+      const links = fs.readdirSync("/proc/self/fd").flatMap((fd) => {
+        try {
+          return [fs.readlinkSync(`/proc/self/fd/${fd}`)];
+        } catch {
+          return []; // closed in the meantime
+        }
+      });
+      this.#inode = ownUdpSocket(fs.readFileSync(this.#table, "utf8"), port, socketInodes(links));
+      if (this.#inode === undefined) this.#cannot(`${this.#table} does not list it`);
+    } catch (error) {
+      this.#cannot(reason(error));
+    }
+  }
+
+  /** The datagrams dropped so far, or null where /proc does not tell. */
+  total(): number | null {
+    if (this.#inode === undefined) return null;
+    try {
+      const drops = udpDrops(this.#fs.readFileSync(this.#table, "utf8"), this.#inode);
+      if (drops !== undefined) return drops;
+      this.#cannot(`${this.#table} no longer lists it`);
+    } catch (error) {
+      this.#cannot(reason(error));
+    }
+    return null;
+  }
+
+  /** The datagrams dropped since the last call, and in all; none while the count is unknown. */
+  takeNew(): { dropped: number; total: number } {
+    const total = this.total() ?? this.#taken;
+    const dropped = total - this.#taken;
+    this.#taken = total;
+    return { dropped, total };
+  }
+
+  #cannot(why: string): void {
+    this.#inode = undefined;
+    this.#say(`cannot count the datagrams the kernel drops at the UDP socket: ${why}`);
+  }
 }
