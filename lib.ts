@@ -5,6 +5,7 @@
 // This file is the index: import from it, or from the module itself.
 
 export * from "./lib/address.ts"; // HOST:PORT, and why a port could not be listened on
+export * from "./lib/client_auth.ts"; // slps's checks of a client certificate after the handshake, and its name
 export * from "./lib/client_stream.ts"; // what slps still has to send one client
 export * from "./lib/crl.ts"; // revocation lists, read by slps itself for pinned certificates
 export * from "./lib/dn.ts"; // distinguished names, for --issuer
@@ -18,11 +19,15 @@ export * from "./lib/limits.ts"; // the handshake limiter, the token bucket, bac
 export * from "./lib/log.ts"; // log lines, reason(error), network errors
 export * from "./lib/metrics.ts"; // the Prometheus text format
 export * from "./lib/options.ts"; // flags and variables named after each option's key, --help, the value parsers
+export * from "./lib/parse_cache.ts"; // what slps's filters read of recent messages, parsed once for all clients
+export * from "./lib/phases.ts"; // a connection's phases in slps, and how long it may stay in each
 export * from "./lib/protocol.ts"; // the control messages and the resume decision
 export * from "./lib/relp.ts"; // a RELP client session, sans I/O
 export * from "./lib/resume_buffer.ts"; // slps's ring of recent messages, every client's queue
+export * from "./lib/server_numbers.ts"; // slps's numbers for SIGUSR1 and /metrics, from its state
 export * from "./lib/state_file.ts"; // slpc's --state file, a resume point per server
 export * from "./lib/syslog_message.ts"; // a syslog message's header, RFC 5424 or 3164
 export * from "./lib/terminal_text.ts"; // a message's text made safe and measured for a terminal
 export * from "./lib/tls.ts"; // the TLS profile, and the certificate files, checked before a socket opens
+export * from "./lib/udp_drops.ts"; // the kernel's count of datagrams dropped at one UDP socket
 export * from "./lib/unix_dgram.ts"; // a local datagram socket such as /dev/log, through libc

@@ -10,68 +10,43 @@
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { lookup } from "node:dns/promises";
-import { existsSync } from "node:fs";
+import * as fs from "node:fs";
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
+import { bindFailure, formatAddress, mustResolve, parseHostPort } from "./lib/address.ts";
+import { clientIdentity, refusal } from "./lib/client_auth.ts";
+import { ClientStream } from "./lib/client_stream.ts";
+import { crlExpiryWarnings, missingCrlWarning, type RevocationList, readCrl } from "./lib/crl.ts";
+import { parseDN } from "./lib/dn.ts";
+import { describeFilter } from "./lib/filter.ts";
+import { Deframer, encodeControl, MAX_FRAME, MAX_MESSAGE } from "./lib/framing.ts";
+import { HandshakeLimiter, MAX_HANDSHAKE_SOURCES, TokenBucket } from "./lib/limits.ts";
+import { logger, reason } from "./lib/log.ts";
+import { prometheusText } from "./lib/metrics.ts";
 import {
-  type Address,
-  BASE_VERSION,
-  bindFailure,
-  ClientStream,
-  type ControlMessage,
-  casWithoutCrl,
-  certificateNames,
-  crlExpiryWarnings,
-  Deframer,
-  describeFilter,
-  dnOfCertificate,
-  encodeControl,
-  expiryWarning,
-  type Filter,
-  filterFromWire,
-  fingerprintOf,
-  formatAddress,
-  formatDN,
-  HandshakeLimiter,
   helpText,
-  isRevoked,
-  loadTlsFiles,
-  logger,
-  MAX_FRAME,
-  MAX_HANDSHAKE_SOURCES,
-  MAX_MESSAGE,
-  type Metric,
-  matches,
   type Options,
   optional,
   parseBytes,
   parseBytesUpTo,
-  parseControl,
   parseCount,
-  parseDN,
-  parseHostPort,
   parseList,
   parseOptions,
   parsePins,
   parseRequired,
   parseSeconds,
   parseSecondsFrom,
-  parseSyslog,
   parseText,
-  prometheusText,
-  ResumeBuffer,
-  type RevocationList,
-  readCrl,
-  reason,
-  resumeStart,
-  type SyslogMessage,
-  sameDN,
-  speaksVersion,
-  TLS13_ONLY,
-  type TlsFiles,
   UsageError,
   type Values,
-  VERSIONS,
-} from "./lib.ts";
+} from "./lib/options.ts";
+import { ParseCache } from "./lib/parse_cache.ts";
+import { type Phase, phaseDeadline } from "./lib/phases.ts";
+import { answerResume, type ControlMessage, parseControl, serverHello } from "./lib/protocol.ts";
+import { ResumeBuffer } from "./lib/resume_buffer.ts";
+import { type ClientState, serverMetrics, serverSnapshot } from "./lib/server_numbers.ts";
+import { peerText } from "./lib/terminal_text.ts";
+import { expiryWarning, loadTlsFiles, TLS13_ONLY, type TlsFiles } from "./lib/tls.ts";
+import { UdpDropCounter } from "./lib/udp_drops.ts";
 import packageJson from "./package.json" with { type: "json" };
 
 // ---- Constants. Defaults first: each has a flag and an environment variable, named after its key
@@ -89,7 +64,7 @@ const PIN = ""; // if set, comma-separated SHA-256 fingerprints: the client cert
 const MAX_CLIENTS = "64";
 const MAX_PENDING = "32"; // connections at once that have not finished their TLS handshake
 const HANDSHAKE_RATE = "60"; // TLS connections a minute from one address
-const QUEUE = "16MiB"; // how far one client may fall behind before its oldest messages are skipped: as far as --buffer keeps
+const QUEUE = "16MiB"; // how far a client may fall behind before its oldest messages are skipped: as far as --buffer
 const UDP_BUFFER = "8MiB"; // kernel receive buffer of the UDP socket, for bursts (capped by net.core.rmem_max)
 const BUFFER = "16MiB"; // recent messages kept for clients that reconnect; 0 turns resume off
 const HEARTBEAT = "15"; // seconds of silence after which a client gets a heartbeat
@@ -107,6 +82,16 @@ const MIN_HEARTBEAT = 0.1;
 const MAX_BUFFER_GIB = 2;
 /** SO_RCVBUF takes an int, which the kernel doubles. */
 const MAX_UDP_BUFFER_GIB = 1;
+/**
+ * Control messages one client may send a second, of any kind: it sends `resume` once and
+ * `progress` once a heartbeat (ten a second at the shortest --heartbeat). Each is at most 4 KiB.
+ */
+const MAX_CONTROLS_PER_SECOND = 50;
+/**
+ * How soon a filtering client is told where it stands once left-out messages moved it on: its
+ * resume point stays this close to the stream, at one `start` per client in this time at most.
+ */
+const ANNOUNCE_MS = 100;
 
 // ---- Options, and the files they name. Anything wrong with them is one line and exit 2, before
 // a socket opens.
@@ -177,44 +162,33 @@ try {
   }
   options = parsed;
   tls = loadFiles();
-  await mustResolve("udp", options.udp);
-  await mustResolve("listen", options.listen);
-  if (options.metrics) await mustResolve("metrics", options.metrics);
+  await mustResolve("udp", options.udp, lookup);
+  await mustResolve("listen", options.listen, lookup);
+  if (options.metrics) await mustResolve("metrics", options.metrics, lookup);
 } catch (error) {
   if (!(error instanceof UsageError)) throw error;
   log(error.message);
   process.exit(2);
 }
-const {
-  udp: udpAddress,
-  listen: listenAddress,
-  issuer: requiredIssuer,
-  maxClients,
-  queue: queueLimit,
-  allow,
-  pin: pins,
-} = options;
-
-/** A host name that does not resolve is a typo: one line at start, not a listener that fails later. */
-async function mustResolve(flag: string, address: Address): Promise<void> {
-  try {
-    await lookup(address.host);
-  } catch (error) {
-    throw new UsageError(`--${flag} ${formatAddress(address)}: cannot resolve ${address.host}: ${reason(error)}`);
-  }
-}
+const { udp: udpAddress, listen: listenAddress, queue: queueLimit } = options;
+/** Who may receive logs, beyond a certificate that chains to --ca; the CRLs come with each listener. */
+const policy = { pins: options.pin, allow: options.allow, issuer: options.issuer, maxClients: options.maxClients };
 
 /**
  * The certificate, key, CA and CRL files. Who pins client certificates needs no CA: then a missing
  * default CA file is fine.
  */
 function loadFiles(): TlsFiles {
-  const pinsOnly = options.pin.size > 0 && options.ca === CA && !existsSync(CA);
+  const pinsOnly = options.pin.size > 0 && options.ca === CA && !fs.existsSync(CA);
   return loadTlsFiles({ ...options, ca: pinsOnly ? undefined : options.ca });
 }
 
-/** A refused or misbehaving connection gets this long to take its last bytes and close; then it is cut. */
-const CLOSING_MS = Math.min(options.handshakeTimeout, 2) * 1000;
+/** How long a connection may stay in each phase; a refused one gets min(--handshake-timeout, 2 s) to close. */
+const phaseLimits = {
+  handshakeMs: options.handshakeTimeout * 1000,
+  stallMs: options.stall * 1000,
+  closingMs: Math.min(options.handshakeTimeout, 2) * 1000,
+};
 
 // ---- State: everything slps keeps between events, in one place. The sections below read and change it.
 
@@ -233,42 +207,28 @@ const skipped = { empty: 0, oversize: 0 };
 /** `skipped` as the last log line about them said it: the difference is what is new. */
 const skippedReported = { empty: 0, oversize: 0 };
 /**
- * Messages parsed for the clients' filters, by number: each is parsed once, when a filtering
- * client first needs it, whatever the number of such clients. Nothing is parsed while no client
- * filters, so the path of a message to clients without filters is what it was. An entry's text is
- * a view of the resume buffer, valid while the buffer holds the message; entries no filtering
- * client can still ask for are dropped once a second (see housekeeping).
+ * What the clients' filters read of each message, parsed once for all of them in a fixed number of
+ * slots. Nothing is parsed while no client filters, so the path of a message to clients without
+ * filters is what it was.
  */
-const parsedMessages = new Map<number, SyslogMessage>();
+const parseCache = new ParseCache(resumeBuffer);
 
-/**
- * A connection's life, in order: its TLS handshake and certificate checks; once authorized, the
- * wait for its resume request; the stream of messages; and a short goodbye. A connection is in
- * exactly one phase, held in that phase's set, and each phase has a deadline (see `deadlineOf`).
- */
-type Phase = "handshaking" | "resuming" | "streaming" | "closing";
+// A connection is in exactly one phase (lib/phases.ts), held in that phase's set, and each phase
+// has a deadline (see `deadlineOf`).
 
-/** One TLS connection, from its first byte to its close. */
-interface Client {
-  remote: string;
+/** One TLS connection, from its first byte to its close; once authorized, a client (lib/server_numbers.ts). */
+interface Client extends ClientState {
   /** Changed only by `enter`. "closed" is the end: in no set, with no timer. */
   phase: Phase | "closed";
   /** When the TCP connection was accepted: handshake and resume request are due --handshake-timeout later. */
   openedAt: number;
   /** Ends the current phase when it overstays. */
   deadline?: Timer;
-  /** Set once the certificate checks passed: from then on the client is counted against --max-clients. */
-  name?: string;
-  /** The client certificate's subject, one-line form. */
-  subject?: string;
   deframer: Deframer;
-  stream: ClientStream;
-  droppedTotal: number;
-  /** What the client asked for in its resume request, if it filters. */
-  filter?: Filter;
-  /** The last sequence number the client says it delivered (a `progress` message), and when it said so. */
-  delivered?: number;
+  /** When it last said how far it delivered (`delivered`): a sign of life. */
   progressAt: number;
+  /** Control messages it may still send: MAX_CONTROLS_PER_SECOND. */
+  controls: TokenBucket;
 }
 
 const connections: Record<Phase, Set<Socket<Client>>> = {
@@ -294,6 +254,7 @@ const floodRefusals = { pending: 0, rate: 0, full: 0, reset: 0 };
 // Frames are written once per event-loop turn, so a burst of datagrams becomes a few large
 // TLS writes instead of one small write per message.
 let flushScheduled = false;
+let announceScheduled = false;
 
 // ---- A connection's life: the handlers Bun calls, in the order it calls them; then the phases and
 // their deadlines, the certificate checks, and the protocol.
@@ -323,6 +284,7 @@ function clientHandlers(crls: RevocationList[]): SocketHandler<Client> {
         phase: "handshaking",
         openedAt: now,
         progressAt: now,
+        controls: new TokenBucket(MAX_CONTROLS_PER_SECOND, MAX_CONTROLS_PER_SECOND, now),
         deframer: new Deframer(CLIENT_MAX_MESSAGE),
         stream: new ClientStream(resumeBuffer, queueLimit, now),
         droppedTotal: 0,
@@ -332,29 +294,19 @@ function clientHandlers(crls: RevocationList[]): SocketHandler<Client> {
     handshake(socket, success, error) {
       if (socket.data?.phase !== "handshaking") return;
       // Bun may report success for a certificate that failed verification; refusal() checks `authorized` too.
-      const why = refusal(socket, success, error, crls);
+      const certificate = socket.getPeerX509Certificate();
+      const handshake = { certificate, success, authorized: socket.authorized, error };
+      const why = refusal(handshake, { ...policy, crls }, authorized(), Date.now());
       if (why) {
         counters.refused++;
         log(`refused ${socket.data.remote}: ${why}`);
         return goodbye(socket);
       }
-      identify(socket);
+      Object.assign(socket.data, clientIdentity(socket.data.remote, certificate));
       socket.setKeepAlive(true, 30_000);
       enter(socket, "resuming");
       log(`client ${socket.data.name} connected (${authorized()} in all)`);
-      socket.data.stream.control({
-        type: "hello",
-        version: BASE_VERSION,
-        server: serverId,
-        heartbeat: options.heartbeat,
-        first: resumeBuffer.first,
-        next: resumeBuffer.next,
-        // The client may say how far it delivered, which counts as life (see deadlineOf).
-        progress: true,
-        // The client may send a filter in its resume request. The hello stays version 1, which a
-        // version 1 client requires exactly: this field is how a newer one learns of filters.
-        filters: true,
-      });
+      socket.data.stream.control(serverHello(serverId, options.heartbeat, resumeBuffer));
       flush(socket);
     },
     data(socket, chunk) {
@@ -363,6 +315,9 @@ function clientHandlers(crls: RevocationList[]): SocketHandler<Client> {
       const { deframer } = socket.data;
       for (const frame of deframer.push(chunk)) {
         if (!frame.control) return refuseProtocol(socket, "clients may send control messages only");
+        if (!socket.data.controls.take(performance.now())) {
+          return refuseProtocol(socket, `over ${MAX_CONTROLS_PER_SECOND} control messages in a second`);
+        }
         onControlFrame(socket, frame.body);
         if (socket.data.phase === "closing" || socket.data.phase === "closed") return;
       }
@@ -376,7 +331,7 @@ function clientHandlers(crls: RevocationList[]): SocketHandler<Client> {
       if (socket.data) enter(socket, "closed", error ? reason(error) : undefined);
     },
     error(socket, error) {
-      log(`connection ${socket.data?.remote ?? "?"}: ${reason(error)}`);
+      log(`connection ${socket.data?.remote ?? "?"}: ${peerText(reason(error))}`);
     },
   };
 }
@@ -407,20 +362,7 @@ function enter(socket: Socket<Client>, phase: Phase | "closed", why?: string): v
 
 /** Milliseconds the connection may stay in its phase from now. */
 function deadlineOf(client: Client, phase: Phase, now: number): number {
-  switch (phase) {
-    case "handshaking":
-    case "resuming":
-      // One clock for both: a client that is slow to handshake has less time to resume.
-      return client.openedAt + options.handshakeTimeout * 1000 - now;
-    case "streaming": {
-      // Checked again each --stall while nothing waits; while bytes wait, --stall from the last sign of life.
-      const { blockedSince, lastWrite } = client.stream;
-      if (blockedSince === undefined) return options.stall * 1000;
-      return Math.max(blockedSince, lastWrite, client.progressAt) + options.stall * 1000 - now;
-    }
-    case "closing":
-      return CLOSING_MS;
-  }
+  return phaseDeadline(phase, { ...client, ...client.stream }, phaseLimits, now);
 }
 
 /** A connection's phase deadline passed. */
@@ -460,47 +402,6 @@ function goodbye(socket: Socket<Client>, last?: Uint8Array): void {
   socket.shutdown();
 }
 
-/** Whether this client certificate may receive logs, or why not. */
-function refusal(
-  socket: Socket<Client>,
-  success: boolean,
-  error: Error | null,
-  crls: RevocationList[],
-): string | undefined {
-  const certificate = socket.getPeerX509Certificate();
-  const why = error ? reason(error) : "not authorized";
-  if (!certificate) return `no client certificate${success ? "" : ` (${why})`}`;
-  const serial = `serial ${certificate.serialNumber}`;
-  if (pins.size > 0) {
-    // Pinned certificates need not chain to --ca, so the TLS layer accepted them all: check the pin and the dates here.
-    if (!pins.has(fingerprintOf(certificate))) return `certificate ${serial} is not pinned (--pin)`;
-    const now = Date.now();
-    if (now < Date.parse(certificate.validFrom) || now > Date.parse(certificate.validTo))
-      return `certificate ${serial} is outside its validity (${certificate.validFrom} to ${certificate.validTo})`;
-    if (isRevoked(certificate, crls)) return `certificate ${serial} is revoked (--crl)`;
-  } else if (!success || !socket.authorized) {
-    return `certificate ${serial} refused: ${why}`;
-  }
-  if (allow.length > 0) {
-    const names = certificateNames(certificate);
-    if (!names.some((name) => allow.includes(name)))
-      return `certificate ${serial} names ${names.join(", ") || "nothing"}, none of them in --allow`;
-  }
-  const issuer = dnOfCertificate(certificate.issuer);
-  if (requiredIssuer && !sameDN(issuer, requiredIssuer))
-    return `issuer ${formatDN(issuer)} is not --issuer ${formatDN(requiredIssuer)}`;
-  if (authorized() >= maxClients) return `already ${authorized()} clients (--max-clients ${maxClients})`;
-  return undefined;
-}
-
-/** Names an authorized client in log lines and counters: its address, and its certificate's CN or subject. */
-function identify(socket: Socket<Client>): void {
-  const subject = dnOfCertificate(socket.getPeerX509Certificate()?.subject ?? "");
-  const cn = subject.findLast(([type]) => type === "CN");
-  socket.data.subject = formatDN(subject);
-  socket.data.name = `${socket.data.remote} (${cn ? cn[1] : socket.data.subject})`;
-}
-
 /** A control message from an authorized client: `resume` once, then `progress` as often as it likes. */
 function onControlFrame(socket: Socket<Client>, body: Uint8Array): void {
   const client = socket.data;
@@ -518,24 +419,17 @@ function onControlFrame(socket: Socket<Client>, body: Uint8Array): void {
   }
   if (message.type === "resume" && client.phase === "streaming") return refuseProtocol(socket, "resume sent twice");
   if (message.type !== "resume") return refuseProtocol(socket, `unexpected ${message.type} message`);
-  if (!speaksVersion(message.version))
-    return refuseProtocol(socket, `client speaks protocol version ${message.version}, this server speaks ${VERSIONS}`);
-  if (message.filter !== undefined) {
-    let filter: Filter;
-    try {
-      filter = filterFromWire(message.filter);
-    } catch (error) {
-      return refuseProtocol(socket, `bad filter: ${reason(error)}`);
-    }
-    // An empty filter passes everything: it costs nothing to follow it unfiltered.
-    if (Object.keys(filter).length > 0) {
-      client.filter = filter;
-      client.stream.filterWith((seq) => matches(filter, parsed(seq)));
-      log(`client ${client.name} filters: ${describeFilter(filter)}`);
-    }
+  const answer = answerResume(message, { id: serverId, first: resumeBuffer.first, next: resumeBuffer.next });
+  if ("refused" in answer) return refuseProtocol(socket, answer.refused);
+  const { filter, start } = answer;
+  if (filter) {
+    client.filter = filter;
+    client.stream.filterWith(parseCache.selector(filter));
+    log(`client ${client.name} filters: ${describeFilter(filter)}`);
   }
-  const start = resumeStart(message, { id: serverId, first: resumeBuffer.first, next: resumeBuffer.next });
-  const from = start.lost === undefined ? "" : `, ${start.lost ?? "unknown number of"} messages lost (${start.reason})`;
+  // The reason may hold the server id the client sent.
+  const lost = `${start.lost ?? "unknown number of"} messages lost (${peerText(start.reason ?? "")})`;
+  const from = start.lost === undefined ? "" : `, ${lost}`;
   log(`client ${client.name} starts at #${start.seq}${message.server === undefined ? " (new)" : ""}${from}`);
   client.stream.start(start);
   client.stream.keepWithinLimit();
@@ -543,32 +437,11 @@ function onControlFrame(socket: Socket<Client>, body: Uint8Array): void {
   flush(socket);
 }
 
-/** Tells the peer why (unless that would cut a frame in half), and closes. */
+/** Tells the peer why (unless that would cut a frame in half), and closes. The why may quote the peer. */
 function refuseProtocol(socket: Socket<Client>, message: string): void {
-  log(`client ${socket.data.name}: ${message}; closing`);
+  log(`client ${socket.data.name}: ${peerText(message, 300)}; closing`);
   if (socket.data.stream.midWrite) return cut(socket);
   goodbye(socket, encodeControl({ type: "error", message }));
-}
-
-/** Message `seq` of the resume buffer, parsed once for every filtering client. */
-function parsed(seq: number): SyslogMessage {
-  let message = parsedMessages.get(seq);
-  if (message === undefined) {
-    message = parseSyslog(resumeBuffer.message(seq));
-    parsedMessages.set(seq, message);
-  }
-  return message;
-}
-
-/** Forgets the parsed messages that no filtering client will ask for again, or that the buffer let go. */
-function forgetParsed(): void {
-  if (parsedMessages.size === 0) return;
-  let floor = resumeBuffer.next;
-  for (const socket of connections.streaming) {
-    if (socket.data.filter !== undefined) floor = Math.min(floor, socket.data.stream.cursor!);
-  }
-  floor = Math.max(floor, resumeBuffer.first);
-  for (const seq of parsedMessages.keys()) if (seq < floor) parsedMessages.delete(seq);
 }
 
 function flush(socket: Socket<Client>): void {
@@ -576,6 +449,21 @@ function flush(socket: Socket<Client>): void {
   stream.flush((data) => socket.write(data), performance.now());
   // A filtering stream looks at MAX_SCAN messages a write: the rest in a later turn, after the other clients'.
   if (!stream.idle && !stream.midWrite) scheduleFlush();
+  if (stream.unannouncedPosition) scheduleAnnounce();
+}
+
+/** Soon, each filtering client that left-out messages moved on is told where it stands. */
+function scheduleAnnounce(): void {
+  if (announceScheduled) return;
+  announceScheduled = true;
+  setTimeout(() => {
+    announceScheduled = false;
+    for (const socket of connections.streaming) {
+      if (!socket.data.stream.unannouncedPosition) continue;
+      socket.data.stream.announce();
+      flush(socket);
+    }
+  }, ANNOUNCE_MS);
 }
 
 // ---- Messages: each datagram from the syslog daemon goes into the resume buffer, and from there to
@@ -642,7 +530,6 @@ function housekeeping(): void {
       flush(socket);
     }
   }
-  forgetParsed();
 }
 setInterval(housekeeping, Math.min(1000, options.heartbeat * 500)).unref();
 
@@ -663,7 +550,7 @@ function listen(files: TlsFiles): TCPSocketListener<Client> {
       requestCert: true,
       secureOptions: TLS13_ONLY,
       // With pins, a certificate need not chain to --ca: the TLS layer must let it through to refusal().
-      rejectUnauthorized: pins.size === 0,
+      rejectUnauthorized: policy.pins.size === 0,
     },
     socket: clientHandlers(crls),
   });
@@ -702,6 +589,17 @@ if (granted < options.udpBuffer) {
   log(`warning: the UDP receive buffer is ${granted} bytes, not --udp-buffer ${options.udpBuffer}: ${raise}`);
 }
 
+// The kernel drops a datagram that finds the socket's receive buffer full, and counts it only in
+// its table of UDP sockets: slps reads that count once a second, so that no loss is silent.
+const kernelDrops = new UdpDropCounter(fs, udp.address().port, udpAddress.host.includes(":"), log);
+setInterval(() => {
+  const { dropped, total } = kernelDrops.takeNew();
+  if (dropped === 0) return;
+  const full = `its receive buffer of ${granted} bytes was full`;
+  const fix = "raise --udp-buffer, and net.core.rmem_max with it (sysctl -w net.core.rmem_max=BYTES)";
+  log(`the kernel dropped ${dropped} datagrams at the UDP socket (${total} in all): ${full}; ${fix}`);
+}, 1000).unref();
+
 if (options.metrics) {
   try {
     Bun.serve({
@@ -709,7 +607,9 @@ if (options.metrics) {
       port: options.metrics.port,
       fetch: (request) =>
         new URL(request.url).pathname === "/metrics"
-          ? new Response(prometheusText(metrics()), { headers: { "content-type": "text/plain; version=0.0.4" } })
+          ? new Response(prometheusText(serverMetrics(numbers())), {
+              headers: { "content-type": "text/plain; version=0.0.4" },
+            })
           : new Response("slps serves /metrics only\n", { status: 404 }),
     });
   } catch (error) {
@@ -735,116 +635,15 @@ setInterval(warnIfExpiring, 86_400_000).unref();
 
 /** OpenSSL checks the CRLs of the whole chain: a CA in --ca without one in --crl has every client under it refused. */
 function warnIfCrlMissing(files: TlsFiles): void {
-  if (!files.crl || !files.ca) return;
-  const missing = casWithoutCrl(files.ca, files.crl);
-  if (missing.length > 0) {
-    const consequence = "every client certificate under it will be refused (unable to get certificate CRL)";
-    log(`warning: --crl ${options.crl} holds no CRL from ${missing.join(", ")} (in --ca): ${consequence}`);
-  }
+  const warning = options.crl && files.crl && files.ca && missingCrlWarning(options.crl, files.ca, files.crl);
+  if (warning) log(warning);
 }
 warnIfCrlMissing(tls);
 
-function snapshot() {
-  return {
-    program: "slps",
-    server: serverId,
-    uptime: Math.round((Date.now() - startedAt) / 1000),
-    ...counters,
-    skipped: { ...skipped },
-    buffer: {
-      messages: resumeBuffer.next - resumeBuffer.first,
-      bytes: resumeBuffer.bytes,
-      limit: options.buffer,
-      first: resumeBuffer.first,
-      next: resumeBuffer.next,
-    },
-    phases: {
-      handshaking: connections.handshaking.size,
-      resuming: connections.resuming.size,
-      streaming: connections.streaming.size,
-      closing: connections.closing.size,
-    },
-    clients: [...connections.resuming, ...connections.streaming].map(({ data }) => ({
-      name: data.name,
-      subject: data.subject,
-      address: data.remote,
-      sent: data.stream.sent,
-      sentBytes: data.stream.sentBytes,
-      dropped: data.droppedTotal + data.stream.dropped,
-      filtered: data.stream.filtered,
-      filter: data.filter ? describeFilter(data.filter) : null,
-      behind: data.stream.cursor === undefined ? 0 : resumeBuffer.behind(data.stream.cursor),
-      delivered: data.delivered ?? null,
-    })),
-  };
-}
-
-function metrics(): Metric[] {
-  const now = snapshot();
-  const one = (name: string, help: string, type: Metric["type"], value: number): Metric => ({
-    name,
-    help,
-    type,
-    samples: [{ labels: {}, value }],
-  });
-  type Shown = (typeof now.clients)[number];
-  type Value = (c: Shown) => number;
-  const perClient = (name: string, help: string, type: Metric["type"], value: Value, clients = now.clients) =>
-    ({
-      name,
-      help,
-      type,
-      samples: clients.map((c) => ({ labels: { subject: c.subject ?? "", address: c.address }, value: value(c) })),
-    }) satisfies Metric;
-  return [
-    one("slps_received_messages_total", "Messages received over UDP.", "counter", now.received),
-    one("slps_received_bytes_total", "Bytes of messages received over UDP.", "counter", now.receivedBytes),
-    one("slps_connections_total", "TLS connections accepted.", "counter", now.connections),
-    {
-      name: "slps_skipped_datagrams_total",
-      help: "Datagrams not relayed: empty, or over 65,507 bytes (oversize).",
-      type: "counter",
-      samples: (["empty", "oversize"] as const).map((kind) => ({ labels: { reason: kind }, value: now.skipped[kind] })),
-    },
-    one(
-      "slps_refused_connections_total",
-      "Connections refused: certificate, issuer, limits or timeouts.",
-      "counter",
-      now.refused,
-    ),
-    one("slps_clients", "Authorized clients connected now.", "gauge", now.clients.length),
-    {
-      name: "slps_open_connections",
-      help: "TLS connections open now, by phase: handshaking, resuming, streaming, closing.",
-      type: "gauge",
-      samples: Object.entries(now.phases).map(([phase, value]) => ({ labels: { phase }, value })),
-    },
-    one("slps_buffer_messages", "Messages held in the resume buffer.", "gauge", now.buffer.messages),
-    one("slps_buffer_bytes", "Bytes held in the resume buffer.", "gauge", now.buffer.bytes),
-    one("slps_buffer_limit_bytes", "The resume buffer's limit (--buffer).", "gauge", now.buffer.limit),
-    perClient("slps_client_sent_messages_total", "Messages sent to a client.", "counter", (c) => c.sent),
-    perClient("slps_client_sent_bytes_total", "Bytes of messages sent to a client.", "counter", (c) => c.sentBytes),
-    perClient(
-      "slps_client_dropped_messages_total",
-      "Messages a client missed because it fell more than --queue behind.",
-      "counter",
-      (c) => c.dropped,
-    ),
-    perClient(
-      "slps_client_filtered_messages_total",
-      "Messages a client's filter left out: not sent, and not lost.",
-      "counter",
-      (c) => c.filtered,
-    ),
-    perClient("slps_client_behind_bytes", "Bytes waiting for a client.", "gauge", (c) => c.behind),
-    perClient(
-      "slps_client_delivered_sequence",
-      "The last message a client said it delivered (progress).",
-      "gauge",
-      (c) => c.delivered!,
-      now.clients.filter((c) => c.delivered !== null),
-    ),
-  ];
+/** What SIGUSR1 prints and /metrics serves. */
+function numbers() {
+  const state = { server: serverId, startedAt, now: Date.now(), counters, skipped, buffer: resumeBuffer, connections };
+  return serverSnapshot({ ...state, kernelDropped: kernelDrops.total(), bufferLimit: options.buffer });
 }
 
 // ---- Signals: SIGHUP rereads the certificates, SIGUSR1 prints the numbers, SIGINT and SIGTERM stop.
@@ -889,6 +688,6 @@ function shutdown(signal: string): void {
 }
 
 process.on("SIGHUP", reload);
-process.on("SIGUSR1", () => process.stderr.write(`${JSON.stringify(snapshot())}\n`));
+process.on("SIGUSR1", () => process.stderr.write(`${JSON.stringify(numbers())}\n`));
 process.on("SIGINT", () => shutdown("SIGINT"));
 process.on("SIGTERM", () => shutdown("SIGTERM"));

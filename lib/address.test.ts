@@ -1,7 +1,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
 import { FUZZ_TIMEOUT, property, returnsOrRefuses } from "../test/fuzz.ts";
-import { addressKey, bindFailure, parseHostPort, parseHostPortList } from "./address.ts";
+import { addressKey, bindFailure, mustResolve, parseHostPort, parseHostPortList } from "./address.ts";
 
 setDefaultTimeout(FUZZ_TIMEOUT);
 
@@ -54,6 +54,18 @@ describe("bindFailure", () => {
     );
     expect(bindFailure("listen", { host: "192.0.2.1", port: 6514 }, failure("EADDRNOTAVAIL"))).toBe(
       "cannot listen on 192.0.2.1:6514 (--listen): no such address on this machine",
+    );
+  });
+});
+
+describe("mustResolve", () => {
+  test("a name the lookup resolves passes; one it cannot is one line naming the flag, the address and why", async () => {
+    const lookup = async (host: string) => {
+      if (host !== "localhost") throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: "ENOTFOUND" });
+    };
+    await mustResolve("listen", { host: "localhost", port: 6514 }, lookup);
+    await expect(mustResolve("udp", { host: "nowhere.invalid", port: 514 }, lookup)).rejects.toThrow(
+      "--udp nowhere.invalid:514: cannot resolve nowhere.invalid: getaddrinfo ENOTFOUND nowhere.invalid",
     );
   });
 });

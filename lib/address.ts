@@ -2,6 +2,7 @@
 // listened on, in the words an operator needs.
 
 import { reason } from "./log.ts";
+import { UsageError } from "./options.ts";
 
 export interface Address {
   host: string;
@@ -67,4 +68,20 @@ export function parseHostPortList(text: string, defaultPort: number): Address[] 
 /** One address, however its host was capitalised: what --state and duplicate checks key on. */
 export function addressKey({ host, port }: Address): string {
   return formatAddress({ host: host.toLowerCase(), port });
+}
+
+/**
+ * Refuses a host name that does not resolve with `lookup` (node:dns's), naming the flag: a typo is
+ * one line at start, not a socket that fails later.
+ */
+export async function mustResolve(
+  flag: string,
+  address: Address,
+  lookup: (host: string) => Promise<unknown>,
+): Promise<void> {
+  try {
+    await lookup(address.host);
+  } catch (error) {
+    throw new UsageError(`--${flag} ${formatAddress(address)}: cannot resolve ${address.host}: ${reason(error)}`);
+  }
 }

@@ -146,6 +146,53 @@ describe("ClientStream", () => {
     expect(stream.unannouncedPosition).toBe(false);
   });
 
+  test("with a filter, where it stands is told once when asked, and never in the middle of a write", () => {
+    const buffer = filled("b1", "b2", "a3", "b4");
+    const stream = new ClientStream(buffer, 1000, 0);
+    stream.filterWith((seq) => String(buffer.message(seq)).startsWith("a"));
+    stream.start({ type: "start", seq: 1 });
+    const sink = socket(1000);
+    stream.flush(sink.write, 1);
+    // a3 went out after its start; b4 moved the cursor on: the client may be told it stands at #5.
+    expect(stream.unannouncedPosition).toBe(true);
+    stream.announce();
+    stream.announce(); // once is enough
+    stream.flush(sink.write, 2);
+    expect(deframe(Buffer.concat(sink.written)).controls.map((c) => JSON.parse(c))).toEqual([
+      { type: "start", seq: 1 },
+      { type: "start", seq: 3 },
+      { type: "start", seq: 5 },
+    ]);
+    // Mid-write: a start now would land inside a frame.
+    buffer.append(bytes("a6"));
+    buffer.append(bytes("b7"));
+    const slow = socket(2);
+    stream.flush(slow.write, 3);
+    expect(stream.midWrite).toBe(true);
+    expect(stream.unannouncedPosition).toBe(false);
+    stream.announce();
+    stream.flush(sink.write, 4);
+    expect(Buffer.concat([...slow.written, sink.written.at(-1)!]).toString()).toBe("2 a6");
+    expect(stream.unannouncedPosition).toBe(true);
+  });
+
+  test("with a filter, a gap not yet told carries the position itself: no start without lost before it", () => {
+    const buffer = new ResumeBuffer(1 << 20);
+    const stream = new ClientStream(buffer, 8, 0);
+    stream.filterWith((seq) => String(buffer.message(seq)).startsWith("a"));
+    stream.start({ type: "start", seq: 1 });
+    for (const message of ["a1", "a2", "b3", "b4"]) buffer.append(bytes(message));
+    stream.keepWithinLimit();
+    expect(stream.unannouncedPosition).toBe(false);
+    stream.announce();
+    const sink = socket(1000);
+    stream.flush(sink.write, 1);
+    expect(deframe(Buffer.concat(sink.written)).controls.map((c) => JSON.parse(c))).toEqual([
+      { type: "start", seq: 1 },
+      { type: "start", seq: 3, lost: 2, reason: "client too slow: more than 8 bytes waiting" },
+    ]);
+  });
+
   test("with a filter, a client too slow is told only of the passing messages it lost", () => {
     const buffer = new ResumeBuffer(1 << 20);
     const stream = new ClientStream(buffer, 20, 0);

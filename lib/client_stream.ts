@@ -7,7 +7,7 @@ import type { ResumeBuffer } from "./resume_buffer.ts";
 
 /**
  * Whether the message numbered `seq` passes a client's filter. Called only for numbers the
- * ResumeBuffer holds; slps parses each message once for all clients (see slps.ts).
+ * ResumeBuffer holds; a ParseCache makes one that parses each message once for all clients.
  */
 export type Selector = (seq: number) => boolean;
 
@@ -80,16 +80,18 @@ export class ClientStream {
   }
 
   /**
-   * True when filtered messages moved the cursor past where the client thinks it is: a heartbeat
-   * would better be `announce()`, so that a reconnect does not scan them again.
+   * True when left-out messages moved the cursor past where the client thinks it stands, and a
+   * `start` could say so now. The caller should `announce()` soon: the client's resume point then
+   * stays close to the stream, and a reconnect neither scans those messages again nor finds them
+   * gone from the buffer and takes them for lost.
    */
   get unannouncedPosition(): boolean {
-    return this.idle && this.cursor !== this.#clientNext;
+    return !this.midWrite && this.#unannounced === 0 && this.cursor !== this.#clientNext;
   }
 
   /** Tells the client the number of the next message it may get, with a `start` without `lost`. */
   announce(): void {
-    if (this.cursor === undefined || this.cursor === this.#clientNext) return;
+    if (!this.unannouncedPosition || this.cursor === undefined) return;
     this.control({ type: "start", seq: this.cursor });
     this.#clientNext = this.cursor;
   }

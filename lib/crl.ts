@@ -141,6 +141,17 @@ export function casWithoutCrl(caPem: string, crlPems: readonly string[]): string
 }
 
 /**
+ * A warning when a CA in `caPem` (--ca) has no CRL in `crlPems` (--crl at `path`): OpenSSL checks the
+ * CRLs of the whole chain, so it refuses every client certificate under that CA.
+ */
+export function missingCrlWarning(path: string, caPem: string, crlPems: readonly string[]): string | undefined {
+  const missing = casWithoutCrl(caPem, crlPems);
+  if (missing.length === 0) return undefined;
+  const consequence = "every client certificate under it will be refused (unable to get certificate CRL)";
+  return `warning: --crl ${path} holds no CRL from ${missing.join(", ")} (in --ca): ${consequence}`;
+}
+
+/**
  * Warnings for the CRLs in `crlPems` that have run out, or will within `days`: OpenSSL then
  * refuses every certificate under their issuer. Each names the issuer when `caPem` holds it.
  */

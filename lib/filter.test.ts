@@ -204,6 +204,14 @@ describe("wire form", () => {
     );
     expect(describeFilter({})).toBe("everything");
   });
+
+  test("describeFilter escapes a client's match text: no line break, ESC, C1 or bidi control comes out raw", () => {
+    const described = describeFilter({ match: "x\nslps: forged\x1b]0;t\x07\u009b2J\u202e" });
+    expect(described).toBe('match "x\\nslps: forged\\u001b]0;t\\u0007\\u009b2J\\u202e"');
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this test looks for
+    expect(described).not.toMatch(/[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/);
+    expect(describeFilter({ match: "a".repeat(1024) }).length).toBeLessThan(220);
+  });
 });
 
 // Fuzzing: FUZZ_RUNS sets the cases (`npm run fuzz` runs many).

@@ -17,6 +17,10 @@ import {
   SEVERITY_NAMES,
   type SyslogMessage,
 } from "./syslog_message.ts";
+import { peerText } from "./terminal_text.ts";
+
+/** What a filter reads of a message: no timestamp, ids or structured data. */
+export type FilterFields = Pick<SyslogMessage, "facility" | "severity" | "hostname" | "app" | "message">;
 
 export interface Filter {
   /** Facility codes; any of them matches. */
@@ -189,7 +193,7 @@ const needles = new WeakMap<Filter, { text: string; bytes: Buffer }>();
  * console.log(matches(filter, message)); // true: auth.warning from sshd
  * ```
  */
-export function matches(filter: Filter, message: SyslogMessage): boolean {
+export function matches(filter: Filter, message: FilterFields): boolean {
   const { facilities, severity, programs, hosts, match } = filter;
   const { facility, app, hostname } = message;
   if (facilities !== undefined && (facility === undefined || !facilities.has(facility))) return false;
@@ -214,6 +218,7 @@ export function describeFilter(filter: Filter): string {
   if (filter.severity !== undefined) parts.push(`severity ${SEVERITY_NAMES[filter.severity]} or worse`);
   if (filter.programs) parts.push(`program ${[...filter.programs].sort().join(",")}`);
   if (filter.hosts) parts.push(`host ${[...filter.hosts].sort().join(",")}`);
-  if (filter.match !== undefined) parts.push(`match ${JSON.stringify(filter.match)}`);
+  // A client chose the text: escaped as a log line must show it (JSON leaves C1 controls and bidi raw).
+  if (filter.match !== undefined) parts.push(`match ${peerText(JSON.stringify(filter.match))}`);
   return parts.length === 0 ? "everything" : parts.join("; ");
 }

@@ -1,7 +1,16 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
 import { FUZZ_TIMEOUT, property, returnsOrRefuses } from "../test/fuzz.ts";
-import { gapNotice, gapsSummary, MAX_SEQ, parseControl, parseResumePoint, resumeStart } from "./protocol.ts";
+import {
+  answerResume,
+  gapNotice,
+  gapsSummary,
+  MAX_SEQ,
+  parseControl,
+  parseResumePoint,
+  resumeStart,
+  serverHello,
+} from "./protocol.ts";
 
 setDefaultTimeout(FUZZ_TIMEOUT);
 
@@ -183,5 +192,43 @@ describe("the protocol under arbitrary input", () => {
 
   test("state files: arbitrary text is a resume point or a clear error", () => {
     property(fc.string({ maxLength: 200 }), (text) => returnsOrRefuses(() => parseResumePoint(text)));
+  });
+});
+
+describe("the server's side", () => {
+  const server = { id: "5f2c9a7e01b4d3c8", first: 1041, next: 1309 };
+
+  test("serverHello says version 1 and offers progress and filters, and a client reads it as a hello", () => {
+    const hello = serverHello(server.id, 15, server);
+    expect(hello).toEqual({
+      type: "hello",
+      version: 1,
+      server: server.id,
+      heartbeat: 15,
+      first: 1041,
+      next: 1309,
+      progress: true,
+      filters: true,
+    });
+    expect(parseControl(Buffer.from(JSON.stringify(hello)))).toEqual(hello);
+  });
+
+  test("answerResume: the start, and the filter asked for; an empty filter is none", () => {
+    expect(answerResume({ type: "resume", version: 1, server: server.id, last: 1300 }, server)).toEqual({
+      filter: undefined,
+      start: { type: "start", seq: 1301 },
+    });
+    const filtered = answerResume({ type: "resume", version: 2, filter: { programs: ["sshd"] } }, server);
+    expect(filtered).toEqual({ filter: { programs: new Set(["sshd"]) }, start: { type: "start", seq: 1309 } });
+    expect(answerResume({ type: "resume", version: 2, filter: {} }, server)).toMatchObject({ filter: undefined });
+  });
+
+  test("answerResume refuses another version and a bad filter, naming each", () => {
+    expect(answerResume({ type: "resume", version: 3 }, server)).toEqual({
+      refused: "client speaks protocol version 3, this server speaks 1 to 2",
+    });
+    expect(answerResume({ type: "resume", version: 2, filter: { severity: 9 } as never }, server)).toEqual({
+      refused: "bad filter: filter: severity: not a whole number 0 to 7",
+    });
   });
 });

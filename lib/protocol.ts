@@ -7,7 +7,7 @@
 // the messages that pass it, and a `start` without `lost` wherever the numbers jump over the others.
 // See docs/protocol.md.
 
-import type { WireFilter } from "./filter.ts";
+import { type Filter, filterFromWire, type WireFilter } from "./filter.ts";
 import { peerText } from "./terminal_text.ts";
 
 /**
@@ -171,4 +171,43 @@ export function gapNotice(start: Extract<ControlMessage, { type: "start" }>): st
   // The reason is the server's text: a hostile one could forge a line of its own with it.
   const why = start.reason === undefined ? "no reason given" : peerText(start.reason);
   return `gap: ${count} lost, ${why}; continuing from #${start.seq}`;
+}
+
+/** The `hello` slps sends an authorized client: its run, its heartbeat and what its buffer holds. */
+export function serverHello(server: string, heartbeat: number, buffer: { first: number; next: number }) {
+  return {
+    type: "hello",
+    version: BASE_VERSION,
+    server,
+    heartbeat,
+    first: buffer.first,
+    next: buffer.next,
+    // The client may say how far it delivered, which counts as a sign of life.
+    progress: true,
+    // The client may send a filter in its resume request. The hello stays version 1, which a
+    // version 1 client requires exactly: this field is how a newer one learns of filters.
+    filters: true,
+  } satisfies ControlMessage;
+}
+
+/**
+ * The server's answer to a `resume`: the filter it asks for (none if it passes everything) and the
+ * `start` that begins its stream; or why it is refused, for the `error` that ends the connection.
+ */
+export function answerResume(
+  request: Extract<ControlMessage, { type: "resume" }>,
+  server: { id: string; first: number; next: number },
+): { filter?: Filter; start: Extract<ControlMessage, { type: "start" }> } | { refused: string } {
+  if (!speaksVersion(request.version)) {
+    return { refused: `client speaks protocol version ${request.version}, this server speaks ${VERSIONS}` };
+  }
+  let filter: Filter | undefined;
+  try {
+    if (request.filter !== undefined) filter = filterFromWire(request.filter);
+  } catch (error) {
+    return { refused: `bad filter: ${error instanceof Error ? error.message : String(error)}` };
+  }
+  // An empty filter passes everything: it costs nothing to follow it unfiltered.
+  if (filter && Object.keys(filter).length === 0) filter = undefined;
+  return { filter, start: resumeStart(request, server) };
 }

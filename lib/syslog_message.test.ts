@@ -449,3 +449,35 @@ describe("generated valid messages round-trip their fields", () => {
     property(isoStamp, (stamp) => expect(isIsoTimestamp(stamp)).toBe(true));
   });
 });
+
+describe("a parse for filters, structured data checked and skipped (issue 17)", () => {
+  const skipping = (input: Uint8Array) => parseSyslog(input, { structuredData: false });
+  /** The full parse without its structured data: what the skipping parse must give. */
+  const withoutSd = (input: Uint8Array) => ({ ...parseSyslog(input), structuredData: undefined });
+
+  test("9,000 SD elements in 62 KB: header and MSG as the full parse has them, and no SD", () => {
+    const elements = Array.from({ length: 9000 }, (_, n) => `[${n.toString(36)}${n % 4 ? "" : ' a="b\\"]"'}]`);
+    const input = Buffer.from(`<13>1 2026-01-05T10:11:12Z web cron 42 - ${elements.join("")} job ran`);
+    const result = skipping(input);
+    expect(result).toEqual(withoutSd(input));
+    expect(result).toMatchObject({ hostname: "web", app: "cron", format: "rfc5424" });
+    expect(result.structuredData).toBeUndefined();
+    expect(Buffer.from(result.message).toString()).toBe("job ran");
+  });
+
+  test("malformed SD falls back to 3164 exactly as in the full parse", () => {
+    for (const sd of ['[a b="c"', "[a b=c]", '[a b="c"]x', "[]", '[a="b"]', '[a b="c\\"]']) {
+      const input = Buffer.from(`<13>1 - web cron - - ${sd} text`);
+      expect(skipping(input)).toEqual(withoutSd(input));
+    }
+  });
+
+  test("any input from syslog's alphabet after a 5424 header: the same fields as the full parse, less SD", () => {
+    const alphabet = fc.constantFrom(...Buffer.from('ab =[]"\\\xff ', "latin1"));
+    property(fc.integer({ min: 0, max: 191 }), fc.array(alphabet, { maxLength: 200 }), (pri, rest) => {
+      const input = concat(`<${pri}>1 - web cron 7 - [`, Uint8Array.from(rest));
+      expect(skipping(input)).toEqual(withoutSd(input));
+    });
+    property(fc.uint8Array({ maxLength: 300 }), (input) => expect(skipping(input)).toEqual(withoutSd(input)));
+  });
+});

@@ -69,6 +69,16 @@ const LF = 0x0a;
 const text = new TextDecoder(); // header fields are printable ASCII; SD values are UTF-8 by the RFC
 const isPrintable = (byte: number | undefined) => byte !== undefined && byte > 0x20 && byte < 0x7f;
 
+export interface ParseOptions {
+  /**
+   * Whether to decode STRUCTURED-DATA. Without it, it is checked and skipped, allocating nothing
+   * per element, and `structuredData` is left out: a filter reads no SD, and a sender who packs
+   * thousands of elements into one datagram must not cost slps more than its bytes (issue 17).
+   * @default true
+   */
+  structuredData?: boolean;
+}
+
 /**
  * The fields of one syslog datagram. Never throws.
  *
@@ -79,10 +89,10 @@ const isPrintable = (byte: number | undefined) => byte !== undefined && byte > 0
  * console.log(parsed.app, parsed.procid, new TextDecoder().decode(parsed.message)); // sshd 42 Accepted key
  * ```
  */
-export function parseSyslog(input: Uint8Array): SyslogMessage {
+export function parseSyslog(input: Uint8Array, options: ParseOptions = {}): SyslogMessage {
   const pri = parsePri(input);
   if (pri === undefined) return { message: input, utf8: isUtf8(input), format: "unknown" };
-  const fields = parse5424(input, pri.end) ?? parse3164(input, pri.end);
+  const fields = parse5424(input, pri.end, options.structuredData ?? true) ?? parse3164(input, pri.end);
   let { start } = fields;
   let end = input.length;
   if (end > start && input[end - 1] === LF) end--;
@@ -146,7 +156,7 @@ export function isIsoTimestamp(value: string): boolean {
 }
 const inRange = (n: number, min: number, max: number) => n >= min && n <= max;
 
-function parse5424(input: Uint8Array, at: number): Fields | undefined {
+function parse5424(input: Uint8Array, at: number, decodeSd: boolean): Fields | undefined {
   const version = /^[1-9]\d{0,2} /.exec(text.decode(input.subarray(at, at + 4)));
   if (version === null) return undefined;
   at += version[0].length;
@@ -163,7 +173,7 @@ function parse5424(input: Uint8Array, at: number): Fields | undefined {
   let structuredData: Header["structuredData"];
   if (input[at] === 0x2d) at++;
   else {
-    const sd = parseStructuredData(input, at);
+    const sd = parseStructuredData(input, at, decodeSd);
     if (sd === undefined) return undefined;
     ({ structuredData, end: at } = sd);
   }
@@ -172,39 +182,49 @@ function parse5424(input: Uint8Array, at: number): Fields | undefined {
   return { header, start: Math.min(at + 1, input.length), format: "rfc5424" };
 }
 
-/** One or more `[ID name="value" ...]`, values unescaped (`\"`, `\\`, `\]`); undefined if malformed. */
-function parseStructuredData(input: Uint8Array, at: number) {
-  const structuredData: Record<string, Record<string, string>> = {};
-  const name = () => {
-    const start = at;
-    while (isPrintable(input[at]) && input[at] !== 0x3d && input[at] !== 0x5d && input[at] !== 0x22) at++;
-    return at === start ? undefined : text.decode(input.subarray(start, at));
-  };
+/**
+ * One or more `[ID name="value" ...]`, values unescaped (`\"`, `\\`, `\]`); undefined if malformed.
+ * Without `decode` it is only checked, and `structuredData` is undefined.
+ */
+function parseStructuredData(input: Uint8Array, at: number, decode: boolean) {
+  const structuredData: Record<string, Record<string, string>> | undefined = decode ? {} : undefined;
+  const name = (start: number, end: number) => (decode ? text.decode(input.subarray(start, end)) : "");
   if (input[at] !== 0x5b) return undefined;
   while (input[at] === 0x5b) {
-    at++;
-    const id = name();
-    if (id === undefined) return undefined;
-    const params: Record<string, string> = {};
+    const idEnd = nameEnd(input, ++at);
+    if (idEnd === at) return undefined;
+    const id = name(at, idEnd);
+    at = idEnd;
+    const params: Record<string, string> | undefined = decode ? {} : undefined;
     while (input[at] === SP) {
-      at++;
-      const param = name();
-      if (param === undefined || input[at] !== 0x3d || input[at + 1] !== 0x22) return undefined;
-      const bytes: number[] = [];
-      for (at += 2; at < input.length && input[at] !== 0x22; at++) {
-        const next = input[at + 1];
-        if (input[at] === 0x5c && (next === 0x22 || next === 0x5c || next === 0x5d)) at++;
-        bytes.push(input[at]!);
+      const paramEnd = nameEnd(input, ++at);
+      if (paramEnd === at || input[paramEnd] !== 0x3d || input[paramEnd + 1] !== 0x22) return undefined;
+      const param = name(at, paramEnd);
+      const bytes: number[] | undefined = params && [];
+      for (at = paramEnd + 2; at < input.length && input[at] !== 0x22; at++) {
+        if (input[at] === 0x5c) {
+          const next = input[at + 1];
+          if (next === 0x22 || next === 0x5c || next === 0x5d) at++;
+        }
+        bytes?.push(input[at]!);
       }
       if (at >= input.length) return undefined;
       at++;
-      if (!Object.hasOwn(params, param)) defineField(params, param, text.decode(Uint8Array.from(bytes)));
+      if (params && bytes && !Object.hasOwn(params, param)) {
+        defineField(params, param, text.decode(Uint8Array.from(bytes)));
+      }
     }
     if (input[at] !== 0x5d) return undefined;
     at++;
-    if (!Object.hasOwn(structuredData, id)) defineField(structuredData, id, params);
+    if (structuredData && params && !Object.hasOwn(structuredData, id)) defineField(structuredData, id, params);
   }
   return { structuredData, end: at };
+}
+
+/** Where the SD-NAME at `at` ends: printable ASCII but `=`, `]` and `"`. */
+function nameEnd(input: Uint8Array, at: number): number {
+  while (isPrintable(input[at]) && input[at] !== 0x3d && input[at] !== 0x5d && input[at] !== 0x22) at++;
+  return at;
 }
 
 /** Sets a key that a sender chose, so that `__proto__` is a key like any other. */

@@ -3,9 +3,10 @@
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { execFileSync } from "node:child_process";
+import { join } from "node:path";
 import fc from "fast-check";
 import { Deframer, encodeControl, filterFromWire } from "../lib.ts";
-import { BUN, freePort, ROOT, type ServerHandle, sendUdp, sleep, tempDir, testBed, until } from "./kit.ts";
+import { BUN, freePort, ROOT, type ServerHandle, savedPoint, sendUdp, sleep, tempDir, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(60_000);
 
@@ -160,6 +161,37 @@ describe("filters", () => {
     expect(c.stderr).not.toMatch(/gap:/);
     const starts = [...s.stderr.matchAll(/ starts at #(\d+)/g)].map((m) => Number(m[1]));
     expect(starts).toEqual([1, 56]);
+  });
+
+  test("slpc --state restarted after 10,000 left-out messages turned the buffer over: no gap line, nothing lost", async () => {
+    // The default --heartbeat of 15 s: the client must hear where it stands well before a heartbeat.
+    const s = await bed.server(["--buffer", "128KiB", "--queue", "128KiB"]);
+    const state = join(bed.dir, "filter-state.json");
+    const out = await bed.sink();
+    const opts = { forwardPort: out.port, args: ["--program", "sshd", "--state", state] };
+    const first = await bed.client(s, opts);
+    const login = (n: number) => bytes(`<38>Jan  5 10:11:12 web sshd[7]: Accepted publickey ${n}`);
+    await sendUdp(s.udpPort, [login(1)]);
+    await until("the first login", () => out.messages.length === 1);
+    const cron = Array.from({ length: 10_000 }, (_, i) =>
+      bytes(`<78>Jan  5 10:11:13 web cron[9]: ${i} ${"x".repeat(200)}`),
+    );
+    await sendUdp(s.udpPort, cron);
+    await until("slps to receive them all", () => {
+      s.kill("SIGUSR1");
+      return /"next":10002/.test(s.stderr);
+    });
+    await sleep(1000); // ten times the announce delay; a heartbeat would take 15 s
+    first.kill("SIGTERM");
+    expect(await first.exit()).toBe(0);
+    expect(savedPoint(state)!.last).toBe(10_001);
+    const second = await bed.client(s, opts);
+    await sendUdp(s.udpPort, [login(2)]);
+    await until("the second login", () => out.messages.length === 2);
+    await sleep(300);
+    expect(texts(out.messages)).toEqual([login(1), login(2)].map((m) => m.toString("latin1")));
+    expect(first.stderr + second.stderr).not.toMatch(/gap/);
+    expect(s.stderr).not.toMatch(/messages lost/);
   });
 
   test("a replay of thousands of left-out messages goes on in later turns, and what passes arrives", async () => {

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket, Subprocess } from "bun";
-import { TLS13_ONLY } from "../lib.ts";
+import { type ControlMessage, Deframer, encodeControl, MAX_MESSAGE, TLS13_ONLY } from "../lib.ts";
 
 export const ROOT = join(import.meta.dir, "..");
 export const BUN = process.execPath;
@@ -240,11 +240,62 @@ export function rss(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
 }
 
-/** CPU seconds `pid` has used, user and system, from /proc (clock ticks of 1/100 s on Linux). */
+/** Anonymous resident memory of a process (its heap and buffers, no shared code), in bytes. */
+export function rssAnon(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/RssAnon:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+/** CPU seconds a process has used, user and system, from /proc/PID/stat (in clock ticks of 10 ms). */
 export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // The fields after the command name, which is in parentheses and may hold spaces.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * A client of the test's own speaking slp's protocol over TLS: it sends `resume` when the hello
+ * comes, keeps every control message slps sends, and stops reading after the first `start` unless
+ * `reads`. What it does after that is the test's: `send` a control message, or raw bytes.
+ */
+export async function protocolClient(
+  port: number,
+  creds: { cert: string; key: string; ca: string },
+  opts: { resume?: ControlMessage; reads?: boolean } = {},
+) {
+  const resume = opts.resume ?? { type: "resume", version: 1 };
+  const deframer = new Deframer(MAX_MESSAGE);
+  const state = { controls: [] as ({ type: string } & Record<string, unknown>)[], data: 0, closed: false };
+  const socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    tls: { cert: Bun.file(creds.cert), key: Bun.file(creds.key), ca: Bun.file(creds.ca), serverName: "localhost" },
+    socket: {
+      data(socket, chunk) {
+        for (const frame of deframer.push(chunk)) {
+          if (!frame.control) {
+            state.data++;
+            continue;
+          }
+          const message = JSON.parse(Buffer.from(frame.body).toString());
+          state.controls.push(message);
+          if (message.type === "hello") socket.write(encodeControl(resume));
+          if (message.type === "start" && !opts.reads) socket.pause();
+        }
+      },
+      close: () => {
+        state.closed = true;
+      },
+      error: () => {},
+    },
+  });
+  return Object.assign(state, {
+    socket,
+    send: (message: ControlMessage | Uint8Array) =>
+      socket.write(message instanceof Uint8Array ? message : encodeControl(message)),
+    close: () => socket.terminate(),
+  });
 }
 
 export interface ServerHandle extends Child {

@@ -6,7 +6,19 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodeControl, encodeFrame } from "../lib.ts";
-import { BUN, Child, makeCert, ROOT, rawTlsClient, rss, sendUdp, sleep, testBed, until } from "./kit.ts";
+import {
+  BUN,
+  Child,
+  makeCert,
+  protocolClient,
+  ROOT,
+  rawTlsClient,
+  rss,
+  sendUdp,
+  sleep,
+  testBed,
+  until,
+} from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
@@ -15,6 +27,17 @@ let ops = "";
 const bed = testBed((dir) => {
   makeCert(dir, "selfsigned", { subject: "/CN=laptop", usage: "client" });
   makeCert(bed.dir, "selfsigned2", { subject: "/CN=laptop2", usage: "client" });
+  // A client certificate whose CN holds ESC, OSC, a C1 control and a bidi override, signed by the test's CA.
+  const cn = "ev\x1b]0;owned\x07il\u009b2J\u202ex";
+  for (const args of [
+    ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-utf8", "-subj", `/O=Example/CN=${cn}`],
+    ["x509", "-req", "-in", "forger.csr", "-CA", "root.pem", "-CAkey", "root.key", "-CAcreateserial", "-days", "30"],
+  ]) {
+    const [command, ...rest] = args;
+    const files = command === "req" ? ["-keyout", "forger.key", "-out", "forger.csr"] : ["-out", "forger.pem"];
+    const made = Bun.spawnSync(["openssl", command!, ...rest, ...files], { cwd: dir, stderr: "pipe" });
+    if (made.exitCode !== 0) throw new Error(made.stderr.toString());
+  }
   ops = join(bed.dir, "ops");
   const made = Bun.spawnSync(["bash", join(ROOT, "certs/make-certs.sh"), "-d", ops, "localhost", "home", "laptop"], {
     stderr: "pipe",
@@ -247,6 +270,71 @@ describe("TLS settings", () => {
     expect(negotiate(s.tlsPort, ["-tls1_3", "-groups", "P-384"])).toEndWith("secp384r1, 384 bits");
     expect(negotiate(s.tlsPort, ["-tls1_3", "-groups", "ffdhe2048"])).toBeUndefined();
     expect(negotiate(s.tlsPort, ["-tls1_2"])).toBeUndefined();
+  });
+});
+
+describe("an authenticated client that misbehaves (issue 17)", () => {
+  const creds = () => ({ ...bed.pki.cert("client"), ca: bed.pki.ca });
+  const started = (c: { controls: { type: string }[] }) => c.controls.some((m) => m.type === "start");
+
+  test("a flood of control messages ends in one line and a hang-up; progress every 100 ms does not", async () => {
+    const s = await server();
+    const out = await sink();
+    await client(s, { forwardPort: out.port });
+    const steady = await protocolClient(s.tlsPort, creds(), { reads: true });
+    const flooder = await protocolClient(s.tlsPort, creds(), { reads: true });
+    await until("both clients' start", () => started(steady) && started(flooder));
+    const timer = setInterval(() => steady.send({ type: "progress", last: 0 }), 100);
+    bed.defer(() => clearInterval(timer));
+    const progress = encodeControl({ type: "progress", last: 0 });
+    flooder.send(Buffer.concat(Array.from({ length: 5000 }, () => progress)));
+    await until("the flooder's hang-up", () => flooder.closed);
+    expect(flooder.controls.at(-1)).toEqual({ type: "error", message: "over 50 control messages in a second" });
+    const line = /client 127\.0\.0\.1:\d+ \(home\): over 50 control messages in a second; closing\n/g;
+    expect(s.stderr.match(line)).toHaveLength(1);
+    await sleep(2500);
+    expect(steady.closed).toBe(false);
+    await sendUdp(s.udpPort, [Buffer.from("<13>still served")]);
+    await until("the message at both", () => out.messages.length === 1 && steady.data === 1);
+    expect(s.stderr.match(/control messages in a second/g)).toHaveLength(1);
+    steady.close();
+    flooder.close();
+  });
+
+  test("what a client chose reaches slps's log escaped: no forged line, ESC, OSC, C1 or bidi control", async () => {
+    const s = await server();
+    const forged = "x\nslps: SIGTERM: closing 0 clients and exiting\x1b]0;owned\x07\u009b2J\u202e";
+    const peers = [
+      // The server id it says it followed, which slps quotes in its gap reason.
+      await protocolClient(s.tlsPort, creds(), { resume: { type: "resume", version: 1, server: forged, last: 9 } }),
+      // Its filter's match text, which slps describes.
+      await protocolClient(s.tlsPort, creds(), { resume: { type: "resume", version: 2, filter: { match: forged } } }),
+      // A message type slps does not know, which it names in its error.
+      await protocolClient(s.tlsPort, creds(), { resume: { type: forged } as never, reads: true }),
+      // A certificate whose CN holds it all, from a CA that signed what it was asked to.
+      await protocolClient(s.tlsPort, { ...bed.pki.cert("forger"), ca: bed.pki.ca }),
+    ];
+    await until(
+      () => `slps's lines about all four:\n${s.stderr}`,
+      () =>
+        ["starts at #1, unknown number", "filters: match", "unknown control message type", "(ev"].every((text) =>
+          s.stderr.includes(text),
+        ),
+    );
+    for (const peer of peers) peer.close();
+    await s.waitFor(/disconnected[\s\S]*disconnected[\s\S]*disconnected/);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this test looks for
+    expect(s.stderr).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/);
+    for (const line of s.stderr.split("\n")) expect(line).not.toMatch(/^slps: SIGTERM/);
+    expect(s.stderr).toContain("x\\nslps: SIGTERM: closing 0 clients and exiting\\x1b]0;owned\\x07\\u009b2J\\u202e");
+    expect(s.stderr).toMatch(/\(ev\\x1b\]0;owned\\x07il\\u009b2J\\u202ex\) connected/);
+    // Refused by --allow, the certificate's names are quoted escaped too.
+    const strict = await server(["--allow", "home"]);
+    const refused = await protocolClient(strict.tlsPort, { ...bed.pki.cert("forger"), ca: bed.pki.ca });
+    await strict.waitFor(/names ev\\x1b\]0;owned\\x07il\\u009b2J\\u202ex, none of them in --allow\n/);
+    refused.close();
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this test looks for
+    expect(strict.stderr).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/);
   });
 });
 

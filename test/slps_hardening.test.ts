@@ -8,7 +8,20 @@ import { createSocket } from "node:dgram";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MAX_FRAME, MAX_MESSAGE } from "../lib.ts";
-import { BUN, Child, chain, makeCert, ROOT, rawTlsClient, sendUdp, sleep, testBed, until } from "./kit.ts";
+import {
+  BUN,
+  Child,
+  chain,
+  freePort,
+  makeCert,
+  ROOT,
+  rawTlsClient,
+  sendUdp,
+  sleep,
+  testBed,
+  udpDrops,
+  until,
+} from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
@@ -447,5 +460,35 @@ describe("a slow client is not a dead one (defect 8)", () => {
     expect(numbers.clients).toHaveLength(1);
     expect(numbers.clients[0]).toMatchObject({ address: `127.0.0.1:${slowPort}`, delivered: 0 });
     expect(numbers.clients[0].behind).toBeGreaterThan(0);
+  });
+});
+
+describe("loss at slps's own UDP socket is counted, not silent (issue 17)", () => {
+  test("the kernel's drops while slps is frozen: counted in SIGUSR1 and /metrics, said with the fix", async () => {
+    const metricsPort = await freePort();
+    const s = await server(["--udp-buffer", "16KiB", "--metrics", `127.0.0.1:${metricsPort}`]);
+    const out = await sink();
+    await client(s, { forwardPort: out.port });
+    const sent = Array.from({ length: 300 }, (_, i) => Buffer.from(`<13>burst ${i} ${"x".repeat(1000)}`));
+    // Frozen, slps reads nothing: the kernel keeps what fits in 16 KiB and drops the rest.
+    s.kill("SIGSTOP");
+    bed.defer(() => s.kill("SIGCONT"));
+    await sendUdp(s.udpPort, [...sent, Buffer.alloc(0)]);
+    const dropped = udpDrops(s.udpPort);
+    expect(dropped).toBeGreaterThan(100);
+    s.kill("SIGCONT");
+    const counted = `the kernel dropped ${dropped} datagrams at the UDP socket \\(${dropped} in all\\)`;
+    const fix = "its receive buffer of \\d+ bytes was full; raise --udp-buffer, and net.core.rmem_max with it";
+    await s.waitFor(new RegExp(`${counted}: ${fix}`));
+    const numbers = await snapshotOf(s);
+    expect(numbers.kernelDropped).toBe(dropped);
+    // Nothing uncounted: what arrived, what was skipped and what the kernel dropped is what was sent.
+    expect(numbers.received + numbers.skipped.empty + numbers.skipped.oversize + dropped).toBe(sent.length + 1);
+    await until("every message that arrived at the client", () => out.messages.length === numbers.received);
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toContain(`\nslps_kernel_dropped_datagrams_total ${dropped}\n`);
+    // Once a second at most, and only when there is something new to say.
+    await sleep(2500);
+    expect(s.stderr.match(/the kernel dropped/g)).toHaveLength(1);
   });
 });

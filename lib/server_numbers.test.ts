@@ -1,0 +1,111 @@
+import { describe, expect, test } from "bun:test";
+import { ClientStream } from "./client_stream.ts";
+import { parsePrograms } from "./filter.ts";
+import { prometheusText } from "./metrics.ts";
+import { ResumeBuffer } from "./resume_buffer.ts";
+import { type ServerState, serverMetrics, serverSnapshot } from "./server_numbers.ts";
+
+/**
+ * A server that received three messages, with one client that was sent them all, one still resuming,
+ * and one connection in its handshake.
+ */
+function state(changes: Partial<ServerState> = {}): ServerState {
+  const buffer = new ResumeBuffer(1 << 20);
+  for (const text of ["<13>one", "<13>two", "<13>three"]) buffer.append(Buffer.from(text));
+  const stream = new ClientStream(buffer, 1 << 20, 0);
+  stream.start({ type: "start", seq: 1 });
+  stream.flush((data) => data.length, 1);
+  const streaming = {
+    name: "192.0.2.7:5000 (home)",
+    subject: "/O=Example/CN=home",
+    remote: "192.0.2.7:5000",
+    stream,
+    droppedTotal: 5,
+    filter: { programs: parsePrograms("sshd") },
+    delivered: 2,
+  };
+  const resuming = { remote: "192.0.2.8:6000", stream: new ClientStream(buffer, 1 << 20, 0), droppedTotal: 0 };
+  return {
+    server: "5f2c9a7e01b4d3c8",
+    startedAt: 1_000_000,
+    now: 1_086_400,
+    counters: { received: 3, receivedBytes: 20, connections: 4, refused: 1 },
+    skipped: { empty: 1, oversize: 0 },
+    kernelDropped: 7,
+    buffer,
+    bufferLimit: 1 << 20,
+    connections: {
+      handshaking: new Set(["a connection"]),
+      resuming: new Set([{ data: resuming }]),
+      streaming: new Set([{ data: streaming }]),
+      closing: new Set(),
+    },
+    ...changes,
+  };
+}
+
+describe("server numbers", () => {
+  test("the SIGUSR1 line: counters, the buffer, the phases and each authorized client", () => {
+    expect(serverSnapshot(state())).toEqual({
+      program: "slps",
+      server: "5f2c9a7e01b4d3c8",
+      uptime: 86,
+      received: 3,
+      receivedBytes: 20,
+      connections: 4,
+      refused: 1,
+      skipped: { empty: 1, oversize: 0 },
+      kernelDropped: 7,
+      buffer: { messages: 3, bytes: 29, limit: 1 << 20, first: 1, next: 4 },
+      phases: { handshaking: 1, resuming: 1, streaming: 1, closing: 0 },
+      clients: [
+        {
+          name: undefined,
+          subject: undefined,
+          address: "192.0.2.8:6000",
+          sent: 0,
+          sentBytes: 0,
+          dropped: 0,
+          filtered: 0,
+          filter: null,
+          behind: 0,
+          delivered: null,
+        },
+        {
+          name: "192.0.2.7:5000 (home)",
+          subject: "/O=Example/CN=home",
+          address: "192.0.2.7:5000",
+          sent: 3,
+          sentBytes: 29,
+          dropped: 5,
+          filtered: 0,
+          filter: "program sshd",
+          behind: 0,
+          delivered: 2,
+        },
+      ],
+    });
+  });
+
+  test("the same numbers at /metrics, labelled by subject and address", () => {
+    const text = prometheusText(serverMetrics(serverSnapshot(state())));
+    expect(text).toContain("\nslps_received_messages_total 3\n");
+    expect(text).toContain('\nslps_skipped_datagrams_total{reason="empty"} 1\n');
+    expect(text).toContain("\nslps_kernel_dropped_datagrams_total 7\n");
+    expect(text).toContain('\nslps_open_connections{phase="handshaking"} 1\n');
+    expect(text).toContain(
+      '\nslps_client_dropped_messages_total{subject="/O=Example/CN=home",address="192.0.2.7:5000"} 5\n',
+    );
+    expect(text).toContain('\nslps_client_sent_messages_total{subject="",address="192.0.2.8:6000"} 0\n');
+    // Only a client that said how far it delivered has a delivered sequence.
+    expect(text.match(/^slps_client_delivered_sequence\{.*$/gm)).toEqual([
+      'slps_client_delivered_sequence{subject="/O=Example/CN=home",address="192.0.2.7:5000"} 2',
+    ]);
+  });
+
+  test("where the kernel's drops cannot be read, SIGUSR1 says null and /metrics leaves the metric out", () => {
+    const numbers = serverSnapshot(state({ kernelDropped: null }));
+    expect(numbers.kernelDropped).toBeNull();
+    expect(prometheusText(serverMetrics(numbers))).not.toContain("slps_kernel_dropped_datagrams_total");
+  });
+});

@@ -1,0 +1,166 @@
+// slps's numbers for operators: what SIGUSR1 prints as one JSON line and /metrics serves, made
+// from the server's state as plain values.
+
+import type { ClientStream } from "./client_stream.ts";
+import { describeFilter, type Filter } from "./filter.ts";
+import type { Metric } from "./metrics.ts";
+import type { ResumeBuffer } from "./resume_buffer.ts";
+
+/** One authorized client, as slps keeps it. */
+export interface ClientState {
+  name?: string;
+  subject?: string;
+  remote: string;
+  stream: ClientStream;
+  /** Messages it skipped before the stream's own count was last taken. */
+  droppedTotal: number;
+  filter?: Filter;
+  /** The last message it said it delivered (`progress`). */
+  delivered?: number;
+}
+
+/** What slps keeps, as far as its numbers show it. */
+export interface ServerState {
+  server: string;
+  /** Milliseconds since the epoch, at start and now. */
+  startedAt: number;
+  now: number;
+  counters: { received: number; receivedBytes: number; connections: number; refused: number };
+  skipped: { empty: number; oversize: number };
+  /** What the kernel dropped at the UDP socket, or null where it cannot be read. */
+  kernelDropped: number | null;
+  buffer: ResumeBuffer;
+  /** --buffer. */
+  bufferLimit: number;
+  /** The connections in each phase of their life; those resuming or streaming are authorized clients. */
+  connections: {
+    handshaking: ReadonlySet<unknown>;
+    resuming: ReadonlySet<{ data: ClientState }>;
+    streaming: ReadonlySet<{ data: ClientState }>;
+    closing: ReadonlySet<unknown>;
+  };
+}
+
+/** The numbers SIGUSR1 prints, one JSON line (docs/operations.md shows one). */
+export function serverSnapshot(state: ServerState) {
+  const { buffer, connections } = state;
+  return {
+    program: "slps",
+    server: state.server,
+    uptime: Math.round((state.now - state.startedAt) / 1000),
+    ...state.counters,
+    skipped: { ...state.skipped },
+    kernelDropped: state.kernelDropped,
+    buffer: {
+      messages: buffer.next - buffer.first,
+      bytes: buffer.bytes,
+      limit: state.bufferLimit,
+      first: buffer.first,
+      next: buffer.next,
+    },
+    phases: {
+      handshaking: connections.handshaking.size,
+      resuming: connections.resuming.size,
+      streaming: connections.streaming.size,
+      closing: connections.closing.size,
+    },
+    clients: [...connections.resuming, ...connections.streaming].map(({ data: client }) => ({
+      name: client.name,
+      subject: client.subject,
+      address: client.remote,
+      sent: client.stream.sent,
+      sentBytes: client.stream.sentBytes,
+      dropped: client.droppedTotal + client.stream.dropped,
+      filtered: client.stream.filtered,
+      filter: client.filter ? describeFilter(client.filter) : null,
+      behind: client.stream.cursor === undefined ? 0 : buffer.behind(client.stream.cursor),
+      delivered: client.delivered ?? null,
+    })),
+  };
+}
+
+export type Snapshot = ReturnType<typeof serverSnapshot>;
+type ClientNumbers = Snapshot["clients"][number];
+
+/** The same numbers as Prometheus metrics, for prometheusText. */
+export function serverMetrics(now: Snapshot): Metric[] {
+  const one = (name: string, help: string, type: Metric["type"], value: number): Metric => ({
+    name,
+    help,
+    type,
+    samples: [{ labels: {}, value }],
+  });
+  const perClient = (
+    name: string,
+    help: string,
+    type: Metric["type"],
+    value: (client: ClientNumbers) => number,
+    clients = now.clients,
+  ): Metric => ({
+    name,
+    help,
+    type,
+    samples: clients.map((c) => ({ labels: { subject: c.subject ?? "", address: c.address }, value: value(c) })),
+  });
+  const kernelDropped = now.kernelDropped;
+  return [
+    one("slps_received_messages_total", "Messages received over UDP.", "counter", now.received),
+    one("slps_received_bytes_total", "Bytes of messages received over UDP.", "counter", now.receivedBytes),
+    one("slps_connections_total", "TLS connections accepted.", "counter", now.connections),
+    {
+      name: "slps_skipped_datagrams_total",
+      help: "Datagrams not relayed: empty, or over 65,507 bytes (oversize).",
+      type: "counter",
+      samples: (["empty", "oversize"] as const).map((kind) => ({ labels: { reason: kind }, value: now.skipped[kind] })),
+    },
+    // Left out where /proc cannot tell: a zero would say that nothing was dropped.
+    ...(kernelDropped === null
+      ? []
+      : [
+          one(
+            "slps_kernel_dropped_datagrams_total",
+            "Datagrams the kernel dropped at the UDP socket: its receive buffer was full (--udp-buffer).",
+            "counter",
+            kernelDropped,
+          ),
+        ]),
+    one(
+      "slps_refused_connections_total",
+      "Connections refused: certificate, issuer, limits or timeouts.",
+      "counter",
+      now.refused,
+    ),
+    one("slps_clients", "Authorized clients connected now.", "gauge", now.clients.length),
+    {
+      name: "slps_open_connections",
+      help: "TLS connections open now, by phase: handshaking, resuming, streaming, closing.",
+      type: "gauge",
+      samples: Object.entries(now.phases).map(([phase, value]) => ({ labels: { phase }, value })),
+    },
+    one("slps_buffer_messages", "Messages held in the resume buffer.", "gauge", now.buffer.messages),
+    one("slps_buffer_bytes", "Bytes held in the resume buffer.", "gauge", now.buffer.bytes),
+    one("slps_buffer_limit_bytes", "The resume buffer's limit (--buffer).", "gauge", now.buffer.limit),
+    perClient("slps_client_sent_messages_total", "Messages sent to a client.", "counter", (c) => c.sent),
+    perClient("slps_client_sent_bytes_total", "Bytes of messages sent to a client.", "counter", (c) => c.sentBytes),
+    perClient(
+      "slps_client_dropped_messages_total",
+      "Messages a client missed because it fell more than --queue behind.",
+      "counter",
+      (c) => c.dropped,
+    ),
+    perClient(
+      "slps_client_filtered_messages_total",
+      "Messages a client's filter left out: not sent, and not lost.",
+      "counter",
+      (c) => c.filtered,
+    ),
+    perClient("slps_client_behind_bytes", "Bytes waiting for a client.", "gauge", (c) => c.behind),
+    perClient(
+      "slps_client_delivered_sequence",
+      "The last message a client said it delivered (progress).",
+      "gauge",
+      (c) => c.delivered!,
+      now.clients.filter((c) => c.delivered !== null),
+    ),
+  ];
+}
