@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { ResumeBuffer } from "./resume_buffer.ts";
+import { FRAME_INDEX_BYTES, ResumeBuffer } from "./resume_buffer.ts";
 
 const bytes = (text: string) => Buffer.from(text, "latin1");
 
@@ -9,9 +9,18 @@ describe("ResumeBuffer", () => {
   test("numbers frames from 1 and forgets the oldest past its limit", () => {
     const buffer = new ResumeBuffer(1 << 20);
     for (let i = 0; i < 5; i++) expect(buffer.append(message(8))).toBe(i + 1); // 10 bytes each
-    buffer.trim(30);
+    buffer.trim(3 * (10 + FRAME_INDEX_BYTES)); // a frame costs its bytes and its place in the index
     expect([buffer.first, buffer.next, buffer.bytes]).toEqual([3, 6, 30]);
     expect(buffer.frame(3).toString()).toBe("8 xxxxxxxx");
+  });
+
+  test("a flood of one-byte messages keeps no more frames than their bytes and index fit in the limit", () => {
+    const buffer = new ResumeBuffer(1 << 20);
+    for (let i = 0; i < 10_000; i++) {
+      buffer.append(message(1));
+      buffer.trim(1900);
+    }
+    expect(buffer.next - buffer.first).toBe(Math.floor(1900 / (3 + FRAME_INDEX_BYTES)));
   });
 
   test("keeps what a connected client still needs, over the limit", () => {

@@ -3,6 +3,9 @@
 
 import { MAX_FRAME } from "./framing.ts";
 
+/** What a frame's place in the index costs: its position and offset, each a number in an array. */
+export const FRAME_INDEX_BYTES = 16;
+
 /**
  * The most recent data frames, numbered from 1, bounded by bytes. It serves replays to clients
  * that come back, and is also every connected client's queue: each client is a cursor into it.
@@ -52,9 +55,14 @@ export class ResumeBuffer {
     return this.next++;
   }
 
-  /** Forgets the oldest frames while over `limit` bytes, but none from `keepFrom` on. */
+  /**
+   * Forgets the oldest frames while they cost over `limit` bytes, but none from `keepFrom` on. A
+   * frame costs its bytes and its place in the index (FRAME_INDEX_BYTES): without that, a flood of
+   * one-byte datagrams would make the index cost five times `limit` beside the ring.
+   */
   trim(limit: number, keepFrom: number = this.next): void {
-    while (this.bytes > limit && this.first < keepFrom) this.#forgetOldest();
+    while (this.bytes + FRAME_INDEX_BYTES * (this.next - this.first) > limit && this.first < keepFrom)
+      this.#forgetOldest();
     if (this.#head > 1024 && this.#head * 2 > this.#positions.length) {
       this.#positions.splice(0, this.#head);
       this.#offsets.splice(0, this.#head);
