@@ -81,7 +81,7 @@ import {
   type WireFilter,
 } from "./lib.ts";
 import packageJson from "./package.json" with { type: "json" };
-import { STATE_WRITE_MS, StateStore } from "./slpc/state.ts";
+import { FIRST_DELIVERY_POLL_MS, FIRST_DELIVERY_WATCH_MS, STATE_WRITE_MS, StateStore } from "./slpc/state.ts";
 
 // ---- Constants. Defaults first: each has a flag and an environment variable, named after its key
 // in OPTIONS below: deadAfter is --dead-after and SLPC_DEAD_AFTER (see --help).
@@ -1366,11 +1366,11 @@ if (options.stdout) {
 }
 
 if (stateStore) {
-  // Whenever a point moved, at most every STATE_WRITE_MS: a message handed on comes again after a
-  // SIGKILL only if it was handed on less than that before, and a third time only if the next run
-  // dies as soon after handing it on again (see docs/behaviour.md).
+  // Whenever a point moved, at most every STATE_WRITE_MS, and at once after the run's first
+  // delivery: after a SIGKILL only what was handed on since the last write comes again, and a
+  // third time only if the next run dies as soon after handing it on (see docs/behaviour.md).
   let lastFailure = "";
-  setInterval(() => {
+  const save = () => {
     try {
       saveState();
       lastFailure = "";
@@ -1379,7 +1379,15 @@ if (stateStore) {
       if (reason(error) !== lastFailure) log(reason(error));
       lastFailure = reason(error);
     }
-  }, STATE_WRITE_MS).unref();
+  };
+  setInterval(save, STATE_WRITE_MS).unref();
+  // What a run delivers first is what the run before it delivered and did not record.
+  const firstDelivery = setInterval(() => {
+    const delivered = upstreams.some((u) => u.counters.delivered > 0);
+    if (delivered || performance.now() > FIRST_DELIVERY_WATCH_MS) clearInterval(firstDelivery);
+    if (delivered) save();
+  }, FIRST_DELIVERY_POLL_MS);
+  firstDelivery.unref();
 }
 
 function warnIfExpiring(): void {

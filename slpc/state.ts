@@ -45,6 +45,13 @@ import {
  * second of about a millisecond each.
  */
 export const STATE_WRITE_MS = 100;
+/**
+ * A run's first delivery is written at once: slpc looks for it this often, in the first
+ * FIRST_DELIVERY_WATCH_MS of the process (after that, STATE_WRITE_MS is soon enough), so that an
+ * idle slpc does not wake up 100 times a second for good.
+ */
+export const FIRST_DELIVERY_POLL_MS = 10;
+export const FIRST_DELIVERY_WATCH_MS = 10_000;
 /** Symbolic links followed in a row at most, as Linux does before ELOOP. */
 const MAX_LINKS = 40;
 /** A state file holds a line per server: a larger one is not one, and is not read into memory. */
