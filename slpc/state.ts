@@ -202,9 +202,8 @@ export class StateStore {
       );
     }
     for (const [key, why] of unreadable) {
-      log(
-        `--state ${this.path}: server ${key}: ${why}; copied the file to ${aside}; that server starts as a new client, ${newClientStart}`,
-      );
+      const start = `that server starts as a new client, ${newClientStart}`;
+      log(`--state ${this.path}: server ${key}: ${why}; copied the file to ${aside}; ${start}`);
       this.unreadable.add(key);
     }
   }
