@@ -56,7 +56,7 @@ export const FIRST_DELIVERY_WATCH_MS = 10_000;
 const MAX_LINKS = 40;
 /** A state file holds a line per server: a larger one is not one, and is not read into memory. */
 const MAX_STATE_BYTES = 4 * 1024 * 1024;
-const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, O_NOFOLLOW, O_NONBLOCK } = constants;
+const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = constants;
 const O_CLOEXEC = 0o2000000; // Linux; not in node's constants
 const LOCK_EX = 2;
 const LOCK_NB = 4;
@@ -111,6 +111,7 @@ export class StateStore {
    */
   static open(path: string, options: StateStoreOptions): StateStore {
     const fail = (why: string) => new UsageError(`--state ${path}: ${why}`);
+    if (path.endsWith("/")) throw fail("a folder's name (it ends in /), not a file's");
     let target: string;
     try {
       target = followLinks(path);
@@ -156,7 +157,7 @@ export class StateStore {
     const text = bytes.toString("utf8");
     let read: ReturnType<typeof readStateFile>;
     try {
-      if (bytes.length > MAX_STATE_BYTES) throw new Error(`over ${MAX_STATE_BYTES} bytes (not an slpc state file)`);
+      if (bytes.length > MAX_STATE_BYTES) throw new Error(`over ${MAX_STATE_BYTES >> 20} MiB (not an slpc state file)`);
       read = readStateFile(text, servers);
     } catch (error) {
       const aside = this.#asideName(now);
@@ -190,12 +191,7 @@ export class StateStore {
     const { newClientStart, log, now } = options;
     const aside = this.#asideName(now);
     try {
-      const fd = openSync(aside, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o666);
-      try {
-        writeAll(fd, bytes);
-      } finally {
-        closeSync(fd);
-      }
+      replaceFile(aside, bytes);
     } catch (error) {
       throw new UsageError(
         `--state ${this.path}: an entry is unreadable, and the file cannot be copied aside: ${reason(error)}`,
@@ -215,18 +211,9 @@ export class StateStore {
 
   /** Writes `text` to a temporary file of its own, syncs it, renames it over the file and syncs the folder. */
   #write(text: string): void {
-    const temporary = temporaryName(this.#target);
     try {
-      const fd = openSync(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666);
-      try {
-        writeAll(fd, Buffer.from(text));
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(temporary, this.#target);
+      replaceFile(this.#target, Buffer.from(text));
     } catch (error) {
-      rmSync(temporary, { force: true }); // a full disk leaves an empty one behind
       throw new Error(`--state ${this.path}: cannot write: ${reason(error)}`);
     }
     this.#written = text;
@@ -263,9 +250,25 @@ function followLinks(path: string): string {
       throw error;
     }
     if (!stats.isSymbolicLink()) return current;
+    if (plantedLink(stats, dirname(current)))
+      throw new Error(`${current} is a symbolic link another user made in a folder anyone may write; not followed`);
     current = resolve(dirname(current), readlinkSync(current));
   }
   throw new Error(`more than ${MAX_LINKS} symbolic links in a row (a loop?)`);
+}
+
+/**
+ * Whether the link is one the kernel would not follow under fs.protected_symlinks: in a sticky
+ * folder anyone may write (/tmp), made by neither this user nor the folder's owner. Whoever made
+ * it could point it at any file slpc may replace. slpc reads links itself (to write beside the
+ * target), so it checks this itself, whatever the sysctl says.
+ */
+function plantedLink(link: Stats, folder: string): boolean {
+  const uid = process.getuid?.();
+  if (uid === undefined || link.uid === uid) return false;
+  const parent = lstatSync(folder);
+  const stickyAndOpen = (parent.mode & 0o1002) === 0o1002;
+  return stickyAndOpen && parent.uid !== link.uid;
 }
 
 /** What is at `path` without following a link: undefined when nothing is. */
@@ -329,7 +332,8 @@ function lockBeside(target: string, fail: (why: string) => UsageError): number {
   try {
     fd = openSync(lockPath, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o644);
   } catch (error) {
-    throw fail(`cannot open the lock file: ${reason(error)}`);
+    const missing = (error as NodeJS.ErrnoException).code === "ENOENT";
+    throw fail(missing ? `no folder ${dirname(target)} to keep it in` : `cannot open the lock file: ${reason(error)}`);
   }
   try {
     const kindOpened = kindOf(fstatSync(fd));
@@ -341,11 +345,15 @@ function lockBeside(target: string, fail: (why: string) => UsageError): number {
       throw fail(`in use by ${by}, which holds ${lockPath}; give each slpc a state file of its own`);
     }
     if (result !== "locked") throw fail(`cannot lock ${lockPath}: ${result}`);
-    ftruncateSync(fd, 0);
-    writeSync(fd, `${process.pid}\n`, 0);
   } catch (error) {
     closeSync(fd);
     throw error instanceof UsageError ? error : fail(`cannot lock ${lockPath}: ${reason(error)}`);
+  }
+  try {
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`, 0);
+  } catch {
+    // A hint for whoever finds the file locked, no more: a full disk says what it must when the state is written.
   }
   return fd;
 }
@@ -418,8 +426,26 @@ function removeLeftovers(target: string): void {
   }
 }
 
-function writeAll(fd: number, bytes: Buffer): void {
-  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
+/**
+ * Puts `bytes` at `path` whole or not at all: in a temporary file of its own, synced, then renamed
+ * over it. A rename replaces a name and never writes into what was there, so a link or a file
+ * someone put in the way is replaced, not written through.
+ */
+function replaceFile(path: string, bytes: Buffer): void {
+  const temporary = temporaryName(path);
+  try {
+    const fd = openSync(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o666);
+    try {
+      for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, path);
+  } catch (error) {
+    rmSync(temporary, { force: true }); // a full disk leaves an empty one behind
+    throw error;
+  }
 }
 
 /** Makes a rename durable. Best effort: a folder that cannot be opened for reading still got the file. */

@@ -7,7 +7,9 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createSocket } from "node:dgram";
 import {
+  chmodSync,
   existsSync,
+  lchownSync,
   lstatSync,
   mkdirSync,
   readdirSync,
@@ -633,6 +635,32 @@ describe("odd --state paths", () => {
     expect(await c.exit()).toBe(0);
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
     expect(savedPoint(target)).toMatchObject({ last: 2 });
+  });
+
+  test("a symlink another user made in a folder anyone may write (/tmp) is not followed", async () => {
+    // Whoever made it could point it at any file slpc may replace: the kernel's protected_symlinks rule.
+    const shared = join(bed.dir, "shared-tmp");
+    mkdirSync(shared);
+    chmodSync(shared, 0o1777);
+    const victim = join(bed.dir, "victim");
+    writeFileSync(victim, "not yours\n");
+    const link = join(shared, "state.json");
+    symlinkSync(victim, link);
+    lchownSync(link, 65534, 65534); // nobody's; the test runs as root, as CI does
+    const c = bed.slpc(1, ["--stdout", "--state", link]);
+    expect(await c.exit()).toBe(2);
+    expect(lines(c)).toEqual([
+      `slpc: --state ${link}: ${link} is a symbolic link another user made in a folder anyone may write; not followed`,
+    ]);
+    expect(readFileSync(victim, "utf8")).toBe("not yours\n");
+  });
+
+  test("a dangling symlink into a folder that does not exist is exit 2 with one line", async () => {
+    const link = join(bed.dir, "nowhere.json");
+    symlinkSync(join(bed.dir, "no-such-folder", "state.json"), link);
+    const c = bed.slpc(1, ["--stdout", "--state", link]);
+    expect(await c.exit()).toBe(2);
+    expect(lines(c)).toEqual([`slpc: --state ${link}: no folder ${join(bed.dir, "no-such-folder")} to keep it in`]);
   });
 
   test("a symlink loop is exit 2 with one line", async () => {
