@@ -575,6 +575,20 @@ describe("one slpc per --state file", () => {
     expect(await again.exit()).toBe(0);
   });
 
+  test("a second slpc naming the same file through a symlink is refused too: the lock is beside the target", async () => {
+    const state = join(bed.dir, "linked-twice.json");
+    const link = join(bed.dir, "link-to-linked-twice.json");
+    symlinkSync(state, link);
+    const first = bed.slpc(1, ["--stdout", "--state", state]);
+    await first.waitFor(/connecting to/);
+    const second = bed.slpc(1, ["--stdout", "--state", link]);
+    expect(await second.exit()).toBe(2);
+    expect(lines(second)).toEqual([
+      `slpc: --state ${link}: in use by another slpc (pid ${first.pid}), which holds ${state}.lock; ` +
+        "give each slpc a state file of its own",
+    ]);
+  });
+
   test("a lock file that is a folder is exit 2 with one line", async () => {
     const state = join(bed.dir, "lock-folder.json");
     mkdirSync(`${state}.lock`);
