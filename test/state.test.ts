@@ -575,7 +575,7 @@ describe("one slpc per --state file", () => {
     expect(await again.exit()).toBe(0);
   });
 
-  test("a second slpc naming the same file through a symlink is refused too: the lock is beside the target", async () => {
+  test("a second slpc naming the file through a symlink is refused too: the lock is beside the target", async () => {
     const state = join(bed.dir, "linked-twice.json");
     const link = join(bed.dir, "link-to-linked-twice.json");
     symlinkSync(state, link);
