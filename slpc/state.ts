@@ -129,8 +129,7 @@ export class StateStore {
       else store.#proveWritable();
     } catch (error) {
       store.close();
-      if (error instanceof UsageError) throw error;
-      throw fail(reason(error));
+      throw error instanceof UsageError ? error : new UsageError(reason(error)); // each names the file already
     }
     return store;
   }
@@ -152,7 +151,12 @@ export class StateStore {
   /** Reads the points. A file that is not a state file must not keep slpc down: it is moved aside. */
   #read(options: StateStoreOptions): void {
     const { servers, newClientStart, log, now } = options;
-    const bytes = readRegularFile(this.#target, MAX_STATE_BYTES + 1);
+    let bytes: Buffer | undefined;
+    try {
+      bytes = readRegularFile(this.#target, MAX_STATE_BYTES + 1);
+    } catch (error) {
+      throw new UsageError(`--state ${this.path}: ${reason(error)}`);
+    }
     if (bytes === undefined) return;
     const text = bytes.toString("utf8");
     let read: ReturnType<typeof readStateFile>;
@@ -214,7 +218,7 @@ export class StateStore {
     try {
       replaceFile(this.#target, Buffer.from(text));
     } catch (error) {
-      throw new Error(`--state ${this.path}: cannot write: ${reason(error)}`);
+      throw new Error(`--state ${this.path}: cannot write: ${withoutPaths(error)}`);
     }
     this.#written = text;
     syncFolder(dirname(this.#target));
@@ -233,7 +237,7 @@ export class StateStore {
     } catch (error) {
       throw new UsageError(`--state ${this.path}: cannot write: ${reason(error)}`);
     } finally {
-      rmSync(temporary, { force: true });
+      removeQuietly(temporary);
     }
   }
 }
@@ -307,9 +311,10 @@ function readRegularFile(path: string, max: number): Buffer | undefined {
     throw error;
   }
   try {
-    const kind = kindOf(fstatSync(fd));
+    const stats = fstatSync(fd);
+    const kind = kindOf(stats);
     if (kind) throw new Error(`a ${kind}, not a regular file`);
-    const buffer = Buffer.alloc(Math.min(max, fstatSync(fd).size + 1));
+    const buffer = Buffer.alloc(Math.min(max, stats.size + 1));
     let length = 0;
     for (let n = -1; n !== 0 && length < buffer.length; length += n)
       n = readSync(fd, buffer, length, buffer.length - length, null);
@@ -443,9 +448,28 @@ function replaceFile(path: string, bytes: Buffer): void {
     }
     renameSync(temporary, path);
   } catch (error) {
-    rmSync(temporary, { force: true }); // a full disk leaves an empty one behind
+    removeQuietly(temporary); // a full disk leaves an empty one behind
     throw error;
   }
+}
+
+/** Removes a temporary file, if there is one: what went wrong before says more than this could. */
+function removeQuietly(path: string): void {
+  try {
+    rmSync(path, { force: true });
+  } catch {
+    // The same reason as the failure being reported, or a leftover the next start removes.
+  }
+}
+
+/**
+ * A failed write's reason without the paths node puts in it: the temporary file's name is new
+ * each time, and slpc logs a failure once per reason, not ten times a second while it lasts.
+ */
+function withoutPaths(error: unknown): string {
+  const { message, syscall } = error as NodeJS.ErrnoException;
+  if (typeof message !== "string" || !syscall) return reason(error);
+  return `${message.replace(new RegExp(`, ${syscall} '.*$`), "")} (${syscall})`;
 }
 
 /** Makes a rename durable. Best effort: a folder that cannot be opened for reading still got the file. */

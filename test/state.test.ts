@@ -15,6 +15,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  renameSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -677,6 +678,15 @@ describe("odd --state paths", () => {
     expect(lines(c)).toEqual([`slpc: --state ${link}: no folder ${join(bed.dir, "no-such-folder")} to keep it in`]);
   });
 
+  test("a name too long for a temporary file beside it is exit 2 with one line, at start", async () => {
+    const state = join(bed.dir, "s".repeat(245)); // 255 bytes at most a name: room for .lock, not for .tmp-PID-RANDOM
+    writeFileSync(state, `${JSON.stringify({ servers: { "localhost:1": { server: "a", last: 5 } } })}\n`);
+    const c = bed.slpc(1, ["--stdout", "--state", state]);
+    expect(await c.exit()).toBe(2);
+    expect(lines(c)).toEqual([`slpc: --state ${state}: cannot write: ENAMETOOLONG: name too long (open)`]);
+    expect(savedPoint(state)).toEqual({ server: "a", last: 5 });
+  });
+
   test("a symlink loop is exit 2 with one line", async () => {
     const loop = join(bed.dir, "loop.json");
     symlinkSync(`${loop}.other`, loop);
@@ -731,6 +741,28 @@ describe("odd --state paths", () => {
 });
 
 describe("how often --state is written", () => {
+  test("a state file that cannot be written is one line, not ten a second; the next write that can, does", async () => {
+    const s = await bed.server();
+    const out = await bed.sink();
+    const folder = join(bed.dir, "goes-away");
+    mkdirSync(folder);
+    const state = join(folder, "state.json");
+    const c = await bed.client(s, { forwardPort: out.port, args: ["--state", state] });
+    renameSync(folder, `${folder}.moved`); // the folder is gone: every write fails
+    for (let i = 0; i < 15; i++) {
+      await sendUdp(s.udpPort, numbered(1, `while-gone-${i}`));
+      await sleep(100);
+    }
+    await until("15 messages", () => out.messages.length === 15);
+    expect(c.stderr.match(/cannot write/g)).toHaveLength(1);
+    expect(c.stderr).toContain(`slpc: --state ${state}: cannot write: ENOENT: no such file or directory (open)\n`);
+    renameSync(`${folder}.moved`, folder);
+    await sendUdp(s.udpPort, numbered(1, "back"));
+    await until("the point after the folder came back", () => existsSync(state) && savedPoint(state)?.last === 16);
+    c.kill("SIGTERM");
+    expect(await c.exit()).toBe(0);
+  });
+
   // A message handed on after the last write comes again after a SIGKILL. Written once a second
   // (the first time 1 s after start), runs killed 0.6 s apart never wrote, and each delivered
   // again everything since the point an earlier run left: some messages came 5 times.
