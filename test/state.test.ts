@@ -293,6 +293,18 @@ describe("a --state file that is not one", () => {
     expect(savedPoint(state)!).toMatchObject({ last: 5 });
   });
 
+  test("a file over 4 MiB is not a state file: it is moved aside, with one line", async () => {
+    const s = await server();
+    const state = join(bed.dir, "huge.json");
+    writeFileSync(state, Buffer.alloc(5 * 1024 * 1024, " "));
+    const c = slpc(s.tlsPort, ["--stdout", "--state", state]);
+    await c.waitFor(/moved it to/);
+    expect(lines(c)[0]).toMatch(
+      new RegExp(`^slpc: --state ${state}: over 4 MiB \\(not an slpc state file\\); moved it to ${state}\\.bad-\\d+ `),
+    );
+    expect(readdirSync(bed.dir).filter((file) => file.startsWith("huge.json.bad-"))).toHaveLength(1);
+  });
+
   test("with --replay, slpc starts over with everything the server holds", async () => {
     const s = await server();
     await sendUdp(s.udpPort, numbered(3, "held"));
