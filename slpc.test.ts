@@ -2,25 +2,27 @@
 // badly; real TLS and UDP on loopback, certificates made by this run. What slpc delivers and
 // where (--forward in every form it accepts, --stdout), which servers it refuses, how it comes
 // back, its command line, and the odd moments: a daemon that is down, peers that never answer,
-// slow outputs, signals and broken state files. Each test asserts on the bytes that arrived.
+// slow outputs and signals. Each test asserts on the bytes that arrived. (--state has a file of
+// its own, test/state.test.ts.)
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createSocket } from "node:dgram";
-import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Socket as NetSocket } from "node:net";
 import { join } from "node:path";
 import type { Socket } from "bun";
-import { Deframer, encodeControl, encodeFrame, MAX_SEQ, TLS13_ONLY } from "./lib.ts";
+import { Deframer, encodeControl, encodeFrame, TLS13_ONLY } from "./lib.ts";
 import packageJson from "./package.json" with { type: "json" };
 import {
   BUN,
   Child,
+  feed,
   ROOT,
   type ServerHandle,
-  savedPoint,
   sendUdp,
   sleep,
   steadySender,
+  streamStarted,
   testBed,
   udpDrops,
   until,
@@ -30,75 +32,8 @@ import {
 setDefaultTimeout(30_000);
 
 const bed = testBed();
-const { server, sink, track, slpc, slpcCommand } = bed;
+const { server, sink, track, slpc, slpcCommand, fifo, slpcInto } = bed;
 const client = (s: ServerHandle, forwardPort?: number, args: string[] = []) => bed.client(s, { forwardPort, args });
-
-/** Sends `messages` to slps in batches, pausing between them so its UDP buffer never overflows. */
-async function feed(s: ServerHandle, messages: Buffer[]): Promise<void> {
-  for (let i = 0; i < messages.length; i += 100) {
-    await sendUdp(s.udpPort, messages.slice(i, i + 100));
-    await sleep(2);
-  }
-}
-
-/**
- * A FIFO for a child's stdout that the test reads only when it wants to: until then it fills up
- * like a pipe whose reader is slow. `writeEnd` goes to Bun.spawn; `readAll` reads until the child exits.
- */
-function fifo(name: string) {
-  const path = join(bed.dir, name);
-  expect(Bun.spawnSync(["mkfifo", path]).exitCode).toBe(0);
-  const readEnd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  bed.defer(() => closeSync(readEnd));
-  const writeEnd = openSync(path, "w");
-  const chunks: Buffer[] = [];
-  const buffer = Buffer.alloc(1 << 16);
-  return {
-    writeEnd,
-    /** Reads what is there now; true once the writer has closed its end. */
-    drain(): boolean {
-      for (;;) {
-        let n: number;
-        try {
-          n = readSync(readEnd, buffer);
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code === "EAGAIN") return false;
-          throw error;
-        }
-        if (n === 0) return true;
-        chunks.push(Buffer.from(buffer.subarray(0, n)));
-      }
-    },
-    async readAll(ms = 10_000): Promise<string> {
-      for (const deadline = Date.now() + ms; !this.drain() && Date.now() < deadline; ) await sleep(5);
-      return Buffer.concat(chunks).toString();
-    },
-    /** The lines read so far. */
-    lines: () => Buffer.concat(chunks).toString().split("\n").slice(0, -1),
-  };
-}
-
-/** slpc as a process of the test's own, its stdout into `out`, its stderr collected. */
-function slpcInto(out: { writeEnd: number }, command: string[]) {
-  const proc = Bun.spawn(command, { cwd: ROOT, stdout: out.writeEnd, stderr: "pipe" });
-  closeSync(out.writeEnd); // the child holds the only write end: its exit is the reader's end of file
-  bed.defer(() => {
-    proc.kill("SIGKILL");
-    return proc.exited;
-  });
-  const child = { proc, stderr: "" };
-  void (async () => {
-    for await (const chunk of proc.stderr) child.stderr += Buffer.from(chunk).toString();
-  })();
-  return child;
-}
-
-/** Waits until slps has started one more client stream than `before`. */
-const streamStarted = (s: ServerHandle, before = 0) =>
-  until(
-    () => `a stream to start:\n${s.stderr}`,
-    () => (s.stderr.match(/ starts at #/g)?.length ?? 0) > before,
-  );
 
 /** A UDP sink on ::1 that keeps every datagram. */
 async function sink6() {
@@ -297,47 +232,6 @@ describe("--forward in every form it accepts", () => {
     }
   });
 
-  test("relp:// SIGTERM: acknowledgements get 5 s, then --state records only what the daemon acknowledged", async () => {
-    // A RELP daemon that takes the session and acknowledges the first three messages, then no more.
-    let received = "";
-    const syslogCommands = () => [...received.matchAll(/(\d+) syslog \d+ /g)].map((match) => Number(match[1]));
-    const answered = new Set<number>();
-    const daemon = Bun.listen({
-      hostname: "127.0.0.1",
-      port: 0,
-      socket: {
-        data(socket, chunk) {
-          received += Buffer.from(chunk).toString("latin1");
-          if (/^1 open /.test(received) && !answered.has(1)) {
-            answered.add(1);
-            const offers = "200 OK\nrelp_version=0\nrelp_software=test\ncommands=syslog";
-            socket.write(`1 rsp ${offers.length} ${offers}\n`);
-          }
-          for (const txnr of syslogCommands().filter((n) => n <= 4 && !answered.has(n))) {
-            answered.add(txnr);
-            socket.write(`${txnr} rsp 6 200 OK\n`);
-          }
-        },
-      },
-    });
-    bed.defer(() => daemon.stop(true));
-    const s = await server();
-    const state = join(bed.dir, "relp-sigterm.json");
-    const c = slpc(s.tlsPort, ["--forward", `relp://127.0.0.1:${daemon.port}`, "--state", state]);
-    await streamStarted(s);
-    await sendUdp(s.udpPort, numbered(10));
-    await until(
-      () => `10 messages at the daemon, have ${syslogCommands().length}`,
-      () => syslogCommands().length === 10,
-    );
-    const signalled = performance.now();
-    c.proc.kill("SIGTERM");
-    expect(await c.proc.exited).toBe(0);
-    expect(performance.now() - signalled).toBeGreaterThanOrEqual(4500);
-    expect(c.stderr).toMatch(/did not acknowledge 7 messages within 5 s; --state records only what it acknowledged\n$/);
-    expect(savedPoint(state)!.last).toBe(3);
-  });
-
   test("unix:PATH: no socket yet, then a reader that holds back: kept, retried, and all arrive once, in order", async () => {
     const s = await server();
     const path = join(bed.dir, "dev-log.sock");
@@ -534,203 +428,6 @@ describe("--handshake-timeout", () => {
     const c = slpc(1, ["--stdout", "--handshake-timeout", "0"]);
     expect(await c.exit()).toBe(2);
     expect(c.stderr).toBe('slpc: --handshake-timeout "0": expected seconds above zero, like 15 or 0.5\n');
-  });
-});
-
-describe("--stdout and SIGTERM", () => {
-  test("SIGTERM with stdout full loses no line: --state holds what was written, a restart sends the rest", async () => {
-    const s = await server();
-    const state = join(bed.dir, "stdout-sigterm.json");
-    // stdout is a FIFO that the test leaves unread until after the signal: a pipe, and a full one.
-    const out = fifo("sigterm.fifo");
-    const first = slpcInto(out, slpcCommand(s.tlsPort, ["--stdout", "--state", state]));
-    await streamStarted(s);
-    const messages = Array.from({ length: 5000 }, (_, i) => Buffer.from(`<13>line ${i + 1} ${"x".repeat(300)}`));
-    await feed(s, messages);
-    await sleep(500);
-    first.proc.kill("SIGTERM");
-    await sleep(1000); // then the reader comes back, within slpc's 5 s
-    const written = await out.readAll();
-    expect(await first.proc.exited).toBe(0);
-    const saved = savedPoint(state)!;
-    const lines = written.split("\n").slice(0, -1);
-    expect(lines.length).toBe(saved.last); // every line --state claims is there, and no other
-    expect(lines).toEqual(texts(messages.slice(0, saved.last)));
-    expect(saved.last).toBeGreaterThan(0);
-    expect(saved.last).toBeLessThan(messages.length); // stdout was full: slpc had stopped reading
-    expect(first.stderr).toContain("SIGTERM: exiting");
-
-    const second = slpc(s.tlsPort, ["--stdout", "--state", state]);
-    const rest = () => second.stdout.toString().split("\n").slice(0, -1);
-    const missing = messages.length - saved.last;
-    await until(
-      () => `the rest (${rest().length} of ${missing}):\n${second.stderr}`,
-      () => rest().length >= missing,
-    );
-    await sleep(200);
-    expect([...lines, ...rest()]).toEqual(texts(messages));
-    expect(second.stderr).not.toContain("gap");
-  });
-});
-
-describe("--stdout and a reader that never comes back", () => {
-  test("SIGTERM gives stdout 5 s, then exits; --state claims no line that was not written", async () => {
-    const s = await server();
-    const state = join(bed.dir, "stdout-gone.json");
-    const out = fifo("gone.fifo");
-    const c = slpcInto(out, slpcCommand(s.tlsPort, ["--stdout", "--state", state]));
-    await streamStarted(s);
-    const messages = Array.from({ length: 3000 }, (_, i) => Buffer.from(`<13>gone ${i + 1} ${"x".repeat(300)}`));
-    await feed(s, messages);
-    await sleep(500);
-    const signalled = performance.now();
-    c.proc.kill("SIGTERM");
-    expect(await c.proc.exited).toBe(0);
-    const waited = performance.now() - signalled;
-    expect(waited).toBeGreaterThanOrEqual(4500);
-    expect(waited).toBeLessThan(9000);
-    expect(c.stderr).toMatch(/stdout did not take \d+ lines within 5 s; --state records only what it took\n$/);
-    const saved = savedPoint(state)!;
-    const lines = (await out.readAll()).split("\n");
-    expect(lines.slice(0, saved.last)).toEqual(texts(messages.slice(0, saved.last)));
-  });
-});
-
-describe("a --state file that is not one", () => {
-  test.each([
-    ["empty", "", "empty \\(not an slpc state file\\)"],
-    ["garbage", "\x00\x01 not json at all", "not an slpc state file \\(not JSON\\)"],
-    ["truncated JSON", '{"server":"5f2c9a7e01b4d3c8","la', "not an slpc state file \\(not JSON\\)"],
-  ])("%s: slpc moves it aside, says so, reports an unknown gap and delivers", async (name, content, why) => {
-    const moved = new RegExp(`--state \\S+: ${why}; moved it to (\\S+) and starting as a new client, live`);
-    const s = await server();
-    const out = await sink();
-    const state = join(bed.dir, `bad-${name.replace(/ /g, "-")}.json`);
-    writeFileSync(state, content);
-    const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--state", state]);
-    await c.waitFor(moved);
-    const aside = moved.exec(c.stderr)![1]!;
-    expect(aside).toMatch(new RegExp(`^${state.replace(/[.]/g, "\\.")}\\.bad-\\d+$`));
-    expect(readFileSync(aside, "utf8")).toBe(content);
-    await c.waitFor(/gap: an unknown number of messages lost, the --state file was unreadable; continuing from #1/);
-    await sendUdp(s.udpPort, numbered(5));
-    await until(
-      () => `5 messages:\n${c.stderr}`,
-      () => out.messages.length === 5,
-    );
-    expect(texts(out.messages)).toEqual(texts(numbered(5)));
-    c.kill("SIGTERM");
-    expect(await c.exit()).toBe(0);
-    expect(savedPoint(state)!).toMatchObject({ last: 5 });
-  });
-
-  test("with --replay, slpc starts over with everything the server holds", async () => {
-    const s = await server();
-    await sendUdp(s.udpPort, numbered(3, "held"));
-    await sleep(100);
-    const out = await sink();
-    const state = join(bed.dir, "bad-replay.json");
-    writeFileSync(state, "{");
-    const c = slpc(s.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--state", state, "--replay"]);
-    await c.waitFor(/moved it to \S+ and starting as a new client, with everything the server holds \(--replay\)/);
-    await until(
-      () => `the held messages:\n${c.stderr}`,
-      () => out.messages.length === 3,
-    );
-    expect(texts(out.messages)).toEqual(texts(numbered(3, "held")));
-    expect(readdirSync(bed.dir).filter((file) => file.startsWith("bad-replay.json.bad-"))).toHaveLength(1);
-  });
-});
-
-describe("the resume point follows the server run each message came from", () => {
-  const serverId = (s: ServerHandle) => /server id ([0-9a-f]+)/.exec(s.stderr)![1]!;
-  const saved = (state: string) => savedPoint(state)!;
-
-  test("messages of an old server run still waiting after a server restart are recorded under that run", async () => {
-    const first = await server();
-    const out = await sink();
-    const state = join(bed.dir, "old-run.json");
-    // 20 a second: the first run's messages are still waiting when the second run begins.
-    const c = slpc(first.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--forward-rate", "20", "--state", state]);
-    await streamStarted(first);
-    const a = numbered(100, "a");
-    await feed(first, a);
-    await until(
-      () => `delivery under way:\n${c.stderr}`,
-      () => out.messages.length >= 5,
-    );
-    first.kill("SIGTERM");
-    await first.exit();
-    const second = await server([], { udpPort: first.udpPort, tlsPort: first.tlsPort });
-    await c.waitFor(new RegExp(`following server ${serverId(second)}`));
-    const b = numbered(10, "b");
-    await feed(second, b);
-    await sleep(1500); // --state is written once a second
-    const midway = saved(state);
-    expect(out.messages.length).toBeLessThan(a.length);
-    expect(midway.server).toBe(serverId(first));
-    expect(midway.last).toBeLessThanOrEqual(out.messages.length);
-    const all = a.length + b.length;
-    await until(
-      () => `everything (${out.messages.length}):\n${c.stderr}`,
-      () => out.messages.length === all,
-      20_000,
-    );
-    await sleep(1500);
-    expect(saved(state)).toEqual({ server: serverId(second), last: b.length });
-    expect(texts(out.messages)).toEqual(texts([...a, ...b]));
-  });
-
-  test("after a server restart with no message since, --state names the new server", async () => {
-    const first = await server();
-    const out = await sink();
-    const state = join(bed.dir, "restart-quiet.json");
-    const c = slpc(first.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--state", state]);
-    await streamStarted(first);
-    await sendUdp(first.udpPort, numbered(3));
-    await until("3 messages", () => out.messages.length === 3);
-    await sleep(1200); // written: nothing is left to write but the new server's id
-    expect(saved(state)).toEqual({ server: serverId(first), last: 3 });
-    first.kill("SIGTERM");
-    await first.exit();
-    const second = await server([], { udpPort: first.udpPort, tlsPort: first.tlsPort });
-    await c.waitFor(new RegExp(`following server ${serverId(second)}`));
-    // --state is written once a second, also while slpc runs (later on a loaded machine).
-    await until("--state to name the new server", () => saved(state).server === serverId(second));
-    expect(saved(state)).toEqual({ server: serverId(second), last: 0 });
-    c.kill("SIGTERM");
-    expect(await c.exit()).toBe(0);
-    expect(saved(state)).toEqual({ server: serverId(second), last: 0 });
-  });
-
-  test("a stream past the largest sequence number (MAX_SEQ) cannot make the state file unreadable", async () => {
-    const hello = encodeControl({ type: "hello", version: 1, server: "far", heartbeat: 15, first: 1, next: 1 });
-    const start = encodeControl({ type: "start", seq: MAX_SEQ });
-    const port = bed.fakeServer(
-      hello,
-      (socket) =>
-        void socket.write(Buffer.concat([start, encodeFrame(Buffer.from("one")), encodeFrame(Buffer.from("two"))])),
-    );
-    const out = await sink();
-    const state = join(bed.dir, "far.json");
-    const c = slpc(port, [
-      "--forward",
-      `127.0.0.1:${out.port}`,
-      "--state",
-      state,
-      "--retry-min",
-      "30",
-      "--retry-max",
-      "30",
-    ]);
-    await c.waitFor(new RegExp(`protocol error: message number beyond ${MAX_SEQ}; closing the connection`));
-    c.kill("SIGTERM");
-    expect(await c.exit()).toBe(0);
-    expect(texts(out.messages)).toEqual(["one"]);
-    expect(saved(state)).toEqual({ server: "far", last: MAX_SEQ });
-    const again = slpc(port, ["--stdout", "--state", state, "--retry-min", "30", "--retry-max", "30"]);
-    await again.waitFor(/connected to/);
-    expect(again.proc.exitCode).toBeNull();
   });
 });
 

@@ -12,8 +12,6 @@
 
 import type { LookupAddress } from "node:dns";
 import { lookup } from "node:dns/promises";
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
 import {
   type Address,
   addressKey,
@@ -24,7 +22,6 @@ import {
   filterToWire,
   formatAddress,
   formatForwardAddress,
-  formatStateFile,
   helpText,
   Ledger,
   loadTlsFiles,
@@ -49,7 +46,6 @@ import {
   parseSwitch,
   parseText,
   type ResumePoints,
-  readStateFile,
   reason,
   type TlsFiles,
   TokenBucket,
@@ -63,6 +59,7 @@ import { StdoutOutput } from "./slpc/outputs/stdout.ts";
 import { TcpOutput } from "./slpc/outputs/tcp.ts";
 import { UdpOutput } from "./slpc/outputs/udp.ts";
 import { UnixOutput } from "./slpc/outputs/unix.ts";
+import { FIRST_DELIVERY_POLL_MS, FIRST_DELIVERY_WATCH_MS, STATE_WRITE_MS, StateStore } from "./slpc/state.ts";
 import { type ServerChoice, Upstream, type UpstreamHost } from "./slpc/upstream.ts";
 
 // ---- Constants. Defaults first: each has a flag and an environment variable, named after its key
@@ -176,6 +173,8 @@ let choices: ServerChoice[];
 let stored: ResumePoints = new Map();
 /** Servers (addressKey) whose point --state could not give: their first `start` reports an unknown gap. */
 let unreadablePoints = new Set<string>();
+/** The --state file, locked for slpc's life; undefined without --state. */
+let stateStore: StateStore | undefined;
 /**
  * --forward's host as an IP address (udp, tcp, relp): sendmmsg takes no names, the UDP socket must
  * be bound for its family, and a name is looked up once, at start.
@@ -219,9 +218,15 @@ try {
   choices = chooseServers(parsed.groups);
   tls = loadTls();
   if (options.state) {
-    stored = readState(options.state);
-    // Fails now, with exit 2, if the file cannot be written; and a file in the old format is converted at once.
-    writeState(stored.size > 0 ? formatStateFile(stored) : undefined);
+    // Locked for slpc's life; exit 2 now if the file cannot be written, and one in the old format is converted.
+    stateStore = StateStore.open(options.state, {
+      servers: choices.map((choice) => choice.address),
+      newClientStart: newClientStart(),
+      log,
+      now: Date.now,
+    });
+    stored = stateStore.points;
+    unreadablePoints = stateStore.unreadable;
   }
   if (!options.stdout && options.forward.transport !== "unix") forwardTo = await resolveForward(options.forward);
 } catch (error) {
@@ -302,107 +307,9 @@ async function resolveForward(address: ForwardAddress & Address): Promise<Addres
   return { host: chosen.address, port: address.port, family: chosen.family === 6 ? 6 : 4 };
 }
 
-// The resume points on disk: written to a temporary file, synced and renamed, so that neither a
-// crash nor a power cut leaves them half written.
-
-/**
- * The resume points in --state. A file that is not a state file (empty after a power cut,
- * truncated, overwritten) must not keep slpc down: it is moved aside, and slpc starts as a new client.
- */
-function readState(path: string): ResumePoints {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return new Map();
-    throw new UsageError(`--state ${path}: ${reason(error)}`);
-  }
-  let read: ReturnType<typeof readStateFile>;
-  try {
-    read = readStateFile(
-      text,
-      choices.map((choice) => choice.address),
-    );
-  } catch (error) {
-    const aside = asideName(path);
-    try {
-      renameSync(path, aside);
-    } catch (failure) {
-      throw new UsageError(`--state ${path}: ${reason(error)}, and it cannot be moved aside: ${reason(failure)}`);
-    }
-    log(`--state ${path}: ${reason(error)}; moved it to ${aside} and starting as a new client, ${newClientStart()}`);
-    unreadablePoints = new Set(choices.map((choice) => addressKey(choice.address)));
-    return new Map();
-  }
-  const first = formatAddress(choices[0]!.address);
-  if (read.converted)
-    log(`--state ${path}: a single server's resume point, read as ${first}'s and kept in the new format`);
-  if (read.unreadable.size > 0) keepUnreadable(path, text, read.unreadable);
-  return read.points;
-}
-
-/**
- * Entries of --state that are not resume points cost their own servers their points, not the
- * others theirs: the file is copied aside as it was, and each such server starts as a new client.
- */
-function keepUnreadable(path: string, text: string, unreadable: Map<string, string>): void {
-  const aside = asideName(path);
-  try {
-    writeFileSync(aside, text);
-  } catch (error) {
-    throw new UsageError(
-      `--state ${path}: an entry is unreadable, and the file cannot be copied aside: ${reason(error)}`,
-    );
-  }
-  for (const [key, why] of unreadable) {
-    const start = `that server starts as a new client, ${newClientStart()}`;
-    log(`--state ${path}: server ${key}: ${why}; copied the file to ${aside}; ${start}`);
-  }
-  unreadablePoints = new Set(unreadable.keys());
-}
-
-/** Where a --state file that cannot be read whole is kept, for whoever wants to look at it. */
-function asideName(path: string): string {
-  return `${path}.bad-${Math.floor(Date.now() / 1000)}`;
-}
-
 /** How a client without a resume point starts. */
 function newClientStart(): string {
   return options.replay ? "with everything the server holds (--replay)" : "live";
-}
-
-/** Writes `text` to --state; with none, only proves that the file can be written. */
-function writeState(text: string | undefined): void {
-  if (!options.state) return;
-  const temporary = `${options.state}.tmp`;
-  try {
-    const fd = openSync(temporary, "w");
-    try {
-      if (text) writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    if (!text) return rmSync(temporary);
-    renameSync(temporary, options.state);
-  } catch (error) {
-    rmSync(temporary, { force: true }); // a full disk leaves an empty one behind
-    throw new UsageError(`--state ${options.state}: cannot write: ${reason(error)}`);
-  }
-  syncFolder(dirname(options.state));
-}
-
-/** Makes a rename durable. Best effort: a folder that cannot be opened for reading still got the file. */
-function syncFolder(path: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, "r");
-    fsyncSync(fd);
-  } catch {
-    // The rename stands; only its durability across a power cut is not assured.
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
 }
 
 // ---- State: the servers followed, the ledger of their messages, and the output they go to.
@@ -442,8 +349,6 @@ const ledger = new Ledger<Upstream>(
 );
 /** Resume points in --state of servers not followed now: kept, so that leaving one out for a while loses nothing. */
 const otherPoints: ResumePoints = new Map([...stored].filter(([key]) => !upstreams.some((u) => u.key === key)));
-/** The --state file as last written. */
-let stateWritten = stored.size > 0 ? formatStateFile(stored) : "";
 
 const output = await openOutput();
 
@@ -497,16 +402,14 @@ function updateReading(): void {
 
 /** Writes the resume points to --state when one moved since the last write. */
 function saveState(): void {
+  if (!stateStore) return;
   const points: ResumePoints = new Map();
   for (const u of upstreams) {
     const point = u.resumePoint();
     if (point) points.set(u.key, point);
   }
   for (const [key, point] of otherPoints) points.set(key, point);
-  const text = formatStateFile(points);
-  if (points.size === 0 || text === stateWritten) return;
-  writeState(text);
-  stateWritten = text;
+  stateStore.save(points);
 }
 
 // ---- Timers: the phase deadlines, the state file and the expiry warning.
@@ -520,18 +423,29 @@ setInterval(() => {
   for (const u of upstreams) u.tick(now, frozen);
 }, TICK_MS).unref();
 
-if (options.state) {
+if (stateStore) {
+  // Whenever a point moved, at most every STATE_WRITE_MS, and at once after the run's first
+  // delivery: after a SIGKILL only what was handed on since the last write comes again, and a
+  // third time only if the next run dies as soon after handing it on (see docs/behaviour.md).
   let lastFailure = "";
-  setInterval(() => {
+  const save = () => {
     try {
       saveState();
       lastFailure = "";
     } catch (error) {
-      // Once per kind of failure, not once a second while the disk stays full.
+      // Once per kind of failure, not ten times a second while the disk stays full.
       if (reason(error) !== lastFailure) log(reason(error));
       lastFailure = reason(error);
     }
-  }, 1000).unref();
+  };
+  setInterval(save, STATE_WRITE_MS).unref();
+  // What a run delivers first is what the run before it delivered and did not record.
+  const firstDelivery = setInterval(() => {
+    const delivered = upstreams.some((u) => ledger.counts(u).delivered > 0);
+    if (delivered || performance.now() > FIRST_DELIVERY_WATCH_MS) clearInterval(firstDelivery);
+    if (delivered) save();
+  }, FIRST_DELIVERY_POLL_MS);
+  firstDelivery.unref();
 }
 
 function warnIfExpiring(): void {
@@ -606,6 +520,7 @@ function stop(code: number): void {
   } catch (error) {
     log(reason(error));
   }
+  stateStore?.close();
   output.close();
   process.exit(code);
 }

@@ -1,6 +1,7 @@
 // A fresh review of issue 9 against the running programs: values each flag's parser accepts
-// that the runtime cannot use, a resume point slpc keeps but slps refuses, and a daemon that is
-// down. Each test is one finding; it fails on the code it was written against.
+// that the runtime cannot use and a daemon that is down (a resume point slpc keeps but slps
+// refused is in test/state.test.ts). Each test is one finding; it fails on the code it was
+// written against.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -96,30 +97,6 @@ describe("values a parser accepts that the runtime cannot use", () => {
     await sleep(1500);
     expect(c.stderr).not.toContain("bad 'heartbeat'");
     expect(c.stderr).toContain("following server");
-  });
-});
-
-describe("the resume point", () => {
-  // slpc numbers messages up to 2^53 - 1 and keeps such a point in --state; slps reads `last`
-  // only up to 2^52 (MAX_SEQ). A server that ever started slpc near 2^52 (a broken or hostile one,
-  // or a hand-edited file) leaves a point that the real server refuses on every reconnect.
-  test("a --state point above 2^52 does not keep slpc in a reconnect loop against slps", async () => {
-    const s = await server();
-    const state = join(bed.dir, "beyond-max-seq.json");
-    writeFileSync(state, `${JSON.stringify({ server: "0123456789abcdef", last: 2 ** 52 + 1 })}\n`);
-    const c = slpc(s.tlsPort, ["--stdout", "--state", state]);
-    await c.waitFor(/connected to/);
-    await until(
-      () => `a stream, or a refusal:\n${s.stderr}`,
-      () => streams(s) > 0 || /bad 'last'/.test(s.stderr),
-    );
-    await sleep(1000);
-    expect(s.stderr).not.toContain("resume message has a bad 'last'");
-    await sendUdp(s.udpPort, [Buffer.from("<13>after")]);
-    await until(
-      () => `the message on stdout:\n${c.stderr}`,
-      () => c.stdout.toString().includes("<13>after"),
-    );
   });
 });
 

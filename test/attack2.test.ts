@@ -4,9 +4,8 @@
 // test is one finding; it fails on the code it was written against.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { join } from "node:path";
 import type { Socket } from "bun";
-import { BUN, Child, freePort, sendUdp, sleep, testBed, udpSink, until } from "./kit.ts";
+import { BUN, Child, freePort, sendUdp, sleep, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(60_000);
 
@@ -171,58 +170,6 @@ describe("a filtering client far behind", () => {
       worst = Math.max(worst, performance.now() - t);
     }
     expect(worst).toBeLessThan(1000);
-  });
-});
-
-describe("--state while the daemon has taken nothing yet", () => {
-  // A new slpc writes its resume point only when nothing waits (resumePoint() is `handedOn`,
-  // undefined for a new client, while messages wait) or once the daemon took one. When messages
-  // come before the first state tick and the daemon takes none of them, SIGTERM leaves no
-  // --state; the next start is a new client, starts live, and the messages are gone without a
-  // gap line.
-  test("a restart delivers what the first run received but could not hand on", async () => {
-    const mute = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-    bed.defer(() => mute.stop(true));
-    const server = await bed.server();
-    const state = join(bed.dir, "state-mute");
-    const { cert, key } = bed.pki.cert("client");
-    const slpc = (forward: string) =>
-      bed.track(
-        new Child([
-          BUN,
-          "slpc.ts",
-          "--server",
-          `localhost:${server.tlsPort}`,
-          "--ca",
-          bed.pki.ca,
-          "--cert",
-          cert,
-          "--key",
-          key,
-          "--retry-min",
-          "0.2",
-          "--forward",
-          forward,
-          "--state",
-          state,
-        ]),
-      );
-    const first = slpc(`relp://127.0.0.1:${mute.port}`);
-    await first.waitFor(/following server/);
-    await sendUdp(server.udpPort, [Buffer.from("<13>app: kept 1"), Buffer.from("<13>app: kept 2")]);
-    await sleep(1500);
-    first.kill("SIGTERM");
-    await first.exit(10_000);
-    const sink = await udpSink();
-    bed.defer(() => sink.close());
-    const second = slpc(`127.0.0.1:${sink.port}`);
-    await second.waitFor(/following server/);
-    await until(
-      () => `the restarted slpc to deliver both messages; got ${sink.messages.length}\n${second.stderr}`,
-      () => sink.messages.length >= 2,
-      5_000,
-    );
-    expect(sink.messages.map(String)).toEqual(["<13>app: kept 1", "<13>app: kept 2"]);
   });
 });
 

@@ -4,8 +4,7 @@
 // real jq reads, and as pretty columns with and without colour, on a pipe and on a terminal.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { join } from "node:path";
-import { BUN, Child, type ServerHandle, savedPoint, sendUdp, testBed, until } from "./kit.ts";
+import { BUN, Child, type ServerHandle, sendUdp, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
@@ -147,34 +146,6 @@ describe("--format json", () => {
       { stdin: c.stdout },
     );
     expect(checks.stdout.toString()).toBe("true\n");
-  });
-});
-
-describe("--format json and the resume point", () => {
-  test("server and seq are the resume point's: SIGTERM, a restart with --state: each message once", async () => {
-    const s = await bed.server();
-    const state = join(bed.dir, "json-state.json");
-    const batch = (from: number) => Array.from({ length: 50 }, (_, i) => Buffer.from(`<14>message ${from + i}`));
-    const jsonLines = (c: Child) =>
-      c.stdout
-        .toString()
-        .split("\n")
-        .slice(0, -1)
-        .map((line) => JSON.parse(line));
-    const first = await slpc(s, ["--format", "json", "--state", state]);
-    await sendUdp(s.udpPort, batch(1));
-    await until("50 lines", () => jsonLines(first).length === 50);
-    first.kill("SIGTERM");
-    expect(await first.exit()).toBe(0);
-    const saved = savedPoint(state)!;
-    expect(saved).toEqual({ server: jsonLines(first)[0].server, last: 50 });
-    await sendUdp(s.udpPort, batch(51)); // while no client is connected: slps holds them
-    const second = await slpc(s, ["--format", "json", "--state", state]);
-    await until("50 more lines", () => jsonLines(second).length >= 50);
-    const all = [...jsonLines(first), ...jsonLines(second)];
-    expect(all.map((line) => [line.server, line.seq, line.message])).toEqual(
-      Array.from({ length: 100 }, (_, i) => [saved.server, i + 1, `message ${i + 1}`]),
-    );
   });
 });
 

@@ -2,7 +2,7 @@
 // processes, UDP senders and sinks, and raw TLS clients. Everything stays on loopback.
 
 import { afterAll, afterEach, beforeAll } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket, Subprocess } from "bun";
@@ -518,6 +518,21 @@ export function pathProxy(targetPort: number) {
   };
 }
 
+/** Waits until slps has started one more client stream than `before`. */
+export const streamStarted = (s: ServerHandle, before = 0) =>
+  until(
+    () => `a stream to start:\n${s.stderr}`,
+    () => (s.stderr.match(/ starts at #/g)?.length ?? 0) > before,
+  );
+
+/** Sends `messages` to slps in batches, pausing between them so its UDP buffer never overflows. */
+export async function feed(s: ServerHandle, messages: Buffer[]): Promise<void> {
+  for (let i = 0; i < messages.length; i += 100) {
+    await sendUdp(s.udpPort, messages.slice(i, i + 100));
+    await sleep(2);
+  }
+}
+
 /** A steady stream of numbered messages to slps, until stopped; `sent` lists what went out. */
 export function steadySender(udpPort: number, perSecond: number, prefix = "seq") {
   const sent: string[] = [];
@@ -611,6 +626,57 @@ export function testBed(extraCertificates: (dir: string) => void = () => {}) {
     },
     /** slpc as slpcCommand runs it, killed after the test. */
     slpc: (port: number, args: string[] = []): Child => bed.track(new Child(bed.slpcCommand(port, args))),
+    /**
+     * A FIFO for a child's stdout that the test reads only when it wants to: until then it fills up
+     * like a pipe whose reader is slow. `writeEnd` goes to Bun.spawn; `readAll` reads until the child exits.
+     */
+    fifo(name: string) {
+      const path = join(dir, name);
+      const made = Bun.spawnSync(["mkfifo", path]);
+      if (made.exitCode !== 0) throw new Error(`mkfifo ${path}: ${made.stderr.toString()}`);
+      const readEnd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+      cleanups.push(() => closeSync(readEnd));
+      const writeEnd = openSync(path, "w");
+      const chunks: Buffer[] = [];
+      const buffer = Buffer.alloc(1 << 16);
+      return {
+        writeEnd,
+        /** Reads what is there now; true once the writer has closed its end. */
+        drain(): boolean {
+          for (;;) {
+            let n: number;
+            try {
+              n = readSync(readEnd, buffer);
+            } catch (error) {
+              if ((error as NodeJS.ErrnoException).code === "EAGAIN") return false;
+              throw error;
+            }
+            if (n === 0) return true;
+            chunks.push(Buffer.from(buffer.subarray(0, n)));
+          }
+        },
+        async readAll(ms = 10_000): Promise<string> {
+          for (const deadline = Date.now() + ms; !this.drain() && Date.now() < deadline; ) await sleep(5);
+          return Buffer.concat(chunks).toString();
+        },
+        /** The lines read so far. */
+        lines: () => Buffer.concat(chunks).toString().split("\n").slice(0, -1),
+      };
+    },
+    /** slpc as a process of the test's own, its stdout into `out` (a `fifo`), its stderr collected. */
+    slpcInto(out: { writeEnd: number }, command: string[]) {
+      const proc = Bun.spawn(command, { cwd: ROOT, stdout: out.writeEnd, stderr: "pipe" });
+      closeSync(out.writeEnd); // the child holds the only write end: its exit is the reader's end of file
+      cleanups.push(() => {
+        proc.kill("SIGKILL");
+        return proc.exited;
+      });
+      const child = { proc, stderr: "" };
+      void (async () => {
+        for await (const chunk of proc.stderr) child.stderr += Buffer.from(chunk).toString();
+      })();
+      return child;
+    },
     async sink() {
       const sink = await udpSink();
       cleanups.push(() => sink.close());

@@ -4,7 +4,6 @@
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createSocket } from "node:dgram";
-import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodeControl, encodeFrame } from "../lib.ts";
 import { BUN, Child, type ServerHandle, savedPoint, sendUdp, sleep, testBed, udpDrops, until } from "./kit.ts";
@@ -328,39 +327,6 @@ describe("one slpc, several servers", () => {
           .find((line) => line.startsWith("{"))!,
       ).lost,
     ).toBe(10_000);
-  });
-
-  test("--state: a single-server file is read as the first server's; other servers' points are kept", async () => {
-    const [first, second] = [await server(), await server()];
-    await sendUdp(first.udpPort, stamped("first", 1, 10));
-    await sendUdp(second.udpPort, stamped("second", 1, 3));
-    await sleep(300);
-    const id = /server id ([0-9a-f]+)/.exec(first.stderr)![1]!;
-    const state = join(bed.dir, "old-format.json");
-    writeFileSync(state, `${JSON.stringify({ server: id, last: 4 })}\n`);
-    const out = await timedSink();
-    const c = slpcFollowing([first.tlsPort, second.tlsPort], out.port, ["--state", state, "--replay"]);
-    await c.waitFor(/a single server's resume point, read as localhost:\d+'s and kept in the new format/);
-    await until(
-      () => `9 messages, ${out.arrived.length} so far, ${out.drops()} dropped by the sink`,
-      () => out.arrived.length >= 9,
-    );
-    await sleep(1500); // the state file is written each second
-    expect(tally(out.arrived, "first").numbers).toEqual([5, 6, 7, 8, 9, 10]);
-    expect(tally(out.arrived, "second").numbers).toEqual([1, 2, 3]);
-    expect(c.stderr).not.toContain("gap");
-    c.kill("SIGTERM");
-    expect(await c.exit()).toBe(0);
-    expect(savedPoint(state, target(first))).toEqual({ server: id, last: 10 });
-    expect(savedPoint(state, target(second))).toMatchObject({ last: 3 });
-
-    // Following only the second now: the first's point stays in the file for when it comes back.
-    const again = slpcFollowing([second.tlsPort], out.port, ["--state", state]);
-    await following(again, [second.tlsPort]);
-    again.kill("SIGTERM");
-    expect(await again.exit()).toBe(0);
-    expect(savedPoint(state, target(first))).toEqual({ server: id, last: 10 });
-    expect(existsSync(`${state}.tmp`)).toBe(false);
   });
 
   test("--stdout --prefix begins each line with its server; JSON carries it as 'from'", async () => {

@@ -2,12 +2,10 @@
 // between them, so the path can be cut or blackholed. Short heartbeats keep each test quick.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { join } from "node:path";
 import { BASE_VERSION, Deframer, encodeControl } from "../lib.ts";
 import {
   type ClientOptions,
   type ServerHandle,
-  savedPoint,
   sendUdp,
   sleep,
   stalledClient,
@@ -73,29 +71,6 @@ describe("resume", () => {
     expect(noticed).toBeGreaterThanOrEqual(1400); // not before --dead-after 1.5 s...
     // ...and back within it plus one backoff step (--retry-max 1), with slack.
     expect(back).toBeLessThan(1500 + 1000 + 1500);
-  });
-
-  test("a client killed and restarted with --state loses nothing and duplicates nothing", async () => {
-    const s = await server();
-    const out = await sink();
-    const state = join(bed.dir, "resume-state.json");
-    const opts = { forwardPort: out.port, args: ["--state", state] };
-    const first = await client(s, opts);
-    const sender = steadySender(s.udpPort, 200);
-    await sleep(600);
-    first.kill("SIGTERM");
-    expect(await first.exit()).toBe(0);
-    const saved = savedPoint(state)!;
-    expect(saved.last).toBe(out.messages.length);
-    await sleep(700);
-    const second = await client(s, opts);
-    await sleep(600);
-    sender.stop();
-    await until("everything", () => out.messages.length >= sender.sent.length);
-    await sleep(200);
-    expect(texts(out.messages)).toEqual(sender.sent);
-    expect(s.stderr).toContain(`starts at #${saved.last + 1}`);
-    expect(second.stderr).not.toContain("gap");
   });
 
   test("after a server restart the client notices the new id, says so, and continues", async () => {
