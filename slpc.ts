@@ -166,21 +166,14 @@ const OPTIONS = {
 const FILTER_KEYS = ["facility", "severity", "program", "host", "match"] as const;
 
 const log = logger("slpc");
-let options: Values<typeof OPTIONS>;
-let tls: TlsFiles;
-let choices: ServerChoice[];
-/** The resume points in --state at start, by server (addressKey); empty for a new client. */
-let stored: ResumePoints = new Map();
-/** Servers (addressKey) whose point --state could not give: their first `start` reports an unknown gap. */
-let unreadablePoints = new Set<string>();
-/** The --state file, locked for slpc's life; undefined without --state. */
-let stateStore: StateStore | undefined;
+/** The options as parsed, with their defaults. */
+type SlpcOptions = Values<typeof OPTIONS>;
+
 /**
- * --forward's host as an IP address (udp, tcp, relp): sendmmsg takes no names, the UDP socket must
- * be bound for its family, and a name is looked up once, at start.
+ * The options and what they name, checked: the servers and their filters, the certificates, the
+ * --state file (locked from here on) and --forward's address. Anything wrong is a UsageError.
  */
-let forwardTo: Address & { family: 4 | 6 } = { host: "127.0.0.1", port: 514, family: 4 };
-try {
+async function configure() {
   const argv = process.argv.slice(2);
   const parsed = parseGroupedOptions("slpc", OPTIONS, argv, process.env, "server", FILTER_KEYS);
   if (parsed === "help") {
@@ -201,7 +194,7 @@ try {
     process.stdout.write(`slpc ${packageJson.version}\n`);
     process.exit(0);
   }
-  options = parsed.values;
+  const options = parsed.values;
   if (options.format) options.stdout = true;
   const forwardGiven = originOf(options, "forward");
   if (options.stdout && forwardGiven) {
@@ -215,25 +208,31 @@ try {
     throw new UsageError("--prefix: only with --stdout or --format, not --forward");
   if (options.retryMax < options.retryMin)
     throw new UsageError(`--retry-max ${options.retryMax}: must not be below --retry-min ${options.retryMin}`);
-  choices = chooseServers(parsed.groups);
-  tls = loadTls();
-  if (options.state) {
-    // Locked for slpc's life; exit 2 now if the file cannot be written, and one in the old format is converted.
-    stateStore = StateStore.open(options.state, {
-      servers: choices.map((choice) => choice.address),
-      newClientStart: newClientStart(),
-      log,
-      now: Date.now,
-    });
-    stored = stateStore.points;
-    unreadablePoints = stateStore.unreadable;
-  }
-  if (!options.stdout && options.forward.transport !== "unix") forwardTo = await resolveForward(options.forward);
-} catch (error) {
+  const choices = chooseServers(options, parsed.groups);
+  const tls = loadTls(options);
+  // Locked for slpc's life; exit 2 now if the file cannot be written, and one in the old format is converted.
+  const state = options.state
+    ? StateStore.open(options.state, {
+        servers: choices.map((choice) => choice.address),
+        newClientStart: options.replay ? "with everything the server holds (--replay)" : "live",
+        log,
+        now: Date.now,
+      })
+    : undefined;
+  // sendmmsg takes no names, and the UDP socket is bound for the address's family: a name is looked up once.
+  const forwardTo =
+    options.stdout || options.forward.transport === "unix"
+      ? { host: "", port: 0, family: 4 as const }
+      : await resolveForward(options.forward);
+  return { options, choices, tls, state, forwardTo };
+}
+
+const setup = await configure().catch((error) => {
   if (!(error instanceof UsageError)) throw error;
   log(error.message);
   process.exit(2);
-}
+});
+const { options, choices, state: stateStore, forwardTo } = setup;
 const { forward } = options;
 /** --forward in log lines: as the operator wrote it, and the address it resolved to when that differs. */
 const forwardName =
@@ -249,7 +248,7 @@ const TICK_MS = Math.max(1, Math.min(1000, options.deadAfter * 250, options.hand
  * Every --server with its filter: the filter flags that follow it, or when none do, those before
  * the first --server (or in the environment). Each server once; --servername only for a single one.
  */
-function chooseServers(groups: Partial<Values<typeof OPTIONS>>[]): ServerChoice[] {
+function chooseServers(options: SlpcOptions, groups: Partial<SlpcOptions>[]): ServerChoice[] {
   const given = groups.length > 0 ? groups : [{ server: options.server }];
   const chosen: ServerChoice[] = [];
   const seen = new Set<string>();
@@ -275,7 +274,7 @@ function chooseServers(groups: Partial<Values<typeof OPTIONS>>[]): ServerChoice[
 }
 
 /** What the filter flags in `values` ask a server for; nothing when none is set. */
-function filterOf(values: Values<typeof OPTIONS>, where: string): Omit<ServerChoice, "address"> {
+function filterOf(values: SlpcOptions, where: string): Omit<ServerChoice, "address"> {
   const { facility, severity, program, host, match } = values;
   const criteria: Filter = { facilities: facility, severity, programs: program, hosts: host, match };
   for (const key of Object.keys(criteria) as (keyof Filter)[]) if (criteria[key] === undefined) delete criteria[key];
@@ -287,8 +286,7 @@ function filterOf(values: Values<typeof OPTIONS>, where: string): Omit<ServerCho
   }
 }
 
-function loadTls(): TlsFiles {
-  const { cert, key, ca, crl } = options;
+function loadTls({ cert, key, ca, crl }: SlpcOptions): TlsFiles {
   return loadTlsFiles({ cert, key, ca: ca === "system" ? undefined : ca, crl });
 }
 
@@ -307,16 +305,15 @@ async function resolveForward(address: ForwardAddress & Address): Promise<Addres
   return { host: chosen.address, port: address.port, family: chosen.family === 6 ? 6 : 4 };
 }
 
-/** How a client without a resume point starts. */
-function newClientStart(): string {
-  return options.replay ? "with everything the server holds (--replay)" : "live";
-}
-
 // ---- State: the servers followed, the ledger of their messages, and the output they go to.
 
 const startedAt = Date.now();
+/** The certificates for the next connection: SIGHUP reads them again. */
+let tls = setup.tls;
 /** Set by SIGTERM and SIGINT. */
 let stopping = false;
+/** The resume points in --state at start, by server (addressKey); empty for a new client. */
+const stored: ResumePoints = stateStore?.points ?? new Map();
 
 const host: UpstreamHost = {
   settings: options,
@@ -335,7 +332,7 @@ const upstreams = choices.map(
       host,
       choice,
       options.servername || choice.address.host,
-      unreadablePoints.has(addressKey(choice.address)),
+      stateStore?.unreadable.has(addressKey(choice.address)) ?? false,
     ),
 );
 const ledger = new Ledger<Upstream>(
@@ -460,7 +457,7 @@ setInterval(warnIfExpiring, 86_400_000).unref();
 /** SIGHUP: reread the certificate, key and CA for the next connection; the current one stays. */
 process.on("SIGHUP", () => {
   try {
-    tls = loadTls();
+    tls = loadTls(options);
   } catch (error) {
     log(`SIGHUP: ${reason(error)}; keeping the certificates in force`);
     return;
