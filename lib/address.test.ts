@@ -59,7 +59,7 @@ describe("bindFailure", () => {
 });
 
 describe("mustResolve", () => {
-  test("a name the lookup resolves passes; one it cannot is one line naming the flag, the address and why", async () => {
+  test("a name that resolves passes; one that does not is one line naming the flag, the address and why", async () => {
     const lookup = async (host: string) => {
       if (host !== "localhost") throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: "ENOTFOUND" });
     };

@@ -44,7 +44,8 @@ export function refusal(handshake: Handshake, policy: ClientPolicy, clients: num
   if (!certificate) return `no client certificate${success ? "" : ` (${why})`}`;
   const serial = `serial ${certificate.serialNumber}`;
   if (policy.pins.size > 0) {
-    // Pinned certificates need not chain to --ca, so the TLS layer let them all through: pin and dates are checked here.
+    // Pinned certificates need not chain to --ca, so the TLS layer let them all through: pin and dates
+    // are checked here.
     if (!policy.pins.has(fingerprintOf(certificate))) return `certificate ${serial} is not pinned (--pin)`;
     if (now < Date.parse(certificate.validFrom) || now > Date.parse(certificate.validTo))
       return `certificate ${serial} is outside its validity (${certificate.validFrom} to ${certificate.validTo})`;

@@ -240,7 +240,7 @@ describe("ClientStream", () => {
     expect(stream.idle).toBe(true);
   });
 
-  test("with a filter, a skip longer than MAX_SCAN is not parsed: the client is told an unknown number was lost", () => {
+  test("with a filter, a skip over MAX_SCAN is not parsed: the client is told an unknown number was lost", () => {
     const buffer = new ResumeBuffer(1 << 22);
     const stream = new ClientStream(buffer, 64, 0);
     const looked: number[] = [];

@@ -95,7 +95,8 @@ export interface JsonContext {
  * import { parseSyslog } from "./lib/syslog_message.ts";
  * import { formatJson } from "./lib/format.ts";
  * const parsed = parseSyslog(new TextEncoder().encode("<38>Jan  5 10:11:12 web sshd[42]: Accepted key"));
- * process.stdout.write(formatJson(parsed, { from: "web.example.com:6514", server: "5f2c9a7e01b4d3c8", seq: 7, received: new Date() }));
+ * const context = { from: "web.example.com:6514", server: "5f2c9a7e01b4d3c8", seq: 7, received: new Date() };
+ * process.stdout.write(formatJson(parsed, context));
  * ```
  */
 export function formatJson(parsed: SyslogMessage, { from, server, seq, received }: JsonContext): string {
@@ -118,7 +119,8 @@ export function formatJson(parsed: SyslogMessage, { from, server, seq, received 
     structured_data: parsed.structuredData ?? null,
     ...text,
   };
-  return `${JSON.stringify(record).replace(TERMINAL_ACTIVE, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`)}\n`;
+  const escape = (char: string) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  return `${JSON.stringify(record).replace(TERMINAL_ACTIVE, escape)}\n`;
 }
 
 /**

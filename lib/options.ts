@@ -225,8 +225,9 @@ export function parseRequired(text: string): string {
  * value, not a flag. Words it does not know stay with the whole program, for parseOptions to name.
  *
  * @example
- * const specs = { server: { ...text, arg: "HOST" }, severity: { ...text, arg: "LEVEL" }, state: { ...text, arg: "FILE" } };
- * groupArguments(specs, ["--server", "a", "--severity", "err", "--state", "f", "--server", "b"], "server", ["severity"]);
+ * const specs = { server: { ...text, arg: "H" }, severity: { ...text, arg: "LEVEL" }, state: { ...text, arg: "F" } };
+ * const argv = ["--server", "a", "--severity", "err", "--state", "f", "--server", "b"];
+ * groupArguments(specs, argv, "server", ["severity"]);
  * // { common: ["--state", "f"], groups: [["--server", "a", "--severity", "err"], ["--server", "b"]] }
  */
 export function groupArguments(

@@ -67,7 +67,7 @@ describe("udp drops", () => {
     }
   });
 
-  test("UdpDropCounter reads this process's socket from the real /proc, and what is new since it last asked", async () => {
+  test("UdpDropCounter reads this process's socket from the real /proc, and what is new since it asked", async () => {
     const socket = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
     try {
       const said: string[] = [];

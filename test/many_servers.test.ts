@@ -263,7 +263,7 @@ describe("one slpc, several servers", () => {
     expect(c.stderr.match(new RegExp(`localhost:${hostile}: retrying`, "g"))!.length).toBeGreaterThan(1);
   });
 
-  test("a server replaying a backlog gets its share of --forward-rate, and the live ones are not held behind it", async () => {
+  test("a server replaying a backlog gets its share of --forward-rate; live ones are not held behind it", async () => {
     const [live, replaying] = [await server(), await server(["--buffer", "8MiB"])];
     await sendUdp(replaying.udpPort, stamped("backlog", 1, 5000));
     await sleep(300);

@@ -89,7 +89,8 @@ export class UdpOutput<S> extends Output<S> {
     this.#settleTimer = undefined;
     this.#sends.shiftMany(this.#sends.length);
     this.#sentAgain += this.ledger.giveBack().length;
-    const twice = `${this.#sentAgain} datagrams sent again, which come twice where the daemon took them before it refused`;
+    const again = `${this.#sentAgain} datagrams sent again`;
+    const twice = `${again}, which come twice where the daemon took them before it refused`;
     if (this.sendFailed(error, this.#sentAgain > 0 ? `; ${twice}` : "")) this.#sentAgain = 0;
     this.changed();
   }
