@@ -1,9 +1,9 @@
 // Issue 13's goals, read off one run's results: each goal, what this run measured for it, and
-// whether that meets it. Pure: the bench passes its rows in, so it is tested on plain values.
-// A goal the run did not measure (a rate left out of --rates, no --compare rsyslog) says which
-// flag would measure it, rather than passing or failing.
+// whether that meets it; and their table, the bench's last section. Pure: the bench passes its
+// rows in, so it is tested on plain values. A goal the run did not measure (a rate left out of
+// --rates, no --compare rsyslog) says which flag would measure it, rather than passing or failing.
 
-import { f } from "./table.ts";
+import { f, table } from "./table.ts";
 
 /** What the goals read of a row of the sweep or the fan-out (bench/harness.ts's Row has more). */
 export interface GoalRow {
@@ -142,4 +142,18 @@ export function goals({ floor, sweep, fanOut, idle }: GoalInput): Goal[] {
     verdict: verdict(lost === 0),
   });
   return list;
+}
+
+/** The goals, against one run's results, as a table. */
+export function goalsTable(results: GoalInput): string {
+  return table(
+    "Goals of issue 13, against this run",
+    "A goal this run did not measure says what would measure it: the full run with --compare rsyslog measures all.",
+    [
+      ["goal", (row) => row.goal],
+      ["measured", (row) => row.measured],
+      ["verdict", (row) => row.verdict],
+    ],
+    goals(results),
+  );
 }
