@@ -1,9 +1,11 @@
 // Issue 13's goals, read off one run's results: each goal, what this run measured for it, and
-// whether that meets it. Pure: the bench passes its rows in, so it is tested on plain values.
-// A goal the run did not measure (a rate left out of --rates, no --compare rsyslog) says which
-// flag would measure it, rather than passing or failing.
+// whether that meets it; and their table, the bench's last section. Pure: the bench passes its
+// rows in, so it is tested on plain values. A goal the run did not measure (a rate left out of
+// --rates, no --compare rsyslog) says which flag would measure it, rather than passing or failing.
 
-/** What the goals read of a row of the sweep or the fan-out (bench/run.ts's Row has more). */
+import { f, table } from "./table.ts";
+
+/** What the goals read of a row of the sweep or the fan-out (bench/harness.ts's Row has more). */
 export interface GoalRow {
   relay: string;
   clients: number;
@@ -41,8 +43,6 @@ export interface Goal {
 /** The largest share of messages a rate may lose and still count as carried. */
 export const MAX_LOSS = 0.001;
 
-const f = (n: number, digits = 0) =>
-  n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const verdict = (met: boolean): Verdict => (met ? "met" : "not met");
 const unmeasured = (goal: string, how: string): Goal => ({ goal, measured: how, verdict: "not measured" });
 
@@ -121,7 +121,9 @@ export function goals({ floor, sweep, fanOut, idle }: GoalInput): Goal[] {
     const [p99Ratio, cpuRatio] = [slps.p99 / floorServer.p99, cpu(slps) / cpu(floorServer)];
     list.push({
       goal: `fan-out to ${f(clients)} client${clients === 1 ? "" : "s"}: p99 and CPU within 1.2x the floor server's`,
-      measured: `p99 ${f(slps.p99, 2)} / ${f(floorServer.p99, 2)} ms (${f(p99Ratio, 2)}x), CPU ${f(cpu(slps), 2)} / ${f(cpu(floorServer), 2)} s (${f(cpuRatio, 2)}x)`,
+      measured:
+        `p99 ${f(slps.p99, 2)} / ${f(floorServer.p99, 2)} ms (${f(p99Ratio, 2)}x), ` +
+        `CPU ${f(cpu(slps), 2)} / ${f(cpu(floorServer), 2)} s (${f(cpuRatio, 2)}x)`,
       verdict: verdict(p99Ratio <= 1.2 && cpuRatio <= 1.2),
     });
   }
@@ -140,4 +142,18 @@ export function goals({ floor, sweep, fanOut, idle }: GoalInput): Goal[] {
     verdict: verdict(lost === 0),
   });
   return list;
+}
+
+/** The goals, against one run's results, as a table. */
+export function goalsTable(results: GoalInput): string {
+  return table(
+    "Goals of issue 13, against this run",
+    "A goal this run did not measure says what would measure it: the full run with --compare rsyslog measures all.",
+    [
+      ["goal", (row) => row.goal],
+      ["measured", (row) => row.measured],
+      ["verdict", (row) => row.verdict],
+    ],
+    goals(results),
+  );
 }
