@@ -32,7 +32,7 @@ export class UdpOutput<S> extends Output<S> {
     const output = new UdpOutput(options, to);
     output.#socket = await Bun.udpSocket({
       hostname: to.family === 6 ? "::" : "0.0.0.0",
-      socket: { drain: () => output.send(), error: (_socket, error) => output.#refused(error) },
+      socket: { drain: () => output.send(), error: (_socket, error) => output.#onRefusal(error) },
     });
     return output;
   }
@@ -69,7 +69,7 @@ export class UdpOutput<S> extends Output<S> {
         sent = this.#socket.sendMany(packets);
       } catch (error) {
         // A refusal of an earlier datagram comes back here too (ECONNREFUSED).
-        return this.#refused(error);
+        return this.#onRefusal(error);
       }
       this.failing = false;
       this.ledger.give(sent);
@@ -84,7 +84,7 @@ export class UdpOutput<S> extends Output<S> {
    * the head of the line, in order, and are tried again later. UDP cannot tell which of them a
    * daemon that went away took before it went: those come twice, and the line says how many may.
    */
-  #refused(error: unknown): void {
+  #onRefusal(error: unknown): void {
     clearTimeout(this.#settleTimer);
     this.#settleTimer = undefined;
     this.#sends.shiftMany(this.#sends.length);
