@@ -119,8 +119,8 @@ export function formatJson(parsed: SyslogMessage, { from, server, seq, received 
     structured_data: parsed.structuredData ?? null,
     ...text,
   };
-  const escape = (char: string) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`;
-  return `${JSON.stringify(record).replace(TERMINAL_ACTIVE, escape)}\n`;
+  const asEscape = (char: string) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  return `${JSON.stringify(record).replace(TERMINAL_ACTIVE, asEscape)}\n`;
 }
 
 /**
