@@ -17,7 +17,7 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createSocket } from "node:dgram";
 import { HOSTILE, type HostileKind } from "../bench/hostile_datagrams.ts";
 import { encodeControl } from "../lib.ts";
-import { type Child, cpuSeconds, protocolClient, rssAnon, sleep, testBed, until } from "./kit.ts";
+import { cpuSeconds, protocolClient, rssAnon, sleep, snapshotOf, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(90_000);
 
@@ -34,22 +34,6 @@ const BUFFER = 16 * 2 ** 20;
 const RUNTIME_SLACK = 96 * 2 ** 20;
 
 const bed = testBed();
-
-/** slps's SIGUSR1 numbers. */
-async function snapshotOf(child: Child): Promise<Record<string, any>> {
-  const from = child.stderr.length;
-  child.kill("SIGUSR1");
-  let found: Record<string, any> | undefined;
-  await until("slps's SIGUSR1 line", () => {
-    const line = child.stderr
-      .slice(from)
-      .split("\n")
-      .find((text) => text.startsWith("{") && text.endsWith("}"));
-    if (line) found = JSON.parse(line);
-    return found !== undefined;
-  });
-  return found!;
-}
 
 describe("hostile content while clients filter", () => {
   test(`each kind: CPU within ${CPU_FACTOR}x a plain maximal datagram, memory bounded, nothing uncounted`, async () => {

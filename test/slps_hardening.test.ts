@@ -14,10 +14,12 @@ import {
   chain,
   freePort,
   makeCert,
+  openssl,
   ROOT,
   rawTlsClient,
   sendUdp,
   sleep,
+  snapshotOf,
   testBed,
   udpDrops,
   until,
@@ -56,22 +58,6 @@ const bed = testBed((dir) => {
   makeCert(dir, "multiclient", { subject: "/O=Example/CN=home-multi", issuer: "multica", usage: "client" });
 });
 const { server, client, sink } = bed;
-
-/** The first JSON line slps writes to stderr on SIGUSR1 after now. */
-async function snapshotOf(child: Child): Promise<Record<string, any>> {
-  const from = child.stderr.length;
-  child.kill("SIGUSR1");
-  let found: Record<string, any> | undefined;
-  await until("slps's SIGUSR1 line", () => {
-    const line = child.stderr
-      .slice(from)
-      .split("\n")
-      .find((text) => text.startsWith("{") && text.endsWith("}"));
-    if (line) found = JSON.parse(line);
-    return found !== undefined;
-  });
-  return found!;
-}
 
 /** Opens `count` TCP connections to 127.0.0.1:port and resets each as soon as it is open. */
 async function resetConnections(port: number, count: number): Promise<void> {
@@ -217,12 +203,6 @@ describe("refused connections whose peer never closes (defect 4)", () => {
     expect(phases).toEqual({ handshaking: 0, resuming: 0, streaming: served, closing: 0 });
   });
 });
-
-/** Runs openssl in `cwd`; throws with its stderr when it fails. */
-function openssl(cwd: string, ...args: string[]): void {
-  const result = Bun.spawnSync(["openssl", ...args], { cwd, stderr: "pipe", stdout: "pipe" });
-  if (result.exitCode !== 0) throw new Error(`openssl ${args.join(" ")}: ${result.stderr}`);
-}
 
 let crls = 0;
 /** A CRL (PEM) from the test CA `ca` that revokes the test certificates `revoked`, made with `openssl ca`. */
