@@ -7,9 +7,8 @@ import { X509Certificate } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { MAX_FRAME, MAX_MESSAGE } from "../lib.ts";
+import { MAX_MESSAGE } from "../lib.ts";
 import {
-  BUN,
   Child,
   chain,
   freePort,
@@ -320,63 +319,6 @@ describe("smaller ones (defect 11)", () => {
       await until("delivery", () => out.messages.length === 1);
       expect(s.stderr).not.toContain("is not --issuer");
     }
-  });
-
-  test("a --queue below one frame is refused at start; one frame exactly carries the largest message", async () => {
-    const small = new Child([BUN, "slps.ts", "--queue", "64000"]);
-    expect(await small.exit()).toBe(2);
-    const why = `must be at least ${MAX_FRAME} bytes, the frame of a message of ${MAX_MESSAGE}`;
-    expect(small.stderr).toBe(`slps: --queue "64000": ${why}\n`);
-    const s = await server(["--queue", String(MAX_FRAME)]);
-    const out = await sink();
-    await client(s, { forwardPort: out.port });
-    const largest = Buffer.alloc(MAX_MESSAGE, 0x71);
-    await sendUdp(s.udpPort, [largest]);
-    await until("the largest message", () => out.messages.length === 1);
-    expect(out.messages[0]!.equals(largest)).toBe(true);
-  });
-});
-
-describe("every value a flag accepts works", () => {
-  test("--udp-buffer is the UDP socket's receive buffer; one over net.core.rmem_max is capped with a warning", async () => {
-    const rmemMax = Number(readFileSync("/proc/sys/net/core/rmem_max", "utf8"));
-    /** The receive buffer `ss` reports for slps's UDP socket: twice what the kernel granted. */
-    const reported = (port: number) =>
-      Number(/rb(\d+)/.exec(Bun.spawnSync(["ss", "-uanm", `sport = :${port}`]).stdout.toString())![1]);
-    const within = Math.min(1024 * 1024, rmemMax);
-    const fits = await server(["--udp-buffer", String(within)]);
-    expect(reported(fits.udpPort)).toBe(2 * within);
-    expect(fits.stderr).not.toContain("warning: the UDP receive buffer");
-    const over = await server(["--udp-buffer", String(rmemMax + 4096)]);
-    expect(reported(over.udpPort)).toBe(2 * rmemMax);
-    await over.waitFor(
-      new RegExp(`warning: the UDP receive buffer is ${rmemMax} bytes, not --udp-buffer ${rmemMax + 4096}`),
-    );
-  });
-
-  test("--handshake-timeout and --stall past the longest timer (24.8 days) wait, not fire at once", async () => {
-    const s = await server(["--handshake-timeout", "3000000", "--stall", "3000000"]);
-    let closed = false;
-    const idle = await Bun.connect({
-      hostname: "127.0.0.1",
-      port: s.tlsPort,
-      socket: {
-        data() {},
-        close: () => {
-          closed = true;
-        },
-      },
-    });
-    bed.defer(() => idle.terminate());
-    const out = await sink();
-    await client(s, { forwardPort: out.port });
-    await sendUdp(s.udpPort, [Buffer.from("<13>in time")]);
-    await until("delivery", () => out.messages.length === 1);
-    await sleep(500);
-    expect(closed).toBe(false);
-    expect(s.stderr).not.toContain("no TLS handshake");
-    expect(s.stderr).not.toContain("TimeoutOverflowWarning");
-    expect((await snapshotOf(s)).phases).toEqual({ handshaking: 1, resuming: 0, streaming: 1, closing: 0 });
   });
 });
 
