@@ -167,6 +167,16 @@ export function tcpListening(port: number): boolean {
   return loopbackSockets("tcp", port).some((fields) => fields[3] === "0A");
 }
 
+/** The client ports of slps's open TCP connections on 127.0.0.1:port, from the kernel's table. */
+export function serverSideConnections(port: number): number[] {
+  return (
+    loopbackSockets("tcp", port)
+      // Not the listener (state 0A), nor what the kernel finishes alone after slps let go (inode 0).
+      .filter((fields) => fields[3] !== "0A" && fields[9] !== "0")
+      .map((fields) => parseInt(fields[2]!.split(":")[1]!, 16))
+  );
+}
+
 /** Datagrams the kernel dropped at 127.0.0.1:port because the socket's receive buffer was full. */
 export function udpDrops(port: number): number {
   return loopbackSockets("udp", port).reduce((sum, fields) => sum + Number(fields.at(-1)), 0);

@@ -19,6 +19,7 @@ import {
   rawTlsClient,
   rss,
   sendUdp,
+  serverSideConnections,
   sleep,
   snapshotOf,
   testBed,
@@ -388,19 +389,6 @@ function silentTlsClient(port: number, creds: { cert: string; key: string }): Ch
   return bed.track(new Child(["python3", "-c", script, String(port), bed.pki.ca, creds.cert, creds.key]));
 }
 
-/** slps's open TCP connections on 127.0.0.1:port, from /proc/net/tcp. */
-function serverSideConnections(port: number): number {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  return (
-    readFileSync("/proc/net/tcp", "utf8")
-      .split("\n")
-      .slice(1)
-      .map((line) => line.trim().split(/\s+/))
-      // Not the listener (state 0A), nor what the kernel finishes alone after slps let go (inode 0).
-      .filter((fields) => fields[1] === local && fields[3] !== "0A" && fields[9] !== "0").length
-  );
-}
-
 describe("before authentication", () => {
   test("hundreds of idle and garbage connections cost a real client nothing", async () => {
     const s = await server(["--handshake-timeout", "1"]);
@@ -489,8 +477,8 @@ describe("before authentication", () => {
     const refusedAt = performance.now();
     expect(peer.proc.exitCode).toBeNull();
     await until(
-      () => `slps to let go of the refused connection (${serverSideConnections(s.tlsPort)} open)`,
-      () => serverSideConnections(s.tlsPort) === served,
+      () => `slps to let go of the refused connection (${serverSideConnections(s.tlsPort).length} open)`,
+      () => serverSideConnections(s.tlsPort).length === served,
       10_000,
     );
     // The closing deadline is min(--handshake-timeout, 2 s); the rest is room for a busy machine.
