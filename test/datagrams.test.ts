@@ -197,7 +197,7 @@ describe("hostile content while clients filter", () => {
       expect(delivered()).toBeLessThanOrEqual(legit);
       const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
       console.log(
-        `hostile_content: ${kind}: ${cpu.toFixed(0)} µs CPU a message, RssAnon ${mb(peak)} MB at most ` +
+        `datagrams: ${kind}: ${cpu.toFixed(0)} µs CPU a message, RssAnon ${mb(peak)} MB at most ` +
           `(bound ${mb(bound)}), ${numbers.kernelDropped} dropped by the kernel`,
       );
       expect(peak, `RssAnon after ${kind}`).toBeLessThan(bound);
