@@ -17,6 +17,7 @@ import {
   type ServerHandle,
   sendUdp,
   sleep,
+  snapshotOf,
   stalledClient,
   tempDir,
   testBed,
@@ -174,6 +175,43 @@ describe("refusal", () => {
   });
 });
 
+/**
+ * A client of the test's own that reads slps's hello, asks to start live and never reads again,
+ * with a 4 KiB receive buffer so that slps feels it at once. With `progress` it then sends a
+ * `progress` message every half second, as a client whose own output is slow does. It prints the
+ * hello it got and its own port, so that the test can find its lines in slps's log.
+ */
+function unreadingClient(port: number, progress: boolean): Child {
+  const script = `
+import json, socket, ssl, sys, time
+port, ca, cert, key, progress = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
+context = ssl.create_default_context(cafile=ca)
+context.load_cert_chain(cert, key)
+raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+raw.connect(("127.0.0.1", port))
+connection = context.wrap_socket(raw, server_hostname="localhost")
+def frame(message):
+    body = json.dumps(message).encode()
+    return b"!%d %s" % (len(body), body)
+received = b""
+while b" " not in received:
+    received += connection.recv(1)
+length = int(received[1:received.index(b" ")])
+body = b""
+while len(body) < length:
+    body += connection.recv(length - len(body))
+connection.sendall(frame({"type": "resume", "version": 1}))
+print(json.dumps({"port": connection.getsockname()[1], "hello": json.loads(body)}), flush=True)
+while True:
+    time.sleep(0.5)
+    if progress:
+        connection.sendall(frame({"type": "progress", "last": 0}))
+`;
+  const { cert, key } = bed.pki.cert("client");
+  return bed.track(new Child(["python3", "-c", script, String(port), bed.pki.ca, cert, key, progress ? "1" : "0"]));
+}
+
 describe("resilience", () => {
   test("a client that stops reading slows nobody and the server's memory stays bounded", async () => {
     const s = await server(["--queue", "1MiB", "--buffer", "1MiB"]);
@@ -197,6 +235,30 @@ describe("resilience", () => {
     await s.waitFor(/skipped \d+ oldest messages/, 3000);
     const growth = rss(s.pid) - before;
     expect(growth).toBeLessThan(48 * 1024 * 1024);
+  });
+
+  test("a client that reads nothing but sends progress outlives --stall; one that sends nothing does not", async () => {
+    const s = await server(["--stall", "2", "--queue", "1MiB"]);
+    const started = () => s.stderr.match(/ starts at #/g)?.length ?? 0;
+    const [slow, dead] = [unreadingClient(s.tlsPort, true), unreadingClient(s.tlsPort, false)];
+    const ready = () => started() === 2 && [slow, dead].every((child) => child.stdout.includes("\n"));
+    await until("both clients' start", ready);
+    const [slowPort, deadPort] = [slow, dead].map((child) => JSON.parse(child.stdout.toString()).port as number);
+    expect(JSON.parse(slow.stdout.toString()).hello).toMatchObject({ type: "hello", version: 1, progress: true });
+    // Far more than the two sockets hold: slps's writes to both clients block.
+    const message = Buffer.alloc(8000, 0x73);
+    for (let i = 0; i < 40; i++) {
+      await sendUdp(s.udpPort, Array(10).fill(message));
+      await sleep(5);
+    }
+    await s.waitFor(new RegExp(`client 127\\.0\\.0\\.1:${deadPort} \\(home\\): took no bytes for 2 s`), 10_000);
+    await sleep(6000); // three times --stall
+    expect(s.stderr).not.toContain(`127.0.0.1:${slowPort} (home): took no bytes`);
+    const numbers = await snapshotOf(s);
+    expect(numbers.phases).toEqual({ handshaking: 0, resuming: 0, streaming: 1, closing: 0 });
+    expect(numbers.clients).toHaveLength(1);
+    expect(numbers.clients[0]).toMatchObject({ address: `127.0.0.1:${slowPort}`, delivered: 0 });
+    expect(numbers.clients[0].behind).toBeGreaterThan(0);
   });
 
   test("SIGTERM and SIGINT end both programs with exit 0 within 2 s", async () => {

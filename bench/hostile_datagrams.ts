@@ -1,5 +1,5 @@
 // Datagrams whose cost an outsider sizes (issue 17): what any local process may send to slps's
-// UDP port. The benchmark of filter costs and test/hostile_content.test.ts send the same ones.
+// UDP port. The benchmark of filter costs and test/datagrams.test.ts send the same ones.
 
 import { MAX_MESSAGE } from "../lib.ts";
 

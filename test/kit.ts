@@ -19,7 +19,8 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-function openssl(cwd: string, ...args: string[]): void {
+/** Runs openssl in `cwd`; throws with its stderr when it fails. */
+export function openssl(cwd: string, ...args: string[]): void {
   const result = Bun.spawnSync(["openssl", ...args], { cwd, stderr: "pipe", stdout: "pipe" });
   if (result.exitCode !== 0) throw new Error(`openssl ${args.join(" ")}: ${result.stderr.toString()}`);
 }
@@ -166,6 +167,16 @@ export function tcpListening(port: number): boolean {
   return loopbackSockets("tcp", port).some((fields) => fields[3] === "0A");
 }
 
+/** The client ports of slps's open TCP connections on 127.0.0.1:port, from the kernel's table. */
+export function serverSideConnections(port: number): number[] {
+  return (
+    loopbackSockets("tcp", port)
+      // Not the listener (state 0A), nor what the kernel finishes alone after slps let go (inode 0).
+      .filter((fields) => fields[3] !== "0A" && fields[9] !== "0")
+      .map((fields) => parseInt(fields[2]!.split(":")[1]!, 16))
+  );
+}
+
 /** Datagrams the kernel dropped at 127.0.0.1:port because the socket's receive buffer was full. */
 export function udpDrops(port: number): number {
   return loopbackSockets("udp", port).reduce((sum, fields) => sum + Number(fields.at(-1)), 0);
@@ -232,6 +243,26 @@ export class Child {
   get pid(): number {
     return this.proc.pid;
   }
+}
+
+/** JSON a process printed, which tests index freely. */
+// biome-ignore lint/suspicious/noExplicitAny: tests index it as they know it; a wrong guess fails their expect
+type Printed = Record<string, any>;
+
+/** The numbers slps writes to stderr as one JSON line on SIGUSR1: the first such line after now. */
+export async function snapshotOf(child: Child): Promise<Printed> {
+  const from = child.stderr.length;
+  child.kill("SIGUSR1");
+  let found: Printed | undefined;
+  await until("slps's SIGUSR1 line", () => {
+    const line = child.stderr
+      .slice(from)
+      .split("\n")
+      .find((text) => text.startsWith("{") && text.endsWith("}"));
+    if (line) found = JSON.parse(line);
+    return found !== undefined;
+  });
+  return found!;
 }
 
 /** Resident memory of a process, in bytes. */

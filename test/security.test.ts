@@ -1,21 +1,27 @@
-// Hostile peers and lost laptops: revocation, --allow, --pin, limits before authentication, and
-// a hostile server against slpc. Real sockets on loopback, certificates made by this run.
+// Hostile peers and lost laptops: revocation (--crl on both ends, pinned certificates, a two-level
+// CA, a CRL past its nextUpdate), who may connect (--allow, --pin, --issuer, what a refused slpc
+// is told), limits before authentication (resets, refused peers that never close), the TLS
+// profile, and a hostile server against slpc. Real sockets on loopback, certificates made by this run.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodeControl, encodeFrame } from "../lib.ts";
 import {
   BUN,
   Child,
+  chain,
   makeCert,
+  openssl,
   protocolClient,
   ROOT,
   rawTlsClient,
   rss,
   sendUdp,
+  serverSideConnections,
   sleep,
+  snapshotOf,
   testBed,
   until,
 } from "./kit.ts";
@@ -27,6 +33,33 @@ let ops = "";
 const bed = testBed((dir) => {
   makeCert(dir, "selfsigned", { subject: "/CN=laptop", usage: "client" });
   makeCert(bed.dir, "selfsigned2", { subject: "/CN=laptop2", usage: "client" });
+  makeCert(dir, "clientA2_0", { subject: "/O=Example/CN=home-a2", issuer: "interA", usage: "client" });
+  chain(dir, "clientA2", "clientA2_0", "interA");
+  // A CA whose subject has O and CN in one RDN, and a client under it.
+  openssl(
+    dir,
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-days",
+    "30",
+    "-keyout",
+    "multica.key",
+    "-out",
+    "multica.pem",
+    "-multivalue-rdn",
+    "-subj",
+    "/C=US/O=Example+CN=Multi CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+  );
+  makeCert(dir, "multiclient", { subject: "/O=Example/CN=home-multi", issuer: "multica", usage: "client" });
   // A client certificate whose CN holds ESC, OSC, a C1 control and a bidi override, signed by the test's CA.
   const cn = "ev\x1b]0;owned\x07il\u009b2J\u202ex";
   for (const args of [
@@ -92,6 +125,36 @@ function opsClient(tlsPort: number, name: string, forwardPort: number, extra: st
   );
 }
 
+let crls = 0;
+/**
+ * A CRL (PEM) from the test CA `ca` that revokes the test certificates `revoked`, made with `openssl ca`;
+ * `gencrl` adds flags to its -gencrl, such as dates.
+ */
+function makeCrl(ca: string, revoked: string[] = [], gencrl: string[] = []): string {
+  const dir = join(bed.dir, `crl${++crls}`);
+  mkdirSync(dir);
+  writeFileSync(join(dir, "index.txt"), "");
+  writeFileSync(join(dir, "crlnumber"), "1000\n");
+  const database = `database = ${dir}/index.txt\ncrlnumber = ${dir}/crlnumber`;
+  const config = `[ca]\ndefault_ca = test\n[test]\n${database}\ndefault_md = sha256\ndefault_crl_days = 30\n`;
+  writeFileSync(join(dir, "ca.cnf"), config);
+  const key = join(bed.dir, `${ca}.key`);
+  const caFiles = ["-config", join(dir, "ca.cnf"), "-keyfile", key, "-cert", join(bed.dir, `${ca}.pem`)];
+  for (const name of revoked) openssl(dir, "ca", ...caFiles, "-revoke", join(bed.dir, `${name}.pem`));
+  openssl(dir, "ca", ...caFiles, "-gencrl", ...gencrl, "-out", join(dir, "crl.pem"));
+  return readFileSync(join(dir, "crl.pem"), "utf8");
+}
+
+/** Writes `pems` into one file for --crl; returns its path. */
+function crlFile(...pems: string[]): string {
+  const path = join(bed.dir, `crls${++crls}.pem`);
+  writeFileSync(path, pems.join(""));
+  return path;
+}
+
+const serialOf = (name: string) => serial(join(bed.dir, `${name}.pem`));
+const fingerprintOf = (name: string) => new X509Certificate(readFileSync(join(bed.dir, `${name}.pem`))).fingerprint256;
+
 describe("revocation", () => {
   test("a revoked client certificate is refused by serial, the others served; SIGHUP rereads the CRL", async () => {
     expect(revoke("laptop")).toContain(`revoked laptop (serial ${serial(join(ops, "laptop.pem"))})`);
@@ -133,6 +196,96 @@ describe("revocation", () => {
     expect(await child.exit()).toBe(2);
     expect(child.stderr).toBe(`slps: --crl ${join(ops, "ca.pem")}: holds no CRL (-----BEGIN X509 CRL-----)\n`);
   });
+
+  test("a pinned certificate that --crl revokes is refused; a pinned one it does not revoke is served", async () => {
+    const crl = crlFile(makeCrl("root", ["client"]));
+    const s = await server(["--pin", fingerprintOf("client"), "--pin", fingerprintOf("selfsigned"), "--crl", crl]);
+    const out = await sink();
+    await client(s, { forwardPort: out.port, certName: "selfsigned" });
+    const revoked = bed.track(rawTlsClient(s.tlsPort, bed.pki.ca, bed.pki.cert("client")));
+    await s.waitFor(new RegExp(`refused [\\d.:]+: certificate serial ${serialOf("client")} is revoked \\(--crl\\)`));
+    await sendUdp(s.udpPort, [Buffer.from("<13>for the unrevoked pin")]);
+    await until("delivery", () => out.messages.length === 1);
+    await sleep(200);
+    expect(revoked.stdout.length).toBe(0);
+    expect(s.stderr).not.toContain("warning: --crl");
+  });
+
+  test("CRLs of root and intermediate in one --crl file: a good client is served, a revoked one not", async () => {
+    const crl = crlFile(makeCrl("root"), makeCrl("interA", ["clientA2_0"]));
+    const s = await server(["--crl", crl]);
+    const out = await sink();
+    await client(s, { forwardPort: out.port, certName: "clientA" });
+    const withChain = ["-cert_chain", join(bed.dir, "interA.pem")];
+    const revoked = bed.track(rawTlsClient(s.tlsPort, bed.pki.ca, bed.pki.cert("clientA2"), withChain));
+    await s.waitFor(new RegExp(`certificate serial ${serialOf("clientA2_0")} refused: certificate revoked`));
+    await sendUdp(s.udpPort, [Buffer.from("<13>for home-a")]);
+    await until("delivery", () => out.messages.length === 1);
+    await sleep(200);
+    expect(revoked.stdout.length).toBe(0);
+    expect(s.stderr).not.toContain("warning: --crl");
+  });
+
+  test("a --crl without a CRL from a CA in --ca is one warning at start, naming that CA", async () => {
+    const crl = crlFile(makeCrl("interA"));
+    const s = await server(["--crl", crl]);
+    await s.waitFor(/warning: --crl/);
+    const consequence = "every client certificate under it will be refused (unable to get certificate CRL)";
+    const root = "/C=US/O=Example/CN=Example Root CA";
+    expect(s.stderr).toContain(`slps: warning: --crl ${crl} holds no CRL from ${root} (in --ca): ${consequence}\n`);
+  });
+
+  test("make-certs.sh -i and revoke.sh run a two-level CA: one crl.pem refuses the revoked client only", async () => {
+    const ops = join(bed.dir, "ops-two-level");
+    const script = (name: string, ...args: string[]) => {
+      const result = Bun.spawnSync(["bash", join(ROOT, "certs", name), "-d", ops, ...args], { stderr: "pipe" });
+      if (result.exitCode !== 0) throw new Error(`${name}: ${result.stderr}`);
+      return result.stdout.toString();
+    };
+    expect(script("make-certs.sh", "-i", "site", "localhost", "home", "laptop")).toContain(
+      "issuer of the client certificates (slps --issuer): /O=slp/CN=slp site CA",
+    );
+    const revoked = script("revoke.sh", "laptop");
+    expect(revoked).toContain("CRL from /O=slp/CN=slp private CA: 0 revoked");
+    expect(revoked).toContain("CRL from /O=slp/CN=slp site CA: 1 revoked");
+    const files = (name: string) => ({ cert: join(ops, `${name}.pem`), key: join(ops, `${name}.key`) });
+    const ca = join(ops, "ca.pem");
+    const s = await server([
+      "--cert",
+      join(ops, "server.pem"),
+      "--key",
+      join(ops, "server.key"),
+      "--ca",
+      ca,
+      "--crl",
+      join(ops, "crl.pem"),
+      "--issuer",
+      "/O=slp/CN=slp site CA",
+    ]);
+    const out = await sink();
+    const home = files("home");
+    await client(s, { forwardPort: out.port, args: ["--ca", ca, "--cert", home.cert, "--key", home.key] });
+    const thief = bed.track(rawTlsClient(s.tlsPort, ca, files("laptop"), ["-cert_chain", join(ops, "ca-site.pem")]));
+    await s.waitFor(/refused 127\.0\.0\.1:\d+: certificate serial [0-9A-F]+ refused: certificate revoked/);
+    await sendUdp(s.udpPort, [Buffer.from("<13>for home")]);
+    await until("delivery", () => out.messages.length === 1);
+    await sleep(200);
+    expect(thief.stdout.length).toBe(0);
+    expect(s.stderr).not.toContain("warning: --crl");
+  });
+
+  /** A --crl file from the test's root CA whose nextUpdate passed in 2020: what a CRL nobody renewed becomes. */
+  const expiredRootCrl = () =>
+    crlFile(makeCrl("root", [], ["-crl_lastupdate", "20200101000000Z", "-crl_nextupdate", "20200201000000Z"]));
+
+  // certs/revoke.sh writes CRLs good for 365 days. Once one is past its nextUpdate, OpenSSL
+  // refuses every client under that CA (CRL_HAS_EXPIRED), and slps, which warns 14 days before
+  // its own certificate expires, says nothing at start: a lockout that arrives a year later.
+  test("a --crl past its nextUpdate is named at start, before it refuses every client", async () => {
+    const s = await server(["--crl", expiredRootCrl()]);
+    await sleep(500); // the start's warnings follow the line that says it serves
+    expect(s.stderr).toMatch(/--crl[^\n]*(expired|out of date|nextUpdate)/i);
+  });
 });
 
 describe("who may connect", () => {
@@ -170,7 +323,71 @@ describe("who may connect", () => {
       `slps: --pin "AB:CD": 'ABCD' is not a SHA-256 fingerprint (64 hex digits, colons allowed)\n`,
     );
   });
+
+  test("an --issuer whose RDN holds O and CN together admits that CA's clients, written in either order", async () => {
+    for (const issuer of ["/C=US/CN=Multi CA+O=Example", "CN=Multi CA + O=Example,C=US"]) {
+      const s = await server(["--ca", join(bed.dir, "multica.pem"), "--issuer", issuer]);
+      const out = await sink();
+      await client(s, { forwardPort: out.port, certName: "multiclient" });
+      await sendUdp(s.udpPort, [Buffer.from("<13>for the multi CA")]);
+      await until("delivery", () => out.messages.length === 1);
+      expect(s.stderr).not.toContain("is not --issuer");
+    }
+  });
+
+  // TLS 1.3 finishes on the client's side before the server has checked the client certificate,
+  // so slpc sees "connected" and then a close: it should point at the likely cause.
+  test("slpc says a close before the server's hello may be its certificate being refused", async () => {
+    const s = await server();
+    const { cert, key } = bed.pki.cert("stranger");
+    const c = track(
+      new Child([
+        BUN,
+        "slpc.ts",
+        "--server",
+        `localhost:${s.tlsPort}`,
+        "--ca",
+        bed.pki.ca,
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "--retry-min",
+        "5",
+        "--retry-max",
+        "5",
+        "--stdout",
+      ]),
+    );
+    await c.waitFor(/before the server's hello: does the server refuse this certificate\? \(its log says\)/);
+    expect(s.stderr).toMatch(/refused 127\.0\.0\.1:\d+: certificate serial [0-9A-F]+ refused/);
+  });
 });
+
+/** Opens `count` TCP connections to 127.0.0.1:port and resets each as soon as it is open. */
+async function resetConnections(port: number, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    // terminate() closes with SO_LINGER 0: a reset, not a FIN.
+    await Bun.connect({ hostname: "127.0.0.1", port, socket: { open: (socket) => socket.terminate(), data() {} } });
+  }
+}
+
+/**
+ * A TLS client that completes its handshake and then neither reads, writes nor closes, until it
+ * is killed: a peer that ignores the server's goodbye.
+ */
+function silentTlsClient(port: number, creds: { cert: string; key: string }): Child {
+  const script = [
+    "import socket, ssl, sys, time",
+    "context = ssl.create_default_context(cafile=sys.argv[2])",
+    "context.load_cert_chain(sys.argv[3], sys.argv[4])",
+    "raw = socket.create_connection(('127.0.0.1', int(sys.argv[1])))",
+    "connection = context.wrap_socket(raw, server_hostname='localhost')",
+    "print('handshake done', flush=True)",
+    "time.sleep(600)",
+  ].join("\n");
+  return bed.track(new Child(["python3", "-c", script, String(port), bed.pki.ca, creds.cert, creds.key]));
+}
 
 describe("before authentication", () => {
   test("hundreds of idle and garbage connections cost a real client nothing", async () => {
@@ -225,6 +442,49 @@ describe("before authentication", () => {
     }
     await s.waitFor(/refused 2 connections: over 3 a minute from one address \(--handshake-rate\)/, 3000);
     expect(closed.length).toBe(2);
+  });
+
+  test("40 connections reset while slps is busy take no handshake slot: a client still gets its messages", async () => {
+    const s = await server();
+    // Stopped, slps cannot accept: the connections wait in the kernel's queue and are reset
+    // there, so that open() finds them gone, as happens to a busy slps under a scan.
+    s.kill("SIGSTOP");
+    bed.defer(() => s.kill("SIGCONT"));
+    await resetConnections(s.tlsPort, 40);
+    s.kill("SIGCONT");
+    const out = await sink();
+    await client(s, { forwardPort: out.port });
+    await sendUdp(s.udpPort, [Buffer.from("<13>still served")]);
+    await until("the message", () => out.messages.length === 1);
+    expect(out.messages.map(String)).toEqual(["<13>still served"]);
+    expect(s.stderr).not.toContain("handshakes already pending");
+    expect(s.stderr).not.toContain("host.includes");
+    expect((await snapshotOf(s)).phases).toEqual({ handshaking: 0, resuming: 0, streaming: 1, closing: 0 });
+    await s.waitFor(/closed \d+ connections that were reset before they could be served/);
+  });
+
+  test.each([
+    ["--pin", () => ["--pin", fingerprintOf("selfsigned")], /is not pinned \(--pin\)/],
+    ["--allow", () => ["--allow", "someone-else"], /none of them in --allow/],
+    ["--issuer", () => ["--issuer", "/C=US/O=Example/CN=Example CA B"], /is not --issuer/],
+    ["--max-clients", () => ["--max-clients", "1"], /already 1 clients \(--max-clients 1\)/],
+  ] as const)("a connection refused by %s is gone within --handshake-timeout", async (flag, args, refused) => {
+    const s = await server([...args(), "--handshake-timeout", "2"]);
+    const served = flag === "--max-clients" ? 1 : 0;
+    if (served) await client(s, { forwardPort: (await sink()).port });
+    const peer = silentTlsClient(s.tlsPort, bed.pki.cert("client"));
+    await s.waitFor(refused);
+    const refusedAt = performance.now();
+    expect(peer.proc.exitCode).toBeNull();
+    await until(
+      () => `slps to let go of the refused connection (${serverSideConnections(s.tlsPort).length} open)`,
+      () => serverSideConnections(s.tlsPort).length === served,
+      10_000,
+    );
+    // The closing deadline is min(--handshake-timeout, 2 s); the rest is room for a busy machine.
+    expect(performance.now() - refusedAt).toBeLessThan(2000 + 3000);
+    const phases = (await snapshotOf(s)).phases;
+    expect(phases).toEqual({ handshaking: 0, resuming: 0, streaming: served, closing: 0 });
   });
 });
 

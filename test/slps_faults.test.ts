@@ -9,11 +9,10 @@
 
 import { expect, setDefaultTimeout, test } from "bun:test";
 import { createSocket } from "node:dgram";
-import { readFileSync } from "node:fs";
 import type { Socket } from "bun";
 import fc from "fast-check";
 import { Deframer, encodeControl, MAX_MESSAGE } from "../lib.ts";
-import { makeCert, rss, sleep, testBed, until } from "./kit.ts";
+import { makeCert, rss, serverSideConnections, sleep, snapshotOf, testBed, until } from "./kit.ts";
 
 const seed = Number(process.env.FAULT_SEED ?? 20261127);
 const runs = Number(process.env.FAULT_RUNS ?? 25);
@@ -80,20 +79,6 @@ interface Handlers {
   handshake?: (socket: Socket<undefined>) => void;
   /** Each control message slps sends, by its type. */
   control?: (socket: Socket<undefined>, type: string) => void;
-}
-
-/** The client ports of slps's open connections on 127.0.0.1:port, from the kernel's table. */
-function serverSideConnections(port: number): number[] {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  return (
-    readFileSync("/proc/net/tcp", "utf8")
-      .split("\n")
-      .slice(1)
-      .map((line) => line.trim().split(/\s+/))
-      // Not the listener (state 0A), nor what the kernel finishes alone after slps let go (inode 0).
-      .filter((fields) => fields[1] === local && fields[3] !== "0A" && fields[9] !== "0")
-      .map((fields) => parseInt(fields[2]!.split(":")[1]!, 16))
-  );
 }
 
 test(`random sequences of network faults leave slps clean and its client served (${runs} runs)`, async () => {
@@ -267,22 +252,6 @@ test(`random sequences of network faults leave slps clean and its client served 
   }, 100);
   bed.defer(() => clearInterval(watcher));
 
-  /** slps's SIGUSR1 numbers. */
-  async function snapshot(): Promise<Record<string, any>> {
-    const from = s.stderr.length;
-    s.kill("SIGUSR1");
-    let found: Record<string, any> | undefined;
-    await until("slps's SIGUSR1 line", () => {
-      const line = s.stderr
-        .slice(from)
-        .split("\n")
-        .find((text) => text.startsWith("{") && text.endsWith("}"));
-      if (line) found = JSON.parse(line);
-      return found !== undefined;
-    });
-    return found!;
-  }
-
   const baseline = rss(s.pid);
   let peak = baseline;
   const sequences = fc.array(eventArbitrary, { minLength: 1, maxLength: 6 });
@@ -304,7 +273,7 @@ test(`random sequences of network faults leave slps clean and its client served 
       const lastEventAt = performance.now();
       let phases: Record<string, number> = {};
       for (;;) {
-        phases = (await snapshot()).phases;
+        phases = (await snapshotOf(s)).phases;
         const { handshaking, resuming, streaming, closing } = phases;
         const inKernel = serverSideConnections(s.tlsPort).length;
         if (handshaking + resuming + closing === 0 && streaming === 1 && inKernel === 1) break;
