@@ -11,11 +11,18 @@ const RELP_WINDOW = 128;
 
 export class RelpOutput<S> extends Output<S> {
   readonly #link: DaemonLink;
-  readonly #session = new RelpSession<null>({ window: RELP_WINDOW });
+  readonly #session: RelpSession<null>;
   readonly #overdueCheck: Timer;
 
-  constructor(options: OutputOptions<S>, to: Address, stopping: () => boolean) {
+  /** `session` is a test's way to bring renewal, at txnr 999,999,999, within reach (a lower `lastTxnr`). */
+  constructor(
+    options: OutputOptions<S>,
+    to: Address,
+    stopping: () => boolean,
+    session = new RelpSession<null>({ window: RELP_WINDOW }),
+  ) {
     super(options);
+    this.#session = session;
     this.#link = new DaemonLink(
       to,
       {
