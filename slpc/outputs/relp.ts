@@ -13,6 +13,8 @@ export class RelpOutput<S> extends Output<S> {
   readonly #link: DaemonLink;
   readonly #session: RelpSession<null>;
   readonly #overdueCheck: Timer;
+  /** The daemon answered the close that renews the session: the end of this connection is no failure. */
+  #renewing = false;
 
   /** `session` is a test's way to bring renewal, at txnr 999,999,999, within reach (a lower `lastTxnr`). */
   constructor(
@@ -35,7 +37,8 @@ export class RelpOutput<S> extends Output<S> {
         lost: (error, stayedUp) => {
           this.#session.lost();
           if (stayedUp) this.recovered();
-          this.failed(error);
+          if (!this.#renewing) this.failed(error);
+          this.#renewing = false;
           this.changed();
         },
       },
@@ -91,7 +94,8 @@ export class RelpOutput<S> extends Output<S> {
         this.recovered();
       } else {
         // A renewing close is routine; anything else is worth a line. The daemon's words are its own.
-        if (event.reason !== "the RELP session was closed") this.failed(new Error(peerText(event.reason)));
+        if (event.reason === "the RELP session was closed") this.#renewing = true;
+        else this.failed(new Error(peerText(event.reason)));
         this.#link.socket?.end();
       }
     }
