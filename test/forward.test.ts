@@ -359,7 +359,8 @@ for (const form of forms) {
         // The first half streams on while the daemon dies and slps holds what slpc cannot hand on; the
         // second half comes after the daemon is back (and slpc reconnected, where it connects).
         const feeding = relay.send(messages.slice(0, COUNT / 2), 200);
-        await until("2,000 messages in the file", () => arrivals(daemon.file).counts.size >= 2000, 60_000);
+        // Killed halfway through a batch of 200, so that the rest of it is on its way.
+        await until("2,100 messages in the file", () => arrivals(daemon.file).counts.size >= 2100, 60_000);
         await daemon.kill();
         const atKill = relay.fed;
         await sleep(300); // slpc meets the refusal or the reset and waits for the daemon, the server holding the rest
