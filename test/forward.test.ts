@@ -15,7 +15,18 @@ import { join } from "node:path";
 import { Ledger, MAX_MESSAGE, RelpSession } from "../lib.ts";
 import { RelpOutput } from "../slpc/outputs/relp.ts";
 import { type DaemonKind, findDaemon, type HomeInput, SERVER_HOST, startDaemon } from "./daemons.ts";
-import { Child, freePort, ROOT, type ServerHandle, savedPoint, sendUdp, sleep, testBed, until } from "./kit.ts";
+import {
+  Child,
+  freePort,
+  ROOT,
+  type ServerHandle,
+  savedPoint,
+  sendUdp,
+  sleep,
+  testBed,
+  udpDrops,
+  until,
+} from "./kit.ts";
 
 setDefaultTimeout(120_000);
 
@@ -191,6 +202,8 @@ interface Restart {
   missing: number[];
   duplicated: number;
   stderr: string;
+  /** Datagrams the kernel dropped at the restarted daemon's UDP socket, its buffer full: no promise covers those. */
+  drops: number;
 }
 
 interface Form {
@@ -229,13 +242,15 @@ const forms: Form[] = [
   {
     scheme: "udp",
     readers: [
+      // deploy/rsyslog-home.conf leaves rsyslog's limit of 8 KB a message as it is.
       { kind: "rsyslog", reader: "imudp", cutsBelow: 8192, fields: keptHost },
       { kind: "syslog-ng", reader: 'network(transport("udp"))', fields: keptHost },
     ],
     connects: false,
     promise: "loses only what the daemon held when it died, and says how many may come twice",
-    note: ({ stderr }) => `; slpc said ${sentAgain(stderr) ?? "nothing of what"} may come twice`,
-    kept({ duplicated, stderr }) {
+    note: ({ stderr, drops }) => `; slpc said ${sentAgain(stderr) ?? 0} may come twice; ${drops} dropped by the kernel`,
+    kept({ duplicated, stderr, drops }) {
+      expect(drops).toBe(0);
       // Datagrams refused from the moment it died are kept and sent again; the last 100 ms before
       // the refusal too, which come twice where the daemon took them, and the line says how many.
       expect(sentAgain(stderr)).toBeDefined();
@@ -379,7 +394,8 @@ for (const form of forms) {
         await settled(daemon.file);
         const { missing, broken, duplicated } = arrivals(daemon.file);
         const { delivered } = await counters(relay.slpc);
-        const restart = { confirmed, atReconnect, missing, duplicated, stderr: relay.slpc.stderr };
+        const drops = scheme === "udp" ? udpDrops(daemon.port) : 0;
+        const restart = { confirmed, atReconnect, missing, duplicated, stderr: relay.slpc.stderr, drops };
         const when = `SIGKILLed with ${atKill} fed to slps and ${confirmed} confirmed`;
         const back = form.connects ? `, reconnected at ${atReconnect}` : "";
         const record = `${missing.length} lost (${runs(missing)}), ${broken.length} broken, ${duplicated} duplicated`;
