@@ -1,5 +1,5 @@
 // Tests of the Unix datagram sender against a real socket: a Python reader (test/unix_dgram_sink.py),
-// since Bun cannot read one either. The real daemons are in test/forward_daemons.test.ts.
+// since Bun cannot read one either. The real daemons are in test/forward.test.ts.
 
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, rmSync } from "node:fs";

@@ -248,3 +248,17 @@ describe("command line", () => {
     expect(c.stderr).toBe(expected);
   });
 });
+
+describe("--format raw and terminal control", () => {
+  // raw escapes C0 control bytes, but C1 controls encoded as UTF-8 (U+009B is CSI: xterm acts on
+  // it in UTF-8 mode) and bidi overrides pass as they came; raw is what --format raw prints to a
+  // terminal, too. pretty shows both as \u escapes.
+  test("--format raw prints no C1 control or bidi override as it came", async () => {
+    const server = await bed.server();
+    const client = await bed.client(server, { args: ["--format", "raw"] });
+    await sendUdp(server.udpPort, [Buffer.from("<13>app: a\u009b2Jb\u202ec\u2066d")]);
+    await until("the line", () => client.stdout.includes("\n"));
+    const line = client.stdout.toString("utf8");
+    expect(line).not.toMatch(/[\u0080-\u009f\u202a-\u202e\u2066-\u2069]/);
+  });
+});

@@ -11,11 +11,20 @@ const RELP_WINDOW = 128;
 
 export class RelpOutput<S> extends Output<S> {
   readonly #link: DaemonLink;
-  readonly #session = new RelpSession<null>({ window: RELP_WINDOW });
+  readonly #session: RelpSession<null>;
   readonly #overdueCheck: Timer;
+  /** The daemon answered the close that renews the session: the end of this connection is no failure. */
+  #renewing = false;
 
-  constructor(options: OutputOptions<S>, to: Address, stopping: () => boolean) {
+  /** `session` is a test's way to bring renewal, at txnr 999,999,999, within reach (a lower `lastTxnr`). */
+  constructor(
+    options: OutputOptions<S>,
+    to: Address,
+    stopping: () => boolean,
+    session = new RelpSession<null>({ window: RELP_WINDOW }),
+  ) {
     super(options);
+    this.#session = session;
     this.#link = new DaemonLink(
       to,
       {
@@ -28,7 +37,8 @@ export class RelpOutput<S> extends Output<S> {
         lost: (error, stayedUp) => {
           this.#session.lost();
           if (stayedUp) this.recovered();
-          this.failed(error);
+          if (!this.#renewing) this.failed(error);
+          this.#renewing = false;
           this.changed();
         },
       },
@@ -84,7 +94,8 @@ export class RelpOutput<S> extends Output<S> {
         this.recovered();
       } else {
         // A renewing close is routine; anything else is worth a line. The daemon's words are its own.
-        if (event.reason !== "the RELP session was closed") this.failed(new Error(peerText(event.reason)));
+        if (event.reason === "the RELP session was closed") this.#renewing = true;
+        else this.failed(new Error(peerText(event.reason)));
         this.#link.socket?.end();
       }
     }
