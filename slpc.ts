@@ -18,12 +18,14 @@ import {
   type Address,
   addressKey,
   colorChoice,
+  environmentProxy,
   expiryWarning,
   type Filter,
   type ForwardAddress,
   filterToWire,
   formatAddress,
   formatForwardAddress,
+  formatProxy,
   formatStateFile,
   helpText,
   Ledger,
@@ -33,6 +35,7 @@ import {
   type Options,
   optional,
   originOf,
+  type ProxyUrl,
   parseColorFlag,
   parseCount,
   parseFacilities,
@@ -43,6 +46,7 @@ import {
   parseMatch,
   parseOutputFormat,
   parsePrograms,
+  parseProxySetting,
   parseRequired,
   parseSeconds,
   parseSeverity,
@@ -51,6 +55,7 @@ import {
   type ResumePoints,
   readStateFile,
   reason,
+  redactProxyText,
   type TlsFiles,
   TokenBucket,
   UsageError,
@@ -75,6 +80,7 @@ const KEY = "certs/client.key";
 const CA = "certs/ca.pem"; // the server certificate must chain to this; "system" for the system trust store
 const CRL = ""; // if set, PEM revocation lists: a server certificate listed there is refused
 const SERVERNAME = ""; // name the server certificate must carry; empty: the host of --server (one server only)
+const PROXY = ""; // http://, socks5:// or socks5h:// URL to dial through; unset: HTTPS_PROXY, ALL_PROXY, NO_PROXY
 const FORWARD = "127.0.0.1:514"; // the local syslog daemon: UDP; tcp://, relp:// or unix:PATH pick another transport
 const STDOUT = "0"; // 1: print messages instead of forwarding them, pretty on a terminal and raw otherwise
 const FORMAT = ""; // raw, json or pretty: print messages in that form instead of forwarding them
@@ -117,7 +123,7 @@ const STOP_WAIT_MS = 5000;
 const OPTIONS = {
   server: { default: SERVER, arg: "HOST[:PORT]", parse: optional((text: string) => parseHostPortList(text, PORT)),
     help: `an slps server to follow, port ${PORT} when omitted (required). Repeat it to follow several ` +
-      "(comma-separated in the variable). Filter flags after a --server are that server's alone; " +
+      "(comma-separated in the variable). Filter flags and --proxy after a --server are that server's alone; " +
       "those before the first --server apply to every server without its own" },
   cert: { default: CERT, arg: "FILE", parse: parseRequired, help: "client certificate chain, PEM" },
   key: { default: KEY, arg: "FILE", parse: parseRequired, help: "private key of --cert, PEM" },
@@ -127,6 +133,10 @@ const OPTIONS = {
     help: "PEM file of CRLs; a server certificate listed there is refused" },
   servername: { default: SERVERNAME, arg: "NAME", parse: parseText,
     help: "name the server certificate must carry (default: the host of --server); only with a single server" },
+  proxy: { default: PROXY, arg: "URL", parse: parseProxySetting, redact: redactProxyText,
+    help: "dial the servers through this proxy: http://[USER:PASSWORD@]HOST:PORT (CONNECT), socks5://... " +
+      "(slpc resolves the server's name) or socks5h://... (the proxy does); TLS runs end to end through it. " +
+      "Unset: https_proxy, HTTPS_PROXY, all_proxy or ALL_PROXY, except for hosts in NO_PROXY; '' for none" },
   forward: { default: FORWARD, arg: "ADDRESS", parse: parseForwardAddress,
     help: "local syslog daemon to send each message to: HOST:PORT or udp://HOST:PORT (one datagram each), " +
       "tcp://HOST:PORT (octet-counted), relp://HOST:PORT (acknowledged), unix:PATH (a datagram socket, /dev/log)" },
@@ -167,6 +177,8 @@ const OPTIONS = {
 
 /** The filter flags: after a --server, they apply to that server alone. */
 const FILTER_KEYS = ["facility", "severity", "program", "host", "match"] as const;
+/** The flags that, after a --server, apply to that server alone: the filter's and --proxy. */
+const SERVER_KEYS = [...FILTER_KEYS, "proxy"] as const;
 
 const log = logger("slpc");
 let options: Values<typeof OPTIONS>;
@@ -183,7 +195,7 @@ let unreadablePoints = new Set<string>();
 let forwardTo: Address & { family: 4 | 6 } = { host: "127.0.0.1", port: 514, family: 4 };
 try {
   const argv = process.argv.slice(2);
-  const parsed = parseGroupedOptions("slpc", OPTIONS, argv, process.env, "server", FILTER_KEYS);
+  const parsed = parseGroupedOptions("slpc", OPTIONS, argv, process.env, "server", SERVER_KEYS);
   if (parsed === "help") {
     process.stdout.write(
       helpText(
@@ -241,7 +253,7 @@ const forwardName =
 const TICK_MS = Math.max(1, Math.min(1000, options.deadAfter * 250, options.handshakeTimeout * 250));
 
 /**
- * Every --server with its filter: the filter flags that follow it, or when none do, those before
+ * Every --server with its filter and proxy: the flags that follow it, or when none do, those before
  * the first --server (or in the environment). Each server once; --servername only for a single one.
  */
 function chooseServers(groups: Partial<Values<typeof OPTIONS>>[]): ServerChoice[] {
@@ -258,7 +270,7 @@ function chooseServers(groups: Partial<Values<typeof OPTIONS>>[]): ServerChoice[
     for (const address of addresses) {
       if (seen.has(addressKey(address))) throw new UsageError(`--server ${formatAddress(address)}: named twice`);
       seen.add(addressKey(address));
-      chosen.push({ address, ...filter });
+      chosen.push({ address, ...filter, ...proxyOf(group, address) });
     }
   }
   if (chosen.length === 0) throw new UsageError("--server: required: the slps server to follow (see --help)");
@@ -267,6 +279,19 @@ function chooseServers(groups: Partial<Values<typeof OPTIONS>>[]): ServerChoice[
     throw new UsageError(`--servername ${options.servername}: only with a single --server; ${why}`);
   }
   return chosen;
+}
+
+/**
+ * The proxy to dial `address` through: the --proxy after its --server, else the one before the
+ * first (or SLPC_PROXY), else the environment's as curl reads it; `--proxy ''` is none.
+ */
+function proxyOf(group: Partial<Values<typeof OPTIONS>>, address: Address): { proxy?: ProxyUrl } {
+  if (originOf(group, "proxy")) return group.proxy ? { proxy: group.proxy } : {};
+  if (originOf(options, "proxy")) return options.proxy ? { proxy: options.proxy } : {};
+  const found = environmentProxy(process.env, address);
+  if (!found) return {};
+  log(`--server ${formatAddress(address)}: through proxy ${formatProxy(found.proxy)} from ${found.variable}`);
+  return { proxy: found.proxy };
 }
 
 /** What the filter flags in `values` ask a server for; nothing when none is set. */

@@ -57,32 +57,36 @@ describe("HTTP CONNECT", () => {
     [
       "HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
       "http://proxy:3128",
-      "the proxy asks for a user name and password (HTTP 407 Proxy Authentication Required): give them in the proxy URL",
+      "asks for a user name and password (HTTP 407 Proxy Authentication Required): give them in the proxy URL",
     ],
     [
       "HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
       "http://alice:bad@proxy:3128",
-      "the proxy refused the user name or password (HTTP 407 Proxy Authentication Required)",
+      "refused the user name or password (HTTP 407 Proxy Authentication Required)",
     ],
     [
       "HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Basic\r\n\r\n<html>",
       "http://alice:bad@proxy:3128",
-      "the proxy refused the user name or password (HTTP 401 Unauthorized)",
+      "refused the user name or password (HTTP 401 Unauthorized)",
     ],
-    ["HTTP/1.1 403 Forbidden\r\n\r\n", "http://proxy:3128", "the proxy refused the tunnel (HTTP 403 Forbidden)"],
+    ["HTTP/1.1 403 Forbidden\r\n\r\n", "http://proxy:3128", "refused the tunnel (HTTP 403 Forbidden)"],
     [
       "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 5\r\n\r\nnope.",
       "http://proxy:3128",
-      "the proxy could not open the tunnel to the server (HTTP 502 Bad Gateway)",
+      "could not open the tunnel to the server (HTTP 502 Bad Gateway)",
     ],
     [
       "HTTP/1.1 500 Unable to connect\r\n\r\n",
       "http://proxy:3128",
-      "the proxy could not open the tunnel to the server (HTTP 500 Unable to connect)",
+      "could not open the tunnel to the server (HTTP 500 Unable to connect)",
     ],
-    ["HTTP/1.1 302\r\n\r\n", "http://proxy:3128", "the proxy refused the tunnel (HTTP 302)"],
-    ["SSH-2.0-OpenSSH_9.2\r\n\r\n", "http://proxy:3128", "the proxy's reply is not HTTP: SSH-2.0-OpenSSH_9.2"],
-    ["HTTP/1.1 200 OK\r\n\r\n\x16\x03\x01", "http://proxy:3128", "the proxy sent 3 bytes after opening the tunnel"],
+    ["HTTP/1.1 302\r\n\r\n", "http://proxy:3128", "refused the tunnel (HTTP 302)"],
+    ["SSH-2.0-OpenSSH_9.2\r\n\r\n", "http://proxy:3128", "answered in something other than HTTP: SSH-2.0-OpenSSH_9.2"],
+    [
+      "HTTP/1.1 200 OK\r\n\r\n\x16\x03\x01",
+      "http://proxy:3128",
+      "sent 3 bytes after opening the tunnel, before TLS began",
+    ],
   ] as const)("%j through %s: one line", (reply, url, reason) => {
     const tunnel = new ProxyHandshake(proxy(url), target);
     tunnel.start();
@@ -105,7 +109,7 @@ describe("HTTP CONNECT", () => {
     const header = Buffer.from(`X-Filler: ${"y".repeat(1000)}\r\n`);
     let step = tunnel.receive(Buffer.from("HTTP/1.1 200 OK\r\n"));
     for (let i = 0; i < 20 && step.type === "wait"; i++) step = tunnel.receive(header);
-    expect(step).toEqual({ type: "failed", reason: `the proxy's reply is over ${MAX_CONNECT_REPLY} bytes` });
+    expect(step).toEqual({ type: "failed", reason: `sent a reply of over ${MAX_CONNECT_REPLY} bytes` });
     expect(tunnel.receive(Buffer.from("\r\n")).type).toBe("failed");
   });
 });
@@ -152,7 +156,7 @@ describe("SOCKS5", () => {
     const tunnel = new ProxyHandshake(socks("socks5://proxy:1080"), target);
     expect(tunnel.start()).toEqual({
       type: "failed",
-      reason: "logs.example.org is a name: socks5:// sends an address (slpc resolves names first)",
+      reason: "cannot be sent the name logs.example.org: socks5:// sends an address (slpc resolves names first)",
     });
   });
 
@@ -182,7 +186,7 @@ describe("SOCKS5", () => {
       const { step } = exchange(socks("socks5h://proxy:1080"), [bytes(5, 0), bytes(5, code)]);
       expect(step).toEqual({
         type: "failed",
-        reason: `the proxy could not open the tunnel: SOCKS5 reply ${code}, ${name}`,
+        reason: `could not open the tunnel: SOCKS5 reply ${code}, ${name}`,
       });
     },
   );
@@ -191,34 +195,30 @@ describe("SOCKS5", () => {
     [
       "an unassigned reply code",
       [bytes(5, 0), bytes(5, 0x2a)],
-      "the proxy could not open the tunnel: SOCKS5 reply 42, an unassigned code (0x2a)",
+      "could not open the tunnel: SOCKS5 reply 42, an unassigned code (0x2a)",
     ],
     [
       "a wrong password",
       [bytes(5, 2), bytes(1, 1)],
-      "the proxy refused the user name or password (SOCKS5 authentication status 1)",
+      "refused the user name or password (SOCKS5 authentication status 1)",
     ],
-    [
-      "no acceptable method",
-      [bytes(5, 0xff)],
-      "the proxy takes neither no authentication nor a user name and password (SOCKS5)",
-    ],
+    ["no acceptable method", [bytes(5, 0xff)], "takes neither no authentication nor a user name and password (SOCKS5)"],
     [
       "an HTTP proxy",
       [Buffer.from("HTTP/1.1 400 Bad Request\r\n\r\n")],
-      "the proxy does not speak SOCKS5 (its reply begins with byte 0x48): it answers in HTTP; use http:// for it",
+      "does not speak SOCKS5 (its reply begins with byte 0x48): it answers in HTTP; use http:// for it",
     ],
-    ["SOCKS4's reply", [bytes(0, 0x5a)], "the proxy does not speak SOCKS5 (its reply begins with byte 0x00)"],
-    ["a method not offered", [bytes(5, 1)], "the proxy chose SOCKS5 method 1, which was not offered"],
+    ["SOCKS4's reply", [bytes(0, 0x5a)], "does not speak SOCKS5 (its reply begins with byte 0x00)"],
+    ["a method not offered", [bytes(5, 1)], "chose SOCKS5 method 1, which was not offered"],
     [
       "an unknown address type",
       [bytes(5, 2), bytes(1, 0), bytes(5, 0, 0, 9, 0)],
-      "the proxy's SOCKS5 reply has an unknown address type 9",
+      "sent a SOCKS5 reply with an unknown address type 9",
     ],
     [
       "bytes after the reply",
       [bytes(5, 2), bytes(1, 0), bytes(5, 0, 0, 1, 1, 2, 3, 4, 0, 1, 0x16)],
-      "the proxy sent 1 bytes after opening the tunnel",
+      "sent 1 byte after opening the tunnel, before TLS began",
     ],
   ] as const)("%s: one line", (_what, answers, reason) => {
     const { step } = exchange(socks("socks5h://bob:pw@proxy:1080"), [...answers], target, false);
@@ -229,7 +229,7 @@ describe("SOCKS5", () => {
     const { step } = exchange(socks("socks5h://proxy:1080"), [bytes(5, 0xff)]);
     expect(step).toEqual({
       type: "failed",
-      reason: "the proxy asks for authentication (SOCKS5): give a user name and password in the proxy URL",
+      reason: "asks for authentication (SOCKS5): give a user name and password in the proxy URL",
     });
   });
 });

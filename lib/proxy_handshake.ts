@@ -14,7 +14,10 @@ export const MAX_CONNECT_REPLY = 8192;
 /** How much of a proxy's reason phrase a log line shows. */
 const REASON_MAX = 80;
 
-/** What to do after `start` or `receive`: write bytes and wait for more, begin TLS, or hang up. */
+/**
+ * What to do after `start` or `receive`: write bytes and wait for more, begin TLS, or hang up. A
+ * failure's reason says what the proxy did, to follow its name: "proxy http://p:3128 refused ...".
+ */
 export type TunnelStep =
   | { type: "send"; bytes: Uint8Array }
   | { type: "wait" }
@@ -75,9 +78,9 @@ export class ProxyHandshake {
   /** What the proxy sent; the step after it. Bytes after the reply that opens the tunnel are refused. */
   receive(chunk: Uint8Array): TunnelStep {
     if (this.#state === "open" || this.#state === "failed" || this.#state === "new")
-      return this.#fail("the proxy sent bytes out of turn");
+      return this.#fail("sent bytes out of turn");
     if (this.#received.length + chunk.length > MAX_CONNECT_REPLY)
-      return this.#fail(`the proxy's reply is over ${MAX_CONNECT_REPLY} bytes`);
+      return this.#fail(`sent a reply of over ${MAX_CONNECT_REPLY} bytes`);
     const previous = this.#received.length;
     this.#received = Buffer.concat([this.#received, chunk]);
     if (this.#state === "connect-reply") return this.#connectReply(previous);
@@ -107,14 +110,15 @@ export class ProxyHandshake {
     const end = Math.min(...ends);
     const head = this.#received.subarray(0, end).toString("latin1");
     const status = /^HTTP\/1\.[01] (\d{3})(?: ([^\r\n]*))?\r?\n/.exec(head);
-    if (!status) return this.#fail(`the proxy's reply is not HTTP: ${peerText(head.split(/\r?\n/)[0]!, REASON_MAX)}`);
+    if (!status)
+      return this.#fail(`answered in something other than HTTP: ${peerText(head.split(/\r?\n/)[0]!, REASON_MAX)}`);
     const code = Number(status[1]);
     const said = `HTTP ${code}${status[2] ? ` ${peerText(status[2], REASON_MAX)}` : ""}`;
     if (code >= 200 && code < 300) return this.#open(end);
     // 401 is what tinyproxy answers a CONNECT with wrong credentials; 407 is what RFC 9110 says.
     if (code === 407 || code === 401) return this.#fail(this.#credentialsRefused(said));
-    if (code >= 500) return this.#fail(`the proxy could not open the tunnel to the server (${said})`);
-    return this.#fail(`the proxy refused the tunnel (${said})`);
+    if (code >= 500) return this.#fail(`could not open the tunnel to the server (${said})`);
+    return this.#fail(`refused the tunnel (${said})`);
   }
 
   #socksReply(): TunnelStep {
@@ -127,13 +131,13 @@ export class ProxyHandshake {
         if (method === NO_ACCEPTABLE_METHOD) {
           return this.#fail(
             this.#proxy.credentials
-              ? "the proxy takes neither no authentication nor a user name and password (SOCKS5)"
-              : "the proxy asks for authentication (SOCKS5): give a user name and password in the proxy URL",
+              ? "takes neither no authentication nor a user name and password (SOCKS5)"
+              : "asks for authentication (SOCKS5): give a user name and password in the proxy URL",
           );
         }
         const offered = method === NO_AUTHENTICATION || (method === USER_PASSWORD && this.#proxy.credentials);
-        if (!offered) return this.#fail(`the proxy chose SOCKS5 method ${method}, which was not offered`);
-        if (reply.length > 2) return this.#fail("the proxy sent bytes out of turn");
+        if (!offered) return this.#fail(`chose SOCKS5 method ${method}, which was not offered`);
+        if (reply.length > 2) return this.#fail("sent bytes out of turn");
         this.#received = Buffer.alloc(0);
         if (method === NO_AUTHENTICATION) return this.#socksConnect();
         this.#state = "socks-auth";
@@ -147,7 +151,7 @@ export class ProxyHandshake {
       case "socks-auth":
         // RFC 1929 says version 1; some servers answer with SOCKS's 5. The status is what counts.
         if (reply[1] !== 0) return this.#fail(this.#credentialsRefused(`SOCKS5 authentication status ${reply[1]}`));
-        if (reply.length > 2) return this.#fail("the proxy sent bytes out of turn");
+        if (reply.length > 2) return this.#fail("sent bytes out of turn");
         this.#received = Buffer.alloc(0);
         return this.#socksConnect();
       default: {
@@ -156,11 +160,11 @@ export class ProxyHandshake {
         // A refusal may come short, and then the connection closes: the code is all that matters.
         if (code !== 0) {
           const name = SOCKS5_REPLIES[code] ?? `an unassigned code (0x${code.toString(16).padStart(2, "0")})`;
-          return this.#fail(`the proxy could not open the tunnel: SOCKS5 reply ${code}, ${name}`);
+          return this.#fail(`could not open the tunnel: SOCKS5 reply ${code}, ${name}`);
         }
         if (reply.length < 5) return { type: "wait" };
         const length = { 1: 4, 4: 16, 3: 1 + reply[4]! }[reply[3]!];
-        if (length === undefined) return this.#fail(`the proxy's SOCKS5 reply has an unknown address type ${reply[3]}`);
+        if (length === undefined) return this.#fail(`sent a SOCKS5 reply with an unknown address type ${reply[3]}`);
         if (reply.length < 4 + length + 2) return { type: "wait" };
         return this.#open(4 + length + 2);
       }
@@ -177,8 +181,9 @@ export class ProxyHandshake {
 
   /** The reply ends at `end`: anything after it came before TLS began, so it is no part of TLS. */
   #open(end: number): TunnelStep {
-    if (this.#received.length > end)
-      return this.#fail(`the proxy sent ${this.#received.length - end} bytes after opening the tunnel`);
+    const extra = this.#received.length - end;
+    if (extra > 0)
+      return this.#fail(`sent ${extra} byte${extra === 1 ? "" : "s"} after opening the tunnel, before TLS began`);
     this.#state = "open";
     this.#received = Buffer.alloc(0);
     return { type: "open" };
@@ -186,8 +191,8 @@ export class ProxyHandshake {
 
   #credentialsRefused(said: string): string {
     return this.#proxy.credentials
-      ? `the proxy refused the user name or password (${said})`
-      : `the proxy asks for a user name and password (${said}): give them in the proxy URL`;
+      ? `refused the user name or password (${said})`
+      : `asks for a user name and password (${said}): give them in the proxy URL`;
   }
 
   #fail(reason: string): TunnelStep {
@@ -204,14 +209,15 @@ export class ProxyHandshake {
 function socksAddress(host: string, byName: boolean): Uint8Array | string {
   const bytes = ipBytes(host);
   if (bytes) return Uint8Array.from([bytes.length === 4 ? 1 : 4, ...bytes]);
-  if (!byName) return `${peerText(host)} is a name: socks5:// sends an address (slpc resolves names first)`;
+  if (!byName)
+    return `cannot be sent the name ${peerText(host)}: socks5:// sends an address (slpc resolves names first)`;
   const name = Buffer.from(host);
-  if (name.length > 255) return "the server's name is over 255 bytes, more than SOCKS5 carries";
+  if (name.length > 255) return "cannot be sent the server's name: it is over 255 bytes, more than SOCKS5 carries";
   return Uint8Array.from([3, name.length, ...name]);
 }
 
 /** Why a reply that should be SOCKS5's is not: an HTTP proxy answers a SOCKS greeting with "HTTP/1...". */
 function notSocks5(first: number): string {
   const http = first === 0x48 ? ": it answers in HTTP; use http:// for it" : "";
-  return `the proxy does not speak SOCKS5 (its reply begins with byte 0x${first.toString(16).padStart(2, "0")})${http}`;
+  return `does not speak SOCKS5 (its reply begins with byte 0x${first.toString(16).padStart(2, "0")})${http}`;
 }
