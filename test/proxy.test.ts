@@ -202,6 +202,34 @@ describe.skipIf(missing.length > 0 && !required)("slpc through a proxy", () => {
     expectNoCredentials(outputOf(client));
   });
 
+  test("a proxy whose reply has no end is cut off at 8 KiB: one line, then backoff", async () => {
+    const endless = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket) {
+          // Headers without end (4 MiB), as fast as slpc takes them, until it hangs up.
+          const header = Buffer.from(`X-Filler: ${"y".repeat(1000)}\r\n`.repeat(64));
+          let sent = socket.write("HTTP/1.1 200 Connection established\r\n");
+          const pump = () => {
+            while (sent < 4 * 1024 * 1024) {
+              const taken = socket.write(header);
+              if (taken <= 0) return void setTimeout(pump, 5);
+              sent += taken;
+            }
+          };
+          pump();
+        },
+      },
+    });
+    bed.defer(() => endless.stop(true));
+    const client = slpc(12345, ["--proxy", `http://${USER}:${PASSWORD}@127.0.0.1:${endless.port}`]);
+    const said = `proxy http://***@127.0.0.1:${endless.port} sent a reply of over 8192 bytes`;
+    await until(`two cut-offs:\n${client.stderr}`, () => client.stderr.split(said).length - 1 >= 2, 10_000);
+    expect(client.stderr).toContain("retrying in");
+    expectNoCredentials(outputOf(client));
+  });
+
   test.each([
     ["tinyproxy refuses a port it does not allow", "refused the tunnel (HTTP 403 Access violation)"],
     ["tinyproxy cannot reach the server", "could not open the tunnel to the server (HTTP 500 Unable to connect)"],
