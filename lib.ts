@@ -22,6 +22,8 @@ export * from "./lib/options.ts"; // flags and variables named after each option
 export * from "./lib/parse_cache.ts"; // what slps's filters read of recent messages, parsed once for all clients
 export * from "./lib/phases.ts"; // a connection's phases in slps, and how long it may stay in each
 export * from "./lib/protocol.ts"; // the control messages and the resume decision
+export * from "./lib/proxy.ts"; // which proxy slpc dials a server through: --proxy, HTTPS_PROXY, NO_PROXY
+export * from "./lib/proxy_handshake.ts"; // the exchange that opens a tunnel: HTTP CONNECT or SOCKS5
 export * from "./lib/relp.ts"; // a RELP client session, sans I/O
 export * from "./lib/resume_buffer.ts"; // slps's ring of recent messages, every client's queue
 export * from "./lib/server_numbers.ts"; // slps's numbers for SIGUSR1 and /metrics, from its state

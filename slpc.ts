@@ -16,12 +16,14 @@ import {
   type Address,
   addressKey,
   colorChoice,
+  environmentProxy,
   expiryWarning,
   type Filter,
   type ForwardAddress,
   filterToWire,
   formatAddress,
   formatForwardAddress,
+  formatProxy,
   helpText,
   Ledger,
   loadTlsFiles,
@@ -30,6 +32,7 @@ import {
   type Options,
   optional,
   originOf,
+  type ProxyUrl,
   parseColorFlag,
   parseCount,
   parseFacilities,
@@ -40,6 +43,7 @@ import {
   parseMatch,
   parseOutputFormat,
   parsePrograms,
+  parseProxySetting,
   parseRequired,
   parseSeconds,
   parseSeverity,
@@ -47,6 +51,7 @@ import {
   parseText,
   type ResumePoints,
   reason,
+  redactProxyText,
   type TlsFiles,
   TokenBucket,
   UsageError,
@@ -72,6 +77,7 @@ const KEY = "certs/client.key";
 const CA = "certs/ca.pem"; // the server certificate must chain to this; "system" for the system trust store
 const CRL = ""; // if set, PEM revocation lists: a server certificate listed there is refused
 const SERVERNAME = ""; // name the server certificate must carry; empty: the host of --server (one server only)
+const PROXY = ""; // http://, socks5:// or socks5h:// URL to dial through; unset: HTTPS_PROXY, ALL_PROXY, NO_PROXY
 const FORWARD = "127.0.0.1:514"; // the local syslog daemon: UDP; tcp://, relp:// or unix:PATH pick another transport
 const STDOUT = "0"; // 1: print messages instead of forwarding them, pretty on a terminal and raw otherwise
 const FORMAT = ""; // raw, json or pretty: print messages in that form instead of forwarding them
@@ -114,7 +120,7 @@ const STOP_WAIT_MS = 5000;
 const OPTIONS = {
   server: { default: SERVER, arg: "HOST[:PORT]", parse: optional((text: string) => parseHostPortList(text, PORT)),
     help: `an slps server to follow, port ${PORT} when omitted (required). Repeat it to follow several ` +
-      "(comma-separated in the variable). Filter flags after a --server are that server's alone; " +
+      "(comma-separated in the variable). Filter flags and --proxy after a --server are that server's alone; " +
       "those before the first --server apply to every server without its own" },
   cert: { default: CERT, arg: "FILE", parse: parseRequired, help: "client certificate chain, PEM" },
   key: { default: KEY, arg: "FILE", parse: parseRequired, help: "private key of --cert, PEM" },
@@ -124,6 +130,10 @@ const OPTIONS = {
     help: "PEM file of CRLs; a server certificate listed there is refused" },
   servername: { default: SERVERNAME, arg: "NAME", parse: parseText,
     help: "name the server certificate must carry (default: the host of --server); only with a single server" },
+  proxy: { default: PROXY, arg: "URL", parse: parseProxySetting, redact: redactProxyText,
+    help: "dial the servers through this proxy: http://[USER:PASSWORD@]HOST:PORT (CONNECT), socks5://... " +
+      "(slpc resolves the server's name) or socks5h://... (the proxy does); TLS runs end to end through it. " +
+      "Unset: https_proxy, HTTPS_PROXY, all_proxy or ALL_PROXY, except for hosts in NO_PROXY; '' for none" },
   forward: { default: FORWARD, arg: "ADDRESS", parse: parseForwardAddress,
     help: "local syslog daemon to send each message to: HOST:PORT or udp://HOST:PORT (one datagram each), " +
       "tcp://HOST:PORT (octet-counted), relp://HOST:PORT (acknowledged), unix:PATH (a datagram socket, /dev/log)" },
@@ -164,6 +174,8 @@ const OPTIONS = {
 
 /** The filter flags: after a --server, they apply to that server alone. */
 const FILTER_KEYS = ["facility", "severity", "program", "host", "match"] as const;
+/** The flags that, after a --server, apply to that server alone: the filter's and --proxy. */
+const SERVER_KEYS = [...FILTER_KEYS, "proxy"] as const;
 
 const log = logger("slpc");
 /** The options as parsed, with their defaults. */
@@ -175,7 +187,7 @@ type SlpcOptions = Values<typeof OPTIONS>;
  */
 async function configure() {
   const argv = process.argv.slice(2);
-  const parsed = parseGroupedOptions("slpc", OPTIONS, argv, process.env, "server", FILTER_KEYS);
+  const parsed = parseGroupedOptions("slpc", OPTIONS, argv, process.env, "server", SERVER_KEYS);
   if (parsed === "help") {
     process.stdout.write(
       helpText(
@@ -245,7 +257,7 @@ const forwardName =
 const TICK_MS = Math.max(1, Math.min(1000, options.deadAfter * 250, options.handshakeTimeout * 250));
 
 /**
- * Every --server with its filter: the filter flags that follow it, or when none do, those before
+ * Every --server with its filter and proxy: the flags that follow it, or when none do, those before
  * the first --server (or in the environment). Each server once; --servername only for a single one.
  */
 function chooseServers(options: SlpcOptions, groups: Partial<SlpcOptions>[]): ServerChoice[] {
@@ -262,7 +274,7 @@ function chooseServers(options: SlpcOptions, groups: Partial<SlpcOptions>[]): Se
     for (const address of addresses) {
       if (seen.has(addressKey(address))) throw new UsageError(`--server ${formatAddress(address)}: named twice`);
       seen.add(addressKey(address));
-      chosen.push({ address, ...filter });
+      chosen.push({ address, ...filter, ...proxyOf(options, group, address) });
     }
   }
   if (chosen.length === 0) throw new UsageError("--server: required: the slps server to follow (see --help)");
@@ -271,6 +283,19 @@ function chooseServers(options: SlpcOptions, groups: Partial<SlpcOptions>[]): Se
     throw new UsageError(`--servername ${options.servername}: only with a single --server; ${why}`);
   }
   return chosen;
+}
+
+/**
+ * The proxy to dial `address` through: the --proxy after its --server, else the one before the
+ * first (or SLPC_PROXY), else the environment's as curl reads it; `--proxy ''` is none.
+ */
+function proxyOf(options: SlpcOptions, group: Partial<SlpcOptions>, address: Address): { proxy?: ProxyUrl } {
+  if (originOf(group, "proxy")) return group.proxy ? { proxy: group.proxy } : {};
+  if (originOf(options, "proxy")) return options.proxy ? { proxy: options.proxy } : {};
+  const found = environmentProxy(process.env, address);
+  if (!found) return {};
+  log(`--server ${formatAddress(address)}: through proxy ${formatProxy(found.proxy)} from ${found.variable}`);
+  return { proxy: found.proxy };
 }
 
 /** What the filter flags in `values` ask a server for; nothing when none is set. */

@@ -87,6 +87,14 @@ describe("option parsing", () => {
     expect(() => parseOptions("t", specs, argv, env)).toThrow(message);
   });
 
+  test("an option with a secret in its text shows it redacted in an error, from a flag or a variable", () => {
+    const secret = {
+      url: { default: "", arg: "URL", help: "u", parse: parseCount(1), redact: () => "***" },
+    };
+    expect(() => parseOptions("t", secret, ["--url", "hunter2"], {})).toThrow('--url "***": expected a whole number');
+    expect(() => parseOptions("t", secret, [], { T_URL: "hunter2" })).toThrow('T_URL "***": expected a whole number');
+  });
+
   test("help lists each flag with its variable and default", () => {
     const text = helpText("t", "A test.", specs);
     expect(text).toContain("--listen HOST:PORT   T_LISTEN  (default 0.0.0.0:6514)");

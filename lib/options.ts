@@ -21,6 +21,8 @@ export interface Option<T> {
   parse: (text: string) => T;
   /** The flag may be given more than once; the values reach `parse` joined by commas, as in the variable. */
   repeatable?: boolean;
+  /** The text as an error shows it, when it may hold a secret (a proxy URL's password); as written otherwise. */
+  redact?: (text: string) => string;
 }
 
 export type Options = Record<string, Option<unknown>>;
@@ -90,7 +92,7 @@ export function parseOptions<S extends Options>(
     try {
       values[key] = spec.parse(text);
     } catch (error) {
-      const shown = text === "" ? "" : ` ${JSON.stringify(text)}`;
+      const shown = text === "" ? "" : ` ${JSON.stringify(spec.redact ? spec.redact(text) : text)}`;
       throw new UsageError(`${origin}${shown}: ${reason(error)}`);
     }
     if (given.has(key) || fromEnv !== undefined) origins.set(key, origin);

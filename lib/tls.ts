@@ -116,3 +116,9 @@ export function certificateNames(certificate: X509Certificate): string[] {
 export function fingerprintOf(certificate: X509Certificate): string {
   return certificate.fingerprint256.replace(/:/g, "").toUpperCase();
 }
+
+/** TLS 1.3 with the client's certificate, to a server whose certificate must chain to the CA and carry `serverName`. */
+export function clientTls(files: TlsFiles, serverName: string) {
+  const { cert, key, ca, crl } = files;
+  return { cert, key, ca, crl, serverName, rejectUnauthorized: true, secureOptions: TLS13_ONLY };
+}

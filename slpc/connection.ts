@@ -1,21 +1,32 @@
 // One TLS connection to a server, from dialling to close: its phases and their deadlines, the
-// server certificate's checks, the frames it reads (with a bound on control frames), and the
-// control messages it writes. What the frames mean is the Upstream's business (slpc/upstream.ts).
+// tunnel through a proxy when there is one, the server certificate's checks, the frames it reads
+// (with a bound on control frames), and the control messages it writes. What the frames mean is
+// the Upstream's business (slpc/upstream.ts).
+//
+// Through a proxy, the connection opens as plain TCP to the proxy, asks it for a tunnel, and then
+// puts TLS on that same socket with Bun's upgradeTLS: the proxy sees only ciphertext, and the
+// server's certificate gets the same checks as without one.
 
+import { lookup } from "node:dns/promises";
 import { checkServerIdentity } from "node:tls";
-import type { Socket } from "bun";
+import type { Socket, SocketHandler } from "bun";
 import {
   type Address,
   type ControlMessage,
+  clientTls,
   Deframer,
   encodeControl,
+  formatProxy,
+  ipBytes,
   isNetworkError,
   MAX_MESSAGE,
+  ProxyHandshake,
+  type ProxyUrl,
   parseControl,
   peerText,
   reason,
-  TLS13_ONLY,
   type TlsFiles,
+  type TunnelStep,
 } from "../lib.ts";
 
 /**
@@ -30,7 +41,8 @@ const STAYED_UP_SECONDS = 10;
 /**
  * A connection's life, one phase after the other. From dialling to the server's first `start`
  * (connecting, handshaking, resuming) --handshake-timeout applies; while streaming, --dead-after,
- * counted only while slpc reads; closing lasts until the socket is gone.
+ * counted only while slpc reads; closing lasts until the socket is gone. Connecting includes the
+ * proxy's part: its TCP connection and the tunnel's opening.
  */
 export type Phase = "connecting" | "handshaking" | "resuming" | "streaming" | "closing";
 
@@ -57,6 +69,8 @@ export interface ConnectionSettings {
   /** The name its certificate must carry. */
   serverName: string;
   tls: TlsFiles;
+  /** The proxy to dial the server through; none: directly. */
+  proxy?: ProxyUrl;
   handshakeTimeout: number;
   deadAfter: number;
   log: (line: string) => void;
@@ -80,8 +94,10 @@ export class Connection {
   /** Whether reading is paused, so that the server holds what this side cannot take yet. */
   #paused = false;
   readonly #deframer = new Deframer(MAX_MESSAGE);
-  /** Control frames the socket has not taken yet: Bun's write buffers nothing. */
+  /** Control frames (or a proxy's request) the socket has not taken yet: Bun's write buffers nothing. */
   #outbox: Uint8Array | undefined;
+  /** Set once the proxy opened the tunnel: TLS has begun on its socket. */
+  #tunnelOpen = false;
   /** Control frames and messages in the current second: a flood of control frames is hung up on. */
   #frames = { second: 0, controls: 0, messages: 0 };
   /** Set once it ended: an attempt abandoned while dialling may connect or fail after all. */
@@ -97,57 +113,126 @@ export class Connection {
     return this.#outbox !== undefined;
   }
 
-  /** Dials the server. */
+  /** Dials the server, directly or through the proxy. */
   dial(): void {
-    const { address, serverName, tls, target, log } = this.#settings;
+    const { address, target, log, proxy } = this.#settings;
     this.#enter("connecting");
-    Bun.connect({
-      hostname: address.host,
-      port: address.port,
-      tls: {
-        cert: tls.cert,
-        key: tls.key,
-        ca: tls.ca,
-        crl: tls.crl,
-        serverName,
-        rejectUnauthorized: true,
-        secureOptions: TLS13_ONLY,
+    if (!proxy) {
+      Bun.connect({
+        hostname: address.host,
+        port: address.port,
+        tls: clientTls(this.#settings.tls, this.#settings.serverName),
+        socket: {
+          ...this.#tlsHandlers(),
+          connectError: (_socket, error) => {
+            if (!this.#ended) log(`cannot connect to ${target}: ${reason(error)}`);
+            this.#end();
+          },
+        },
+      }).catch(() => {
+        // connectError has logged it.
+      });
+      return;
+    }
+    if (proxy.kind !== "socks5" || ipBytes(address.host)) return this.#dialProxy(proxy, address);
+    // socks5:// sends the proxy an address, so the name is resolved here, within the same deadline.
+    lookup(address.host).then(
+      (found) => {
+        if (!this.#ended) this.#dialProxy(proxy, { host: found.address, port: address.port });
       },
+      (error) => {
+        if (this.#ended) return;
+        const why = "socks5h:// would let the proxy resolve it";
+        log(`${target}: cannot resolve ${address.host} for proxy ${formatProxy(proxy)} (${why}): ${reason(error)}`);
+        this.#end();
+      },
+    );
+  }
+
+  /**
+   * Dials the proxy and asks it for a tunnel to `to`; once it is open, TLS begins on the same
+   * socket. Bun hands the TLS connection's ciphertext to the plain socket's `data` too (its issue
+   * 36534): once the tunnel is open, that is ignored.
+   */
+  #dialProxy(proxy: ProxyUrl, to: Address): void {
+    const { target, log } = this.#settings;
+    const tunnel = new ProxyHandshake(proxy, to);
+    const step = (socket: Socket, next: TunnelStep): void => {
+      switch (next.type) {
+        case "send":
+          this.#write(next.bytes);
+          return;
+        case "wait":
+          return;
+        case "failed":
+          return this.close(`proxy ${formatProxy(proxy)} ${next.reason}`);
+        case "open":
+          this.#tunnelOpen = true;
+          socket.upgradeTLS({
+            tls: clientTls(this.#settings.tls, this.#settings.serverName),
+            socket: this.#tlsHandlers(),
+          });
+          return;
+      }
+    };
+    Bun.connect({
+      hostname: proxy.host,
+      port: proxy.port,
       socket: {
         open: (socket) => {
           if (this.#ended) return void socket.terminate(); // abandoned while dialling
           this.#socket = socket;
-          this.#enter("handshaking");
+          step(socket, tunnel.start());
         },
-        handshake: (socket, success, error) => {
-          if (this.phase !== "handshaking") return;
-          if (!success && isNetworkError(error)) return; // the connection is gone: `close` says so
-          const why = this.#refusal(socket, success, error);
-          if (why) return this.close(why);
-          socket.setKeepAlive(true, 15_000);
-          this.#enter("resuming");
-        },
-        data: (_socket, chunk) => {
-          // Never trust a byte from a server that failed its checks, or after we decided to hang up.
-          if (this.phase !== "resuming" && this.phase !== "streaming") return;
-          this.#heardAt = performance.now();
-          try {
-            this.#read(chunk);
-          } finally {
-            this.#events.read();
-          }
+        data: (socket, chunk) => {
+          if (this.phase === "connecting" && !this.#tunnelOpen) step(socket, tunnel.receive(chunk));
         },
         drain: () => this.#flush(),
         close: (_socket, error) => this.#end(error),
         connectError: (_socket, error) => {
-          if (!this.#ended) log(`cannot connect to ${target}: ${reason(error)}`);
+          if (!this.#ended) log(`cannot connect to proxy ${formatProxy(proxy)} for ${target}: ${reason(error)}`);
           this.#end();
         },
-        error: (_socket, error) => log(`${target}: ${reason(error)}`),
+        error: (_socket, error) => {
+          if (!this.#tunnelOpen) log(`${target}: proxy ${formatProxy(proxy)}: ${reason(error)}`);
+        },
       },
     }).catch(() => {
       // connectError has logged it.
     });
+  }
+
+  /** The TLS socket's life, the same directly and through a tunnel. */
+  #tlsHandlers(): SocketHandler<undefined> {
+    const { target, log } = this.#settings;
+    return {
+      open: (socket) => {
+        if (this.#ended) return void socket.terminate(); // abandoned while dialling
+        this.#socket = socket;
+        this.#enter("handshaking");
+      },
+      handshake: (socket, success, error) => {
+        if (this.phase !== "handshaking") return;
+        if (!success && isNetworkError(error)) return; // the connection is gone: `close` says so
+        const why = this.#refusal(socket, success, error);
+        if (why) return this.close(why);
+        socket.setKeepAlive(true, 15_000);
+        this.#enter("resuming");
+      },
+      data: (_socket, chunk) => {
+        // Never trust a byte from a server that failed its checks, or after we decided to hang up.
+        if (this.phase !== "resuming" && this.phase !== "streaming") return;
+        this.#heardAt = performance.now();
+        try {
+          this.#read(chunk);
+        } finally {
+          this.#events.read();
+        }
+      },
+      drain: () => this.#flush(),
+      close: (_socket, error) => this.#end(error),
+      error: (_socket, error) => log(`${target}: ${reason(error)}`),
+    };
   }
 
   /** The server's first `start` came: messages flow, and --dead-after counts. */
@@ -162,8 +247,11 @@ export class Connection {
 
   /** Writes a control message after those not taken yet. */
   send(message: ControlMessage): void {
-    const frame = encodeControl(message);
-    this.#outbox = this.#outbox ? Buffer.concat([this.#outbox, frame]) : frame;
+    this.#write(encodeControl(message));
+  }
+
+  #write(bytes: Uint8Array): void {
+    this.#outbox = this.#outbox ? Buffer.concat([this.#outbox, bytes]) : bytes;
     this.#flush();
   }
 
@@ -191,9 +279,14 @@ export class Connection {
       if (this.phase !== "streaming") this.#setupDeadline = now + handshakeTimeout * 1000;
       this.#events.thawed();
     } else if (this.phase !== "streaming") {
-      if (now >= this.#setupDeadline) {
-        this.close(`no TLS handshake, hello and start within ${handshakeTimeout} s (--handshake-timeout)`);
-      }
+      if (now < this.#setupDeadline) return;
+      const proxy = this.#settings.proxy;
+      const within = `within ${handshakeTimeout} s (--handshake-timeout)`;
+      if (proxy && this.phase === "connecting" && this.#socket)
+        this.close(`proxy ${formatProxy(proxy)} did not open the tunnel ${within}`);
+      else if (proxy && this.phase === "connecting")
+        this.close(`no connection to proxy ${formatProxy(proxy)} ${within}`);
+      else this.close(`no TLS handshake, hello and start ${within}`);
     } else if (!this.#paused && now - this.#heardAt >= deadAfter * 1000) {
       this.close(`no bytes for ${deadAfter} s (--dead-after), the connection is presumed dead`);
     }
@@ -205,10 +298,12 @@ export class Connection {
     const { target, log, handshakeTimeout } = this.#settings;
     this.phase = phase;
     switch (phase) {
-      case "connecting":
+      case "connecting": {
         this.#setupDeadline = now + handshakeTimeout * 1000;
-        log(`connecting to ${target}`);
+        const proxy = this.#settings.proxy;
+        log(`connecting to ${target}${proxy ? ` through proxy ${formatProxy(proxy)}` : ""}`);
         return;
+      }
       case "handshaking":
         return; // TCP is up; the deadline from dialling still holds
       case "resuming":
@@ -231,7 +326,7 @@ export class Connection {
   #end(error?: Error): void {
     if (this.#ended) return;
     this.#ended = true;
-    const { target, log, stopping } = this.#settings;
+    const { target, log, stopping, proxy } = this.#settings;
     const seconds = this.#authorizedAt === undefined ? 0 : (performance.now() - this.#authorizedAt) / 1000;
     if (this.#authorizedAt !== undefined && !stopping()) {
       // TLS 1.3 ends on this side before the server has checked our certificate: a refusal looks like this.
@@ -241,6 +336,9 @@ export class Connection {
           : "";
       const because = error ? `: ${reason(error)}` : "";
       log(`disconnected from ${target} after ${seconds.toFixed(1)} s${because}${hint}`);
+    } else if (proxy && this.phase === "connecting" && this.#socket && !stopping()) {
+      const because = error ? `: ${reason(error)}` : "";
+      log(`${target}: proxy ${formatProxy(proxy)} closed the connection before opening the tunnel${because}`);
     } else if (this.phase === "handshaking" && !stopping()) {
       // The network or the peer ended it, not a certificate check: say which.
       log(

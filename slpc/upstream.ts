@@ -17,6 +17,7 @@ import {
   MAX_SEQ,
   nextBackoff,
   PROTOCOL_VERSION,
+  type ProxyUrl,
   peerText,
   speaksVersion,
   type TlsFiles,
@@ -34,11 +35,12 @@ const MAX_PROGRESS_MS = 60_000;
 /** The longest delay a timer takes: setTimeout fires at once for anything longer. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** A server to follow, and what to ask it for: everything, or what its filter lets through. */
+/** A server to follow, what to ask it for (everything, or what its filter lets through), and the proxy on the way. */
 export interface ServerChoice {
   address: Address;
   filter?: Filter;
   wireFilter?: WireFilter;
+  proxy?: ProxyUrl;
 }
 
 /** What an Upstream needs from slpc: the settings, and the parts it shares with the other servers. */
@@ -61,6 +63,7 @@ export class Upstream implements ServerChoice {
   readonly address: Address;
   readonly filter?: Filter;
   readonly wireFilter?: WireFilter;
+  readonly proxy?: ProxyUrl;
   /** --server as HOST:PORT: how log lines, SIGUSR1, --prefix and JSON's `from` name it. */
   readonly target: string;
   /** Its key in --state. */
@@ -90,6 +93,7 @@ export class Upstream implements ServerChoice {
     this.address = choice.address;
     this.filter = choice.filter;
     this.wireFilter = choice.wireFilter;
+    this.proxy = choice.proxy;
     this.target = formatAddress(choice.address);
     this.key = addressKey(choice.address);
     this.#serverName = serverName;
@@ -134,7 +138,7 @@ export class Upstream implements ServerChoice {
     const { address, target } = this;
     const tls = this.#host.tls();
     const connection: Connection = new Connection(
-      { ...settings, address, target, serverName: this.#serverName, tls, log, stopping },
+      { ...settings, address, target, serverName: this.#serverName, tls, proxy: this.proxy, log, stopping },
       {
         authorized: () => {
           if (this.counters.connects++ > 0) this.counters.reconnects++;

@@ -185,3 +185,85 @@ export function linesOf(file: string): string[] {
     .split("\n")
     .filter((line) => line !== "");
 }
+
+/** An HTTP CONNECT proxy (tinyproxy) or a SOCKS5 proxy (microsocks) on 127.0.0.1, and its log. */
+export interface ProxyDaemon {
+  child: Child;
+  port: number;
+  /** What the proxy logged so far: each tunnel and where it led. */
+  log(): string;
+  /** Starts it again on the same port, with the same configuration and log. */
+  restart(): Promise<void>;
+}
+
+/**
+ * tinyproxy in the foreground on 127.0.0.1:port with a configuration file in `dir`: Basic
+ * authentication when `credentials` are given, CONNECT only to `connectPorts` when given.
+ */
+export async function startTinyproxy(
+  dir: string,
+  port: number,
+  opts: { credentials?: { user: string; password: string }; connectPorts?: number[] } = {},
+): Promise<ProxyDaemon> {
+  const log = join(dir, `tinyproxy-${port}.log`);
+  const config = join(dir, `tinyproxy-${port}.conf`);
+  const lines = [
+    `Port ${port}`,
+    "Listen 127.0.0.1",
+    "Allow 127.0.0.1",
+    "Timeout 600",
+    "MaxClients 50",
+    "LogLevel Info",
+    `LogFile "${log}"`,
+    `PidFile "${join(dir, `tinyproxy-${port}.pid`)}"`,
+    ...(opts.credentials ? [`BasicAuth ${opts.credentials.user} ${opts.credentials.password}`] : []),
+    ...(opts.connectPorts ?? []).map((allowed) => `ConnectPort ${allowed}`),
+  ];
+  writeFileSync(config, `${lines.join("\n")}\n`);
+  const start = async () => {
+    const child = new Child(["tinyproxy", "-d", "-c", config]);
+    await until(
+      () => `tinyproxy to listen on ${port}:\n${child.stderr}`,
+      () => tcpListening(port),
+      10_000,
+    );
+    return child;
+  };
+  const daemon: ProxyDaemon = {
+    child: await start(),
+    port,
+    log: () => (existsSync(log) ? readFileSync(log, "utf8") : ""),
+    restart: async () => {
+      daemon.child = await start();
+    },
+  };
+  return daemon;
+}
+
+/** microsocks on 127.0.0.1:port, with a user name and password when given; its log is its output. */
+export async function startMicrosocks(
+  port: number,
+  credentials?: { user: string; password: string },
+): Promise<ProxyDaemon> {
+  const auth = credentials ? ["-u", credentials.user, "-P", credentials.password] : [];
+  const children: Child[] = [];
+  const start = async () => {
+    const child = new Child(["microsocks", "-i", "127.0.0.1", "-p", String(port), ...auth]);
+    children.push(child);
+    await until(
+      () => `microsocks to listen on ${port}:\n${child.stderr}`,
+      () => tcpListening(port),
+      10_000,
+    );
+    return child;
+  };
+  const daemon: ProxyDaemon = {
+    child: await start(),
+    port,
+    log: () => children.map((child) => child.stderr + child.stdout.toString()).join(""),
+    restart: async () => {
+      daemon.child = await start();
+    },
+  };
+  return daemon;
+}

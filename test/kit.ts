@@ -199,13 +199,26 @@ export async function until(what: string | (() => string), check: () => boolean,
 }
 
 /** A child process whose stderr lines and stdout bytes are collected as they come. */
+/**
+ * The environment a test's process starts with: this one's, less what would change slps or slpc
+ * behind the test's back (an operator's SLPS_*, SLPC_* or proxy variables in the shell that runs
+ * the tests). A test that wants one passes it.
+ */
+export function testEnvironment(): Record<string, string | undefined> {
+  const kept = Object.entries(process.env).filter(
+    ([name]) => !/^(SLPS_|SLPC_)/.test(name) && !/^(https?|all|no)_proxy$/i.test(name),
+  );
+  return Object.fromEntries(kept);
+}
+
 export class Child {
   readonly proc: Subprocess<"ignore" | "pipe", "pipe", "pipe">;
   stderr = "";
   #stdout: Buffer[] = [];
 
   constructor(cmd: string[], env: Record<string, string> = {}, stdin: "ignore" | "pipe" = "ignore") {
-    this.proc = Bun.spawn(cmd, { cwd: ROOT, env: { ...process.env, ...env }, stdin, stdout: "pipe", stderr: "pipe" });
+    const spawnEnv = { ...testEnvironment(), ...env };
+    this.proc = Bun.spawn(cmd, { cwd: ROOT, env: spawnEnv, stdin, stdout: "pipe", stderr: "pipe" });
     void this.#collect(this.proc.stderr, (chunk) => (this.stderr += chunk.toString()));
     void this.#collect(this.proc.stdout, (chunk) => void this.#stdout.push(chunk));
   }
@@ -696,7 +709,7 @@ export function testBed(extraCertificates: (dir: string) => void = () => {}) {
     },
     /** slpc as a process of the test's own, its stdout into `out` (a `fifo`), its stderr collected. */
     slpcInto(out: { writeEnd: number }, command: string[]) {
-      const proc = Bun.spawn(command, { cwd: ROOT, stdout: out.writeEnd, stderr: "pipe" });
+      const proc = Bun.spawn(command, { cwd: ROOT, env: testEnvironment(), stdout: out.writeEnd, stderr: "pipe" });
       closeSync(out.writeEnd); // the child holds the only write end: its exit is the reader's end of file
       cleanups.push(() => {
         proc.kill("SIGKILL");
