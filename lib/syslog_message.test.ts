@@ -208,8 +208,13 @@ describe("RFC 3164 variants", () => {
   });
 });
 
-// The header variants of issue 23, shaped as the issue gives them, with the fields syslog-ng 3.38
-// and rsyslog 8.2302 read from them (checked against both, .daemons/ as .ci/install-daemons unpacks them).
+// The header variants of issue 23, shaped as the issue gives them, with the fields that syslog-ng
+// 3.38 (network()) and rsyslog 8.2302 (imudp, default parsers) read from them, tried on both as
+// .ci/install-daemons unpacks them. Both read capitals, the ASA time without a year, a space
+// before a timestamp and a year before the time. rsyslog alone reads an unpadded day before a
+// year (`Mar 7 2008`) and keeps a 5424 header before malformed SD (syslog-ng refuses the message);
+// syslog-ng alone reads a tag after the space, IOS's prefix and a year after the time (rsyslog
+// needs pmciscoios and detect.YearAfterTimestamp for the last two).
 describe("what devices send (issue 23)", () => {
   test("a month's name in capitals: NOV as Nov, as both daemons read it; in lower case, text as to syslog-ng", () => {
     expectFields("<190>NOV 22 00:00:33 fw1 CMDLOGGER[165319912]: cmd_logger_text", {
