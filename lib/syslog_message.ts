@@ -194,15 +194,15 @@ function parse5424(input: Uint8Array, at: number, decodeSd: boolean): Fields | u
   }
   const [timestamp, hostname, app, procid, msgid] = values;
   if (timestamp !== undefined && !isIsoTimestamp(timestamp)) return undefined;
-  const header = { timestamp, hostname, app, procid, msgid };
   const sd = input[at] === 0x2d ? { structuredData: undefined, end: at + 1 } : parseStructuredData(input, at, decodeSd);
   // Structured data that is not well formed is text; the header before it is still the sender's.
   if (sd === undefined || (sd.end < input.length && input[sd.end] !== SP)) {
-    return { header, start: at, format: "rfc5424" };
+    return { header: { timestamp, hostname, app, procid, msgid }, start: at, format: "rfc5424" };
   }
   let start = Math.min(sd.end + 1, input.length);
   if (input[start] === 0xef && input[start + 1] === 0xbb && input[start + 2] === 0xbf) start += 3;
-  return { header: { ...header, structuredData: sd.structuredData }, start, format: "rfc5424" };
+  const { structuredData } = sd;
+  return { header: { timestamp, hostname, app, procid, msgid, structuredData }, start, format: "rfc5424" };
 }
 
 /**
