@@ -217,6 +217,9 @@ describe("RFC 3164 variants", () => {
 // syslog-ng alone reads a tag after the space, IOS's prefix and a year after the time (rsyslog
 // needs pmciscoios and detect.YearAfterTimestamp for the last two).
 describe("what devices send (issue 23)", () => {
+  const malformedSd =
+    "<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 " +
+    '[exampleSDID@32473 iut="3" eventSource= "Application"] text';
   test("a month's name in capitals: NOV as Nov, as both daemons read it; in lower case, text as to syslog-ng", () => {
     expectFields("<190>NOV 22 00:00:33 fw1 CMDLOGGER[165319912]: cmd_logger_text", {
       facility: 23,
@@ -282,10 +285,8 @@ describe("what devices send (issue 23)", () => {
     expectFields("<13>  http://example.com/ is down", { app: undefined, message: "  http://example.com/ is down" });
   });
 
-  test("RFC 5424 before malformed structured data: timestamp, host, app and msgid kept, the rest is the message", () => {
-    const input =
-      '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource= "Application"] text';
-    expect(parsed(input)).toEqual({
+  test("RFC 5424 before malformed SD: timestamp, host, app and msgid kept, the rest is the message", () => {
+    expect(parsed(malformedSd)).toEqual({
       facility: 20,
       severity: 5,
       timestamp: "2003-10-11T22:14:15.003Z",
@@ -340,7 +341,7 @@ describe("what devices send (issue 23)", () => {
       "<167>Mar 7 2008 19:06:53: %ASA-4-106023: Deny udp src outside:192.0.2.1/53",
       "<167> Mar  7 19:06:53 switch3 tag: text",
       "<15> openvpn[2499]: PTHREAD support initialized",
-      '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource= "Application"] text',
+      malformedSd,
       '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [a b="c"][d] text',
       "<0>91: *Oct 07 03:10:04: mydevice.com %CRYPTO-4-RECVD_PKT_INV_SPI: decaps: rec'd IPSEC packet",
       "<190>Apr 15 21:28:13 2007 linksys app: msg",
@@ -516,7 +517,7 @@ const deviceDatagram = fc
   .map(([pri, before, stamp, after]) => Buffer.from(`<${pri}>${before.join("")}${stamp}${after.join("")}`, "latin1"));
 
 describe("the parser on what devices send, pieced together at random (issue 23)", () => {
-  test("never throws, keeps the input's tail as message, reads the same without structured data, is one JSON line", () => {
+  test("never throws, keeps the input's tail as message, reads the same without SD, is one JSON line", () => {
     const context = { from: "web:6514", server: "s", seq: 1, received: new Date(0) };
     property(deviceDatagram, (input) => {
       const result = parseSyslog(input);

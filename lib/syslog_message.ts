@@ -9,14 +9,14 @@
 //   `<PRI>Mmm dd hh:mm:ss host tag[pid]: msg`, read as syslog-ng and rsyslog read it:
 //   - an ISO timestamp in its place (rsyslog's RSYSLOG_ForwardFormat);
 //   - a month's name in capitals, `NOV` as well as `Nov`: `<190>NOV 22 00:00:33 fw1 CMDLOGGER[1]: ...`;
-//   - a year before the time, and Cisco PIX/ASA's colon after it, which is not part of the
-//     timestamp: `<167>Mar 7 2008 19:06:53: %ASA-4-106023: Deny udp ...`;
+//   - a year before the time, and Cisco PIX/ASA's colon after it, left out of the timestamp:
+//     `<167>Mar 7 2008 19:06:53: %ASA-4-106023: Deny udp ...`;
 //   - a year after the time (Linksys): `<190>Apr 15 21:28:13 2007 linksys app: msg`, so a host
 //     named with four digits alone is read as the year, as syslog-ng does;
 //   - up to 16 spaces after the PRI (HP ProCurve, some embedded stacks), before a timestamp or
 //     a tag: `<167> Mar  7 19:06:53 switch3 tag: text`, `<15> openvpn[2499]: PTHREAD ...`;
-//   - Cisco IOS's sequence number and its mark of a clock not (`*`) or no longer (`.`) in sync
-//     before the timestamp, neither of them kept: `<0>91: *Oct 07 03:10:04: mydevice.com %X: ...`;
+//   - Cisco IOS's sequence number (up to 10 digits) and its mark of a clock not (`*`) or no longer
+//     (`.`) in sync before the timestamp, neither kept: `<0>91: *Oct 07 03:10:04: mydevice.com %X: ...`;
 //   - no hostname (local sockets), a tag without pid or without colon, or no timestamp at all.
 // - anything else, such as no PRI or a PRI above 191: format "unknown", the whole input as the
 //   message and no header field, so a filter on a header field never matches it.
@@ -25,9 +25,8 @@
 // rsyslog does on reception: rsyslog's RSYSLOG_SyslogProtocol23Format and syslog-ng's network()
 // both end each datagram with one.
 //
-// No pattern runs over the body: each is anchored and runs on a slice of at most HEAD bytes after
-// the PRI. The rest is read once, byte by byte: the fields, structured data, and the check that
-// MSG is UTF-8.
+// No pattern runs over the body: each is anchored and reads at most HEAD (80) bytes after the PRI.
+// The rest is read once, byte by byte: the fields, structured data, and the check that MSG is UTF-8.
 
 import { isUtf8 } from "node:buffer";
 

@@ -141,7 +141,8 @@ describe("filters", () => {
     const procurve = "<167> Mar  7 19:06:53 switch3 tag: text";
     const openvpn = "<15> openvpn[2499]: PTHREAD support initialized";
     const badSd =
-      '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource= "Application"] text\n';
+      "<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 " +
+      '[exampleSDID@32473 iut="3" eventSource= "Application"] text\n';
     const ios = "<0>91: *Oct 07 03:10:04: mydevice.com %CRYPTO-4-RECVD_PKT_INV_SPI: decaps: rec'd IPSEC packet \xff";
     const linksys = "<190>Apr 15 21:28:13 2007 linksys app: msg";
     const devices = [capitals, asaYear, asa, procurve, openvpn, badSd, ios, linksys];

@@ -256,7 +256,8 @@ const DEVICES: { name: string; filter: string[]; sent: string[]; fields: Record<
     filter: ["--program", "evntslog"],
     sent: [
       '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com othrslog - ID47 [exampleSDID@32473 iut="3"',
-      '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource= "Application"] text',
+      "<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 " +
+        '[exampleSDID@32473 iut="3" eventSource= "Application"] text',
     ],
     fields: [
       {
