@@ -1,5 +1,6 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
+import { formatJson } from "./format.ts";
 import {
   FACILITY_CODES,
   FACILITY_NAMES,
@@ -208,6 +209,152 @@ describe("RFC 3164 variants", () => {
   });
 });
 
+// The header variants of issue 23, shaped as the issue gives them, with the fields that syslog-ng
+// 3.38 (network()) and rsyslog 8.2302 (imudp, default parsers) read from them, tried on both as
+// .ci/install-daemons unpacks them. Both read capitals, the ASA time without a year, a space
+// before a timestamp and a year before the time. rsyslog alone reads an unpadded day before a
+// year (`Mar 7 2008`) and keeps a 5424 header before malformed SD (syslog-ng refuses the message);
+// syslog-ng alone reads a tag after the space, IOS's prefix and a year after the time (rsyslog
+// needs pmciscoios and detect.YearAfterTimestamp for the last two).
+describe("what devices send (issue 23)", () => {
+  const malformedSd =
+    "<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 " +
+    '[exampleSDID@32473 iut="3" eventSource= "Application"] text';
+  test("a month's name in capitals: NOV as Nov, as both daemons read it; in lower case, text as to syslog-ng", () => {
+    expectFields("<190>NOV 22 00:00:33 fw1 CMDLOGGER[165319912]: cmd_logger_text", {
+      facility: 23,
+      severity: 6,
+      timestamp: "NOV 22 00:00:33",
+      hostname: "fw1",
+      app: "CMDLOGGER",
+      procid: "165319912",
+      message: "cmd_logger_text",
+    });
+    expectFields("<190>NoV 22 00:00:33 fw1 t: x", { timestamp: "NoV 22 00:00:33", hostname: "fw1" });
+    expectFields("<190>nov 22 00:00:33 fw1 t: x", { timestamp: undefined, message: "nov 22 00:00:33 fw1 t: x" });
+    expectFields("<190>NOVEMBER 22 00:00:33 fw1 t: x", { timestamp: undefined, hostname: undefined });
+  });
+
+  test("Cisco PIX/ASA: a year before the time, a colon after it, no host; the program is %ASA-4-106023", () => {
+    expectFields("<167>Mar 7 2008 19:06:53: %ASA-4-106023: Deny udp src outside:192.0.2.1/53", {
+      facility: 20,
+      severity: 7,
+      timestamp: "Mar 7 2008 19:06:53",
+      hostname: undefined,
+      app: "%ASA-4-106023",
+      procid: undefined,
+      message: "Deny udp src outside:192.0.2.1/53",
+      format: "rfc3164",
+    });
+    expectFields("<167>Mar  7 19:06:53: %ASA-4-106023: Deny udp", {
+      timestamp: "Mar  7 19:06:53",
+      hostname: undefined,
+      app: "%ASA-4-106023",
+      message: "Deny udp",
+    });
+    // The colon goes after any timestamp, before a host too, but only as the timestamp's last character.
+    expectFields("<13>2024-01-05T10:11:12Z: web t: x", { timestamp: "2024-01-05T10:11:12Z", hostname: "web" });
+    expectFields("<13>Jan  5 10:11:12: web t: x", { timestamp: "Jan  5 10:11:12", hostname: "web", app: "t" });
+    expectFields("<13>Jan  5 10:11:12:34 web t: x", { timestamp: undefined, message: "Jan  5 10:11:12:34 web t: x" });
+    expectFields("<13>Jan  5 10:11:12:: web t: x", { timestamp: undefined });
+  });
+
+  test("a space after the PRI, before a timestamp or a tag; without either, the spaces stay in the text", () => {
+    expectFields("<167> Mar  7 19:06:53 switch3 tag: text", {
+      timestamp: "Mar  7 19:06:53",
+      hostname: "switch3",
+      app: "tag",
+      message: "text",
+    });
+    expectFields("<15> openvpn[2499]: PTHREAD support initialized", {
+      facility: 1,
+      severity: 7,
+      timestamp: undefined,
+      hostname: undefined,
+      app: "openvpn",
+      procid: "2499",
+      message: "PTHREAD support initialized",
+      format: "rfc3164",
+    });
+    expectFields(`<15>${" ".repeat(16)}openvpn: sixteen`, { app: "openvpn", message: "sixteen" });
+    expectFields(`<15>${" ".repeat(17)}openvpn: seventeen`, {
+      app: undefined,
+      message: `${" ".repeat(17)}openvpn: seventeen`,
+    });
+    expectFields("<13> hello world", { app: undefined, message: " hello world" });
+    expectFields("<13>  http://example.com/ is down", { app: undefined, message: "  http://example.com/ is down" });
+  });
+
+  test("RFC 5424 before malformed SD: timestamp, host, app and msgid kept, the rest is the message", () => {
+    expect(parsed(malformedSd)).toEqual({
+      facility: 20,
+      severity: 5,
+      timestamp: "2003-10-11T22:14:15.003Z",
+      hostname: "mymachine.example.com",
+      app: "evntslog",
+      msgid: "ID47",
+      message: '[exampleSDID@32473 iut="3" eventSource= "Application"] text',
+      utf8: true,
+      format: "rfc5424",
+    });
+  });
+
+  test("Cisco IOS: a sequence number and a starred time before the host; the program is %CRYPTO-4-...", () => {
+    expectFields("<0>91: *Oct 07 03:10:04: mydevice.com %CRYPTO-4-RECVD_PKT_INV_SPI: decaps: rec'd IPSEC packet", {
+      facility: 0,
+      severity: 0,
+      timestamp: "Oct 07 03:10:04",
+      hostname: "mydevice.com",
+      app: "%CRYPTO-4-RECVD_PKT_INV_SPI",
+      procid: undefined,
+      message: "decaps: rec'd IPSEC packet",
+      format: "rfc3164",
+    });
+    expectFields("<189>52: *Mar  1 00:25:05.123: %SYS-5-CONFIG_I: Configured", {
+      timestamp: "Mar  1 00:25:05.123",
+      hostname: undefined,
+      app: "%SYS-5-CONFIG_I",
+      message: "Configured",
+    });
+    expectFields("<0>*Oct 07 03:10:04: r1 %X-1-Y: no number", { timestamp: "Oct 07 03:10:04", hostname: "r1" });
+    expectFields("<0>91: .Oct 07 03:10:04: r1 %X-1-Y: once in sync", { timestamp: "Oct 07 03:10:04", app: "%X-1-Y" });
+    expectFields("<0>91: Oct 07 03:10:04: r1 %X-1-Y: no mark", { timestamp: "Oct 07 03:10:04", hostname: "r1" });
+    // Without a time after it, a number is a tag as before: `91: ` is the form of one.
+    expectFields("<0>91: text", { timestamp: undefined, app: "91", message: "text" });
+  });
+
+  test("a year after the time (Linksys) is part of the timestamp, not the host", () => {
+    expectFields("<190>Apr 15 21:28:13 2007 linksys app: msg", {
+      timestamp: "Apr 15 21:28:13 2007",
+      hostname: "linksys",
+      app: "app",
+      message: "msg",
+    });
+    // Four digits that end the input or run into more are a host, as to syslog-ng.
+    expectFields("<190>Apr 15 21:28:13 2007", { timestamp: "Apr 15 21:28:13", hostname: "2007", message: "" });
+    expectFields("<190>Apr 15 21:28:13 20071 app: x", { timestamp: "Apr 15 21:28:13", hostname: "20071" });
+  });
+
+  test("each of them gives the same fields in the filter's parse, which skips structured data", () => {
+    for (const text of [
+      "<190>NOV 22 00:00:33 fw1 CMDLOGGER[165319912]: cmd_logger_text",
+      "<167>Mar 7 2008 19:06:53: %ASA-4-106023: Deny udp src outside:192.0.2.1/53",
+      "<167> Mar  7 19:06:53 switch3 tag: text",
+      "<15> openvpn[2499]: PTHREAD support initialized",
+      malformedSd,
+      '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [a b="c"][d] text',
+      "<0>91: *Oct 07 03:10:04: mydevice.com %CRYPTO-4-RECVD_PKT_INV_SPI: decaps: rec'd IPSEC packet",
+      "<190>Apr 15 21:28:13 2007 linksys app: msg",
+    ]) {
+      const input = Buffer.from(text);
+      expect(parseSyslog(input, { structuredData: false })).toEqual({
+        ...parseSyslog(input),
+        structuredData: undefined,
+      });
+    }
+  });
+});
+
 describe("RFC 5424 edge cases", () => {
   test("an empty SD element, repeated IDs and parameters: the first wins", () => {
     expect(parsed('<13>1 - - - - - [a][b x="1" x="2"][b y="3"] m').structuredData).toEqual({ a: {}, b: { x: "1" } });
@@ -225,15 +372,27 @@ describe("RFC 5424 edge cases", () => {
   });
 
   test("a broken 5424 header is read as 3164: PRI kept, the rest is text", () => {
-    for (const rest of [
-      "1 2024-01-05T10:11:12Z h a p m [unclosed",
-      "1 yesterday h a p m -",
-      "1 - h a p m -x",
-      "1 - h a",
-      "01 - - - - - -",
-    ]) {
+    for (const rest of ["1 yesterday h a p m -", "1 - h a", "1 - h a p m", "01 - - - - - -"]) {
       expect(parsed(`<13>${rest}`)).toEqual({ facility: 1, severity: 5, message: rest, utf8: true, format: "rfc3164" });
     }
+  });
+
+  test("a valid header before structured data that is not: the header's fields, and the rest as it came", () => {
+    for (const rest of ["[unclosed", "-x", '[a b="c"]x y', "[] \xef\xbb\xbfno BOM dropped", "x"]) {
+      expect(parsed(`<13>1 2024-01-05T10:11:12Z h a p m ${rest}`)).toEqual({
+        facility: 1,
+        severity: 5,
+        timestamp: "2024-01-05T10:11:12Z",
+        hostname: "h",
+        app: "a",
+        procid: "p",
+        msgid: "m",
+        message: rest,
+        utf8: true,
+        format: "rfc5424",
+      });
+    }
+    expectFields("<13>1 - h a p m ", { hostname: "h", msgid: "m", message: "", format: "rfc5424" });
   });
 
   test("a BOM is dropped only in 5424, where it marks MSG as UTF-8", () => {
@@ -312,7 +471,8 @@ function checkInvariants(input: Uint8Array, result: SyslogMessage) {
   } else {
     expect(result.facility! * 8 + result.severity!).toBeLessThanOrEqual(191);
   }
-  for (const field of [result.timestamp, result.hostname, result.app, result.procid, result.msgid]) {
+  if (result.timestamp !== undefined) expect(result.timestamp).toMatch(/^[\x21-\x7e][\x20-\x7e]*$/);
+  for (const field of [result.hostname, result.app, result.procid, result.msgid]) {
     if (field !== undefined) expect(field).toMatch(/^[\x21-\x7e]+$/);
   }
 }
@@ -334,6 +494,68 @@ describe("the parser under arbitrary input", () => {
   });
 });
 
+/** What may come between a PRI and a timestamp, a timestamp of each kind or a 5424 header, and what follows. */
+const BEFORE_TIME_PIECES = [" ", "  ", "91: ", "*", ".", "x"];
+// biome-ignore format: a list, read across
+const TIME_PIECES = [
+  "", "NOV 22 00:00:33", "nov 22 00:00:33", "Mar 7 2008 19:06:53", "Apr 15 21:28:13 2007", "Oct 07 03:10:04.123",
+  "2024-01-05T10:11:12Z", "Jan 32 10:11:12", "1 2003-10-11T22:14:15.003Z mymachine evntslog - ID47 ",
+];
+// biome-ignore format: a list, read across
+const AFTER_TIME_PIECES = [
+  " ", ":", ": ", "2007", " 2007 ", ".5", "fw1 ", "%ASA-4-106023: ", "openvpn[2499]: ", "tag ", "word", "- ",
+  '[a b="c"]', '[a b= "c"]', "[", "]", "\n", "\xff", "\xef\xbb\xbf",
+];
+/** A datagram pieced together from what devices send (issue 23). */
+const deviceDatagram = fc
+  .tuple(
+    fc.integer({ min: 0, max: 191 }),
+    fc.array(fc.constantFrom(...BEFORE_TIME_PIECES), { maxLength: 3 }),
+    fc.constantFrom(...TIME_PIECES),
+    fc.array(fc.constantFrom(...AFTER_TIME_PIECES), { maxLength: 12 }),
+  )
+  .map(([pri, before, stamp, after]) => Buffer.from(`<${pri}>${before.join("")}${stamp}${after.join("")}`, "latin1"));
+
+describe("the parser on what devices send, pieced together at random (issue 23)", () => {
+  test("never throws, keeps the input's tail as message, reads the same without SD, is one JSON line", () => {
+    const context = { from: "web:6514", server: "s", seq: 1, received: new Date(0) };
+    property(deviceDatagram, (input) => {
+      const result = parseSyslog(input);
+      checkInvariants(input, result);
+      expect(result.format).not.toBe("unknown");
+      expect(parseSyslog(input, { structuredData: false })).toEqual({ ...result, structuredData: undefined });
+      const line = formatJson(result, context);
+      expect(line.indexOf("\n")).toBe(line.length - 1);
+      const record = JSON.parse(line);
+      expect([record.timestamp, record.hostname, record.app]).toEqual(
+        [result.timestamp, result.hostname, result.app].map((field) => field ?? null),
+      );
+    });
+  });
+
+  // A safety test, not a benchmark: a pattern that backtracked over the body would take seconds
+  // or hours on one of these; reading them once takes well under a millisecond each.
+  test("64 KB of what each header rule looks for, after each variant's header, is read at once", () => {
+    const heads = [
+      "<13>",
+      "<13> ",
+      "<0>91: *",
+      "<167>Mar 7 2008 19:06:53:",
+      "<190>Apr 15 21:28:13",
+      "<13>1 - h a - - ",
+    ];
+    const bodies = [" ", "9", "91: ", "*", ":", "NOV 22 ", "19:06:53 ", "2007 ", "[a b=", '"', "x"];
+    const started = performance.now();
+    for (const head of heads) {
+      for (const body of bodies) {
+        const input = Buffer.from(head + body.repeat(Math.ceil(65_000 / body.length)));
+        for (const structuredData of [true, false]) checkInvariants(input, parseSyslog(input, { structuredData }));
+      }
+    }
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+});
+
 const printable = (min: number, max: number, exclude = "") =>
   fc
     .string({
@@ -346,17 +568,23 @@ const nil = <T>(arbitrary: fc.Arbitrary<T>) => fc.option(arbitrary, { nil: undef
 const isoStamp = fc
   .date({ min: new Date("1970-01-01"), max: new Date("2999-12-31"), noInvalidDate: true })
   .map((d) => d.toISOString());
+/** BSD's timestamp in the forms devices write it: capitals, a day padded with a zero, a year before or after. */
 const bsdStamp = fc
   .record({
     month: fc.integer({ min: 0, max: 11 }),
+    capitals: fc.boolean(),
     day: fc.integer({ min: 1, max: 31 }),
+    pad: fc.constantFrom(" ", "0"),
     seconds: fc.integer({ min: 0, max: 86399 }),
+    year: fc.constantFrom("", "before", "after"),
   })
-  .map(({ month, day, seconds }) => {
+  .map(({ month, capitals, day, pad, seconds, year }) => {
     const two = (n: number) => String(n).padStart(2, "0");
     const clock = `${two(Math.floor(seconds / 3600))}:${two(Math.floor(seconds / 60) % 60)}:${two(seconds % 60)}`;
     const name = "JanFebMarAprMayJunJulAugSepOctNovDec".slice(month * 3, month * 3 + 3);
-    return `${name} ${String(day).padStart(2, " ")} ${clock}`;
+    const date = `${capitals ? name.toUpperCase() : name} ${String(day).padStart(2, pad)}`;
+    if (year === "before") return `${date} 2008 ${clock}`;
+    return year === "after" ? `${date} ${clock} 2007` : `${date} ${clock}`;
   });
 const sdName = printable(1, 32, '= ]"');
 const escapeValue = (value: string) => value.replace(/[\\"\]]/g, (c) => `\\${c}`);
@@ -415,19 +643,26 @@ describe("generated valid messages round-trip their fields", () => {
     );
   });
 
-  test("RFC 3164, with and without hostname and pid", () => {
+  test("RFC 3164, with and without hostname and pid, and what devices put around the timestamp", () => {
     const tag = printable(1, 32, ":[]");
+    // Four digits alone after a BSD time are its year, as syslog-ng reads them, never a host.
+    const hostname = printable(1, 64, "[:").filter((name) => !/^\d{4}$/.test(name));
+    // Spaces after the PRI, Cisco IOS's sequence number and clock mark; Cisco's colon after the time.
+    const before = fc.constantFrom("", " ", "   ", "91: ", "91: *", "0: .", "*");
     property(
       fc.integer({ min: 0, max: 191 }),
+      before,
       fc.oneof(bsdStamp, isoStamp),
-      nil(printable(1, 64, "[:")),
+      fc.constantFrom("", ":"),
+      nil(hostname),
       tag,
       nil(fc.nat().map(String)),
       body,
-      (pri, timestamp, hostname, app, procid, message) => {
+      (pri, prefix, timestamp, colon, hostname, app, procid, message) => {
+        fc.pre(!(colon && / \d{4}$/.test(timestamp))); // `2007:` after a time is no year to either daemon
         const host = hostname === undefined ? "" : `${hostname} `;
         const pid = procid === undefined ? "" : `[${procid}]`;
-        const input = concat(`<${pri}>${timestamp} ${host}${app}${pid}: `, message);
+        const input = concat(`<${pri}>${prefix}${timestamp}${colon} ${host}${app}${pid}: `, message);
         const result = parseSyslog(input);
         expect(result).toEqual({
           facility: pri >> 3,
@@ -465,7 +700,7 @@ describe("a parse for filters, structured data checked and skipped (issue 17)", 
     expect(Buffer.from(result.message).toString()).toBe("job ran");
   });
 
-  test("malformed SD falls back to 3164 exactly as in the full parse", () => {
+  test("malformed SD is text after the header, exactly as in the full parse", () => {
     for (const sd of ['[a b="c"', "[a b=c]", '[a b="c"]x', "[]", '[a="b"]', '[a b="c\\"]']) {
       const input = Buffer.from(`<13>1 - web cron - - ${sd} text`);
       expect(skipping(input)).toEqual(withoutSd(input));

@@ -2,16 +2,31 @@
 // so slps can filter on them and slpc can print them. Senders are many and sloppy, and any host
 // that reaches the UDP port can send anything, so the parser takes what it can and never throws:
 // - RFC 5424 (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG`), NILVALUEs, escaped SD values,
-//   a BOM before MSG;
-// - RFC 3164 and what daemons really send in its name: `<PRI>Mmm dd hh:mm:ss host tag[pid]: msg`,
-//   an ISO timestamp in its place (rsyslog's RSYSLOG_ForwardFormat), a year after the day, no
-//   hostname (local sockets), a tag without pid or without colon, or no timestamp at all;
+//   a BOM before MSG. Structured data that is not well formed is text: the header before it
+//   stays, and MSG is the rest from where the SD should be, as it came (rsyslog keeps the header
+//   too): `<165>1 2003-10-11T22:14:15.003Z host evntslog - ID47 [id a= "b"] text`.
+// - RFC 3164 and what daemons and devices really send in its name,
+//   `<PRI>Mmm dd hh:mm:ss host tag[pid]: msg`, read as syslog-ng and rsyslog read it:
+//   - an ISO timestamp in its place (rsyslog's RSYSLOG_ForwardFormat);
+//   - a month's name in capitals, `NOV` as well as `Nov`: `<190>NOV 22 00:00:33 fw1 CMDLOGGER[1]: ...`;
+//   - a year before the time, and Cisco PIX/ASA's colon after it, left out of the timestamp:
+//     `<167>Mar 7 2008 19:06:53: %ASA-4-106023: Deny udp ...`;
+//   - a year after the time (Linksys): `<190>Apr 15 21:28:13 2007 linksys app: msg`, so a host
+//     named with four digits alone is read as the year, as syslog-ng does;
+//   - up to 16 spaces after the PRI (HP ProCurve, some embedded stacks), before a timestamp or
+//     a tag: `<167> Mar  7 19:06:53 switch3 tag: text`, `<15> openvpn[2499]: PTHREAD ...`;
+//   - Cisco IOS's sequence number (up to 10 digits) and its mark of a clock not (`*`) or no longer
+//     (`.`) in sync before the timestamp, neither kept: `<0>91: *Oct 07 03:10:04: mydevice.com %X: ...`;
+//   - no hostname (local sockets), a tag without pid or without colon, or no timestamp at all.
 // - anything else, such as no PRI or a PRI above 191: format "unknown", the whole input as the
 //   message and no header field, so a filter on a header field never matches it.
 // A valid PRI always gives facility and severity, even if what follows is not a header (RFC 3164
 // section 4.3.3 treats all of that as the message). One LF ending a parsed message is dropped, as
 // rsyslog does on reception: rsyslog's RSYSLOG_SyslogProtocol23Format and syslog-ng's network()
 // both end each datagram with one.
+//
+// No pattern runs over the body: each is anchored and reads at most HEAD (80) bytes after the PRI.
+// The rest is read once, byte by byte: the fields, structured data, and the check that MSG is UTF-8.
 
 import { isUtf8 } from "node:buffer";
 
@@ -67,6 +82,8 @@ export interface SyslogMessage {
 const SP = 0x20;
 const LF = 0x0a;
 const text = new TextDecoder(); // header fields are printable ASCII; SD values are UTF-8 by the RFC
+/** One UTF-16 unit a byte (WHATWG reads "latin1" as windows-1252), so positions in the text are in the bytes. */
+const bytewise = new TextDecoder("latin1");
 const isPrintable = (byte: number | undefined) => byte !== undefined && byte > 0x20 && byte < 0x7f;
 
 export interface ParseOptions {
@@ -93,21 +110,17 @@ export function parseSyslog(input: Uint8Array, options: ParseOptions = {}): Sysl
   const pri = parsePri(input);
   if (pri === undefined) return { message: input, utf8: isUtf8(input), format: "unknown" };
   const fields = parse5424(input, pri.end, options.structuredData ?? true) ?? parse3164(input, pri.end);
-  let { start } = fields;
+  const { header, start, format } = fields;
   let end = input.length;
   if (end > start && input[end - 1] === LF) end--;
-  if (fields.format === "rfc5424" && input[start] === 0xef && input[start + 1] === 0xbb && input[start + 2] === 0xbf) {
-    start = Math.min(start + 3, end);
-  }
   const message = input.subarray(start, end);
-  const { header, format } = fields;
   return { facility: pri.value >> 3, severity: pri.value & 7, ...header, message, utf8: isUtf8(message), format };
 }
 
 type Header = Omit<SyslogMessage, "facility" | "severity" | "message" | "utf8" | "format">;
 interface Fields {
   header: Header;
-  /** Where MSG starts. */
+  /** Where MSG starts, past a 5424 BOM. */
   start: number;
   format: "rfc5424" | "rfc3164";
 }
@@ -136,10 +149,20 @@ function token(input: Uint8Array, at: number): { value: string; end: number } | 
 // RFC 3339 as RFC 5424 wants it, with room for what senders do anyway: up to 9 digits of
 // fraction, and a missing offset (then it is the sender's wall time).
 const ISO_TIME = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d{1,9})?(Z|[+-]\d\d:\d\d)?$/;
-const MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec";
-const BSD_TIME = new RegExp(
-  `^(${MONTHS.replaceAll(" ", "|")}) {1,2}(\\d{1,2}) (?:\\d{4} )?(\\d\\d):(\\d\\d):(\\d\\d)(\\.\\d{1,9})?(?= |$)`,
-);
+const MONTHS = new Set(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]);
+/**
+ * BSD's `Mmm dd hh:mm:ss`, the month's first letter a capital (syslog-ng takes no other), its day
+ * padded or not, a year before or after the time, fractions of a second. Checked in range apart.
+ */
+const BSD_TIME = /^([A-Z][A-Za-z]{2}) {1,2}(\d{1,2}) (?:\d{4} )?(\d\d):(\d\d):(\d\d)(?:\.\d{1,9})?(?: \d{4}(?= ))?/;
+/** Spaces after the PRI read as padding (syslog-ng skips any number); more, and they and what follows are text. */
+const MAX_SPACES = 16;
+/** What may come between the PRI and a timestamp: Cisco IOS's sequence number, spaces, IOS's clock mark. */
+const BEFORE_TIME = new RegExp(`^(?:\\d{1,10}: )? {0,${MAX_SPACES}}[*.]?`);
+/** The word that may be an RFC 3339 time: the longest is 35 characters, and Cisco's colon may follow. */
+const ISO_WORD = /^[^ ]{1,36}/;
+/** Bytes after the PRI that hold the longest BEFORE_TIME (29), timestamp (36) and what must follow it. */
+const HEAD = 80;
 
 /** Whether `value` is an RFC 3339 timestamp whose fields are in range. */
 export function isIsoTimestamp(value: string): boolean {
@@ -170,16 +193,15 @@ function parse5424(input: Uint8Array, at: number, decodeSd: boolean): Fields | u
   }
   const [timestamp, hostname, app, procid, msgid] = values;
   if (timestamp !== undefined && !isIsoTimestamp(timestamp)) return undefined;
-  let structuredData: Header["structuredData"];
-  if (input[at] === 0x2d) at++;
-  else {
-    const sd = parseStructuredData(input, at, decodeSd);
-    if (sd === undefined) return undefined;
-    ({ structuredData, end: at } = sd);
+  const sd = input[at] === 0x2d ? { structuredData: undefined, end: at + 1 } : parseStructuredData(input, at, decodeSd);
+  // Structured data that is not well formed is text; the header before it is still the sender's.
+  if (sd === undefined || (sd.end < input.length && input[sd.end] !== SP)) {
+    return { header: { timestamp, hostname, app, procid, msgid }, start: at, format: "rfc5424" };
   }
-  if (at < input.length && input[at] !== SP) return undefined;
-  const header = { timestamp, hostname, app, procid, msgid, structuredData };
-  return { header, start: Math.min(at + 1, input.length), format: "rfc5424" };
+  let start = Math.min(sd.end + 1, input.length);
+  if (input[start] === 0xef && input[start + 1] === 0xbb && input[start + 2] === 0xbf) start += 3;
+  const { structuredData } = sd;
+  return { header: { timestamp, hostname, app, procid, msgid, structuredData }, start, format: "rfc5424" };
 }
 
 /**
@@ -234,31 +256,61 @@ function defineField<T>(record: Record<string, T>, key: string, value: T) {
 
 function parse3164(input: Uint8Array, at: number): Fields {
   const header: Header = {};
-  const head = text.decode(input.subarray(at, at + 40));
-  const iso = /^[^ ]+/.exec(head)?.[0];
-  const bsd = BSD_TIME.exec(head);
-  let stamped = false;
-  if (iso !== undefined && isIsoTimestamp(iso)) [header.timestamp, stamped] = [iso, true];
-  else if (bsd !== null && inRange(+bsd[2]!, 1, 31) && +bsd[3]! <= 23 && +bsd[4]! <= 59 && +bsd[5]! <= 60) {
-    [header.timestamp, stamped] = [bsd[0], true];
+  const stamp = timestampAt(input, at);
+  if (stamp === undefined) {
+    // Only a tag may follow the spaces after the PRI; if none does, they are part of the text.
+    const tag = parseTag(input, at + spacesAt(input, at), false);
+    if (tag !== undefined) ({ app: header.app, procid: header.procid, end: at } = tag);
+    return { header, start: at, format: "rfc3164" };
   }
-  if (stamped) {
-    at += header.timestamp!.length;
-    if (input[at] === SP) at++;
-    // A first word with `[` or a final `:` is a tag: local sockets and many devices send no hostname.
-    const host = token(input, at);
-    const hostLike =
-      host !== undefined &&
-      !host.value.includes("[") &&
-      (!host.value.endsWith(":") || host.value.split(":").length > 2);
-    if (hostLike) {
-      header.hostname = host.value;
-      at = host.end < input.length ? host.end + 1 : host.end;
-    }
+  header.timestamp = stamp.value;
+  at = stamp.end;
+  if (input[at] === SP) at++;
+  // A first word with `[` or a final `:` is a tag: local sockets and many devices send no hostname.
+  const host = token(input, at);
+  const hostLike =
+    host !== undefined && !host.value.includes("[") && (!host.value.endsWith(":") || host.value.split(":").length > 2);
+  if (hostLike) {
+    header.hostname = host.value;
+    at = host.end < input.length ? host.end + 1 : host.end;
   }
-  const tag = parseTag(input, at, stamped);
+  const tag = parseTag(input, at, true);
   if (tag !== undefined) ({ app: header.app, procid: header.procid, end: at } = tag);
   return { header, start: at, format: "rfc3164" };
+}
+
+/** How many spaces, up to MAX_SPACES, stand at `at`. */
+function spacesAt(input: Uint8Array, at: number): number {
+  let count = 0;
+  while (count < MAX_SPACES && input[at + count] === SP) count++;
+  return count;
+}
+
+/**
+ * The timestamp after what BEFORE_TIME allows, as the sender wrote it, and where it ends: past
+ * one colon after it (Cisco's), at a space or the end of the input. Undefined if there is none.
+ */
+function timestampAt(input: Uint8Array, at: number): { value: string; end: number } | undefined {
+  const head = bytewise.decode(input.subarray(at, at + HEAD));
+  const start = BEFORE_TIME.exec(head)![0].length;
+  const rest = head.slice(start);
+  let value = ISO_WORD.exec(rest)?.[0];
+  if (value?.endsWith(":")) value = value.slice(0, -1);
+  if (value === undefined || !isIsoTimestamp(value)) {
+    const bsd = BSD_TIME.exec(rest);
+    const inRangeBsd =
+      bsd !== null &&
+      MONTHS.has(bsd[1]!.toLowerCase()) &&
+      inRange(+bsd[2]!, 1, 31) &&
+      +bsd[3]! <= 23 &&
+      +bsd[4]! <= 59 &&
+      +bsd[5]! <= 60;
+    if (!inRangeBsd) return undefined;
+    value = bsd[0];
+  }
+  let end = at + start + value.length;
+  if (input[end] === 0x3a) end++;
+  return end === input.length || input[end] === SP ? { value, end } : undefined;
 }
 
 /**

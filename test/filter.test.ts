@@ -143,6 +143,43 @@ describe("filters", () => {
     expect(clients[0]!.c.stderr).toMatch(/following server \w+ from #1, only facility auth,authpriv\n/);
   });
 
+  test("a filter on a field of what devices send passes exactly their bytes (issue 23)", async () => {
+    const s = await server();
+    // The header variants of issue 23, shaped as the issue gives them; each filter below reads a
+    // field slp did not read before, so it let nothing through.
+    const capitals = "<190>NOV 22 00:00:33 fw1 CMDLOGGER[165319912]: cmd_logger_sh -c uptime";
+    const asaYear = "<167>Mar 7 2008 19:06:53: %ASA-4-106023: Deny udp src outside:192.0.2.1/53";
+    const asa = "<167>Mar  7 19:06:54: %ASA-4-106023: Deny tcp src outside:192.0.2.2/80";
+    const procurve = "<167> Mar  7 19:06:53 switch3 tag: text";
+    const openvpn = "<15> openvpn[2499]: PTHREAD support initialized";
+    const badSd =
+      "<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 " +
+      '[exampleSDID@32473 iut="3" eventSource= "Application"] text\n';
+    const ios = "<0>91: *Oct 07 03:10:04: mydevice.com %CRYPTO-4-RECVD_PKT_INV_SPI: decaps: rec'd IPSEC packet \xff";
+    const linksys = "<190>Apr 15 21:28:13 2007 linksys app: msg";
+    const devices = [capitals, asaYear, asa, procurve, openvpn, badSd, ios, linksys];
+    const cases: [string[], string[]][] = [
+      [["--host", "fw1"], [capitals]],
+      [
+        ["--program", "%ASA-4-106023"],
+        [asaYear, asa],
+      ],
+      [["--host", "switch3"], [procurve]],
+      [["--program", "openvpn"], [openvpn]],
+      [["--program", "evntslog"], [badSd]],
+      [["--program", "%CRYPTO-4-RECVD_PKT_INV_SPI"], [ios]],
+      [["--host", "linksys"], [linksys]],
+    ];
+    const clients = [];
+    for (const [args, wanted] of cases) clients.push({ ...(await client(s, args)), wanted });
+    await sendUdp(s.udpPort, [...MIXED, ...devices].map(bytes));
+    for (const { c, out, wanted } of clients) {
+      await until(`${wanted.length} messages\n${c.stderr}`, () => out.messages.length >= wanted.length);
+    }
+    await sleep(300); // nothing more comes
+    for (const { out, wanted } of clients) expect(texts(out.messages)).toEqual(wanted);
+  });
+
   test("a resume across a cut with a filter: exactly once, no gap line, and no scan again of what was filtered", async () => {
     const metricsPort = await freePort();
     const s = await server(["--metrics", `127.0.0.1:${metricsPort}`]);

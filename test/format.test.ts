@@ -4,7 +4,7 @@
 // real jq reads, and as pretty columns with and without colour, on a pipe and on a terminal.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { BUN, Child, type ServerHandle, sendUdp, testBed, until } from "./kit.ts";
+import { BUN, Child, type ServerHandle, sendUdp, sleep, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(30_000);
 
@@ -147,6 +147,152 @@ describe("--format json", () => {
     );
     expect(checks.stdout.toString()).toBe("true\n");
   });
+});
+
+/**
+ * The header variants of issue 23: datagrams shaped as the issue gives them (with one alike from
+ * elsewhere that the filter must leave out), a filter on a field slp did not read before, and the
+ * JSON fields of what passes, in order, as syslog-ng or rsyslog reads them (which one:
+ * lib/syslog_message.test.ts).
+ */
+const DEVICES: { name: string; filter: string[]; sent: string[]; fields: Record<string, unknown>[] }[] = [
+  {
+    name: "a month's name in capitals",
+    filter: ["--host", "fw1"],
+    sent: [
+      "<190>NOV 22 00:00:33 fw2 CMDLOGGER[7]: elsewhere",
+      "<190>NOV 22 00:00:33 fw1 CMDLOGGER[165319912]: cmd_logger_sh -c uptime",
+    ],
+    fields: [
+      {
+        facility: "local7",
+        severity: "info",
+        timestamp: "NOV 22 00:00:33",
+        hostname: "fw1",
+        app: "CMDLOGGER",
+        procid: "165319912",
+        message: "cmd_logger_sh -c uptime",
+      },
+    ],
+  },
+  {
+    name: "Cisco PIX/ASA's time, with a year and without, and a colon after it",
+    filter: ["--program", "%ASA-4-106023"],
+    sent: [
+      "<166>Mar 7 2008 19:06:52: %ASA-6-302015: Built outbound UDP connection",
+      "<167>Mar 7 2008 19:06:53: %ASA-4-106023: Deny udp src outside:192.0.2.1/53 dst inside:198.51.100.7/53",
+      "<167>Mar  7 19:06:54: %ASA-4-106023: Deny tcp src outside:192.0.2.2/80",
+    ],
+    fields: [
+      {
+        facility: "local4",
+        severity: "debug",
+        timestamp: "Mar 7 2008 19:06:53",
+        hostname: null,
+        app: "%ASA-4-106023",
+        procid: null,
+        message: "Deny udp src outside:192.0.2.1/53 dst inside:198.51.100.7/53",
+      },
+      {
+        timestamp: "Mar  7 19:06:54",
+        hostname: null,
+        app: "%ASA-4-106023",
+        message: "Deny tcp src outside:192.0.2.2/80",
+      },
+    ],
+  },
+  {
+    name: "a space after the PRI",
+    filter: ["--program", "openvpn,tag"],
+    sent: [
+      "<15> dhcpd[12]: elsewhere",
+      "<167> Mar  7 19:06:53 switch3 tag: text",
+      "<15> openvpn[2499]: PTHREAD support initialized",
+    ],
+    fields: [
+      { timestamp: "Mar  7 19:06:53", hostname: "switch3", app: "tag", procid: null, message: "text" },
+      {
+        facility: "user",
+        severity: "debug",
+        timestamp: null,
+        hostname: null,
+        app: "openvpn",
+        procid: "2499",
+        message: "PTHREAD support initialized",
+      },
+    ],
+  },
+  {
+    name: "an RFC 5424 header before malformed structured data",
+    filter: ["--program", "evntslog"],
+    sent: [
+      '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com othrslog - ID47 [exampleSDID@32473 iut="3"',
+      "<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 " +
+        '[exampleSDID@32473 iut="3" eventSource= "Application"] text',
+    ],
+    fields: [
+      {
+        facility: "local4",
+        severity: "notice",
+        timestamp: "2003-10-11T22:14:15.003Z",
+        hostname: "mymachine.example.com",
+        app: "evntslog",
+        procid: null,
+        msgid: "ID47",
+        structured_data: null,
+        message: '[exampleSDID@32473 iut="3" eventSource= "Application"] text',
+      },
+    ],
+  },
+  {
+    name: "Cisco IOS's sequence number and starred time",
+    filter: ["--host", "mydevice.com"],
+    sent: [
+      "<0>90: *Oct 07 03:10:03: other.com %CRYPTO-4-RECVD_PKT_INV_SPI: decaps: elsewhere",
+      "<0>91: *Oct 07 03:10:04: mydevice.com %CRYPTO-4-RECVD_PKT_INV_SPI: decaps: rec'd IPSEC packet has invalid spi",
+    ],
+    fields: [
+      {
+        facility: "kern",
+        severity: "emerg",
+        timestamp: "Oct 07 03:10:04",
+        hostname: "mydevice.com",
+        app: "%CRYPTO-4-RECVD_PKT_INV_SPI",
+        message: "decaps: rec'd IPSEC packet has invalid spi",
+      },
+    ],
+  },
+  {
+    name: "a year after the time",
+    filter: ["--host", "linksys"],
+    sent: ["<190>Apr 15 21:28:12 2007 netgear app: elsewhere", "<190>Apr 15 21:28:13 2007 linksys app: msg"],
+    fields: [{ timestamp: "Apr 15 21:28:13 2007", hostname: "linksys", app: "app", message: "msg" }],
+  },
+];
+
+describe("--format json and a filter, on what devices send (issue 23)", () => {
+  for (const { name, filter, sent, fields } of DEVICES) {
+    test(`${name}: its fields as the daemons read them, and a filter on them passes only its messages`, async () => {
+      const s = await bed.server();
+      const c = await slpc(s, ["--format", "json", ...filter]);
+      await sendUdp(s.udpPort, sent.map(latin1));
+      const lines = () => c.stdout.toString().split("\n").slice(0, -1);
+      await until(
+        () => `${fields.length} lines, got:\n${c.stdout}\n${s.stderr}`,
+        () => lines().length >= fields.length,
+      );
+      await sleep(300); // the left-out ones do not come later
+      const jq = Bun.spawnSync(["jq", "-c", "."], { stdin: c.stdout });
+      expect(jq.exitCode).toBe(0);
+      const rows = jq.stdout
+        .toString()
+        .trimEnd()
+        .split("\n")
+        .map((line) => JSON.parse(line));
+      expect(rows).toHaveLength(fields.length);
+      expect(rows).toMatchObject(fields);
+    });
+  }
 });
 
 /** The pretty lines of MESSAGES in UTC on 80 columns (stdout is a pipe), the time of the one without PRI aside. */
