@@ -26,7 +26,8 @@ const SOCKS_CREDENTIAL_MAX = 255;
  * written %-escaped. Throws one line naming the problem, never showing the credentials.
  *
  * @example
- * parseProxyUrl("socks5h://me:p%40ss@[::1]:1080"); // { kind: "socks5h", host: "::1", port: 1080, credentials: { user: "me", password: "p@ss" } }
+ * parseProxyUrl("socks5h://me:p%40ss@[::1]:1080");
+ * // { kind: "socks5h", host: "::1", port: 1080, credentials: { user: "me", password: "p@ss" } }
  */
 export function parseProxyUrl(text: string): ProxyUrl {
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(text);
@@ -108,7 +109,8 @@ export const NO_PROXY_VARIABLES = ["no_proxy", "NO_PROXY"] as const;
  * malformed URL is a UsageError naming the variable.
  *
  * @example
- * environmentProxy({ HTTPS_PROXY: "http://proxy:3128", NO_PROXY: ".lan" }, { host: "db.lan", port: 6514 }); // undefined
+ * const env = { HTTPS_PROXY: "http://proxy:3128", NO_PROXY: ".lan" };
+ * environmentProxy(env, { host: "db.lan", port: 6514 }); // undefined
  */
 export function environmentProxy(
   env: Record<string, string | undefined>,

@@ -45,7 +45,8 @@ const NO_ACCEPTABLE_METHOD = 0xff;
  * address (slpc resolved the name); http and socks5h send the name for the proxy to resolve.
  *
  * @example
- * const tunnel = new ProxyHandshake({ kind: "http", host: "proxy", port: 3128 }, { host: "logs.example.org", port: 6514 });
+ * const proxy = { kind: "http", host: "proxy", port: 3128 } as const;
+ * const tunnel = new ProxyHandshake(proxy, { host: "logs.example.org", port: 6514 });
  * write(tunnel.start()); // CONNECT logs.example.org:6514 HTTP/1.1 ...
  * tunnel.receive(Buffer.from("HTTP/1.1 200 Connection established\r\n\r\n")); // { type: "open" }
  */

@@ -100,7 +100,7 @@ const MIXED = [
 const [sshd, postgres, sudo, cron, garbage, vacuum] = MIXED;
 
 describe("filters", () => {
-  test("each criterion, alone and combined, lets through exactly what passes, non-UTF-8 and unparsable too", async () => {
+  test("each criterion, alone and combined, lets through exactly what passes, non-UTF-8 and unparsable", async () => {
     const s = await server();
     const cases: [string[], (string | undefined)[]][] = [
       [
@@ -180,7 +180,7 @@ describe("filters", () => {
     for (const { out, wanted } of clients) expect(texts(out.messages)).toEqual(wanted);
   });
 
-  test("a resume across a cut with a filter: exactly once, no gap line, and no scan again of what was filtered", async () => {
+  test("a resume across a cut with a filter: exactly once, no gap line, no rescan of what was left out", async () => {
     const metricsPort = await freePort();
     const s = await server(["--metrics", `127.0.0.1:${metricsPort}`]);
     const path = bed.proxy(s.tlsPort);
@@ -212,7 +212,7 @@ describe("filters", () => {
     expect(starts).toEqual([1, 56]);
   });
 
-  test("slpc --state restarted after 10,000 left-out messages turned the buffer over: no gap line, nothing lost", async () => {
+  test("slpc --state restarted after 10,000 left-out messages filled the buffer: no gap, nothing lost", async () => {
     // The default --heartbeat of 15 s: the client must hear where it stands well before a heartbeat.
     const s = await bed.server(["--buffer", "128KiB", "--queue", "128KiB"]);
     const state = join(bed.dir, "filter-state.json");
@@ -353,7 +353,7 @@ describe("protocol compatibility", () => {
     expect(hello).toMatchObject({ version: 1, progress: true, filters: true });
   });
 
-  test("the new slpc follows an slps from before filters, unless it filters: then one clear line, and no byte", async () => {
+  test("the new slpc follows an slps from before filters, unless it filters: then one line, no byte", async () => {
     const old = olderRelease();
     const s = await server([], { cmd: [BUN, `${old}/slps.ts`] });
     const plain = await client(s, []);

@@ -101,7 +101,7 @@ function expectNoCredentials(...outputs: string[]): void {
 const outputOf = (client: Child) => client.stderr + client.stdout.toString();
 
 describe.skipIf(missing.length > 0 && !required)("slpc through a proxy", () => {
-  test("through tinyproxy with Basic authentication every message arrives once, and tinyproxy's log shows the tunnel", async () => {
+  test("through tinyproxy with Basic authentication every message arrives once; its log shows the tunnel", async () => {
     const proxy = await tinyproxy({ credentials });
     const server = await bed.server();
     const client = slpc(server, ["--proxy", url("http", proxy)]);
@@ -198,7 +198,7 @@ describe.skipIf(missing.length > 0 && !required)("slpc through a proxy", () => {
     expectNoCredentials(outputOf(client));
   });
 
-  test("a proxy that accepts and then says nothing is given up on after --handshake-timeout, and dialled again", async () => {
+  test("a proxy that accepts and says nothing is given up after --handshake-timeout and dialled again", async () => {
     const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     bed.defer(() => silent.stop(true));
     const client = slpc(12345, [
