@@ -230,7 +230,12 @@ describe("filters", () => {
       s.kill("SIGUSR1");
       return /"next":10002/.test(s.stderr);
     });
-    await sleep(1000); // ten times the announce delay; a heartbeat would take 15 s
+    // slps tells the client where it stands within 100 ms of the stream going idle; a heartbeat would
+    // take 15 s. On a busy machine the scan of 10,000 messages itself may take a second or more.
+    await until(`slpc to stand at #10001\n${first.stderr}`, () => {
+      first.kill("SIGUSR1");
+      return first.stderr.includes('"last":10001}');
+    });
     first.kill("SIGTERM");
     expect(await first.exit()).toBe(0);
     expect(savedPoint(state)!.last).toBe(10_001);
