@@ -6,10 +6,10 @@ import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { Child, ROOT, removeDir, tempDir, until } from "../test/kit.ts";
 import { reason } from "./log.ts";
-import { UnixDatagramSender } from "./unix_dgram.ts";
+import { UnixDatagramConnection, UnixDatagramSender } from "./unix_dgram.ts";
 
 let dir = "";
-const started: (Child | UnixDatagramSender)[] = [];
+const started: (Child | UnixDatagramSender | UnixDatagramConnection)[] = [];
 beforeAll(() => {
   dir = tempDir();
 });
@@ -28,13 +28,13 @@ async function sink(name: string, hold = false) {
   );
   started.push(child);
   await until("the reader to bind", () => child.stdout.toString().startsWith("ready\n"));
-  const datagrams = () =>
-    child.stdout
-      .toString()
-      .split("\n")
-      .slice(1, -1)
-      .map((line) => Buffer.from(line, "hex"));
-  return { path, child, datagrams };
+  const lines = () => child.stdout.toString().split("\n").slice(1, -1);
+  const datagrams = () => lines().map((line) => Buffer.from(line, "hex"));
+  const read = () => {
+    child.proc.stdin!.write("read now\n");
+    child.proc.stdin!.flush();
+  };
+  return { path, child, lines, datagrams, read };
 }
 
 function sender(path: string): UnixDatagramSender {
@@ -74,8 +74,7 @@ describe("UnixDatagramSender", () => {
     const sent: string[] = [];
     while (sent.length < 100_000 && log.send(Buffer.from(`m ${sent.length}`)) === "sent") sent.push(`m ${sent.length}`);
     expect(sent.length).toBeLessThan(100_000);
-    reader.child.proc.stdin!.write("read now\n");
-    reader.child.proc.stdin!.flush();
+    reader.read();
     const refused = Buffer.from(`m ${sent.length}`);
     await until("room in the reader's queue", () => log.send(refused) === "sent");
     sent.push(refused.toString());
@@ -118,5 +117,94 @@ describe("UnixDatagramSender", () => {
     const log = new UnixDatagramSender(join(dir, "closed.sock"));
     log.close();
     expect(failure(() => log.send(Buffer.from("x")))).toBe(`${join(dir, "closed.sock")}: socket closed`);
+  });
+});
+
+function connection(path: string, options?: { sendBuffer?: number }): UnixDatagramConnection {
+  const created = new UnixDatagramConnection(path, options);
+  started.push(created);
+  return created;
+}
+
+/** Datagrams until the reader's queue is full. */
+function fill(socket: UnixDatagramConnection): string[] {
+  const sent: string[] = [];
+  while (sent.length < 100_000 && socket.send(Buffer.from(`m ${sent.length}`)) === "sent")
+    sent.push(`m ${sent.length}`);
+  expect(sent.length).toBeLessThan(100_000);
+  return sent;
+}
+
+describe("UnixDatagramConnection", () => {
+  test("each datagram arrives whole, and unread counts what the reader has not read until it has", async () => {
+    const reader = await sink("connected.sock", true);
+    const socket = connection(reader.path);
+    socket.connect();
+    const messages = [Buffer.from("one\ntwo"), Buffer.from(Array.from({ length: 256 }, (_, i) => i))];
+    expect(messages.map((message) => socket.send(message))).toEqual(["sent", "sent"]);
+    expect(socket.unread()).toBeGreaterThan(0);
+    reader.read();
+    await until("the reader to read both", () => reader.datagrams().length === 2);
+    expect(reader.datagrams()).toEqual(messages);
+    expect(socket.unread()).toBe(0);
+  });
+
+  test("a full queue: send says full, and waitWritable waits for the reader to make room", async () => {
+    const reader = await sink("full.sock", true);
+    const socket = connection(reader.path);
+    socket.connect();
+    const sent = fill(socket);
+    expect(socket.waitWritable(0)).toBe(false);
+    reader.read();
+    expect(socket.waitWritable(5000)).toBe(true);
+    expect(socket.send(Buffer.from("after"))).toBe("sent");
+    await until("every datagram", () => reader.datagrams().length === sent.length + 1);
+    expect(reader.datagrams().map(String)).toEqual([...sent, "after"]);
+  });
+
+  test("a reader gone takes what it had not read, so unread is 0; then even an empty datagram is ECONNREFUSED", async () => {
+    const reader = await sink("gone.sock", true);
+    const socket = connection(reader.path);
+    socket.connect();
+    fill(socket);
+    expect(socket.unread()).toBeGreaterThan(0);
+    reader.child.kill("SIGKILL");
+    await reader.child.proc.exited;
+    expect(socket.unread()).toBe(0);
+    expect(failure(() => socket.send(new Uint8Array(0)))).toBe(`${reader.path}: Connection refused (ECONNREFUSED)`);
+  });
+
+  test("connect: no socket is ENOENT, a socket nobody reads is ECONNREFUSED, and a new reader is found", async () => {
+    const path = join(dir, "later.sock");
+    const socket = connection(path);
+    expect(failure(() => socket.connect())).toBe(`${path}: No such file or directory (ENOENT)`);
+    expect(socket.connected).toBe(false);
+    const first = await sink("later.sock");
+    first.child.kill("SIGKILL");
+    await first.child.proc.exited;
+    expect(failure(() => socket.connect())).toBe(`${path}: Connection refused (ECONNREFUSED)`);
+    rmSync(path);
+    const second = await sink("later.sock");
+    socket.connect();
+    expect(socket.send(Buffer.from("found"))).toBe("sent");
+    await until("the datagram", () => second.datagrams().length === 1);
+  });
+
+  test("a datagram over the send buffer is EMSGSIZE; sent sealed, the reader gets a memfd with all four seals", async () => {
+    const reader = await sink("sealed.sock");
+    const socket = connection(reader.path, { sendBuffer: 8192 });
+    socket.connect();
+    const large = Buffer.alloc(65_536, 0x61);
+    large.write("MESSAGE\n", 0);
+    expect(failure(() => socket.send(large))).toBe(`${reader.path}: Message too long (EMSGSIZE)`);
+    expect(socket.sendSealed(large)).toBe("sent");
+    await until("the descriptor", () => reader.lines().length === 1);
+    // F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
+    expect(reader.lines()[0]).toBe(`fd 15 ${large.toString("hex")}`);
+  });
+
+  test("a closed or never connected socket sends nothing", () => {
+    const socket = connection(join(dir, "never.sock"));
+    expect(failure(() => socket.send(Buffer.from("x")))).toBe(`${join(dir, "never.sock")}: not connected`);
   });
 });
