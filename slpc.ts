@@ -57,6 +57,7 @@ import {
   type Values,
 } from "./lib.ts";
 import packageJson from "./package.json" with { type: "json" };
+import { JournalOutput } from "./slpc/outputs/journal.ts";
 import type { Output } from "./slpc/outputs/output.ts";
 import { RelpOutput } from "./slpc/outputs/relp.ts";
 import { StdoutOutput } from "./slpc/outputs/stdout.ts";
@@ -129,7 +130,8 @@ const OPTIONS = {
     help: "name the server certificate must carry (default: the host of --server); only with a single server" },
   forward: { default: FORWARD, arg: "ADDRESS", parse: parseForwardAddress,
     help: "local syslog daemon to send each message to: HOST:PORT or udp://HOST:PORT (one datagram each), " +
-      "tcp://HOST:PORT (octet-counted), relp://HOST:PORT (acknowledged), unix:PATH (a datagram socket, /dev/log)" },
+      "tcp://HOST:PORT (octet-counted), relp://HOST:PORT (acknowledged), unix:PATH (a datagram socket, /dev/log), " +
+      "journal or journal:PATH (journald's native protocol, each field its own)" },
   forwardRate: { default: FORWARD_RATE, arg: "N", parse: parseCount(0),
     help: "messages a second at most to --forward, so that a replay does not overflow a UDP buffer; " +
       "tcp://, relp:// and unix: push back by themselves and need it less; 0: no limit" },
@@ -223,7 +225,7 @@ try {
     // Fails now, with exit 2, if the file cannot be written; and a file in the old format is converted at once.
     writeState(stored.size > 0 ? formatStateFile(stored) : undefined);
   }
-  if (!options.stdout && options.forward.transport !== "unix") forwardTo = await resolveForward(options.forward);
+  if (!options.stdout && "host" in options.forward) forwardTo = await resolveForward(options.forward);
 } catch (error) {
   if (!(error instanceof UsageError)) throw error;
   log(error.message);
@@ -232,7 +234,7 @@ try {
 const { forward } = options;
 /** --forward in log lines: as the operator wrote it, and the address it resolved to when that differs. */
 const forwardName =
-  forward.transport === "unix"
+  "path" in forward
     ? formatForwardAddress(forward)
     : (forward.transport === "udp" ? formatAddress(forward) : formatForwardAddress(forward)) +
       (forward.host === forwardTo.host ? "" : ` (${forwardTo.host})`);
@@ -478,6 +480,8 @@ async function openOutput(): Promise<Output<Upstream>> {
         return new RelpOutput(shared, forwardTo, stopped);
       case "unix":
         return new UnixOutput(shared, forward.path);
+      case "journal":
+        return new JournalOutput({ ...shared, path: forward.path, from: (u) => u.target });
     }
   } catch (error) {
     const socket = forward.transport === "udp" ? `a UDP socket for IPv${forwardTo.family}` : "a datagram socket";
