@@ -51,7 +51,10 @@ export abstract class Output<S> {
 
   /** Sends what waits, as far as the rate and the transport allow; then the servers are read, or not. */
   send(): void {
-    if (performance.now() >= this.#retryAt) this.sendWaiting();
+    const wait = this.#retryAt - performance.now();
+    // A timer may fire a little early: it comes back for the rest, or the output would wait for a read that never comes.
+    if (wait > 0) this.later(Math.ceil(wait));
+    else this.sendWaiting();
     this.#options.changed();
   }
 
