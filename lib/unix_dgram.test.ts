@@ -4,9 +4,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import fc from "fast-check";
 import { Child, ROOT, removeDir, tempDir, until } from "../test/kit.ts";
 import { reason } from "./log.ts";
-import { UnixDatagramConnection, UnixDatagramSender } from "./unix_dgram.ts";
+import { DATAGRAM_OVERHEAD, surelyRead, UnixDatagramConnection, UnixDatagramSender } from "./unix_dgram.ts";
 
 let dir = "";
 const started: (Child | UnixDatagramSender | UnixDatagramConnection)[] = [];
@@ -203,8 +204,57 @@ describe("UnixDatagramConnection", () => {
     expect(reader.lines()[0]).toBe(`fd 15 ${large.toString("hex")}`);
   });
 
+  test(`unread charges each datagram its size and ${DATAGRAM_OVERHEAD} bytes at least, as surelyRead reckons`, async () => {
+    const reader = await sink("charged.sock", true);
+    const socket = connection(reader.path);
+    socket.connect();
+    let before = socket.unread();
+    for (const size of [0, 1, 100, 190, 1000, 3800, 20_000, 65_507, 150_000]) {
+      expect(socket.send(Buffer.alloc(size))).toBe("sent");
+      const charged = socket.unread() - before;
+      expect(charged).toBeGreaterThanOrEqual(size + DATAGRAM_OVERHEAD);
+      before += charged;
+    }
+  });
+
   test("a closed or never connected socket sends nothing", () => {
     const socket = connection(join(dir, "never.sock"));
     expect(failure(() => socket.send(Buffer.from("x")))).toBe(`${join(dir, "never.sock")}: not connected`);
+  });
+});
+
+describe("surelyRead", () => {
+  const sizes = (...values: number[]) => values;
+  test("nothing unread: every datagram was read", () => {
+    expect(surelyRead(sizes(10, 20, 30), 0)).toBe(3);
+    expect(surelyRead(sizes(), 0)).toBe(0);
+  });
+
+  test("the newest datagrams that can make up what is unread are not counted as read", () => {
+    const one = 100 + DATAGRAM_OVERHEAD;
+    expect(surelyRead(sizes(100, 100, 100), 1)).toBe(2);
+    expect(surelyRead(sizes(100, 100, 100), one)).toBe(2);
+    expect(surelyRead(sizes(100, 100, 100), one + 1)).toBe(1);
+    expect(surelyRead(sizes(100, 100, 100), 3 * one + 1)).toBe(0);
+    expect(surelyRead(sizes(100, 60_000), 768)).toBe(1);
+    expect(surelyRead(sizes(60_000, 100), 768)).toBe(0);
+  });
+
+  test("for any sizes and any unread suffix charged at least so, the count never passes an unread datagram", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.nat({ max: 70_000 }), { maxLength: 40 }),
+        fc.nat(),
+        fc.array(fc.nat({ max: 4096 }), { maxLength: 40 }),
+        (sent, unreadCount, extra) => {
+          const unread = Math.min(unreadCount, sent.length);
+          // The kernel's charge: each size, the overhead and whatever more it takes.
+          const charged = sent
+            .slice(sent.length - unread)
+            .reduce((sum, size, i) => sum + size + DATAGRAM_OVERHEAD + (extra[i] ?? 0), 0);
+          expect(surelyRead(sent, charged)).toBeLessThanOrEqual(sent.length - unread);
+        },
+      ),
+    );
   });
 });

@@ -134,6 +134,31 @@ export class UnixDatagramSender {
   }
 }
 
+/**
+ * The least the kernel charges a datagram, in what SIOCOUTQ counts, beyond its own bytes: its
+ * sk_buff and the rest. Linux 6.18 charged 576 bytes and more; half of that leaves room for others.
+ */
+export const DATAGRAM_OVERHEAD = 256;
+
+/**
+ * How many of the oldest datagrams the reader has surely read, of those whose sizes `sent` lists
+ * oldest first, when `unread` bytes of them are unread (SIOCOUTQ). What is unread is the newest,
+ * and each is charged its size and DATAGRAM_OVERHEAD at least: the newest that add up to `unread`
+ * so reckoned are all that can be unread. (Only while the reader is there: one that went away
+ * dropped what it had not read, and leaves `unread` at 0 too.)
+ *
+ * @example
+ * surelyRead([100, 100, 100], 0); // 3
+ * surelyRead([100, 100, 100], 768); // 1: the newest two may be what is unread
+ */
+export function surelyRead(sent: { readonly length: number; at(index: number): number | undefined }, unread: number) {
+  let newest = 0;
+  for (let bytes = 0; newest < sent.length && bytes < unread; newest++) {
+    bytes += sent.at(sent.length - 1 - newest)! + DATAGRAM_OVERHEAD;
+  }
+  return sent.length - newest;
+}
+
 /** struct sockaddr_un for `path`: the family, then the path and its NUL. */
 function socketAddress(path: string): Buffer {
   const length = Buffer.byteLength(path);

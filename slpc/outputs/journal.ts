@@ -11,11 +11,13 @@
 
 import {
   type Entry,
+  Fifo,
   journalEntry,
   MAX_SD_NAMES,
   parseSyslog,
   reason,
   SdFieldNames,
+  surelyRead,
   UnixDatagramConnection,
 } from "../../lib.ts";
 import { Output, type OutputOptions } from "./output.ts";
@@ -52,6 +54,8 @@ export class JournalOutput<S> extends Output<S> {
   #pending: { message: Entry<S>; entry: Uint8Array } | undefined;
   /** journald had no room at the last try; the next try clears it. */
   #queueFull = false;
+  /** The size of each datagram given and not confirmed, oldest first: what tells how many journald has read. */
+  readonly #unconfirmed = new Fifo<number>();
   #settleTimer: Timer | undefined;
   /** Messages sent again after journald went away, since the last line said so. */
   #sentAgain = 0;
@@ -87,14 +91,17 @@ export class JournalOutput<S> extends Output<S> {
 
   protected sendWaiting(): void {
     this.#queueFull = false;
-    if (!this.#socket.connected && !this.#connect()) return;
+    // With nothing to send, journald is dialled only to end a failure: the servers are not read until it is.
+    const dial = this.failing || this.ledger.next(1).length > 0;
+    if (!this.#socket.connected && dial && !this.#connect()) return;
     const turnEnds = performance.now() + SEND_TURN_MS;
     for (;;) {
       const next = this.ledger.next(1)[0];
       if (!next || this.allowed(1) === 0) break;
-      let result: "sent" | "full" | "refused";
+      const entry = this.#entry(next);
+      let result: "sent" | "sealed" | "full" | "refused";
       try {
-        result = this.#send(this.#entry(next));
+        result = this.#send(entry);
       } catch (error) {
         if (GONE.has((error as NodeJS.ErrnoException).code ?? "")) return this.#lost(error);
         // Not allowed (EACCES) or short of memory: the messages stay, and the servers hold the rest.
@@ -117,6 +124,8 @@ export class JournalOutput<S> extends Output<S> {
       this.#pending = undefined;
       this.ledger.give(1);
       if (result === "refused") this.#skip(next.message.length);
+      // A sealed memfd travels in an empty datagram.
+      else this.#unconfirmed.push(result === "sent" ? entry.length : 0);
     }
     this.#settle();
   }
@@ -124,6 +133,7 @@ export class JournalOutput<S> extends Output<S> {
   #connect(): boolean {
     try {
       this.#socket.connect();
+      this.failing = false;
       return true;
     } catch (error) {
       this.sendFailed(error);
@@ -160,7 +170,7 @@ export class JournalOutput<S> extends Output<S> {
    * net.core.wmem_default), in a sealed memfd as the protocol provides. "refused" when neither
    * can carry it: a kernel without memfd, or out of descriptors.
    */
-  #send(entry: Uint8Array): "sent" | "full" | "refused" {
+  #send(entry: Uint8Array): "sent" | "sealed" | "full" | "refused" {
     try {
       return this.#socket.send(entry);
     } catch (error) {
@@ -168,7 +178,7 @@ export class JournalOutput<S> extends Output<S> {
       if (code !== "EMSGSIZE" && code !== "ENOBUFS") throw error;
     }
     try {
-      return this.#socket.sendSealed(entry);
+      return this.#socket.sendSealed(entry) === "sent" ? "sealed" : "full";
     } catch (error) {
       if (GONE.has((error as NodeJS.ErrnoException).code ?? "")) throw error;
       this.#refusedBecause = reason(error);
@@ -192,23 +202,25 @@ export class JournalOutput<S> extends Output<S> {
   }
 
   /**
-   * Confirms what journald read. SIOCOUTQ says how much of what was sent it has not read; at 0 it
-   * read everything, or went away and dropped it, and an empty datagram tells which. Otherwise a
-   * timer asks again.
+   * Confirms what journald has read. SIOCOUTQ says how much of what was sent it has not read yet,
+   * which is the newest of it (surelyRead); the rest it read, unless it went away and dropped it,
+   * which also leaves nothing unread: an empty datagram tells which. A timer asks again while
+   * anything is unconfirmed.
    */
   #settle(): void {
     if (this.ledger.given === 0 || this.#settleTimer || !this.#socket.connected) return;
-    const count = this.ledger.given;
     try {
-      if (this.#socket.unread() === 0) {
+      const read = surelyRead(this.#unconfirmed, this.#socket.unread());
+      if (read > 0) {
         this.#socket.send(new Uint8Array(0));
-        this.ledger.confirm(count);
+        this.ledger.confirm(read);
+        this.#unconfirmed.shiftMany(read);
         this.changed();
-        return;
       }
     } catch (error) {
       return this.#lost(error);
     }
+    if (this.ledger.given === 0) return;
     this.#settleTimer = setTimeout(() => {
       this.#settleTimer = undefined;
       this.#settle();
@@ -223,6 +235,7 @@ export class JournalOutput<S> extends Output<S> {
     this.#socket.close();
     clearTimeout(this.#settleTimer);
     this.#settleTimer = undefined;
+    this.#unconfirmed.shiftMany(this.#unconfirmed.length);
     this.#sentAgain += this.ledger.giveBack().length;
     const twice = `${this.#sentAgain} messages sent again, which come twice where journald read them before it went`;
     if (this.sendFailed(error, this.#sentAgain > 0 ? `; ${twice}` : "")) this.#sentAgain = 0;
