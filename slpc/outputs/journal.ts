@@ -196,8 +196,10 @@ export class JournalOutput<S> extends Output<S> {
     refused.unsaid++;
     if (performance.now() - refused.saidAt < REFUSED_LINE_MS) return;
     const count = refused.unsaid > 1 ? `${refused.unsaid} messages` : "a message";
-    const what = `${count} too large for a datagram that could not go in a memfd either (${this.#refusedBecause}`;
-    this.log(`forward to ${this.name}: skipped ${what}, ${bytes} bytes the last); raise net.core.wmem_default`);
+    const why = `a memfd could not carry either: ${this.#refusedBecause}; ${bytes} bytes the last`;
+    this.log(
+      `forward to ${this.name}: skipped ${count} larger than a datagram, which ${why}; raise net.core.wmem_default`,
+    );
     this.#refused = { unsaid: 0, saidAt: performance.now() };
   }
 
