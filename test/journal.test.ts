@@ -7,7 +7,7 @@
 // under CI (SLP_REQUIRE_DAEMONS=1), where that fails the run.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Ledger, MAX_MESSAGE, MAX_SD_NAMES, UnixDatagramConnection } from "../lib.ts";
 import { JournalOutput } from "../slpc/outputs/journal.ts";
@@ -35,18 +35,40 @@ if (missing) console.warn(`journal tests skipped: ${missing}`);
 let namespaces = 0;
 
 /**
+ * Where this process's cgroup v2 hierarchy is mounted, to place slpc in a unit's cgroup as systemd
+ * would; or why that cannot be done here. Never beside a running systemd: its cgroups are its own.
+ */
+function cgroupRoot(): { root: string } | { why: string } {
+  if (missing) return { why: missing };
+  if (readFileSync("/proc/1/comm", "utf8").trim() === "systemd")
+    return { why: "systemd is PID 1 and owns the cgroups" };
+  const mount = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .find((line) => line.includes(" - cgroup2 "));
+  const own = readFileSync("/proc/self/cgroup", "utf8").includes("0::/\n");
+  if (!mount || !own) return { why: "no cgroup v2 hierarchy with this process at its root" };
+  return { root: mount.split(" ")[4]! };
+}
+const cgroups = cgroupRoot();
+
+/**
  * A journald of the test's own, in namespace `slptest<pid>x<n>`: a drop-in under /run sets its
  * journal volatile and turns its rate limit off (the test runner's own unit would be counted);
  * `stop` and `start` again keep the namespace, its socket and journal.
  */
-async function journald(options: { started?: boolean } = {}) {
+async function journald(options: { started?: boolean; rateLimit?: string[] } = {}) {
   const namespace = `slptest${process.pid}x${++namespaces}`;
   const socket = `/run/systemd/journal.${namespace}/socket`;
   const machineId = readFileSync("/etc/machine-id", "utf8").trim();
   const directory = `/run/log/journal/${machineId}.${namespace}`;
   const dropIns = `/run/systemd/journald@${namespace}.conf.d`;
   mkdirSync(dropIns, { recursive: true });
-  const conf = ["[Journal]", "Storage=volatile", "RuntimeMaxUse=64M", "RateLimitIntervalSec=0"];
+  const conf = [
+    "[Journal]",
+    "Storage=volatile",
+    "RuntimeMaxUse=64M",
+    ...(options.rateLimit ?? ["RateLimitIntervalSec=0"]),
+  ];
   writeFileSync(join(dropIns, "slp-test.conf"), `${conf.join("\n")}\n`);
   let child: Child | undefined;
   const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
@@ -370,6 +392,84 @@ describe("the journal output, in this process", () => {
         `[x n${MAX_SD_NAMES + 1}="v${MAX_SD_NAMES + 1}"]`,
       ]);
       expect(lines).toEqual([expect.stringContaining(`${MAX_SD_NAMES} structured-data field names in use`)]);
+    },
+  );
+});
+
+describe("journald's rate limit", () => {
+  const limitTest = "root" in cgroups ? test : test.skip;
+  if ("why" in cgroups) console.warn(`journal rate-limit test skipped: ${cgroups.why}`);
+  const root = "root" in cgroups ? cgroups.root : "";
+
+  /**
+   * Makes the folders of `path` that are missing, removed after the test (a cgroup takes rmdir
+   * alone); one that cannot be is said, not thrown, so that the rest is cleaned up too.
+   */
+  function made(path: string): void {
+    if (existsSync(path)) return;
+    made(join(path, ".."));
+    mkdirSync(path);
+    bed.defer(() => {
+      try {
+        rmdirSync(path);
+      } catch (error) {
+        console.warn(`journal rate-limit test: cannot remove ${path}: ${error}`);
+      }
+    });
+  }
+
+  /** How many messages slpc says it handed on (SIGUSR1's `delivered`). */
+  async function delivered(c: Child): Promise<number> {
+    const from = c.stderr.length;
+    c.kill("SIGUSR1");
+    await until("the SIGUSR1 line", () => c.stderr.slice(from).includes("}\n"));
+    const line = c.stderr
+      .slice(from)
+      .split("\n")
+      .find((each) => each.startsWith("{"))!;
+    return JSON.parse(line).delivered;
+  }
+
+  limitTest(
+    "counts slpc's messages against the unit of its cgroup: none outside a unit, none over a unit's own burst",
+    async () => {
+      const journal = await journald({ rateLimit: ["RateLimitIntervalSec=60s", "RateLimitBurst=100"] });
+      const s = await bed.server();
+      /** slpc in `unit`'s cgroup, as systemd places a service (none: where this process is), and what of 1,000 arrived. */
+      const run = async (tag: string, unit?: string) => {
+        let cmd = bed.slpcCommand(s.tlsPort, ["--forward", `journal:${journal.socket}`]);
+        if (unit) {
+          const cgroup = join(root, "system.slice", unit);
+          made(cgroup);
+          cmd = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, ...cmd];
+        }
+        const c = bed.track(new Child(cmd));
+        await following(c, [s]);
+        await sendUdp(
+          s.udpPort,
+          Array.from({ length: 1000 }, (_, i) => Buffer.from(`<14>app: ${tag} ${i}`)),
+        );
+        // journald read every one (slpc's count), whatever it then kept.
+        for (let tries = 0; (await delivered(c)) < 1000; tries++) {
+          if (tries > 100) throw new Error(`slpc did not hand on 1,000 messages\n${c.stderr}`);
+          await sleep(100);
+        }
+        c.kill("SIGKILL");
+        await c.proc.exited;
+        return journal.entries([], ["MESSAGE"]).filter((entry) => entry.MESSAGE.startsWith(`${tag} `)).length;
+      };
+      const pid = process.pid;
+      expect(await run("outside")).toBe(1000);
+      const limited = await run("service", `slpc-test-${pid}.service`);
+      expect(limited).toBeGreaterThan(0);
+      expect(limited).toBeLessThan(1000);
+      // A unit's LogRateLimitBurst=, as systemd hands it to journald.
+      made("/run/systemd/units");
+      const setting = `/run/systemd/units/log-rate-limit-burst:slpc-raised-${pid}.service`;
+      symlinkSync("100000", setting);
+      bed.defer(() => rmSync(setting, { force: true }));
+      expect(await run("raised", `slpc-raised-${pid}.service`)).toBe(1000);
+      console.log(`journal: journald kept ${limited} of 1,000 messages of slpc in a service, at RateLimitBurst=100`);
     },
   );
 });
