@@ -14,6 +14,7 @@ export * from "./lib/filter.ts"; // the filters a client chooses and slps applie
 export * from "./lib/format.ts"; // slpc's output formats: raw (--stdout), JSON, pretty
 export * from "./lib/forward_address.ts"; // the address --forward takes
 export * from "./lib/framing.ts"; // octet-counted frames and the deframer
+export * from "./lib/journal_entry.ts"; // a syslog message as an entry of journald's native protocol
 export * from "./lib/ledger.ts"; // where each message slpc received stands, and each server's resume point
 export * from "./lib/limits.ts"; // the handshake limiter, the token bucket, backoff
 export * from "./lib/log.ts"; // log lines, reason(error), network errors

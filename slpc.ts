@@ -58,6 +58,7 @@ import {
   type Values,
 } from "./lib.ts";
 import packageJson from "./package.json" with { type: "json" };
+import { JournalOutput } from "./slpc/outputs/journal.ts";
 import type { Output } from "./slpc/outputs/output.ts";
 import { RelpOutput } from "./slpc/outputs/relp.ts";
 import { StdoutOutput } from "./slpc/outputs/stdout.ts";
@@ -136,7 +137,8 @@ const OPTIONS = {
       "Unset: https_proxy, HTTPS_PROXY, all_proxy or ALL_PROXY, except for hosts in NO_PROXY; '' for none" },
   forward: { default: FORWARD, arg: "ADDRESS", parse: parseForwardAddress,
     help: "local syslog daemon to send each message to: HOST:PORT or udp://HOST:PORT (one datagram each), " +
-      "tcp://HOST:PORT (octet-counted), relp://HOST:PORT (acknowledged), unix:PATH (a datagram socket, /dev/log)" },
+      "tcp://HOST:PORT (octet-counted), relp://HOST:PORT (acknowledged), unix:PATH (a datagram socket, /dev/log), " +
+      "journal or journal:PATH (journald's native protocol, each field its own)" },
   forwardRate: { default: FORWARD_RATE, arg: "N", parse: parseCount(0),
     help: "messages a second at most to --forward, so that a replay does not overflow a UDP buffer; " +
       "tcp://, relp:// and unix: push back by themselves and need it less; 0: no limit" },
@@ -233,7 +235,7 @@ async function configure() {
     : undefined;
   // sendmmsg takes no names, and the UDP socket is bound for the address's family: a name is looked up once.
   const forwardTo =
-    options.stdout || options.forward.transport === "unix"
+    options.stdout || !("host" in options.forward)
       ? { host: "", port: 0, family: 4 as const }
       : await resolveForward(options.forward);
   return { options, choices, tls, state, forwardTo };
@@ -248,7 +250,7 @@ const { options, choices, state: stateStore, forwardTo } = setup;
 const { forward } = options;
 /** --forward in log lines: as the operator wrote it, and the address it resolved to when that differs. */
 const forwardName =
-  forward.transport === "unix"
+  "path" in forward
     ? formatForwardAddress(forward)
     : (forward.transport === "udp" ? formatAddress(forward) : formatForwardAddress(forward)) +
       (forward.host === forwardTo.host ? "" : ` (${forwardTo.host})`);
@@ -405,6 +407,8 @@ async function openOutput(): Promise<Output<Upstream>> {
         return new RelpOutput(shared, forwardTo, stopped);
       case "unix":
         return new UnixOutput(shared, forward.path);
+      case "journal":
+        return new JournalOutput({ ...shared, path: forward.path, from: (u) => u.target });
     }
   } catch (error) {
     const socket = forward.transport === "udp" ? `a UDP socket for IPv${forwardTo.family}` : "a datagram socket";

@@ -1,30 +1,39 @@
 // Where slpc hands messages to the home syslog daemon: the value of `--forward`. A bare
 // HOST:PORT keeps meaning UDP, as it did before the other transports existed; a scheme picks
-// octet-counted TCP (RFC 6587), RELP, or a local datagram socket such as /dev/log.
+// octet-counted TCP (RFC 6587), RELP, a local datagram socket such as /dev/log, or journald's
+// native protocol (`journal`).
 
 import { parseHostPort } from "./address.ts";
 import { reason } from "./log.ts";
 
 export type ForwardAddress =
   | { transport: "udp" | "tcp" | "relp"; host: string; port: number }
-  | { transport: "unix"; path: string };
+  | { transport: "unix" | "journal"; path: string };
 
 /** The longest path a Unix socket address holds: sun_path is 108 bytes with its NUL. */
 export const MAX_UNIX_PATH = 107;
+/** Where journald takes entries of its native protocol: `--forward journal`. */
+export const JOURNAL_SOCKET = "/run/systemd/journal/socket";
 
-const FORMS = "udp://HOST:PORT, tcp://HOST:PORT, relp://HOST:PORT, unix:/PATH or HOST:PORT";
+const FORMS = "udp://HOST:PORT, tcp://HOST:PORT, relp://HOST:PORT, unix:/PATH, journal[:/PATH] or HOST:PORT";
 
 /**
  * `udp://HOST:PORT` or `HOST:PORT`, `tcp://HOST:PORT`, `relp://HOST:PORT` (`[::1]:PORT` for an IPv6
- * literal), or `unix:/PATH` (also `unix:///PATH`). Throws one line naming the problem otherwise.
+ * literal), `unix:/PATH` (also `unix:///PATH`), or `journal` (journald's socket) and `journal:/PATH`.
+ * Throws one line naming the problem otherwise.
  *
  * @example
  * parseForwardAddress("relp://[::1]:2514"); // { transport: "relp", host: "::1", port: 2514 }
  * parseForwardAddress("unix:/dev/log"); // { transport: "unix", path: "/dev/log" }
+ * parseForwardAddress("journal"); // { transport: "journal", path: "/run/systemd/journal/socket" }
  */
 export function parseForwardAddress(text: string): ForwardAddress {
   if (text === "") throw new Error(`required: ${FORMS}`);
-  if (text.startsWith("unix:")) return { transport: "unix", path: unixPath(text.slice("unix:".length)) };
+  if (text.startsWith("unix:")) return { transport: "unix", path: unixPath(text.slice("unix:".length), "unix") };
+  if (text === "journal") return { transport: "journal", path: JOURNAL_SOCKET };
+  if (text.startsWith("journal:")) {
+    return { transport: "journal", path: unixPath(text.slice("journal:".length), "journal") };
+  }
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(text);
   if (!scheme) return { transport: "udp", ...hostPort(text, "") };
   const name = scheme[1]!.toLowerCase();
@@ -35,7 +44,7 @@ export function parseForwardAddress(text: string): ForwardAddress {
 
 /** The address as `--forward` takes it, for log lines. */
 export function formatForwardAddress(address: ForwardAddress): string {
-  if (address.transport === "unix") return `unix:${address.path}`;
+  if ("path" in address) return `${address.transport}:${address.path}`;
   const host = address.host.includes(":") ? `[${address.host}]` : address.host;
   return `${address.transport}://${host}:${address.port}`;
 }
@@ -52,11 +61,12 @@ function hostPort(text: string, prefix: string): { host: string; port: number } 
   }
 }
 
-function unixPath(text: string): string {
+function unixPath(text: string, scheme: "unix" | "journal"): string {
   // unix:///dev/log is the URL spelling (Docker's, for one); unix://dev/log would name a host.
   const path = text.startsWith("///") ? text.slice(2) : text;
   if (!path.startsWith("/") || path.startsWith("//")) {
-    throw new Error("a unix socket's path must be absolute, as in unix:/dev/log");
+    const example = scheme === "unix" ? "unix:/dev/log" : `journal:${JOURNAL_SOCKET}`;
+    throw new Error(`a unix socket's path must be absolute, as in ${example}`);
   }
   if (path.includes("\0")) throw new Error("a unix socket's path cannot hold a NUL byte");
   const length = Buffer.byteLength(path);

@@ -69,6 +69,11 @@ export abstract class Output<S> {
     clearTimeout(this.#timer);
   }
 
+  /** What the failure line asks the operator to look at. */
+  protected get question(): string {
+    return "is the syslog daemon listening?";
+  }
+
   /** The line for `count` messages still unconfirmed when SIGTERM's wait of `seconds` ran out. */
   abstract unconfirmed(count: number, seconds: number): string;
 
@@ -128,7 +133,7 @@ export abstract class Output<S> {
     const { count } = this.#failures;
     const times = count > 1 ? ` (${count} times since the last report)` : "";
     const why = error ? reason(error) : "not reachable";
-    this.log(`forward to ${this.name}: ${why}${times}; is the syslog daemon listening?${note}`);
+    this.log(`forward to ${this.name}: ${why}${times}; ${this.question}${note}`);
     this.#failureSaid = true;
     this.#failures = { count: 0, saidAt: performance.now() };
     return true;
