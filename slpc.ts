@@ -322,7 +322,7 @@ const host: UpstreamHost = {
   get ledger() {
     return ledger;
   },
-  twinOf: (u, id) => upstreams.find((other) => other !== u && other.serverId === id),
+  twinOf: (u, id) => upstreams.find((other) => other !== u && other.owns(id, u)),
   changed: () => output.send(),
   stopping: () => stopping,
 };
