@@ -499,7 +499,7 @@ function shutdown(signal: string): void {
   stopping = true;
   log(`${signal}: exiting`);
   for (const u of upstreams) u.stop();
-  output.send(); // what --forward-rate allows now; the rest comes again on the next start, with --state
+  output.finish(); // what --forward-rate allows now; the rest comes again on the next start, with --state
   const deadline = performance.now() + STOP_WAIT_MS;
   const waitForOutput = () => {
     if (ledger.given === 0) return stop(0);
