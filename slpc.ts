@@ -511,6 +511,7 @@ function shutdown(signal: string): void {
 }
 
 function stop(code: number): void {
+  stopping = true; // also when stdout failed: the disconnects that follow are no news, and nothing is dialled
   for (const u of upstreams) u.stop();
   try {
     saveState();
