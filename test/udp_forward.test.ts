@@ -10,8 +10,10 @@ setDefaultTimeout(30_000);
 
 const bed = testBed();
 
-/** Whether this process may open a raw socket, which forging a refusal takes. */
-const mayForge = process.getuid?.() === 0;
+/** Whether a raw ICMP socket may be opened here (root, or CAP_NET_RAW), which forging a refusal takes. */
+const mayForge =
+  Bun.spawnSync(["python3", "-c", "import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)"])
+    .exitCode === 0;
 
 /** A UDP daemon on loopback that keeps each datagram and the port it came from. */
 async function daemon() {
