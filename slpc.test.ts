@@ -419,3 +419,16 @@ describe("backpressure is not death", () => {
     expect(out.lines()).toEqual(texts(messages));
   });
 });
+
+describe("stdout's reader goes away", () => {
+  test("one line, exit 1, and no line after it that says slpc goes on", async () => {
+    const s = await server();
+    // The reader takes 100 bytes and leaves: slpc's next write to the pipe fails (EPIPE).
+    const command = slpcCommand(s.tlsPort, ["--stdout"]);
+    const c = track(new Child(["bash", "-c", 'set -o pipefail; "$@" | head -c 100 > /dev/null', "bash", ...command]));
+    await streamStarted(s);
+    await feed(s, numbered(2000));
+    expect(await c.exit()).toBe(1);
+    expect(c.stderr).toMatch(/\nslpc: stdout: EPIPE: broken pipe, write; exiting\n$/);
+  });
+});

@@ -349,7 +349,7 @@ const host: UpstreamHost = {
   get ledger() {
     return ledger;
   },
-  twinOf: (u, id) => upstreams.find((other) => other !== u && other.serverId === id),
+  twinOf: (u, id) => upstreams.find((other) => other !== u && other.owns(id, u)),
   changed: () => output.send(),
   stopping: () => stopping,
 };
@@ -528,7 +528,7 @@ function shutdown(signal: string): void {
   stopping = true;
   log(`${signal}: exiting`);
   for (const u of upstreams) u.stop();
-  output.send(); // what --forward-rate allows now; the rest comes again on the next start, with --state
+  output.finish(); // what --forward-rate allows now; the rest comes again on the next start, with --state
   const deadline = performance.now() + STOP_WAIT_MS;
   const waitForOutput = () => {
     if (ledger.given === 0) return stop(0);
@@ -540,6 +540,7 @@ function shutdown(signal: string): void {
 }
 
 function stop(code: number): void {
+  stopping = true; // also when stdout failed: the disconnects that follow are no news, and nothing is dialled
   for (const u of upstreams) u.stop();
   try {
     saveState();

@@ -75,6 +75,8 @@ export class UdpDropCounter {
   #table: string;
   #say: (problem: string) => void;
   #inode: string | undefined;
+  /** The count as the table last gave it: the socket is new when the counter is made. */
+  #read = 0;
   /** The count as the last call of takeNew() saw it. */
   #taken = 0;
 
@@ -90,7 +92,10 @@ export class UdpDropCounter {
           return []; // closed in the meantime
         }
       });
-      this.#inode = ownUdpSocket(fs.readFileSync(this.#table, "utf8"), port, socketInodes(links));
+      // A read may miss a row (see total()): a few tries tell a torn read from a table without it.
+      for (let tries = 0; tries < 3 && this.#inode === undefined; tries++) {
+        this.#inode = ownUdpSocket(fs.readFileSync(this.#table, "utf8"), port, socketInodes(links));
+      }
       if (this.#inode === undefined) this.#cannot(`${this.#table} does not list it`);
     } catch (error) {
       this.#cannot(reason(error));
@@ -101,9 +106,12 @@ export class UdpDropCounter {
   total(): number | null {
     if (this.#inode === undefined) return null;
     try {
+      // The kernel writes the table in pieces, and sockets that come and go meanwhile (2,000
+      // churning made one read in about a hundred miss it) can shift a row out of the read. The
+      // socket is still open, and its count only grows: the next read catches up.
       const drops = udpDrops(this.#fs.readFileSync(this.#table, "utf8"), this.#inode);
-      if (drops !== undefined) return drops;
-      this.#cannot(`${this.#table} no longer lists it`);
+      if (drops !== undefined) this.#read = drops;
+      return this.#read;
     } catch (error) {
       this.#cannot(reason(error));
     }

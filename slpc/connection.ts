@@ -329,9 +329,10 @@ export class Connection {
     const { target, log, stopping, proxy } = this.#settings;
     const seconds = this.#authorizedAt === undefined ? 0 : (performance.now() - this.#authorizedAt) / 1000;
     if (this.#authorizedAt !== undefined && !stopping()) {
-      // TLS 1.3 ends on this side before the server has checked our certificate: a refusal looks like this.
+      // TLS 1.3 ends on this side before the server has checked our certificate: a refusal looks
+      // like this. A hang-up of our own (a hello we refused) has said why already.
       const hint =
-        this.serverId === undefined
+        this.serverId === undefined && this.phase !== "closing"
           ? ", before the server's hello: does the server refuse this certificate? (its log says)"
           : "";
       const because = error ? `: ${reason(error)}` : "";

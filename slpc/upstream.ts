@@ -50,7 +50,7 @@ export interface UpstreamHost {
   tls(): TlsFiles;
   log(line: string): void;
   ledger: Ledger<Upstream>;
-  /** The other server followed as server run `id`, if any: one server under two names. */
+  /** Another server followed that owns server run `id` (see Upstream.owns), if any: one server under two names. */
   twinOf(upstream: Upstream, id: string): Upstream | undefined;
   /** A read brought messages, or reading may have to pause or resume: the output's turn. */
   changed(): void;
@@ -113,6 +113,20 @@ export class Upstream implements ServerChoice {
   /** Where to resume it: after the last message the output confirmed, as far as slpc knows now. */
   resumePoint() {
     return this.#host.ledger.resumePoint(this, this.following);
+  }
+
+  /**
+   * Whether server run `id` is this one's rather than `other`'s, when both names lead to it: this
+   * one is connected to it, or stands further along in it (a resume point from --state or an
+   * earlier connection). `other` starting afresh in that run would skip what came since this one's
+   * point, with no gap line; with --replay, deliver it all again.
+   */
+  owns(id: string, other: Upstream): boolean {
+    if (this.serverId === id) return true;
+    const mine = this.resumePoint();
+    if (mine?.server !== id) return false;
+    const theirs = other.resumePoint();
+    return theirs?.server !== id || mine.last > theirs.last;
   }
 
   /** Reads from the server, or stops, so that it holds what this side cannot take yet. */

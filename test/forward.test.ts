@@ -9,6 +9,7 @@
 // the run. Lines starting "forward_daemons:" record what a daemon restart cost, for the docs.
 
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { createSocket } from "node:dgram";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -868,4 +869,57 @@ describe("tcp:// against a daemon that hangs up at once", () => {
     expect(accepted).toBeGreaterThan(1); // it does try again
     expect(lines.length).toBeLessThanOrEqual(3);
   });
+});
+
+// A UDP refusal of datagrams already counted as taken: the refusal is forged with a raw socket
+// (test/icmp_unreachable.py).
+
+/** Whether a raw ICMP socket may be opened here (root, or CAP_NET_RAW), which forging a refusal takes. */
+const mayForge =
+  Bun.spawnSync(["python3", "-c", "import socket; socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)"])
+    .exitCode === 0;
+
+/** A UDP daemon on loopback that keeps each datagram and the port it came from. */
+async function keepingDaemon() {
+  const arrived: { text: string; from: number }[] = [];
+  const socket = createSocket("udp4");
+  socket.on("message", (data, from) => void arrived.push({ text: data.toString(), from: from.port }));
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+  bed.defer(() => socket.close());
+  return { port: socket.address().port, arrived };
+}
+
+describe("a refusal of datagrams already counted as taken", () => {
+  // A raw socket forges the refusal: root, or CAP_NET_RAW; CI has it, and fails rather than skips without it.
+  test.skipIf(!mayForge && !required)(
+    "a late or stray ICMP refusal pauses slpc for a second, not for good",
+    async () => {
+      const s = await bed.server(["--heartbeat", "0.3"]);
+      const home = await keepingDaemon();
+      const c = await bed.client(s, { forwardPort: home.port });
+      const batch = (name: string) => Array.from({ length: 5 }, (_, i) => Buffer.from(`<13>${name} ${i + 1}`));
+      await sendUdp(s.udpPort, batch("before"));
+      await until(
+        () => `5 messages at the daemon, ${home.arrived.length} so far`,
+        () => home.arrived.length >= 5,
+      );
+      await sleep(300); // past the 100 ms after which a datagram counts as taken
+      // The daemon never went away: the refusal comes over a slow link, or from nobody's datagram.
+      const forged = Bun.spawnSync([
+        "python3",
+        `${ROOT}/test/icmp_unreachable.py`,
+        `${home.arrived[0]!.from}`,
+        `${home.port}`,
+      ]);
+      expect(forged.exitCode).toBe(0);
+      await c.waitFor(/not reachable; is the syslog daemon listening\?/);
+      await sendUdp(s.udpPort, batch("after"));
+      await until(
+        () => `the 5 messages sent after the refusal, ${home.arrived.length - 5} so far\n${c.stderr}`,
+        () => home.arrived.length >= 10,
+        5_000,
+      );
+      expect(home.arrived.map((each) => each.text)).toEqual([...batch("before"), ...batch("after")].map(String));
+    },
+  );
 });

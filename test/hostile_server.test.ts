@@ -173,3 +173,21 @@ describe("a flood of messages from many servers", () => {
     expect(peak).toBeLessThan(200 * 1024 * 1024);
   });
 });
+
+describe("a server whose hello slpc refuses", () => {
+  test.each([
+    ["a protocol version slpc does not speak", 3, [], "server speaks protocol version 3"],
+    ["a hello without filters, to a filtering slpc", 1, ["--program", "sshd"], "the server does not offer filters"],
+  ])(
+    "%s: slpc says why it hung up, and the disconnect line blames no certificate",
+    async (_what, version, args, why) => {
+      const port = bed.fakeServer(
+        encodeControl({ type: "hello", version, server: "run", heartbeat: 15, first: 1, next: 1 }),
+      );
+      const c = bed.slpc(port, ["--stdout", ...args]);
+      await c.waitFor(new RegExp(`${why}.*; closing the connection\\n[^]*retrying in`));
+      expect(c.stderr).toMatch(new RegExp(`disconnected from localhost:${port} after \\d+\\.\\d s\\n`));
+      expect(c.stderr).not.toContain("does the server refuse this certificate");
+    },
+  );
+});

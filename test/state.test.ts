@@ -820,3 +820,79 @@ describe("how often --state is written", () => {
     expect(readdirSync(bed.dir).filter((file) => file.startsWith("kill-loop.json.tmp"))).toEqual([]);
   });
 });
+
+describe("SIGTERM with a backlog the output has not been given", () => {
+  test("--forward-rate holding back a backlog: exit at once, no false refusal; a restart sends the rest", async () => {
+    const s = await server();
+    const out = await roomySink();
+    const state = join(bed.dir, "backlog.json");
+    const first = slpc(s.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--forward-rate", "100", "--state", state]);
+    await streamStarted(s);
+    await feed(s, named("backlog", 1000));
+    await until(
+      () => `50 messages at the daemon, ${out.messages.length} so far`,
+      () => out.messages.length >= 50,
+    );
+    const signalled = performance.now();
+    first.kill("SIGTERM");
+    expect(await first.exit(10_000)).toBe(0);
+    // What was given goes out within UDP's 100 ms; what waits for --forward-rate is the next start's.
+    expect(performance.now() - signalled).toBeLessThan(2000);
+    expect(first.stderr).not.toMatch(/refused|did not/);
+    const delivered = out.messages.length;
+    expect(savedPoint(state)!.last).toBeGreaterThanOrEqual(delivered); // the first message is #1 or later
+    const again = slpc(s.tlsPort, ["--forward", `127.0.0.1:${out.port}`, "--state", state]);
+    await until(
+      () => `1,000 messages, ${out.messages.length} so far\n${again.stderr}`,
+      () => out.messages.length >= 1000,
+    );
+    await sleep(300); // anything more would be a duplicate
+    expect(numbersOf(out.messages, "backlog")).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1));
+    expect(delivered).toBeLessThan(1000);
+  });
+
+  test("relp:// to a slow daemon: SIGTERM waits for the window in flight, not for the backlog behind it", async () => {
+    // A RELP daemon that acknowledges a message every 5 ms: 200 a second, the window of 128 in 0.64 s.
+    let received = "";
+    const acknowledged: number[] = [];
+    const daemon = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open: (socket) => {
+          const timer = setInterval(() => {
+            const owed = [...received.matchAll(/(\d+) syslog \d+ /g)].map((match) => Number(match[1]));
+            const next = owed.find((txnr) => !acknowledged.includes(txnr));
+            if (next !== undefined && socket.write(`${next} rsp 6 200 OK\n`) > 0) acknowledged.push(next);
+          }, 5);
+          bed.defer(() => clearInterval(timer));
+        },
+        data(socket, chunk) {
+          received += Buffer.from(chunk).toString("latin1");
+          if (/^1 open /.test(received) && !acknowledged.includes(1)) {
+            acknowledged.push(1);
+            const offers = "200 OK\nrelp_version=0\nrelp_software=test\ncommands=syslog";
+            socket.write(`1 rsp ${offers.length} ${offers}\n`);
+          }
+        },
+      },
+    });
+    bed.defer(() => daemon.stop(true));
+    const s = await server();
+    const state = join(bed.dir, "relp-backlog.json");
+    const c = slpc(s.tlsPort, ["--forward", `relp://127.0.0.1:${daemon.port}`, "--state", state]);
+    await streamStarted(s);
+    await feed(s, named("slow", 2000));
+    await until(
+      () => `100 acknowledgements, ${acknowledged.length} so far`,
+      () => acknowledged.length > 100,
+    );
+    const signalled = performance.now();
+    c.kill("SIGTERM");
+    expect(await c.exit(10_000)).toBe(0);
+    expect(performance.now() - signalled).toBeLessThan(3000);
+    expect(c.stderr).not.toMatch(/did not acknowledge/);
+    // The open took txnr 1: the message of txnr N is the (N - 1)th, all acknowledged in order.
+    expect(savedPoint(state)!.last).toBe(acknowledged.length - 1);
+  });
+});

@@ -38,6 +38,8 @@ export abstract class Output<S> {
   #failures = { count: 0, saidAt: Number.NEGATIVE_INFINITY };
   /** Set when a failure was said, until the output says it is back. */
   #failureSaid = false;
+  /** Set once slpc stops: nothing more is given to the transport (see `finish`). */
+  #finishing = false;
 
   constructor(options: OutputOptions<S>) {
     this.#options = options;
@@ -51,6 +53,7 @@ export abstract class Output<S> {
 
   /** Sends what waits, as far as the rate and the transport allow; then the servers are read, or not. */
   send(): void {
+    if (this.#finishing) return;
     const wait = this.#retryAt - performance.now();
     // A timer may fire a little early: it comes back for the rest, or the output would wait for a
     // read that never comes.
@@ -62,6 +65,16 @@ export abstract class Output<S> {
   /** Whether the output takes nothing more now: no server is read while it is. */
   get full(): boolean {
     return this.failing;
+  }
+
+  /**
+   * Sends what --forward-rate and the transport allow now, and nothing after: slpc stops, and waits
+   * only for what the transport was given. Sending on at the rate would hold SIGTERM for its whole
+   * wait, and the line at its end would blame the daemon for what slpc was still sending.
+   */
+  finish(): void {
+    this.send();
+    this.#finishing = true;
   }
 
   /** Lets go of its sockets; what it held stays unconfirmed, for the next start to send again. */

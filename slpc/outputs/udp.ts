@@ -59,7 +59,13 @@ export class UdpOutput<S> extends Output<S> {
   protected sendWaiting(): void {
     for (;;) {
       const waiting = this.ledger.next(SEND_BATCH);
-      if (waiting.length === 0 || !this.#socket) return;
+      if (!this.#socket) return;
+      // Nothing to try again: a refusal that gave nothing back (it came after its datagrams
+      // counted as taken: a slow link, a stray ICMP) must not keep every server unread for good.
+      if (waiting.length === 0) {
+        this.failing = false;
+        return;
+      }
       const count = this.allowed(Math.min(SEND_BATCH, waiting.length));
       if (count === 0) return;
       const packets: (Uint8Array | number | string)[] = [];
