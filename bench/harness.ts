@@ -39,6 +39,8 @@ export interface Setup {
   dropPorts: [port: number, streams: number][];
   /** Messages the relay dropped on purpose and counted, when the receiver cannot tell. */
   skipped?(): Promise<number>;
+  /** Removes what the setup leaves besides its processes (a daemon's files); run after the row, even when it fails. */
+  cleanup?(): Promise<void>;
 }
 
 /** One stream's numbers; `sent` and `tag` where each stream had a load generator of its own. */
@@ -372,6 +374,7 @@ export class Bench {
     } finally {
       otherLoad.stop();
       await this.stopAll([...Object.values(processes), receiver]);
+      await setup.cleanup?.();
     }
   }
 }
