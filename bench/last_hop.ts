@@ -124,6 +124,8 @@ async function slpIntoJournal(bench: Bench): Promise<Setup> {
       ],
       skipped: slpsSkipped(slps),
       cleanup,
+      // journald tells journalctl of new entries in batches, one every 250 ms at most.
+      settleMs: 1000,
     };
   } catch (error) {
     await cleanup();
