@@ -39,6 +39,10 @@ export interface Setup {
   dropPorts: [port: number, streams: number][];
   /** Messages the relay dropped on purpose and counted, when the receiver cannot tell. */
   skipped?(): Promise<number>;
+  /** Removes what the setup leaves besides its processes (a daemon's files); run after the row, even when it fails. */
+  cleanup?(): Promise<void>;
+  /** How long the receiver's count must stand still to be final, at least: longer than the relay's own pauses. */
+  settleMs?: number;
 }
 
 /** One stream's numbers; `sent` and `tag` where each stream had a load generator of its own. */
@@ -316,11 +320,12 @@ export class Bench {
       };
       // Wait for what is still on its way, until the receiver's count stands still (at most 30 s).
       let last = -1;
-      for (let waited = 0; waited < 30_000; waited += smoke ? 200 : 1000) {
+      const settleMs = Math.max(smoke ? 200 : 1000, setup.settleMs ?? 0);
+      for (let waited = 0; waited < 30_000; waited += settleMs) {
         const count = Number(await ask("count", "the receiver's count"));
         if (count === last) break;
         last = count;
-        await sleep(smoke ? 200 : 1000);
+        await sleep(settleMs);
       }
       const cpu = measured.map((child, i) => cpuSeconds(child.pid) - cpuBefore[i]!);
       const otherCores = otherLoad.stop();
@@ -372,6 +377,7 @@ export class Bench {
     } finally {
       otherLoad.stop();
       await this.stopAll([...Object.values(processes), receiver]);
+      await setup.cleanup?.();
     }
   }
 }

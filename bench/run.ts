@@ -8,8 +8,8 @@
 //      the same against the floor server (bench/fanout_floor.ts), which does nothing but fan out;
 //   4. the server's memory with many authenticated clients sitting idle, slps and floor server;
 //   5. one slpc following three slps at 10,000/s each: delivered share and latency per server;
-//   6. the last hop: slpc --forward tcp:// and relp:// into a real rsyslog at 10,000/s (full run,
-//      or --smoke --last-hop);
+//   6. the last hop: slpc --forward tcp:// and relp:// into a real rsyslog, and --forward journal
+//      into a real journald, at 10,000/s (full run, or --smoke --last-hop);
 //   7. issue 13's goals, each with what this run measured for it (bench/goals.ts).
 // Each section is a file of its own: 1 and 2 bench/sweep.ts, 3 and 4 bench/fanout.ts, 5
 // bench/many_servers.ts, 6 bench/last_hop.ts, 7 bench/goals.ts. What they share (the processes,
@@ -32,7 +32,7 @@ import { CLOCK_NAME } from "./clock.ts";
 import { fanOut, fanOutTables, type IdleRow, idleClients, idleTable } from "./fanout.ts";
 import { goalsTable } from "./goals.ts";
 import { Bench, type Row } from "./harness.ts";
-import { type LastHop, lastHopTable, slpInto } from "./last_hop.ts";
+import { journalUnavailable, type LastHop, lastHopTable, slpInto } from "./last_hop.ts";
 import { manyServersTable, slpFollowing } from "./many_servers.ts";
 import { compareTable, floorTable, harnessFloor, rsyslogRelay, slpRelay, sweepTable } from "./sweep.ts";
 import { f, offeredText, percent } from "./table.ts";
@@ -81,8 +81,13 @@ const FAN_OUT = listOf("--fan-out", smoke ? [1, 2] : [1, 10, 50, 100], 1);
 const FAN_OUT_RATE = countOf("--fan-out-rate", smoke ? 1_000 : 10_000, 1);
 const IDLE_CLIENTS = countOf("--idle", smoke ? 20 : 1_000, 1);
 const SECONDS = smoke ? 1 : 3;
-/** The last hop into a real rsyslog, over TCP and RELP: in the full run only, or with --last-hop. */
-const LAST_HOP: LastHop[] = smoke && !argv.includes("--last-hop") ? [] : ["tcp", "relp"];
+/** The last hop into a real rsyslog over TCP and RELP, and into journald: in the full run, or with --last-hop. */
+const LAST_HOP: LastHop[] = smoke && !argv.includes("--last-hop") ? [] : ["tcp", "relp", "journal"];
+const noJournal = LAST_HOP.length > 0 ? journalUnavailable() : undefined;
+if (noJournal) {
+  console.error(`bench: the last hop's journal row is left out: ${noJournal}`);
+  LAST_HOP.pop();
+}
 const LAST_HOP_RATE = 10_000;
 /** One slpc following this many servers, each at this rate (issue 11's row). */
 const MANY_SERVERS = 3;
