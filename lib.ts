@@ -28,6 +28,7 @@ export * from "./lib/proxy_handshake.ts"; // the exchange that opens a tunnel: H
 export * from "./lib/relp.ts"; // a RELP client session, sans I/O
 export * from "./lib/resume_buffer.ts"; // slps's ring of recent messages, every client's queue
 export * from "./lib/server_numbers.ts"; // slps's numbers for SIGUSR1 and /metrics, from its state
+export * from "./lib/socket_drops.ts"; // a socket's own count of what the kernel dropped, through libc
 export * from "./lib/state_file.ts"; // slpc's --state file, a resume point per server
 export * from "./lib/syslog_message.ts"; // a syslog message's header, RFC 5424 or 3164
 export * from "./lib/terminal_text.ts"; // a message's text made safe and measured for a terminal

@@ -44,6 +44,7 @@ import { type Phase, phaseDeadline } from "./lib/phases.ts";
 import { answerResume, type ControlMessage, parseControl, serverHello } from "./lib/protocol.ts";
 import { ResumeBuffer } from "./lib/resume_buffer.ts";
 import { type ClientState, serverMetrics, serverSnapshot } from "./lib/server_numbers.ts";
+import { socketDrops } from "./lib/socket_drops.ts";
 import { peerText } from "./lib/terminal_text.ts";
 import { expiryWarning, loadTlsFiles, TLS13_ONLY, type TlsFiles } from "./lib/tls.ts";
 import { UdpDropCounter } from "./lib/udp_drops.ts";
@@ -589,9 +590,15 @@ if (granted < options.udpBuffer) {
   log(`warning: the UDP receive buffer is ${granted} bytes, not --udp-buffer ${options.udpBuffer}: ${raise}`);
 }
 
-// The kernel drops a datagram that finds the socket's receive buffer full, and counts it only in
-// its table of UDP sockets: slps reads that count once a second, so that no loss is silent.
-const kernelDrops = new UdpDropCounter(fs, udp.address().port, udpAddress.host.includes(":"), log);
+// The kernel drops a datagram that finds the socket's receive buffer full, and counts it where
+// nobody looks: slps asks for that count once a second, so that no loss is silent.
+const procFiles = { readFileSync: fs.readFileSync, readdirSync: fs.readdirSync, readlinkSync: fs.readlinkSync };
+const kernelDrops = new UdpDropCounter(
+  { ...procFiles, socketDrops },
+  udp.address().port,
+  udpAddress.host.includes(":"),
+  log,
+);
 setInterval(() => {
   const { dropped, total } = kernelDrops.takeNew();
   if (dropped === 0) return;

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
+import { socketDrops } from "./socket_drops.ts";
 import { ownUdpSocket, type ProcFiles, socketInodes, UdpDropCounter, udpDrops } from "./udp_drops.ts";
 
 // As Linux 6.x writes them, padded with spaces.
@@ -71,7 +72,7 @@ describe("udp drops", () => {
     const socket = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
     try {
       const said: string[] = [];
-      const counter = new UdpDropCounter(fs, socket.port, false, (problem) => said.push(problem));
+      const counter = new UdpDropCounter({ ...fs, socketDrops }, socket.port, false, (problem) => said.push(problem));
       expect(counter.total()).toBe(0);
       expect(counter.takeNew()).toEqual({ dropped: 0, total: 0 });
       expect(said).toEqual([]);
@@ -80,28 +81,36 @@ describe("udp drops", () => {
     }
   });
 
-  test("UdpDropCounter counts from the table's text, and says once when /proc cannot be read", () => {
-    const files = { udp: UDP, readable: true };
+  test("UdpDropCounter finds its socket in the table once, then asks the socket; says once when it cannot", () => {
+    const files = { readable: true, drops: 1234 as number | undefined, tableReads: 0 };
     const proc: ProcFiles = {
       readdirSync: () => ["0", "1", "7"],
       readlinkSync: (path) => (path.endsWith("/7") ? "socket:[42823]" : "/dev/null"),
       readFileSync: (path) => {
         if (path !== "/proc/net/udp") throw new Error(`ENOENT: ${path}`);
         if (!files.readable) throw new Error(`EACCES: ${path}`);
-        return files.udp;
+        files.tableReads++;
+        return UDP;
       },
+      socketDrops: (fd) => (fd === 7 ? files.drops : undefined),
     };
     const said: string[] = [];
     const counter = new UdpDropCounter(proc, 514, false, (problem) => said.push(problem));
     expect(counter.takeNew()).toEqual({ dropped: 1234, total: 1234 });
-    files.udp = UDP.replace(" 1234 ", " 1300 ");
+    files.drops = 1300;
     expect(counter.takeNew()).toEqual({ dropped: 66, total: 1300 });
     expect(counter.takeNew()).toEqual({ dropped: 0, total: 1300 });
+    // The table costs the kernel a row for every UDP socket on the host: it is read at start only.
     files.readable = false;
+    expect(counter.total()).toBe(1300);
+    expect(files.tableReads).toBe(1);
+    files.drops = undefined;
     expect(counter.total()).toBeNull();
     expect(counter.total()).toBeNull();
     expect(counter.takeNew()).toEqual({ dropped: 0, total: 1300 });
-    expect(said).toEqual(["cannot count the datagrams the kernel drops at the UDP socket: EACCES: /proc/net/udp"]);
+    expect(said).toEqual([
+      "cannot count the datagrams the kernel drops at the UDP socket: the socket does not tell (SO_MEMINFO)",
+    ]);
     // IPv6 reads udp6; where it cannot be read at all, that is said at once.
     const none: string[] = [];
     expect(new UdpDropCounter(proc, 514, true, (problem) => none.push(problem)).total()).toBeNull();
@@ -110,25 +119,26 @@ describe("udp drops", () => {
 });
 
 describe("UdpDropCounter and a table read while other sockets come and go", () => {
-  test("a read that misses its row is no news: counting goes on, and the next read catches up", () => {
+  test("a start-up read that misses its row is tried again; one that never finds it is said once", () => {
     // The kernel writes /proc/net/udp in pieces; sockets opened and closed meanwhile (2,000 of them
     // churning, as on a busy resolver) made about one read in a hundred miss slps's own row.
-    const files = { udp: UDP };
+    const reads = { count: 0, missing: 1 };
+    const torn = UDP.split("\n")
+      .filter((line) => !line.includes("42823"))
+      .join("\n");
     const proc: ProcFiles = {
       readdirSync: () => ["7"],
       readlinkSync: () => "socket:[42823]",
-      readFileSync: () => files.udp,
+      readFileSync: () => (reads.count++ < reads.missing ? torn : UDP),
+      socketDrops: () => 5,
     };
     const said: string[] = [];
-    const counter = new UdpDropCounter(proc, 514, false, (problem) => said.push(problem));
-    expect(counter.takeNew()).toEqual({ dropped: 1234, total: 1234 });
-    files.udp = UDP.split("\n")
-      .filter((line) => !line.includes("42823"))
-      .join("\n");
-    expect(counter.takeNew()).toEqual({ dropped: 0, total: 1234 });
-    expect(counter.total()).toBe(1234);
-    files.udp = UDP.replace(" 1234 ", " 1300 ");
-    expect(counter.takeNew()).toEqual({ dropped: 66, total: 1300 });
+    expect(new UdpDropCounter(proc, 514, false, (problem) => said.push(problem)).total()).toBe(5);
     expect(said).toEqual([]);
+    [reads.count, reads.missing] = [0, 3];
+    expect(new UdpDropCounter(proc, 514, false, (problem) => said.push(problem)).total()).toBeNull();
+    expect(said).toEqual([
+      "cannot count the datagrams the kernel drops at the UDP socket: /proc/net/udp does not list it",
+    ]);
   });
 });

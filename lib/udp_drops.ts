@@ -1,7 +1,10 @@
-// The datagrams the kernel dropped at one UDP socket because its receive buffer was full. It counts
-// them per socket, in the last column of /proc/net/udp and /proc/net/udp6, where nobody looks:
-// slps reads its own socket's count, so that loss before the first byte reaches it is said too.
-// The functions read the tables' text; UdpDropCounter reads the files through what it is given.
+// The datagrams the kernel dropped at one UDP socket because its receive buffer was full, which it
+// counts per socket where nobody looks: slps reads its own socket's count, so that loss before the
+// first byte reaches it is said too. /proc/net/udp and udp6 show the count, but cost the kernel a row
+// for every UDP socket on the host, which any local user can open by the thousand: they are read
+// once, at start, to find slps's socket among its descriptors; from then on the socket itself is
+// asked (lib/socket_drops.ts). The functions read the tables' text; UdpDropCounter reads the files,
+// and asks the socket, through what it is given.
 
 import { reason } from "./log.ts";
 
@@ -58,64 +61,71 @@ export function udpDrops(table: string, inode: string): number | undefined {
   return rows(table).find((row) => row.inode === inode)?.drops;
 }
 
-/** The three calls of node:fs that reading /proc takes: node:fs itself, or plain text in tests. */
+/**
+ * The three calls of node:fs that reading /proc takes, and the socket's own count (lib/socket_drops.ts):
+ * the real ones, or plain values in tests.
+ */
 export interface ProcFiles {
   readFileSync(path: string, encoding: "utf8"): string;
   readdirSync(path: string): string[];
   readlinkSync(path: string): string;
+  socketDrops(fd: number): number | undefined;
 }
 
 /**
- * The kernel's count of datagrams dropped at this process's UDP socket on `port`, read from /proc
- * when asked. Where /proc does not tell (not Linux, not mounted, the socket not listed), `say` is
- * called once with why, and the count is null from then on.
+ * The kernel's count of datagrams dropped at this process's UDP socket on `port`. The socket is found
+ * at start, by its inode in /proc/net/udp (or udp6) among this process's descriptors; from then on
+ * its own count is asked, at a cost that does not grow with the host's sockets. Where that cannot be
+ * done (not Linux, /proc not mounted, the socket not found or not telling), `say` is called once
+ * with why, and the count is null from then on.
  */
 export class UdpDropCounter {
   #fs: ProcFiles;
-  #table: string;
   #say: (problem: string) => void;
-  #inode: string | undefined;
-  /** The count as the table last gave it: the socket is new when the counter is made. */
-  #read = 0;
+  /** The descriptor of the socket, once found. */
+  #fd: number | undefined;
   /** The count as the last call of takeNew() saw it. */
   #taken = 0;
 
   constructor(fs: ProcFiles, port: number, ipv6: boolean, say: (problem: string) => void) {
     this.#fs = fs;
-    this.#table = ipv6 ? "/proc/net/udp6" : "/proc/net/udp";
     this.#say = say;
+    const table = ipv6 ? "/proc/net/udp6" : "/proc/net/udp";
     try {
-      const links = fs.readdirSync("/proc/self/fd").flatMap((fd) => {
+      const links = new Map<string, number>();
+      for (const fd of fs.readdirSync("/proc/self/fd")) {
         try {
-          return [fs.readlinkSync(`/proc/self/fd/${fd}`)];
+          links.set(fs.readlinkSync(`/proc/self/fd/${fd}`), Number(fd));
         } catch {
-          return []; // closed in the meantime
+          // closed in the meantime
         }
-      });
-      // A read may miss a row (see total()): a few tries tell a torn read from a table without it.
-      for (let tries = 0; tries < 3 && this.#inode === undefined; tries++) {
-        this.#inode = ownUdpSocket(fs.readFileSync(this.#table, "utf8"), port, socketInodes(links));
       }
-      if (this.#inode === undefined) this.#cannot(`${this.#table} does not list it`);
+      // The kernel writes the table in pieces, and sockets that come and go meanwhile can shift a
+      // row out of one read: a few tries tell a torn read from a table without the socket.
+      let inode: string | undefined;
+      for (let tries = 0; tries < 3 && inode === undefined; tries++) {
+        inode = ownUdpSocket(fs.readFileSync(table, "utf8"), port, socketInodes([...links.keys()]));
+      }
+      if (inode === undefined) {
+        this.#cannot(`${table} does not list it`);
+        return;
+      }
+      this.#fd = links.get(`socket:[${inode}]`);
+      this.total(); // one that cannot say is said now, at start
     } catch (error) {
       this.#cannot(reason(error));
     }
   }
 
-  /** The datagrams dropped so far, or null where /proc does not tell. */
+  /** The datagrams dropped so far, or null where the socket does not tell. */
   total(): number | null {
-    if (this.#inode === undefined) return null;
-    try {
-      // The kernel writes the table in pieces, and sockets that come and go meanwhile (2,000
-      // churning made one read in about a hundred miss it) can shift a row out of the read. The
-      // socket is still open, and its count only grows: the next read catches up.
-      const drops = udpDrops(this.#fs.readFileSync(this.#table, "utf8"), this.#inode);
-      if (drops !== undefined) this.#read = drops;
-      return this.#read;
-    } catch (error) {
-      this.#cannot(reason(error));
+    if (this.#fd === undefined) return null;
+    const drops = this.#fs.socketDrops(this.#fd);
+    if (drops === undefined) {
+      this.#cannot("the socket does not tell (SO_MEMINFO)");
+      return null;
     }
-    return null;
+    return drops;
   }
 
   /** The datagrams dropped since the last call, and in all; none while the count is unknown. */
@@ -127,7 +137,7 @@ export class UdpDropCounter {
   }
 
   #cannot(why: string): void {
-    this.#inode = undefined;
+    this.#fd = undefined;
     this.#say(`cannot count the datagrams the kernel drops at the UDP socket: ${why}`);
   }
 }
