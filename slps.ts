@@ -592,13 +592,7 @@ if (granted < options.udpBuffer) {
 
 // The kernel drops a datagram that finds the socket's receive buffer full, and counts it where
 // nobody looks: slps asks for that count once a second, so that no loss is silent.
-const procFiles = { readFileSync: fs.readFileSync, readdirSync: fs.readdirSync, readlinkSync: fs.readlinkSync };
-const kernelDrops = new UdpDropCounter(
-  { ...procFiles, socketDrops },
-  udp.address().port,
-  udpAddress.host.includes(":"),
-  log,
-);
+const kernelDrops = new UdpDropCounter({ ...fs, socketDrops }, udp.address().port, udpAddress.host.includes(":"), log);
 setInterval(() => {
   const { dropped, total } = kernelDrops.takeNew();
   if (dropped === 0) return;
