@@ -685,6 +685,7 @@ describe("--forward unix:PATH, into readers of the test's own", () => {
     await sleep(200);
     expect(arrived()).toEqual(texts(messages));
     expect(c.stderr.match(/No such file/g)).toHaveLength(1);
+    expect(c.stderr).toMatch(/No such file[^\n]*\n(.*\n)*slpc: forward to unix:\S+: connected\n/);
   });
 
   test("a message larger than the socket takes is skipped and said, and the stream goes on", async () => {

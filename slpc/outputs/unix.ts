@@ -53,7 +53,11 @@ export class UnixOutput<S> extends Output<S> {
         this.sendFailed(error);
         return;
       }
-      this.failing = false;
+      // A socket takes a datagram or says why at once: one taken after a failure means the daemon is back.
+      if (this.failing) {
+        this.up();
+        this.recovered();
+      }
       if (result === "full") {
         this.#queueFull = true;
         this.later(FULL_RETRY_MS);
