@@ -206,6 +206,15 @@ describe("NO_PROXY", () => {
       expect(ipBytes(text)).toBeUndefined();
   });
 
+  test("an IPv4 address with a leading zero is no address: the resolver reads 010.0.0.1 as octal, 8.0.0.1", () => {
+    // Read as decimal, socks5:// would send the proxy 10.0.0.1 where a direct dial reaches 8.0.0.1.
+    for (const text of ["010.0.0.1", "127.0.0.01", "00.0.0.0", "::ffff:010.0.0.1"])
+      expect(ipBytes(text)).toBeUndefined();
+    expect(bypasses("10.0.0.0/8", "010.0.0.1")).toBe(false);
+    expect(ipBytes("0.0.0.0")).toEqual([0, 0, 0, 0]);
+    expect(ipBytes("10.0.0.100")).toEqual([10, 0, 0, 100]);
+  });
+
   test("any text parses, and matching it never throws", () => {
     property(fc.string(), fc.string(), (text: string, host: string) => {
       bypassesProxy(parseNoProxy(text), at(host));

@@ -186,7 +186,8 @@ function inNetwork(address: number[], { network, bits }: { network: number[]; bi
 
 /** The bytes of an IPv4 (4) or IPv6 (16) address as text, or undefined when it is not one. */
 export function ipBytes(text: string): number[] | undefined {
-  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
+  // No leading zero: the resolver reads 010.0.0.1 as octal (8.0.0.1), and so must not we as decimal.
+  const v4 = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/.exec(text);
   if (v4) {
     const bytes = v4.slice(1).map(Number);
     return bytes.every((byte) => byte <= 255) ? bytes : undefined;

@@ -353,6 +353,13 @@ export class Connection {
 
   /** Why the server's certificate is not the one we want, or undefined when it is. */
   #refusal(socket: Socket, success: boolean, error: Error | null): string | undefined {
+    // EPROTO is TLS itself failing (bytes that are not TLS, an alert) before any certificate was
+    // checked: through a proxy, most often one that said 200 without reaching the server.
+    if (!success && (error as NodeJS.ErrnoException | null)?.code === "EPROTO") {
+      const proxy = this.#settings.proxy;
+      const through = proxy ? ` through proxy ${formatProxy(proxy)}, which said it opened the tunnel` : "";
+      return `TLS handshake failed${through}: ${reason(error)}`;
+    }
     if (!success || !socket.authorized)
       return `server certificate refused: ${error ? reason(error) : "not authorized"}`;
     const mismatch = checkServerIdentity(this.#settings.serverName, socket.getPeerCertificate());

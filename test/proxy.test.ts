@@ -241,6 +241,26 @@ describe.skipIf(missing.length > 0 && !required)("slpc through a proxy", () => {
     expectNoCredentials(outputOf(client));
   });
 
+  test("a proxy that says 200 and then sends HTTP, not the server's TLS, is named; no certificate is blamed", async () => {
+    // What a proxy does that answers before it has reached the server and then reports the failure.
+    const liar = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(socket) {
+          socket.write("HTTP/1.1 200 Connection established\r\n\r\n");
+          setTimeout(() => socket.write("HTTP/1.1 502 Bad Gateway\r\n\r\n"), 50);
+        },
+      },
+    });
+    bed.defer(() => liar.stop(true));
+    const client = slpc(12345, ["--proxy", `http://${USER}:${PASSWORD}@127.0.0.1:${liar.port}`]);
+    const said = `TLS handshake failed through proxy http://***@127.0.0.1:${liar.port}, which said it opened the tunnel`;
+    await until(`two failures:\n${client.stderr}`, () => client.stderr.split(said).length - 1 >= 2, 10_000);
+    expect(client.stderr).not.toContain("server certificate refused");
+    expectNoCredentials(outputOf(client));
+  });
+
   test.each([
     ["tinyproxy refuses a port it does not allow", "refused the tunnel (HTTP 403 Access violation)"],
     ["tinyproxy cannot reach the server", "could not open the tunnel to the server (HTTP 500 Unable to connect)"],
