@@ -3,9 +3,8 @@
 // (with a bound on control frames), and the control messages it writes. What the frames mean is
 // the Upstream's business (slpc/upstream.ts).
 //
-// Through a proxy, the connection opens as plain TCP to the proxy, asks it for a tunnel, and then
-// puts TLS on that same socket with Bun's upgradeTLS: the proxy sees only ciphertext, and the
-// server's certificate gets the same checks as without one.
+// Through a proxy: plain TCP to it, a tunnel, then TLS on that same socket (Bun's upgradeTLS): the
+// proxy sees only ciphertext, and the server's certificate gets the same checks as directly.
 
 import { lookup } from "node:dns/promises";
 import { checkServerIdentity } from "node:tls";
@@ -353,15 +352,14 @@ export class Connection {
 
   /** Why the server's certificate is not the one we want, or undefined when it is. */
   #refusal(socket: Socket, success: boolean, error: Error | null): string | undefined {
-    // EPROTO is TLS itself failing (bytes that are not TLS, an alert) before any certificate was
-    // checked: through a proxy, most often one that said 200 without reaching the server.
+    // EPROTO: TLS failed before a certificate was seen; through a proxy, one that said 200 in vain.
     if (!success && (error as NodeJS.ErrnoException | null)?.code === "EPROTO") {
       const proxy = this.#settings.proxy;
       const through = proxy ? ` through proxy ${formatProxy(proxy)}, which said it opened the tunnel` : "";
       return `TLS handshake failed${through}: ${reason(error)}`;
     }
-    if (!success || !socket.authorized)
-      return `server certificate refused: ${error ? reason(error) : "not authorized"}`;
+    const why = error ? reason(error) : "not authorized";
+    if (!success || !socket.authorized) return `server certificate refused: ${why}`;
     const mismatch = checkServerIdentity(this.#settings.serverName, socket.getPeerCertificate());
     return mismatch ? `server certificate refused: ${peerText(mismatch.message)}` : undefined;
   }

@@ -241,7 +241,7 @@ describe.skipIf(missing.length > 0 && !required)("slpc through a proxy", () => {
     expectNoCredentials(outputOf(client));
   });
 
-  test("a proxy that says 200 and then sends HTTP, not the server's TLS, is named; no certificate is blamed", async () => {
+  test("a proxy that says 200, then sends HTTP, not the server's TLS, is named; no certificate is blamed", async () => {
     // What a proxy does that answers before it has reached the server and then reports the failure.
     const liar = Bun.listen({
       hostname: "127.0.0.1",
@@ -255,7 +255,8 @@ describe.skipIf(missing.length > 0 && !required)("slpc through a proxy", () => {
     });
     bed.defer(() => liar.stop(true));
     const client = slpc(12345, ["--proxy", `http://${USER}:${PASSWORD}@127.0.0.1:${liar.port}`]);
-    const said = `TLS handshake failed through proxy http://***@127.0.0.1:${liar.port}, which said it opened the tunnel`;
+    const proxy = `http://***@127.0.0.1:${liar.port}`;
+    const said = `TLS handshake failed through proxy ${proxy}, which said it opened the tunnel`;
     await until(`two failures:\n${client.stderr}`, () => client.stderr.split(said).length - 1 >= 2, 10_000);
     expect(client.stderr).not.toContain("server certificate refused");
     expectNoCredentials(outputOf(client));
