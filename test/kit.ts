@@ -370,7 +370,12 @@ export async function startServer(
     pki.ca,
     ...args,
   ]);
-  await child.waitFor(/serving clients/);
+  try {
+    await child.waitFor(/serving clients/);
+  } catch (error) {
+    child.kill("SIGKILL"); // not handed back, so no test bed could stop it
+    throw error;
+  }
   return Object.assign(child, { udpPort, tlsPort }) as ServerHandle;
 }
 
