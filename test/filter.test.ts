@@ -6,19 +6,7 @@ import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import fc from "fast-check";
 import { Deframer, encodeControl, filterFromWire } from "../lib.ts";
-import {
-  BUN,
-  Child,
-  freePort,
-  ROOT,
-  type ServerHandle,
-  savedPoint,
-  sendUdp,
-  sleep,
-  tempDir,
-  testBed,
-  until,
-} from "./kit.ts";
+import { BUN, freePort, ROOT, type ServerHandle, savedPoint, sendUdp, sleep, tempDir, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(60_000);
 
@@ -412,25 +400,7 @@ describe("a filtering client far behind", () => {
     }
     while ((await receivedCount(metricsPort)) < total * 0.9) await sleep(20);
     const live = await bed.client(server);
-    const { cert, key } = bed.pki.cert("client");
-    const filtering = bed.track(
-      new Child([
-        BUN,
-        "slpc.ts",
-        "--server",
-        `localhost:${server.tlsPort}`,
-        "--ca",
-        bed.pki.ca,
-        "--cert",
-        cert,
-        "--key",
-        key,
-        "--stdout",
-        "--replay",
-        "--match",
-        "never there",
-      ]),
-    );
+    const filtering = bed.slpc(server.tlsPort, ["--stdout", "--replay", "--match", "never there"]);
     await filtering.waitFor(/connected to/);
     // How long a new message takes to reach the live client while the filtering one resumes:
     // a few milliseconds otherwise; 2.8 s with 600,000 messages held, measured.

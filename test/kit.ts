@@ -655,10 +655,11 @@ export function testBed(extraCertificates: (dir: string) => void = () => {}) {
     client: async (server: ServerHandle, opts: ClientOptions = {}) => bed.track(await startClient(pki!, server, opts)),
     /**
      * The command line of slpc dialling `port` on loopback (a real slps, a proxy or a fake server)
-     * with the test's client certificate, quick to retry, and `args`; not waited for.
+     * with the test's certificate `name` (the client's unless said), quick to retry, and `args`,
+     * whose flags win over these; not waited for.
      */
-    slpcCommand(port: number, args: string[] = []): string[] {
-      const { cert, key } = pki!.cert("client");
+    slpcCommand(port: number, args: string[] = [], name = "client"): string[] {
+      const { cert, key } = pki!.cert(name);
       const identity = ["--ca", pki!.ca, "--cert", cert, "--key", key];
       return [
         BUN,

@@ -22,7 +22,6 @@ import {
 import { join } from "node:path";
 import { encodeControl, encodeFrame, MAX_SEQ } from "../lib.ts";
 import {
-  BUN,
   Child,
   feed,
   type ServerHandle,
@@ -125,28 +124,8 @@ describe("--state across a restart", () => {
     bed.defer(() => mute.stop(true));
     const s = await server();
     const state = join(bed.dir, "state-mute");
-    const { cert, key } = bed.pki.cert("client");
     const slpcTo = (forward: string) =>
-      bed.track(
-        new Child([
-          BUN,
-          "slpc.ts",
-          "--server",
-          `localhost:${s.tlsPort}`,
-          "--ca",
-          bed.pki.ca,
-          "--cert",
-          cert,
-          "--key",
-          key,
-          "--retry-min",
-          "0.2",
-          "--forward",
-          forward,
-          "--state",
-          state,
-        ]),
-      );
+      bed.track(new Child(bed.slpcCommand(s.tlsPort, ["--forward", forward, "--state", state])));
     const first = slpcTo(`relp://127.0.0.1:${mute.port}`);
     await first.waitFor(/following server/);
     await sendUdp(s.udpPort, [Buffer.from("<13>app: kept 1"), Buffer.from("<13>app: kept 2")]);
