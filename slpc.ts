@@ -67,6 +67,8 @@ import { UdpOutput } from "./slpc/outputs/udp.ts";
 import { UnixOutput } from "./slpc/outputs/unix.ts";
 import { FIRST_DELIVERY_POLL_MS, FIRST_DELIVERY_WATCH_MS, STATE_WRITE_MS, StateStore } from "./slpc/state.ts";
 import { type ServerChoice, Upstream, type UpstreamHost } from "./slpc/upstream.ts";
+import { WEB_OPTIONS, webSettings } from "./slpc/web/options.ts";
+import { WebView } from "./slpc/web/view.ts";
 
 // ---- Constants. Defaults first: each has a flag and an environment variable, named after its key
 // in OPTIONS below: deadAfter is --dead-after and SLPC_DEAD_AFTER (see --help).
@@ -172,6 +174,7 @@ const OPTIONS = {
     help: "only messages with one of these HOSTNAMEs, case ignored; the server filters" },
   match: { default: MATCH, arg: "TEXT", parse: optional(parseMatch),
     help: "only messages whose text contains TEXT, byte for byte (not a pattern); the server filters" },
+  ...WEB_OPTIONS, // --web and its company: the live view in a browser (slpc/web/options.ts)
 } satisfies Options;
 
 /** The filter flags: after a --server, they apply to that server alone. */
@@ -238,7 +241,8 @@ async function configure() {
     options.stdout || !("host" in options.forward)
       ? { host: "", port: 0, family: 4 as const }
       : await resolveForward(options.forward);
-  return { options, choices, tls, state, forwardTo };
+  const web = await webSettings(options, (host) => lookup(host, { all: true }));
+  return { options, choices, tls, state, forwardTo, web };
 }
 
 const setup = await configure().catch((error) => {
@@ -351,6 +355,7 @@ const host: UpstreamHost = {
   },
   twinOf: (u, id) => upstreams.find((other) => other !== u && other.owns(id, u)),
   changed: () => output.send(),
+  received: ({ message, from, server, seq }) => web?.add({ message, from: from.target, server, seq }),
   stopping: () => stopping,
 };
 const upstreams = choices.map(
@@ -375,6 +380,9 @@ const ledger = new Ledger<Upstream>(
 const otherPoints: ResumePoints = new Map([...stored].filter(([key]) => !upstreams.some((u) => u.key === key)));
 
 const output = await openOutput();
+
+/** --web: the live view, beside the output; it sees each message as it comes, and changes nothing of its way. */
+const web = setup.web && WebView.open(setup.web, log);
 
 /** The output --stdout, --format or --forward chose; a socket the system does not give is exit 2. */
 async function openOutput(): Promise<Output<Upstream>> {

@@ -9,6 +9,7 @@ import {
   BASE_VERSION,
   type ControlMessage,
   describeFilter,
+  type Entry,
   type Filter,
   formatAddress,
   gapNotice,
@@ -50,6 +51,8 @@ export interface UpstreamHost {
   tls(): TlsFiles;
   log(line: string): void;
   ledger: Ledger<Upstream>;
+  /** A message came and went into the ledger: for those who watch (the live view), not the output. */
+  received(entry: Entry<Upstream>): void;
   /** Another server followed that owns server run `id` (see Upstream.owns), if any: one server under two names. */
   twinOf(upstream: Upstream, id: string): Upstream | undefined;
   /** A read brought messages, or reading may have to pause or resume: the output's turn. */
@@ -195,7 +198,9 @@ export class Upstream implements ServerChoice {
     if (following.next > MAX_SEQ) return c.close(`protocol error: message number beyond ${MAX_SEQ}`);
     this.counters.received++;
     this.counters.receivedBytes += body.length;
-    this.#host.ledger.receive({ message: body, from: this, server: following.server, seq: following.next++ });
+    const entry = { message: body, from: this, server: following.server, seq: following.next++ };
+    this.#host.ledger.receive(entry);
+    this.#host.received(entry);
   }
 
   /** hello, then start (possibly again later), heartbeat and error, in the order the protocol allows. */

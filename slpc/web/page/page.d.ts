@@ -1,0 +1,3 @@
+// What `import ... with { type: "text" }` gives slpc/web/page.ts: the file as a string.
+declare const text: string;
+export default text;
