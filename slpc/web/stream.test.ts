@@ -27,7 +27,11 @@ function events(text: string) {
       const fields = Object.fromEntries(
         block.split("\n").map((line) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 2)]),
       );
-      return { id: fields.id, event: fields.event, data: JSON.parse(fields.data!) };
+      return {
+        id: fields.id as string | undefined,
+        event: fields.event as string | undefined,
+        data: JSON.parse(fields.data!),
+      };
     });
 }
 
