@@ -25,7 +25,7 @@ const REQUEST_MS = 10_000;
 const RESPONSE_MS = 30_000;
 const CLOSE_MS = 2000;
 /** A viewer whose socket takes nothing for this long, while bytes wait for it, is cut. */
-const STALL_MS = 30_000;
+const STALL_MS = 10_000;
 /** A viewer that hears nothing for this long gets a comment line, so that proxies keep the stream open. */
 const KEEPALIVE_MS = 15_000;
 /** Connections that have not been answered yet, at once: one more is closed at once. */
