@@ -16,6 +16,7 @@ import {
   raw,
   rawConnection,
   sseEvents,
+  sseMessages,
   startView,
   steadyStamped,
   timedSink,
@@ -225,35 +226,42 @@ describe("the stream", () => {
     );
     const first = await rawConnection(view.port);
     first.send(get(view.port, "/events", auth));
-    await until("50 events", () => sseEvents(first.text).length === 50);
-    const cutAt = sseEvents(first.text)[29]!.id!;
+    await until("50 messages", () => sseMessages(first.text).length === 50);
+    const lastId = sseEvents(first.text).at(-1)!.id!;
+    expect(lastId).toMatch(/^[0-9a-f]{1,16}-50$/);
     first.close();
     await sendUdp(
       s.udpPort,
       oneToN(20).map((n) => Buffer.from(`<13>msg resume ${50 + n} at=0`)),
     );
-    const again = await rawConnection(view.port);
-    again.send(get(view.port, "/events", { ...auth, "Last-Event-ID": cutAt }));
-    await until("40 events", () => sseEvents(again.text).length >= 40);
-    await sleep(300);
-    const events = sseEvents(again.text);
-    expect(
+    const messagesOf = (text: string) =>
       numbersOf(
-        events.map((event) => event.data.message),
+        sseMessages(text).map((m) => m.message),
         "resume",
-      ),
-    ).toEqual(oneToN(70).slice(30));
-    expect(events[0]!.id).toBe(cutAt.replace(/\d+$/, (n) => String(Number(n) + 1)));
+      );
+    const again = await rawConnection(view.port);
+    again.send(get(view.port, "/events", { ...auth, "Last-Event-ID": lastId }));
+    await until("20 messages", () => sseMessages(again.text).length >= 20);
+    await sleep(300);
+    expect(messagesOf(again.text)).toEqual(oneToN(70).slice(50));
+    // From the middle of an event too: each message's id is the run and its number.
+    const middle = await rawConnection(view.port);
+    middle.send(get(view.port, "/events", { ...auth, "Last-Event-ID": lastId.replace(/-50$/, "-30") }));
+    await until("40 messages", () => sseMessages(middle.text).length >= 40);
+    await sleep(300);
+    expect(messagesOf(middle.text)).toEqual(oneToN(70).slice(30));
     // The page passes it in the address after a reload, since a new EventSource cannot set the header.
     const reloaded = await rawConnection(view.port);
-    reloaded.send(get(view.port, `/events?lastEventId=${encodeURIComponent(events.at(-1)!.id!)}`, auth));
+    const latest = sseEvents(again.text).at(-1)!.id!;
+    reloaded.send(get(view.port, `/events?lastEventId=${encodeURIComponent(latest)}`, auth));
     await sleep(500);
-    expect(sseEvents(reloaded.text)).toEqual([]);
+    expect(reloaded.response().status).toBe(200);
+    expect(sseMessages(reloaded.text)).toEqual([]);
     // Another run's id, or nonsense, says that what came between is not known, then sends all it holds.
     const other = await rawConnection(view.port);
     other.send(get(view.port, "/events", { ...auth, "Last-Event-ID": "ffffffff-3" }));
-    await until("every message", () => sseEvents(other.text).length >= 71);
-    expect(sseEvents(other.text)[0]).toEqual({ id: undefined, event: "skipped", data: { skipped: null } });
+    await until("every message", () => sseMessages(other.text).length >= 70);
+    expect(sseEvents(other.text)[0]).toEqual({ id: undefined, event: "skipped", data: [{ skipped: null }] });
   });
 
   test("curl, as docs/web.md shows it, gets JSON lines of --format json's schema, filtered", async () => {

@@ -110,20 +110,24 @@ export function get(port: number, path: string, headers: Record<string, string> 
     .join("")}\r\n`;
 }
 
-/** The SSE events of a stream's text so far: each one's id, type and data as parsed JSON. */
+/** The SSE events of a stream's text so far: each one's id, type, and its data lines as parsed JSON. */
 export function sseEvents(text: string) {
   const body = text.includes("\r\n\r\n") ? text.slice(text.indexOf("\r\n\r\n") + 4) : text;
   return body
     .split("\n\n")
     .slice(0, -1) // the last is not complete yet
     .map((block) => {
-      const lines = block.split("\n").filter((line) => !line.startsWith(":") && !line.startsWith("retry:"));
+      const lines = block.split("\n");
       const field = (name: string) => lines.find((line) => line.startsWith(`${name}: `))?.slice(name.length + 2);
-      const data = field("data");
-      return { id: field("id"), event: field("event"), data: data === undefined ? undefined : JSON.parse(data) };
+      const data = lines.filter((line) => line.startsWith("data: ")).map((line) => JSON.parse(line.slice(6)));
+      return { id: field("id"), event: field("event"), data };
     })
-    .filter((event) => event.data !== undefined);
+    .filter((event) => event.data.length > 0);
 }
+
+/** The messages of a stream's text so far (not its notices), in order. */
+export const sseMessages = (text: string) =>
+  sseEvents(text).flatMap((event) => (event.event === undefined ? event.data : []));
 
 /** A UDP sink that notes when each datagram came, with a receive buffer large enough for 10,000 a second. */
 export async function timedSink(bed: Bed) {

@@ -61,32 +61,46 @@ export class ViewerStream {
 
   /**
    * The next bytes for this viewer: messages that pass its filter, about `maxBytes` at most (but
-   * at least one whole event), looking at no more than `maxLooks` messages, so that a viewer far
-   * behind shares the thread. Undefined when nothing is to be sent now.
+   * at least one message), looking at no more than `maxLooks` messages, so that a viewer far
+   * behind shares the thread. Undefined when nothing is to be sent now. In SSE the messages of
+   * one take are one event, a `data:` line each, its id the last one's: a page that takes 10,000
+   * messages a second handles a few dozen events, not 10,000, and resumes after the whole event.
    */
   take(maxBytes: number, maxLooks: number): Buffer | undefined {
     const parts: Buffer[] = [];
-    let bytes = 0;
     const history = this.#history;
+    const sse = this.format === "sse";
+    let bytes = 0;
+    /** The id of the last message in the SSE event being written; 0 while none is open. */
+    let open = 0;
+    const end = () => {
+      if (open !== 0) parts.push(Buffer.from(`id: ${eventId(this.#run, open)}\n\n`));
+      open = 0;
+    };
     if (this.#unknownGap) {
       this.#unknownGap = false;
       parts.push(this.#notice(null));
     }
-    if (this.#next < history.first) {
-      const missed = history.first - this.#next;
-      this.skipped += missed;
-      this.#next = history.first;
-      parts.push(this.#notice(missed));
-    }
-    for (let looks = 0; looks < maxLooks && bytes < maxBytes && this.#next < history.next; looks++) {
+    for (let looks = 0; looks <= maxLooks && bytes < maxBytes; looks++) {
+      // Behind the oldest held: at the start, or because preparing a message pushed out older ones.
+      if (this.#next < history.first) {
+        end();
+        const missed = history.first - this.#next;
+        this.skipped += missed;
+        this.#next = history.first;
+        parts.push(this.#notice(missed));
+      }
+      if (looks === maxLooks || this.#next >= history.next) break;
       const held = history.at(this.#next++)!;
       const prepared = history.prepare(held);
       if (!viewMatches(this.#filter, held, prepared)) continue;
-      const event = this.format === "jsonl" ? prepared.json : sseEvent(eventId(this.#run, held.id), prepared.json);
-      parts.push(event);
-      bytes += event.length;
+      if (sse) parts.push(DATA);
+      parts.push(prepared.json); // its LF ends the data line; JSON holds no other LF or CR
+      bytes += prepared.json.length;
+      if (sse) open = held.id;
     }
-    return parts.length === 0 ? undefined : parts.length === 1 ? parts[0] : Buffer.concat(parts);
+    end();
+    return parts.length === 0 ? undefined : Buffer.concat(parts);
   }
 
   /** Says that `missed` messages went by unsent (null: an unknown number, across a restart of slpc). */
@@ -96,12 +110,4 @@ export class ViewerStream {
   }
 }
 
-/** One SSE event: the JSON line as its data, which holds no LF or CR (JSON escapes them). */
-function sseEvent(id: string, json: Buffer): Buffer {
-  const head = `id: ${id}\ndata: `;
-  const event = Buffer.allocUnsafe(head.length + json.length + 1);
-  event.write(head, 0, "latin1");
-  json.copy(event, head.length); // its LF ends the data line
-  event[event.length - 1] = 0x0a; // and one more ends the event
-  return event;
-}
+const DATA = Buffer.from("data: ");

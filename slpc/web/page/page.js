@@ -33,7 +33,7 @@ const ACTIVE = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028
  *   severity: string | null, timestamp: string | null, hostname: string | null, app: string | null,
  *   procid: string | null, msgid: string | null, structured_data: Record<string, Record<string, string>> | null,
  *   message?: string, message_base64?: string }} Message
- * @typedef {{ id: string, data: string, record?: Message, cells?: string[] }} MessageRow
+ * @typedef {{ data: string, record?: Message, cells?: string[] }} MessageRow
  * @typedef {{ gap: string }} GapRow
  * @typedef {MessageRow | GapRow} Row
  */
@@ -389,9 +389,10 @@ function connect(resume = false) {
   const stream = new EventSource(url);
   source = stream;
   stream.onopen = () => trouble("");
+  // An event holds what slpc sent in one write: a message a line.
   stream.onmessage = (event) => {
     lastEventId = event.lastEventId;
-    arrive({ id: event.lastEventId, data: event.data });
+    for (const data of event.data.split("\n")) arrive({ data });
   };
   stream.addEventListener("skipped", (event) => {
     const { skipped } = JSON.parse(/** @type {MessageEvent} */ (event).data);
@@ -494,7 +495,7 @@ window.addEventListener("resize", schedule);
 
 // A reload keeps the page's rows and resumes after its last event: nothing twice, nothing missing.
 window.addEventListener("pagehide", () => {
-  const kept = newest(rows.concat(waiting)).map((row) => (isMessage(row) ? [row.id, row.data] : ["", row.gap]));
+  const kept = newest(rows.concat(waiting)).map((row) => (isMessage(row) ? row.data : { gap: row.gap }));
   for (const count of [kept.length, 1000, 0]) {
     try {
       const saved = { search: location.search, lastEventId, rows: kept.slice(kept.length - count) };
@@ -513,9 +514,10 @@ function restore() {
   try {
     const saved = JSON.parse(text);
     if (saved.search !== location.search || typeof saved.lastEventId !== "string") return false;
-    rows = /** @type {[string, string][]} */ (saved.rows).map(([id, data]) =>
-      id === "" ? { gap: data } : { id, data },
+    rows = /** @type {(string | GapRow)[]} */ (saved.rows).map((row) =>
+      typeof row === "string" ? { data: row } : row,
     );
+
     lastEventId = saved.lastEventId;
     return true;
   } catch {
