@@ -255,9 +255,9 @@ export class Bench {
 
   /**
    * slpc following each of `servers`, with the bench's client certificate, handing on to `forward`
-   * with no --forward-rate; returned once every server has started slpc's stream.
+   * with no --forward-rate, and `extra` flags; returned once every server has started slpc's stream.
    */
-  async startSlpc(servers: { slps: Child; tlsPort: number }[], forward: string): Promise<Child> {
+  async startSlpc(servers: { slps: Child; tlsPort: number }[], forward: string, extra: string[] = []): Promise<Child> {
     const slpc = this.spawn([
       BUN,
       "slpc.ts",
@@ -269,7 +269,9 @@ export class Bench {
         forward,
         "forward-rate": "0",
       }),
+      ...extra,
     ]);
+
     for (const { slps } of servers) {
       await until("slpc's stream to start", () => / starts at #/.test(slps.stderr), 30_000);
     }

@@ -10,7 +10,9 @@
 //   5. one slpc following three slps at 10,000/s each: delivered share and latency per server;
 //   6. the last hop: slpc --forward tcp:// and relp:// into a real rsyslog, and --forward journal
 //      into a real journald, at 10,000/s (full run, or --smoke --last-hop);
-//   7. issue 13's goals, each with what this run measured for it (bench/goals.ts).
+//   7. issue 13's goals, each with what this run measured for it (bench/goals.ts);
+//   8. the live view: slpc --web's CPU per message at 10,000/s with no viewer, one and ten
+//      (bench/web_view.ts; or alone, with --web-view).
 // Each section is a file of its own: 1 and 2 bench/sweep.ts, 3 and 4 bench/fanout.ts, 5
 // bench/many_servers.ts, 6 bench/last_hop.ts, 7 bench/goals.ts. What they share (the processes,
 // one measurement, CPU and memory from /proc) is bench/harness.ts, their tables bench/table.ts.
@@ -21,6 +23,7 @@
 //   npm run bench -- --smoke            a few seconds, to see that it works (no last hop)
 //   npm run bench -- --rates 10000,0 --fan-out 1,10 --fan-out-rate 10000 --idle 100
 //                                       choose what to measure (rate 0: flat out)
+//   npm run bench -- --web-view         the live view's section alone, printed, no files written
 //
 // Prints the tables and writes bench/results.json, results.md and results.svg (or to --out DIR).
 
@@ -36,6 +39,7 @@ import { journalUnavailable, type LastHop, lastHopTable, slpInto } from "./last_
 import { manyServersTable, slpFollowing } from "./many_servers.ts";
 import { compareTable, floorTable, harnessFloor, rsyslogRelay, slpRelay, sweepTable } from "./sweep.ts";
 import { f, offeredText, percent } from "./table.ts";
+import { slpWithViewers, webViewTable } from "./web_view.ts";
 
 // ---- Options
 
@@ -50,9 +54,10 @@ const flagValue = (flag: string) => {
   if (value === undefined || value.startsWith("--")) usage(`${flag} needs a value`);
   return value;
 };
-const known = ["--smoke", "--last-hop", "--compare", "--out", "--rates", "--fan-out", "--fan-out-rate", "--idle"];
+const switches = ["--smoke", "--last-hop", "--web-view"];
+const known = [...switches, "--compare", "--out", "--rates", "--fan-out", "--fan-out-rate", "--idle"];
 const unknown = argv.find(
-  (word, i) => word.startsWith("--") && !known.includes(word) && !known.slice(2).includes(argv[i - 1]!),
+  (word, i) => word.startsWith("--") && !known.includes(word) && !known.slice(switches.length).includes(argv[i - 1]!),
 );
 if (unknown) usage(`unknown flag ${unknown} (flags: ${known.join(", ")})`);
 /** A comma-separated list of whole numbers, at least `min` each. */
@@ -94,6 +99,9 @@ const MANY_SERVERS = 3;
 const MANY_SERVERS_RATE = smoke ? 1_000 : 10_000;
 /** The rate the floor is measured at: the issue's goals are stated at 10,000/s. */
 const FLOOR_RATES = [10_000, 0];
+/** The live view's section: viewers, at the rate the issue names. */
+const WEB_VIEWERS = [0, 1, 10];
+const WEB_RATE = 10_000;
 const SIZE = 200;
 
 if (compare) {
@@ -123,6 +131,7 @@ const results = {
   idle: [] as IdleRow[],
   lastHop: [] as Row[],
   manyServers: undefined as Row | undefined,
+  webView: [] as Row[],
 };
 const progress = (row: Row) =>
   console.error(
@@ -130,6 +139,15 @@ const progress = (row: Row) =>
       `${percent(row.share)} delivered, p99 ${f(row.p99, 3)} ms, other load ${f(row.otherCores, 2)} cores`,
   );
 try {
+  if (argv.includes("--web-view")) {
+    for (const viewers of WEB_VIEWERS) {
+      results.webView.push(await bench.measure(() => slpWithViewers(bench, viewers), WEB_RATE));
+      progress(results.webView.at(-1)!);
+    }
+    console.log(webViewTable(results.webView));
+    await bench.close();
+    process.exit(0);
+  }
   console.error(
     `bench: ${SIZE}-byte messages for ${SECONDS} s at each rate; slpc with --forward-rate 0; clock ${CLOCK_NAME}`,
   );
@@ -157,6 +175,10 @@ try {
     results.lastHop.push(await bench.measure(() => slpInto(bench, transport), LAST_HOP_RATE));
     progress(results.lastHop.at(-1)!);
   }
+  for (const viewers of WEB_VIEWERS) {
+    results.webView.push(await bench.measure(() => slpWithViewers(bench, viewers), WEB_RATE));
+    progress(results.webView.at(-1)!);
+  }
 
   const sections = [
     floorTable(results.floor),
@@ -166,6 +188,8 @@ try {
     idleTable(results.idle),
     manyServersTable(results.manyServers, MANY_SERVERS),
     ...(results.lastHop.length > 0 ? [lastHopTable(results.lastHop)] : []),
+    webViewTable(results.webView),
+
     goalsTable(results),
   ];
   const heading = `Measured ${results.date} on ${results.machine}; ${SIZE}-byte messages, ${SECONDS} s at each rate`;

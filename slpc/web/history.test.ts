@@ -2,7 +2,8 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
 import { formatJson, parseSyslog } from "../../lib.ts";
 import { FUZZ_TIMEOUT, property } from "../../test/fuzz.ts";
-import { type Arrival, HELD_OVERHEAD, History } from "./history.ts";
+import { heapStats } from "bun:jsc";
+import { type Arrival, HELD_OVERHEAD, History, PREPARED_OVERHEAD } from "./history.ts";
 
 setDefaultTimeout(FUZZ_TIMEOUT);
 
@@ -35,7 +36,7 @@ describe("History", () => {
     expect(prepared.lower.toString()).toBe(text.toLowerCase());
     expect(held.raw).toBeUndefined(); // the JSON holds it all
     expect(history.prepare(held)).toBe(prepared); // made once
-    expect(history.bytes).toBe(HELD_OVERHEAD + prepared.json.length + prepared.lower.length);
+    expect(history.bytes).toBe(PREPARED_OVERHEAD + prepared.json.length + prepared.lower.length);
   });
 
   test("a message's bytes are its own: the buffer it came in may be reused", () => {
@@ -60,7 +61,8 @@ describe("History", () => {
   });
 
   test("preparing may push out older messages; one prepared after it left is not counted again", () => {
-    const history = new History(4 * HELD_OVERHEAD + 40);
+    const history = new History(2 * HELD_OVERHEAD + PREPARED_OVERHEAD + 400);
+
     const old = history.add(arrival("<13>old"), 0);
     for (let i = 0; i < 3; i++) history.add(arrival("<13>next"), 0);
     const before = history.bytes;
@@ -71,6 +73,26 @@ describe("History", () => {
     expect(history.bytes).toBe(after);
     expect(after).toBeLessThanOrEqual(history.limit);
     expect(before).toBeLessThanOrEqual(history.limit);
+  });
+
+  test("what the bound counts is what the heap holds: 16 MiB of history, prepared, takes 16 MiB of heap, about", () => {
+    const limit = 16 * 1024 * 1024;
+    const heap = () => {
+      Bun.gc(true);
+      const { heapSize } = heapStats();
+      return heapSize + process.memoryUsage().arrayBuffers;
+    };
+    const before = heap();
+    const history = new History(limit);
+    for (let seq = 1; seq <= 100_000; seq++) {
+      const message = `<38>Nov 27 09:14:02 web1 sshd[20611]: Accepted publickey for alice port ${seq} ${"x".repeat(100)}`;
+      history.prepare(history.add(arrival(message, seq), 0));
+    }
+    const grown = heap() - before;
+    expect(history.bytes).toBeGreaterThan(limit * 0.99);
+    // The garbage of preparing is collected; what stays is the history's, within a quarter of its bound.
+    expect(grown).toBeLessThan(limit * 1.25);
+    expect(grown).toBeGreaterThan(limit * 0.5);
   });
 
   test("any bytes make one JSON line, and the bound holds through any mix of adding and preparing", () => {

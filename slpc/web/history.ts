@@ -42,10 +42,13 @@ export interface Held {
 }
 
 /**
- * What a message costs beside its bytes, counted against the bound: its object, its buffers'
- * headers, and the prepared form's. A flood of one-byte messages is bounded too.
+ * What a message costs beside its bytes, counted against the bound: its object and its buffer's,
+ * so that a flood of one-byte messages is bounded too; and once prepared, the objects of that
+ * form (two buffers, its fields). Measured on Bun 1.4.5: 350 bytes of heap for a message of 200
+ * bytes as it came, 1,580 prepared (history.test.ts holds the heap to the bound).
  */
 export const HELD_OVERHEAD = 256;
+export const PREPARED_OVERHEAD = 1024;
 
 /**
  * @example
@@ -137,7 +140,8 @@ export class History {
 /** What a message counts against the bound, as it is now: its bytes, or its JSON and lowered text. */
 function weigh(held: Held): number {
   const { raw, prepared } = held;
-  return HELD_OVERHEAD + (raw ? raw.length : prepared!.json.length + prepared!.lower.length);
+  return raw ? HELD_OVERHEAD + raw.length : PREPARED_OVERHEAD + prepared!.json.length + prepared!.lower.length;
+
 }
 
 const CAPITAL_A = 0x41;
