@@ -1,8 +1,8 @@
+import { heapStats } from "bun:jsc";
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
 import { formatJson, parseSyslog } from "../../lib.ts";
 import { FUZZ_TIMEOUT, property } from "../../test/fuzz.ts";
-import { heapStats } from "bun:jsc";
 import { type Arrival, HELD_OVERHEAD, History, PREPARED_OVERHEAD } from "./history.ts";
 
 setDefaultTimeout(FUZZ_TIMEOUT);
@@ -85,7 +85,8 @@ describe("History", () => {
     const before = heap();
     const history = new History(limit);
     for (let seq = 1; seq <= 100_000; seq++) {
-      const message = `<38>Nov 27 09:14:02 web1 sshd[20611]: Accepted publickey for alice port ${seq} ${"x".repeat(100)}`;
+      const message = `<38>Nov 27 09:14:02 web1 sshd[20611]: Accepted publickey for alice ${seq} ${"x".repeat(100)}`;
+
       history.prepare(history.add(arrival(message, seq), 0));
     }
     const grown = heap() - before;

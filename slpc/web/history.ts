@@ -141,7 +141,6 @@ export class History {
 function weigh(held: Held): number {
   const { raw, prepared } = held;
   return raw ? HELD_OVERHEAD + raw.length : PREPARED_OVERHEAD + prepared!.json.length + prepared!.lower.length;
-
 }
 
 const CAPITAL_A = 0x41;
