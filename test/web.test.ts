@@ -350,7 +350,8 @@ describe("hostile messages", () => {
     ],
     [
       Buffer.from(
-        '<13>1 2026-01-05T10:11:12Z <img/src=x/onerror=window.__pwned=5> javascript:alert(6) 1 - [x@1 a="</textarea><script>window.__pwned=7</script>" b="<img src=x onerror=alert(8)>"] sd',
+        "<13>1 2026-01-05T10:11:12Z <img/src=x/onerror=window.__pwned=5> javascript:alert(6) 1 - " +
+          '[x@1 a="</textarea><script>window.__pwned=7</script>" b="<img src=x onerror=alert(8)>"] sd',
       ),
       // Structured data follows the text, as --format pretty writes it.
       'sd [x@1 a="</textarea><script>window.__pwned=7</script>" b="<img src=x onerror=alert(8)>"]',
@@ -589,10 +590,12 @@ describe("10,000 messages a second for 10 s", () => {
         30_000,
       );
       await sleep(300);
-      const latencies = await page.evaluate(() => (window as unknown as { __latencies: number[] }).__latencies);
+      const latencies: number[] = await page.evaluate(() => window.__latencies);
+      const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
       console.log(
-        `web.test: a click answered in ${idle.toFixed(0)} ms before the load, in ${latencies.map((ms) => ms.toFixed(0)).join(", ")} ms; ` +
-          `page heap ${(heapAtStart / 1e6).toFixed(1)} MB at start, ${heaps.map((bytes) => (bytes / 1e6).toFixed(1)).join(", ")} MB under load`,
+        `web.test: a click answered in ${idle.toFixed(0)} ms before the load, in ` +
+          `${latencies.map((ms) => ms.toFixed(0)).join(", ")} ms under it; page heap ${mb(heapAtStart)} MB at ` +
+          `start, ${heaps.map(mb).join(", ")} MB under load`,
       );
       expect(latencies.length).toBeGreaterThanOrEqual(10);
       expect(Math.max(...latencies)).toBeLessThan(200);

@@ -140,7 +140,7 @@ describe("what a viewer's requests cost", () => {
     expect(idle.text).toBe("");
   });
 
-  test("32 connections waiting at once: the 33rd is closed at once, and a viewer already in is not touched", async () => {
+  test("32 connections waiting at once: the 33rd is closed at once; a viewer already in is not touched", async () => {
     const s = await server();
     const view = await startView(bed, [s]);
     const viewer = await rawConnection(view.port);
@@ -290,7 +290,7 @@ describe("the stream", () => {
     expect(lines.map(sameBut)).toEqual([printed[0]!, printed[2]!].map(sameBut));
   });
 
-  test("a viewer that stops reading delays nothing: --forward gets every message in time; the viewer skips, then is cut", async () => {
+  test("a viewer that stops reading delays nothing: --forward gets every message; it skips, then is cut", async () => {
     const s = await server();
     const sink = await timedSink(bed);
     const view = await startView(bed, [s], sink.port, ["--web-history", "1MiB"]);
@@ -397,7 +397,8 @@ describe("the flags", () => {
     expect([code, lines]).toEqual([
       1,
       [
-        `slpc: cannot listen on 127.0.0.1:${taken.port} (--web): the address is already in use; pick another with --web`,
+        `slpc: cannot listen on 127.0.0.1:${taken.port} (--web): the address is already in use; ` +
+          "pick another with --web",
       ],
     ]);
   });

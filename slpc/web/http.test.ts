@@ -46,7 +46,7 @@ describe("HeadReader", () => {
     expect(status(`GET / HTTP/1.1\r\n${"X: y\r\n".repeat(65)}\r\n`)).toBe(431);
   });
 
-  test("what a careful server refuses: no HTTP/1.x line, no path, folded or malformed lines, a body, a second Host", () => {
+  test("refused: no HTTP/1.x line, no path, folded or malformed lines, a body, a second Host", () => {
     expect(status("GET / HTTP/2\r\n\r\n")).toBe(400);
     expect(status("GET http://evil/ HTTP/1.1\r\n\r\n")).toBe(400);
     expect(status("get / HTTP/1.1\r\n\r\n")).toBe(400);
@@ -71,7 +71,7 @@ describe("HeadReader", () => {
 });
 
 describe("response", () => {
-  test("a head and its body with their length; a stream's head has none; HEAD gets GET's length without the body", () => {
+  test("a head, and its body with its length; a stream's head has none; HEAD gets GET's length, no body", () => {
     expect(response(404, { A: "b" }, "gone\n").toString()).toBe(
       "HTTP/1.1 404 Not Found\r\nA: b\r\nContent-Length: 5\r\n\r\ngone\n",
     );

@@ -104,7 +104,7 @@ describe("ViewerStream", () => {
     expect(jsonl.take(1, 1)!.toString()).toStartWith(`{"skipped":${history.first - 1}}\n{"from":`);
   });
 
-  test("Last-Event-ID of this run resumes right after it; another run's, or nonsense, starts at the oldest held", () => {
+  test("Last-Event-ID of this run resumes right after it; another run's, or nonsense, starts at the oldest", () => {
     const history = filled(10);
     expect(startOf(history, RUN, "5f2c-4")).toEqual({ next: 5, known: true });
     expect(startOf(history, RUN, "5f2c-999")).toEqual({ next: 11, known: true }); // not yet: from now on
