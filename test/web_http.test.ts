@@ -407,15 +407,22 @@ describe("the flags", () => {
     const s = await server();
     const tokenFile = join(bed.dir, "token-accepted");
     writeFileSync(tokenFile, `${"t".repeat(256)}\n`);
-    const cases: [string[], (port: number) => string][] = [
-      [["--web-history", "1MiB", "--web-viewers", "1"], (port) => `127.0.0.1:${port}`],
-      [["--web-history", "1GiB", "--web-viewers", "1000"], (port) => `127.0.0.1:${port}`],
-      [["--web-token-file", tokenFile, "--web-host", "::1,logs.example"], (port) => `logs.example:${port}`],
-      [["--web-host", "view.example"], () => "view.example"],
+    const cases: [string, string[], (port: number) => string][] = [
+      ["127.0.0.1", ["--web-history", "1MiB", "--web-viewers", "1"], (port) => `127.0.0.1:${port}`],
+      ["127.0.0.1", ["--web-history", "1GiB", "--web-viewers", "1000"], (port) => `127.0.0.1:${port}`],
+      [
+        "127.0.0.1",
+        ["--web-token-file", tokenFile, "--web-host", "::1,logs.example"],
+        (port) => `logs.example:${port}`,
+      ],
+      ["127.0.0.1", ["--web-host", "view.example"], () => "view.example"],
+      // Every address: with a token of the operator's, and the name browsers use.
+      ["0.0.0.0", ["--web-token-file", tokenFile, "--web-host", "127.0.0.1"], (port) => `127.0.0.1:${port}`],
     ];
-    for (const [args, host] of cases) {
+    for (const [listen, args, host] of cases) {
       const port = await freePort();
-      const slpc = bed.slpc(s.tlsPort, ["--stdout", "--web", `127.0.0.1:${port}`, ...args]);
+      const slpc = bed.slpc(s.tlsPort, ["--stdout", "--web", `${listen}:${port}`, ...args]);
+
       await slpc.waitFor(/--web: the live view is at/);
       const token = args.includes("--web-token-file") ? "t".repeat(256) : /token=(\S+)/.exec(slpc.stderr)![1]!;
       const answer = await raw(port, get(port, "/page.css", { Host: host(port), Authorization: `Bearer ${token}` }));

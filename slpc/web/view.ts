@@ -10,7 +10,8 @@
 // its socket takes nothing for STALL_MS.
 
 import type { Socket, TCPSocketListener } from "bun";
-import { bindFailure, formatAddress, HandshakeLimiter } from "../../lib.ts";
+import { bindFailure, formatAddress, HandshakeLimiter, reason } from "../../lib.ts";
+
 import { authorized, refusal, tokenCookie } from "./access.ts";
 import { parseViewFilter, type ViewFilter } from "./filter.ts";
 import { type Arrival, History } from "./history.ts";
@@ -92,6 +93,8 @@ export class WebView {
   readonly #clock: Timer;
   #batch?: Timer;
   #refused = { count: 0, saidAt: Number.NEGATIVE_INFINITY };
+  /** Set once a handler threw: said once. */
+  #bugSaid = false;
 
   /**
    * The view on --web, and the line that says where to open it; an address it cannot listen on is
@@ -122,8 +125,8 @@ export class WebView {
       port: settings.listen.port,
       socket: {
         open: (socket) => this.#open(socket),
-        data: (socket, chunk) => this.#data(socket, chunk),
-        drain: (socket) => this.#feed(socket),
+        data: (socket, chunk) => this.#guarded(socket, () => this.#data(socket, chunk)),
+        drain: (socket) => this.#guarded(socket, () => this.#feed(socket)),
         close: (socket) => this.#closed(socket),
         error: () => {}, // the close that follows says it
       },
@@ -155,7 +158,9 @@ export class WebView {
     if (this.#batch === undefined && this.viewers > 0) {
       this.#batch = setTimeout(() => {
         this.#batch = undefined;
-        for (const socket of this.#peers) if (socket.data.phase === "streaming") this.#feed(socket);
+        for (const socket of this.#peers) {
+          if (socket.data.phase === "streaming") this.#guarded(socket, () => this.#feed(socket));
+        }
       }, BATCH_MS);
     }
   }
@@ -164,6 +169,21 @@ export class WebView {
     clearInterval(this.#clock);
     clearTimeout(this.#batch);
     this.#listener.stop(true);
+  }
+
+  /**
+   * Runs a handler: a bug that throws in it costs that connection, with one line, and never slpc
+   * (an exception out of a socket's handler would end the process, and delivery with it).
+   */
+  #guarded(socket: Socket<Peer>, handler: () => void): void {
+    try {
+      handler();
+    } catch (error) {
+      if (!this.#bugSaid) this.#log(`--web: ${reason(error)}; closing that connection (this is a bug)`);
+      this.#bugSaid = true;
+      this.#peers.delete(socket);
+      socket.terminate();
+    }
   }
 
   #count(phase: Phase): number {
@@ -308,7 +328,7 @@ export class WebView {
       if (!this.#write(socket, bytes)) return;
     }
     // Still behind after a turn's share: the rest after the others had theirs.
-    if (stream.behind) setImmediate(() => this.#feed(socket));
+    if (stream.behind) setImmediate(() => this.#guarded(socket, () => this.#feed(socket)));
   }
 
   #enter(socket: Socket<Peer>, phase: Phase): void {
@@ -340,18 +360,20 @@ export class WebView {
 
   /** Each phase's deadline, and the keepalive of quiet streams. */
   #tick(now: number): void {
-    for (const socket of this.#peers) {
-      const peer = socket.data;
-      const age = now - peer.since;
-      if (peer.phase === "request" && age > REQUEST_MS) this.#cut(socket, "sent no request");
-      else if (peer.phase === "responding" && age > RESPONSE_MS) this.#cut(socket, "took no response");
-      else if (peer.phase === "closing" && age > CLOSE_MS) this.#cut(socket, "did not close");
-      else if (peer.phase === "streaming" && peer.unsent && now - peer.tookAt > STALL_MS)
-        this.#cut(socket, `took nothing for ${STALL_MS / 1000} s`);
-      else if (peer.phase === "streaming" && !peer.unsent && now - peer.sentAt > KEEPALIVE_MS) {
-        if (peer.stream!.format === "sse") this.#write(socket, Buffer.from(":\n\n"));
-        else peer.sentAt = now; // JSON lines have no comment: a quiet line would be one more line to parse
-      }
+    for (const socket of this.#peers) this.#guarded(socket, () => this.#deadline(socket, now));
+  }
+
+  #deadline(socket: Socket<Peer>, now: number): void {
+    const peer = socket.data;
+    const age = now - peer.since;
+    if (peer.phase === "request" && age > REQUEST_MS) this.#cut(socket, "sent no request");
+    else if (peer.phase === "responding" && age > RESPONSE_MS) this.#cut(socket, "took no response");
+    else if (peer.phase === "closing" && age > CLOSE_MS) this.#cut(socket, "did not close");
+    else if (peer.phase === "streaming" && peer.unsent && now - peer.tookAt > STALL_MS)
+      this.#cut(socket, `took nothing for ${STALL_MS / 1000} s`);
+    else if (peer.phase === "streaming" && !peer.unsent && now - peer.sentAt > KEEPALIVE_MS) {
+      if (peer.stream!.format === "sse") this.#write(socket, Buffer.from(":\n\n"));
+      else peer.sentAt = now; // JSON lines have no comment: a quiet line would be one more line to parse
     }
   }
 }
