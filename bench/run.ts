@@ -99,8 +99,10 @@ const MANY_SERVERS = 3;
 const MANY_SERVERS_RATE = smoke ? 1_000 : 10_000;
 /** The rate the floor is measured at: the issue's goals are stated at 10,000/s. */
 const FLOOR_RATES = [10_000, 0];
-/** The live view's section: viewers, at the rate the issue names. */
+/** The live view's section: viewers, at the rate the issue names; in the full run, or alone with --web-view. */
 const WEB_VIEWERS = [0, 1, 10];
+const webInRun = !smoke;
+
 const WEB_RATE = 10_000;
 const SIZE = 200;
 
@@ -175,7 +177,7 @@ try {
     results.lastHop.push(await bench.measure(() => slpInto(bench, transport), LAST_HOP_RATE));
     progress(results.lastHop.at(-1)!);
   }
-  for (const viewers of WEB_VIEWERS) {
+  for (const viewers of webInRun ? WEB_VIEWERS : []) {
     results.webView.push(await bench.measure(() => slpWithViewers(bench, viewers), WEB_RATE));
     progress(results.webView.at(-1)!);
   }
@@ -188,8 +190,7 @@ try {
     idleTable(results.idle),
     manyServersTable(results.manyServers, MANY_SERVERS),
     ...(results.lastHop.length > 0 ? [lastHopTable(results.lastHop)] : []),
-    webViewTable(results.webView),
-
+    ...(results.webView.length > 0 ? [webViewTable(results.webView)] : []),
     goalsTable(results),
   ];
   const heading = `Measured ${results.date} on ${results.machine}; ${SIZE}-byte messages, ${SECONDS} s at each rate`;
