@@ -12,7 +12,8 @@
 //      into a real journald, at 10,000/s (full run, or --smoke --last-hop);
 //   7. issue 13's goals, each with what this run measured for it (bench/goals.ts);
 //   8. the live view: slpc --web's CPU per message at 10,000/s with no viewer, one and ten
-//      (bench/web_view.ts; or alone, with --web-view).
+//      (bench/web_view.ts; in the full run, or alone with --web-view).
+
 // Each section is a file of its own: 1 and 2 bench/sweep.ts, 3 and 4 bench/fanout.ts, 5
 // bench/many_servers.ts, 6 bench/last_hop.ts, 7 bench/goals.ts. What they share (the processes,
 // one measurement, CPU and memory from /proc) is bench/harness.ts, their tables bench/table.ts.
@@ -20,7 +21,7 @@
 //
 //   npm run bench                       the full run (a few minutes)
 //   npm run bench -- --compare rsyslog  the same, with rsyslog side by side
-//   npm run bench -- --smoke            a few seconds, to see that it works (no last hop)
+//   npm run bench -- --smoke            a few seconds, to see that it works (no last hop, no live view)
 //   npm run bench -- --rates 10000,0 --fan-out 1,10 --fan-out-rate 10000 --idle 100
 //                                       choose what to measure (rate 0: flat out)
 //   npm run bench -- --web-view         the live view's section alone, printed, no files written
