@@ -149,9 +149,13 @@ describe("what a viewer's requests cost", () => {
     const waiting = await Promise.all(Array.from({ length: 32 }, () => rawConnection(view.port)));
     await sleep(200);
     expect(waiting.filter((c) => c.closed)).toHaveLength(0);
-    const refused = await rawConnection(view.port);
-    await until("the 33rd to be closed", () => refused.closed, 2000);
-    expect(refused.text).toBe("");
+    // Closed as it opens: the connect itself may fail (ECONNRESET), or the socket close unread.
+    const refused = await rawConnection(view.port).catch(() => undefined);
+    if (refused) {
+      await until("the 33rd to be closed", () => refused.closed, 2000);
+      expect(refused.text).toBe("");
+    }
+
     for (const c of waiting) c.close();
     await sendUdp(s.udpPort, [Buffer.from("<13>still here")]);
     await until("the viewer to get the message", () => viewer.text.includes("still here"));
