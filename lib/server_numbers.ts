@@ -4,7 +4,7 @@
 import type { ClientStream } from "./client_stream.ts";
 import { describeFilter, type Filter } from "./filter.ts";
 import type { Metric } from "./metrics.ts";
-import type { ResumeBuffer } from "./resume_buffer.ts";
+import type { ResumeStore } from "./resume_buffer.ts";
 
 /** One authorized client, as slps keeps it. */
 export interface ClientState {
@@ -29,7 +29,7 @@ export interface ServerState {
   skipped: { empty: number; oversize: number };
   /** What the kernel dropped at the UDP socket, or null where it cannot be read. */
   kernelDropped: number | null;
-  buffer: ResumeBuffer;
+  buffer: ResumeStore;
   /** --buffer. */
   bufferLimit: number;
   /** The connections in each phase of their life; those resuming or streaming are authorized clients. */
