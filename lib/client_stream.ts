@@ -3,7 +3,7 @@
 
 import { encodeControl } from "./framing.ts";
 import type { ControlMessage } from "./protocol.ts";
-import type { Gap, ResumeStore } from "./resume_buffer.ts";
+import type { ResumeStore } from "./resume_buffer.ts";
 
 /**
  * Whether the message numbered `seq` passes a client's filter. Called only for numbers the
@@ -206,8 +206,9 @@ export class ClientStream {
    * count is unknown to a filtering client: the filter might have left some of them out.
    */
   #skipGaps(parts: Uint8Array[]): void {
-    let gap: Gap | undefined;
-    while (this.cursor! < this.#buffer.next && (gap = this.#buffer.gapAt(this.cursor!)) !== undefined) {
+    for (;;) {
+      const gap = this.cursor! < this.#buffer.next ? this.#buffer.gapAt(this.cursor!) : undefined;
+      if (gap === undefined) return;
       const lost = this.#select === undefined ? gap.next - this.cursor! : null;
       parts.push(encodeControl({ type: "start", seq: gap.next, lost, reason: gap.reason }));
       this.cursor = this.#clientNext = gap.next;
