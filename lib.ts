@@ -5,6 +5,7 @@
 // This file is the index: import from it, or from the module itself.
 
 export * from "./lib/address.ts"; // HOST:PORT, and why a port could not be listened on
+export * from "./lib/buffer_files.ts"; // slps's --buffer-dir as bytes: records, segments, the run file, --fsync
 export * from "./lib/client_auth.ts"; // slps's checks of a client certificate after the handshake, and its name
 export * from "./lib/client_stream.ts"; // what slps still has to send one client
 export * from "./lib/crl.ts"; // revocation lists, read by slps itself for pinned certificates
