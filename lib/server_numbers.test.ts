@@ -56,7 +56,7 @@ describe("server numbers", () => {
       refused: 1,
       skipped: { empty: 1, oversize: 0 },
       kernelDropped: 7,
-      buffer: { messages: 3, bytes: 29, limit: 1 << 20, first: 1, next: 4 },
+      buffer: { messages: 3, bytes: 29, limit: 1 << 20, first: 1, next: 4, disk: null },
       phases: { handshaking: 1, resuming: 1, streaming: 1, closing: 0 },
       clients: [
         {
