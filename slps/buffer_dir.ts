@@ -156,12 +156,11 @@ export function openBufferDir(dir: string, options: OpenOptions): DiskBuffer {
   const boot = bootId();
   const segmentBytes =
     options.sizes?.segmentBytes ?? Math.min(Math.max(Math.floor(limit / 32), MIN_SEGMENT_BYTES), MAX_SEGMENT_BYTES);
-  // The lock is held for the life of the process: its file descriptor is never closed.
-  let locked = false;
+  // The lock is held for the life of the process, or until close().
+  let lock: number | undefined;
   let failure: string | undefined;
   try {
-    lockBeside(join(dir, "slps"));
-    locked = true;
+    lock = lockBeside(join(dir, "slps"));
   } catch (error) {
     if (error instanceof LockHeld) {
       const by = `another slps${error.pid ? ` (pid ${error.pid})` : ""}`;
@@ -179,8 +178,7 @@ export function openBufferDir(dir: string, options: OpenOptions): DiskBuffer {
   const runFile = join(dir, "run");
   let runWritten = false;
   const writeRun = (clean: boolean) => {
-    if (!locked) lockBeside(join(dir, "slps"));
-    locked = true;
+    lock ??= lockBeside(join(dir, "slps"));
     const run: RunFile = { server: recovered.serverId, boot, fsync: String(options.fsync), clean };
     replaceFile(runFile, Buffer.from(formatRunFile(run)));
     syncFolder(dir);
@@ -214,6 +212,10 @@ export function openBufferDir(dir: string, options: OpenOptions): DiskBuffer {
       unlinkSync(runFile);
     } catch {}
   };
+  const unlock = () => {
+    if (lock !== undefined) closeSync(lock);
+    lock = undefined;
+  };
   return new DiskBuffer(recovered, {
     dir,
     limit,
@@ -224,6 +226,7 @@ export function openBufferDir(dir: string, options: OpenOptions): DiskBuffer {
     onStored: options.onStored,
     writeRun,
     dropRun,
+    unlock,
     retryMs: options.sizes?.retryMs ?? RETRY_MS,
   });
 }
@@ -313,17 +316,18 @@ function removeSegments(dir: string, which: (header: SegmentHeader | undefined) 
  */
 function recover(dir: string, boot: string, segmentBytes: number, log: (line: string) => void): Recovered {
   const say = (line: string) => log(`--buffer-dir ${dir}: ${line}`);
-  const fresh = (why: string | undefined): Recovered => {
+  const fresh = (why?: string): Recovered => {
     const serverId = newServerId();
     const removed = removeSegments(dir, () => true);
-    const old = removed ? `, the ${removed} segments of the old one removed` : "";
-    say(why === undefined ? `a new run ${serverId}` : `${why}; a new run ${serverId}${old}`);
+    const old = removed ? `, removing the old one's ${removed} segment${removed === 1 ? "" : "s"}` : "";
+    const because = why ?? (removed ? "no run file" : undefined);
+    say(because === undefined ? `a new run ${serverId}` : `${because}; a new run ${serverId}${old}`);
     return { serverId, pieces: [], next: 1, total: 0 };
   };
   let run: RunFile | undefined;
   try {
     const text = readRegularFile(join(dir, "run"), 4096);
-    if (text === undefined) return fresh(listSegments(dir, () => {}).length > 0 ? "no run file" : undefined);
+    if (text === undefined) return fresh();
     run = parseRunFile(text.toString("utf8"));
   } catch (error) {
     return fresh(`the run file cannot be read (${reason(error)})`);
@@ -419,8 +423,7 @@ function scanNewest(dir: string, segment: Found, say: (line: string) => void) {
   const scan = scanSegment(read, { from: SEGMENT_HEADER, size, step: INDEX_STEP });
   if (scan.end < segment.size) {
     const why = scan.bad ?? `over ${MAX_SEGMENT_BYTES} bytes of records`;
-    const cut = `${segment.size - scan.end} bytes after #${segment.first + scan.count - 1} cut off`;
-    say(`segment ${segment.name}: ${cut} (${why})`);
+    say(`segment ${segment.name} cut off from byte ${scan.end} (${why}): ${segment.size - scan.end} bytes`);
     try {
       if (!writable) throw new Error("read-only");
       ftruncateSync(fd, scan.end);

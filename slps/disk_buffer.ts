@@ -94,6 +94,8 @@ export interface DiskBufferOptions {
   writeRun: (clean: boolean) => void;
   /** Removes the run file, so that a restart while the disk fails starts a new run: best effort. */
   dropRun: () => void;
+  /** Lets go of the folder's lock. */
+  unlock: () => void;
   /** How often to try the disk again while it fails. */
   retryMs: number;
 }
@@ -190,18 +192,24 @@ export class DiskBuffer implements ResumeStore {
     else this.#waiting.push({ seq, done });
   }
 
-  /** Writes what is waiting, syncs, and marks the run as stopped cleanly. For SIGTERM and SIGINT. */
+  /** Writes what is waiting, syncs, marks the run as stopped cleanly, and lets go of the folder. For SIGTERM. */
   close(): void {
     this.#flush();
     clearTimeout(this.#syncTimer);
     clearInterval(this.#retryTimer);
-    if (!this.#writing) return;
-    try {
-      fdatasyncSync(this.#writing.fd);
-      this.#options.writeRun(true);
-    } catch (error) {
-      this.#options.log(`--buffer-dir ${this.#options.dir}: could not mark the run as stopped: ${reason(error)}`);
+    const writing = this.#writing;
+    this.#writing = undefined;
+    if (writing) {
+      try {
+        fdatasyncSync(writing.fd);
+        this.#options.writeRun(true);
+      } catch (error) {
+        this.#options.log(`--buffer-dir ${this.#options.dir}: could not mark the run as stopped: ${reason(error)}`);
+      }
+      closeSync(writing.fd);
     }
+    for (const reader of this.#readers.splice(0)) closeSync(reader.fd);
+    this.#options.unlock();
   }
 
   numbers(): DiskNumbers {
