@@ -18,7 +18,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
-import { ClientStream, Deframer, type FsyncPolicy, formatRunFile, SEGMENT_HEADER, UsageError } from "../lib.ts";
+import { ClientStream, Deframer, type FsyncPolicy, formatRunFile, UsageError } from "../lib.ts";
 import { removeDir, tempDir } from "../test/kit.ts";
 import { cannotMount, readOnlyView, smallDisk } from "../test/mounts.ts";
 import { MAX_SEGMENT_BYTES, openBufferDir } from "./buffer_dir.ts";
