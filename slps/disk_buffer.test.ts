@@ -20,12 +20,13 @@ import {
 import { join } from "node:path";
 import { ClientStream, Deframer, type FsyncPolicy, formatRunFile, UsageError } from "../lib.ts";
 import { removeDir, tempDir } from "../test/kit.ts";
-import { cannotMount, readOnlyView, smallDisk } from "../test/mounts.ts";
+import { cannotChattr, cannotMount, immutable, readOnlyView, smallDisk } from "../test/mounts.ts";
 import { MAX_SEGMENT_BYTES, openBufferDir } from "./buffer_dir.ts";
 import type { DiskBuffer } from "./disk_buffer.ts";
 
 const required = process.env.SLP_REQUIRE_DAEMONS === "1";
 if (cannotMount && !required) console.warn(`disk buffer tests of a full and a read-only disk skipped: ${cannotMount}`);
+if (cannotChattr && !required) console.warn(`disk buffer test of a folder made read-only skipped: ${cannotChattr}`);
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -399,6 +400,32 @@ describe("DiskBuffer", () => {
         /^held in memory only while --buffer-dir failed \(.*ENOSPC.*\), and overwritten$/,
       );
       expect(messages).toEqual([...texts(1, lostFrom! - 1), ...texts(from!, 2000)]);
+    },
+  );
+
+  test.skipIf(cannotChattr !== undefined && !required)(
+    "a folder that turns read-only: one line when a segment cannot be begun, memory meanwhile, the disk again after",
+    async () => {
+      const dir = folder();
+      const { buffer, lines } = open(dir, { tailBytes: 1 << 20, retryMs: 50 });
+      await fill(buffer, 1, 100);
+      immutable(dir, true);
+      cleanups.push(() => immutable(dir, false));
+      await fill(buffer, 101, 1000);
+      const failed = lines.filter((line) => line.includes("cannot"));
+      expect(failed).toEqual([
+        expect.stringMatching(
+          new RegExp(`^--buffer-dir ${dir}: cannot begin slps-\\d+\\.seg: .*EPERM.*; keeping messages`),
+        ),
+      ]);
+      expect(buffer.numbers().memoryOnly).toBe(true);
+      await sleep(200);
+      expect(lines.filter((line) => line.includes("cannot"))).toHaveLength(1); // tried again, and not said again
+      immutable(dir, false);
+      for (let i = 0; i < 50 && buffer.numbers().memoryOnly; i++) await sleep(20);
+      expect(lines.at(-1)).toMatch(/the disk takes messages again, from #\d+$/);
+      await fill(buffer, 1001, 1100);
+      expect(replay(buffer, 1).messages).toEqual(texts(1, 1100));
     },
   );
 

@@ -451,9 +451,9 @@ export class DiskBuffer implements ResumeStore {
         if (oldest === this.#writing?.piece || oldest.next > keepFrom) break;
         this.#forget(oldest);
       }
+      // A gap in front stays until then: a client resuming before it is told why, not that the buffer overflowed.
       this.#pieces.shift();
     }
-    while (this.#pieces[0]?.kind === "gap") this.#pieces.shift();
     this.first = this.#pieces[0]?.first ?? this.#tail.first;
     this.#updateBytes();
   }

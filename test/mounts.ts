@@ -41,3 +41,23 @@ export function readOnlyView(parent: string, source: string) {
   run("mount", "-o", "remount,ro,bind", dir);
   return { dir, unmount: () => run("umount", "-l", dir) };
 }
+
+/** Why this process cannot make a folder immutable (chattr +i), or undefined when it can. */
+export const cannotChattr: string | undefined = (() => {
+  const dir = tempDir("slp-chattr-probe-");
+  try {
+    run("chattr", "+i", dir);
+    run("chattr", "-i", dir);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+})();
+
+/**
+ * Makes `dir` immutable, or lets it be changed again: while it is, no file can be made, renamed or
+ * removed in it, even by root, as in a folder that turned read-only; files already open are still written.
+ */
+export function immutable(dir: string, on: boolean): void {
+  run("chattr", on ? "+i" : "-i", dir);
+}
