@@ -10,15 +10,18 @@
 //   5. one slpc following three slps at 10,000/s each: delivered share and latency per server;
 //   6. the last hop: slpc --forward tcp:// and relp:// into a real rsyslog, and --forward journal
 //      into a real journald, at 10,000/s (full run, or --smoke --last-hop);
-//   7. issue 13's goals, each with what this run measured for it (bench/goals.ts).
+//   7. the resume buffer on disk: the sweep's relay with slps's buffer in memory, then in a folder
+//      (--buffer-dir) under each --fsync policy, at 10,000 and 50,000/s (bench/buffer_dir.ts);
+//   8. issue 13's goals, each with what this run measured for it (bench/goals.ts).
 // Each section is a file of its own: 1 and 2 bench/sweep.ts, 3 and 4 bench/fanout.ts, 5
-// bench/many_servers.ts, 6 bench/last_hop.ts, 7 bench/goals.ts. What they share (the processes,
+// bench/many_servers.ts, 6 bench/last_hop.ts, 7 bench/buffer_dir.ts, 8 bench/goals.ts. What they share (the processes,
 // one measurement, CPU and memory from /proc) is bench/harness.ts, their tables bench/table.ts.
 // This file reads the flags, runs the sections in order and writes the results.
 //
 //   npm run bench                       the full run (a few minutes)
 //   npm run bench -- --compare rsyslog  the same, with rsyslog side by side
 //   npm run bench -- --smoke            a few seconds, to see that it works (no last hop)
+//   npm run bench -- --disk             the buffer on disk alone (section 7), with --smoke: at 10,000/s
 //   npm run bench -- --rates 10000,0 --fan-out 1,10 --fan-out-rate 10000 --idle 100
 //                                       choose what to measure (rate 0: flat out)
 //
@@ -27,6 +30,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "../test/kit.ts";
+import { BUFFER_KINDS, type DiskReading, type DiskRow, diskTable, slpOnDisk } from "./buffer_dir.ts";
 import { chart } from "./chart.ts";
 import { CLOCK_NAME } from "./clock.ts";
 import { fanOut, fanOutTables, type IdleRow, idleClients, idleTable } from "./fanout.ts";
@@ -50,9 +54,19 @@ const flagValue = (flag: string) => {
   if (value === undefined || value.startsWith("--")) usage(`${flag} needs a value`);
   return value;
 };
-const known = ["--smoke", "--last-hop", "--compare", "--out", "--rates", "--fan-out", "--fan-out-rate", "--idle"];
+const known = [
+  "--smoke",
+  "--last-hop",
+  "--disk",
+  "--compare",
+  "--out",
+  "--rates",
+  "--fan-out",
+  "--fan-out-rate",
+  "--idle",
+];
 const unknown = argv.find(
-  (word, i) => word.startsWith("--") && !known.includes(word) && !known.slice(2).includes(argv[i - 1]!),
+  (word, i) => word.startsWith("--") && !known.includes(word) && !known.slice(3).includes(argv[i - 1]!),
 );
 if (unknown) usage(`unknown flag ${unknown} (flags: ${known.join(", ")})`);
 /** A comma-separated list of whole numbers, at least `min` each. */
@@ -89,6 +103,9 @@ if (noJournal) {
   LAST_HOP.pop();
 }
 const LAST_HOP_RATE = 10_000;
+/** The buffer on disk, at the rates issue 19 names; alone with --disk. */
+const DISK_RATES = smoke ? [10_000] : [10_000, 50_000];
+const diskOnly = argv.includes("--disk");
 /** One slpc following this many servers, each at this rate (issue 11's row). */
 const MANY_SERVERS = 3;
 const MANY_SERVERS_RATE = smoke ? 1_000 : 10_000;
@@ -123,6 +140,7 @@ const results = {
   idle: [] as IdleRow[],
   lastHop: [] as Row[],
   manyServers: undefined as Row | undefined,
+  disk: [] as DiskRow[],
 };
 const progress = (row: Row) =>
   console.error(
@@ -133,6 +151,46 @@ try {
   console.error(
     `bench: ${SIZE}-byte messages for ${SECONDS} s at each rate; slpc with --forward-rate 0; clock ${CLOCK_NAME}`,
   );
+  if (!diskOnly) await otherSections();
+  for (const rate of DISK_RATES) {
+    for (const kind of BUFFER_KINDS) {
+      const reading: DiskReading = { fsyncs: 0, bytes: 0, errors: 0 };
+      const row = await bench.measure(() => slpOnDisk(bench, kind, reading), rate);
+      results.disk.push({ ...row, kind, fsyncs: reading.fsyncs, diskBytes: reading.bytes, diskErrors: reading.errors });
+      progress(row);
+    }
+  }
+  if (diskOnly) {
+    console.log(diskTable(results.disk, SECONDS));
+    console.error("bench: --disk measured the buffer on disk alone, and wrote no results files");
+  } else {
+    const sections = [
+      floorTable(results.floor),
+      sweepTable(results.sweep),
+      ...(compare ? [compareTable(results.sweep, RATES)] : []),
+      fanOutTables(results.fanOut, FAN_OUT_RATE, FAN_OUT),
+      idleTable(results.idle),
+      manyServersTable(results.manyServers!, MANY_SERVERS),
+      ...(results.lastHop.length > 0 ? [lastHopTable(results.lastHop)] : []),
+      diskTable(results.disk, SECONDS),
+      goalsTable(results),
+    ];
+    const heading = `Measured ${results.date} on ${results.machine}; ${SIZE}-byte messages, ${SECONDS} s at each rate`;
+    const text = `${heading}\n\n${sections.join("\n")}`;
+    console.log(text);
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(join(outDir, "results.md"), text);
+    writeFileSync(join(outDir, "results.svg"), chart(results.sweep, RATES));
+    console.error(`bench: wrote ${join(outDir, "results.json")}, results.md and results.svg`);
+  }
+} finally {
+  await bench.close();
+}
+process.exit(0);
+
+/** Sections 1 to 6, which --disk leaves out. */
+async function otherSections(): Promise<void> {
   for (const rate of FLOOR_RATES) {
     results.floor.push(await bench.measure(() => harnessFloor(bench), rate));
     progress(results.floor.at(-1)!);
@@ -157,26 +215,4 @@ try {
     results.lastHop.push(await bench.measure(() => slpInto(bench, transport), LAST_HOP_RATE));
     progress(results.lastHop.at(-1)!);
   }
-
-  const sections = [
-    floorTable(results.floor),
-    sweepTable(results.sweep),
-    ...(compare ? [compareTable(results.sweep, RATES)] : []),
-    fanOutTables(results.fanOut, FAN_OUT_RATE, FAN_OUT),
-    idleTable(results.idle),
-    manyServersTable(results.manyServers, MANY_SERVERS),
-    ...(results.lastHop.length > 0 ? [lastHopTable(results.lastHop)] : []),
-    goalsTable(results),
-  ];
-  const heading = `Measured ${results.date} on ${results.machine}; ${SIZE}-byte messages, ${SECONDS} s at each rate`;
-  const text = `${heading}\n\n${sections.join("\n")}`;
-  console.log(text);
-  mkdirSync(outDir, { recursive: true });
-  writeFileSync(join(outDir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(join(outDir, "results.md"), text);
-  writeFileSync(join(outDir, "results.svg"), chart(results.sweep, RATES));
-  console.error(`bench: wrote ${join(outDir, "results.json")}, results.md and results.svg`);
-} finally {
-  await bench.close();
 }
-process.exit(0);

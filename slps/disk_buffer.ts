@@ -32,7 +32,7 @@ import {
   segmentName,
   writeRecord,
 } from "../lib.ts";
-import { syncFolder, withoutPaths } from "../slpc/files.ts";
+import { syncFolder } from "../slpc/files.ts";
 
 /** Bytes between two entries of a segment's index, at least: a frame is found by reading this much at most. */
 export const INDEX_STEP = 64 * 1024;
@@ -394,7 +394,7 @@ export class DiskBuffer implements ResumeStore {
     }
     this.#batchLength = 0;
     this.#batchIndex = [];
-    const why = withoutPaths(error);
+    const why = diskError(error);
     const tail = `${Math.round(this.#options.tailBytes / 1024 ** 2)} MiB`;
     const keeping = `keeping messages from #${this.#diskNext} in memory (the newest ${tail})`;
     this.#options.log(
@@ -465,7 +465,7 @@ export class DiskBuffer implements ResumeStore {
       unlinkSync(join(this.#options.dir, piece.name));
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT") this.#sayOnce(`unlink ${code}`, `cannot remove ${piece.name}: ${withoutPaths(error)}`);
+      if (code !== "ENOENT") this.#sayOnce(`unlink ${code}`, `cannot remove ${piece.name}: ${diskError(error)}`);
     }
   }
 
@@ -672,7 +672,7 @@ export class DiskBuffer implements ResumeStore {
       length = readSync(fd, bytes, 0, bytes.length, position);
     } catch (error) {
       this.#errors++;
-      this.#lose(piece, `it cannot be read: ${withoutPaths(error)}`);
+      this.#lose(piece, `it cannot be read: ${diskError(error)}`);
       return undefined;
     }
     this.#window = { name: piece.name, position, bytes: bytes.subarray(0, length) };
@@ -694,7 +694,7 @@ export class DiskBuffer implements ResumeStore {
       scan = scanSegment(read, options);
     } catch (error) {
       this.#errors++;
-      this.#lose(piece, `it cannot be read: ${withoutPaths(error)}`);
+      this.#lose(piece, `it cannot be read: ${diskError(error)}`);
       return false;
     }
     piece.ordinals = scan.ordinals;
@@ -747,7 +747,7 @@ export class DiskBuffer implements ResumeStore {
       fd = openSync(join(this.#options.dir, piece.name), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     } catch (error) {
       this.#errors++;
-      this.#lose(piece, `it cannot be opened: ${withoutPaths(error)}`);
+      this.#lose(piece, `it cannot be opened: ${diskError(error)}`);
       return undefined;
     }
     readers.push({ name: piece.name, fd });
@@ -759,4 +759,15 @@ export class DiskBuffer implements ResumeStore {
     const i = this.#readers.findIndex((reader) => reader.name === name);
     if (i >= 0) closeSync(this.#readers.splice(i, 1)[0]!.fd);
   }
+}
+
+/**
+ * A failed file operation in words, as `no space left on device (ENOSPC)`: without the path, which
+ * the line names already, and without the system call, which the line says in its own words.
+ */
+export function diskError(error: unknown): string {
+  const { code, message } = error as NodeJS.ErrnoException;
+  if (typeof code !== "string" || typeof message !== "string") return reason(error);
+  const words = message.replace(new RegExp(`^${code}: `), "").replace(/, \w+( '.*')?$/, "");
+  return `${words} (${code})`;
 }

@@ -53,13 +53,16 @@ const segments = (dir: string) =>
     .filter((name) => name.endsWith(".seg"))
     .sort();
 
-/** Waits until slps has taken `count` messages in all, so that none is still in the kernel's buffer. */
-async function received(s: ServerHandle, count: number): Promise<void> {
+/**
+ * Waits until slps has stored every message up to number `last`: written (and synced, as --fsync
+ * says), so that none is still in the kernel's buffer or in the turn a SIGKILL would cut short.
+ */
+async function stored(s: ServerHandle, last: number): Promise<void> {
   for (let i = 0; i < 500; i++) {
-    if ((await snapshotOf(s)).received >= count) return;
+    if ((await snapshotOf(s)).buffer.next > last) return;
     await sleep(20);
   }
-  throw new Error(`slps received fewer than ${count}:\n${s.stderr}`);
+  throw new Error(`slps did not store up to #${last}:\n${s.stderr}`);
 }
 
 /** slps with the test's certificates on loopback and `args`, not waited for: for what is refused at start. */
@@ -85,13 +88,13 @@ describe("the resume buffer on disk", () => {
       away.kill("SIGTERM");
       await away.exit();
       await feed(first, named("missed", 300, 1, 300));
-      await received(first, 350);
+      await stored(first, 350);
       first.kill(signal);
       await first.exit();
       const second = await server(dir, [], first);
       expect(second.stderr).toMatch(new RegExp(`--buffer-dir ${dir}: run [0-9a-f]{16} goes on from #351`));
       await feed(second, named("after", 20));
-      await received(second, 20);
+      await stored(second, 370);
       const back = await client(second, state);
       await until(
         () => `the client to print 320, not ${printed(back).length}:\n${back.stderr}`,
@@ -110,7 +113,7 @@ describe("the resume buffer on disk", () => {
     const first = await server(dir);
     const c = await bed.client(first, { args: ["--dead-after", "2"] });
     await feed(first, named("one", 100));
-    await received(first, 100);
+    await stored(first, 100);
     first.kill("SIGKILL");
     await first.exit();
     const second = await server(dir, [], first);
@@ -128,12 +131,14 @@ describe("the resume buffer on disk", () => {
     const state = join(bed.dir, "state-night.json");
     const s = await server(dir, ["--buffer", "64MiB"]);
     const away = await client(s, state);
+    await feed(s, named("evening", 1));
+    await until("the client to print one", () => printed(away).length === 1); // and so to have a point to resume
     away.kill("SIGTERM");
     await away.exit();
     // 20 MB: more than the 16 MiB a client may fall behind by default without --buffer-dir.
     const night = named("night", 20_000, 1, 1000);
     await feed(s, night);
-    await received(s, 20_000);
+    await stored(s, 20_001);
     const back = await client(s, state);
     await until(
       () => `20,000 printed, not ${printed(back).length}`,
@@ -148,7 +153,7 @@ describe("the resume buffer on disk", () => {
     const dir = bufferDir();
     const s = await server(dir, ["--buffer", "4MiB"]);
     await feed(s, named("fill", 12_000, 1, 1000));
-    await received(s, 12_000);
+    await stored(s, 12_000);
     const numbers = await snapshotOf(s);
     const onDisk = segments(dir).reduce((sum, name) => sum + statSync(join(dir, name)).size, 0);
     expect(onDisk).toBeLessThanOrEqual(4 * 1024 * 1024);
@@ -212,7 +217,7 @@ describe("bad files in --buffer-dir: one line each, and delivery goes on", () =>
   async function filled(dir: string, count: number, size: number) {
     const s = await server(dir);
     await feed(s, named("old", count, 1, size));
-    await received(s, count);
+    await stored(s, count);
     s.kill("SIGTERM");
     await s.exit();
     return s;
@@ -284,8 +289,8 @@ describe("bad files in --buffer-dir: one line each, and delivery goes on", () =>
         ),
       ),
     ]);
-    expect((await snapshotOf(s)).buffer.disk).toMatchObject({ memoryOnly: true });
     await deliveryGoesOn(s);
+    expect((await snapshotOf(s)).buffer.disk).toMatchObject({ memoryOnly: true });
   });
 
   withMounts(
