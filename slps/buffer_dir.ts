@@ -15,6 +15,7 @@ import {
   constants,
   fstatSync,
   ftruncateSync,
+  lstatSync,
   opendirSync,
   openSync,
   readFileSync,
@@ -55,6 +56,7 @@ import {
   diskError,
   frameBytesOf,
   INDEX_STEP,
+  MAX_SEGMENT_BYTES,
   type Piece,
   type Recovered,
   type SegmentPiece,
@@ -68,7 +70,6 @@ export const MAX_BUFFER_DIR_GIB = 256;
 const TAIL_BYTES = 16 * 1024 ** 2;
 /** A segment is about 1/32 of --buffer (so the oldest go 1/32 at a time), within these bounds. */
 const MIN_SEGMENT_BYTES = 1024 ** 2;
-export const MAX_SEGMENT_BYTES = 256 * 1024 ** 2;
 /** Segment files read at start at most: the newest, if there are more. */
 const MAX_SEGMENT_FILES = 4096;
 /** While the disk fails, it is tried again this often. */
@@ -287,6 +288,8 @@ function readHeader(dir: string, name: string): Found {
   const first = segmentFirst(name)!;
   let fd: number;
   try {
+    // Not opened at all unless it is a regular file; and if one is put there meanwhile, not waited on.
+    if (!lstatSync(join(dir, name)).isFile()) return { name, first, size: 0, bad: "not a regular file" };
     fd = openSync(join(dir, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
     return { name, first, size: 0, bad: diskError(error) };

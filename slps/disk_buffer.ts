@@ -34,6 +34,8 @@ import {
 } from "../lib.ts";
 import { syncFolder } from "../slpc/files.ts";
 
+/** A segment grows to 1/32 of --buffer, this much at most; no more of any segment is ever read. */
+export const MAX_SEGMENT_BYTES = 256 * 1024 ** 2;
 /** Bytes between two entries of a segment's index, at least: a frame is found by reading this much at most. */
 export const INDEX_STEP = 64 * 1024;
 /** Bytes of a segment read at once to serve replays and find frames. */
@@ -690,7 +692,8 @@ export class DiskBuffer implements ResumeStore {
     };
     let scan: ReturnType<typeof scanSegment>;
     try {
-      const options = { from: SEGMENT_HEADER, size: piece.size, step: INDEX_STEP, maxCount: piece.next - piece.first };
+      const size = Math.min(piece.size, SEGMENT_HEADER + MAX_SEGMENT_BYTES);
+      const options = { from: SEGMENT_HEADER, size, step: INDEX_STEP, maxCount: piece.next - piece.first };
       scan = scanSegment(read, options);
     } catch (error) {
       this.#errors++;
