@@ -163,6 +163,8 @@ export class DiskBuffer implements ResumeStore {
   #said = new Set<string>();
   /** Whether slps may be told of sendable messages: not while it is still being built. */
   #ready = false;
+  /** True while the disk is tried again: a failure then was said when the disk first failed. */
+  #retrying = false;
 
   constructor(recovered: Recovered, options: DiskBufferOptions) {
     this.#options = options;
@@ -172,7 +174,9 @@ export class DiskBuffer implements ResumeStore {
     this.total = recovered.total;
     this.first = this.#pieces[0]?.first ?? this.next;
     for (const piece of this.#pieces) if (piece.kind === "segment") this.#diskBytes += piece.size;
-    this.#tail = new ResumeBuffer(options.tailBytes + 2 * MAX_FRAME, recovered.next, recovered.total);
+    // Room for a whole batch too: what is not written yet must still be in the tail when it is.
+    const ring = Math.max(options.tailBytes, 2 * BATCH_BYTES) + 2 * MAX_FRAME;
+    this.#tail = new ResumeBuffer(ring, recovered.next, recovered.total);
     if (recovered.failure !== undefined) this.#startFailing(recovered.failure);
     else if (recovered.writing) this.#write(recovered.writing);
     else this.#beginSegment(this.next);
@@ -324,7 +328,14 @@ export class DiskBuffer implements ResumeStore {
   #beginSegment(first: number): void {
     const previous = this.#writing?.piece ?? this.#lastSegment();
     if (this.#writing) {
-      closeSync(this.#writing.fd);
+      const { fd, piece } = this.#writing;
+      try {
+        // --fsync SECONDS: the last of this segment is synced now, since its timer syncs the next one.
+        if (typeof this.#options.fsync === "number") this.#sync(fd);
+      } catch (error) {
+        return this.#fail(error, `sync ${piece.name}`);
+      }
+      closeSync(fd);
       this.#writing = undefined;
     }
     const heldInMemory = first > this.#diskNext;
@@ -393,16 +404,24 @@ export class DiskBuffer implements ResumeStore {
       } catch {}
       closeSync(writing.fd);
       this.#writing = undefined;
+      // A segment that holds nothing is no use, and its name is the one the next attempt needs.
+      if (writing.piece.next === writing.piece.first) {
+        this.#pieces.splice(this.#pieces.indexOf(writing.piece), 1);
+        this.#diskBytes -= writing.piece.size;
+        this.#removeQuietly(writing.piece.name);
+      }
     }
     this.#batchLength = 0;
     this.#batchIndex = [];
     const why = diskError(error);
     const tail = `${Math.round(this.#options.tailBytes / 1024 ** 2)} MiB`;
     const keeping = `keeping messages from #${this.#diskNext} in memory (the newest ${tail})`;
-    this.#options.log(
-      `--buffer-dir ${this.#options.dir}: cannot ${what}: ${why}; ${keeping}, and trying the disk every ` +
-        `${this.#options.retryMs / 1000} s`,
-    );
+    const every = `${this.#options.retryMs / 1000} s`;
+    if (!this.#retrying) {
+      this.#options.log(
+        `--buffer-dir ${this.#options.dir}: cannot ${what}: ${why}; ${keeping}, and trying the disk every ${every}`,
+      );
+    }
     // A restart before the disk works again must not go on with numbers that only memory held.
     this.#options.dropRun();
     this.#startFailing(why);
@@ -426,10 +445,14 @@ export class DiskBuffer implements ResumeStore {
       return; // still failing: the line said so when it began
     }
     const lostFrom = this.#diskNext;
-    this.#beginSegment(from);
-    if (!this.#writing) return;
-    for (let seq = from; seq < this.#tail.next; seq++) this.#addRecord(seq, this.#tail.message(seq));
-    this.#flush();
+    this.#retrying = true;
+    try {
+      this.#beginSegment(from);
+      for (let seq = from; seq < this.#tail.next && this.#writing; seq++) this.#addRecord(seq, this.#tail.message(seq));
+      this.#flush();
+    } finally {
+      this.#retrying = false;
+    }
     if (!this.#writing) return;
     clearInterval(this.#retryTimer);
     this.#retryTimer = undefined;
