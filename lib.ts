@@ -27,7 +27,7 @@ export * from "./lib/protocol.ts"; // the control messages and the resume decisi
 export * from "./lib/proxy.ts"; // which proxy slpc dials a server through: --proxy, HTTPS_PROXY, NO_PROXY
 export * from "./lib/proxy_handshake.ts"; // the exchange that opens a tunnel: HTTP CONNECT or SOCKS5
 export * from "./lib/relp.ts"; // a RELP client session, sans I/O
-export * from "./lib/resume_buffer.ts"; // slps's ring of recent messages, every client's queue
+export * from "./lib/resume_buffer.ts"; // slps's ring of recent messages, every client's queue; ResumeStore
 export * from "./lib/server_numbers.ts"; // slps's numbers for SIGUSR1 and /metrics, from its state
 export * from "./lib/socket_drops.ts"; // a socket's own count of what the kernel dropped, through libc
 export * from "./lib/state_file.ts"; // slpc's --state file, a resume point per server
