@@ -54,7 +54,7 @@ describe("records", () => {
     expect("frame" in read && Buffer.from(read.frame).toString()).toBe("9 <13>hello");
   });
 
-  test("any messages read back as their frames, and the last record cut anywhere reads as short, never as a record", () => {
+  test("any messages read back as their frames; the last record cut anywhere reads as short, not a record", () => {
     fc.assert(
       fc.property(fc.array(message, { minLength: 1, maxLength: 20 }), fc.nat(), (messages, cutAt) => {
         const bytes = records(messages);
@@ -234,7 +234,9 @@ describe("the run file and whether a run goes on", () => {
     for (const fsync of ["never", "1"]) {
       expect(mayContinue({ ...run, fsync }, "b2")).toEqual({
         yes: false,
-        why: `the machine restarted while slps ran with --fsync ${fsync} and had not stopped: what it had not synced may be lost`,
+        why:
+          `the machine restarted while slps ran with --fsync ${fsync} and had not stopped: ` +
+          "what it had not synced may be lost",
       });
     }
   });

@@ -109,7 +109,7 @@ describe("server numbers", () => {
     expect(prometheusText(serverMetrics(numbers))).not.toContain("slps_kernel_dropped_datagrams_total");
   });
 
-  test("with --buffer-dir, SIGUSR1 shows the disk under buffer.disk and /metrics has its numbers; without, neither", () => {
+  test("with --buffer-dir, SIGUSR1 shows buffer.disk and /metrics its numbers; without, neither", () => {
     const disk = {
       dir: "/var/lib/slps",
       fsync: "always",

@@ -115,7 +115,7 @@ function replay(buffer: DiskBuffer, seq: number) {
 const texts = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => String(message(from + i)));
 
 describe("DiskBuffer", () => {
-  test("frames read back as appended, from memory and from disk; behind and catchUpPoint count their bytes", async () => {
+  test("frames read back as appended, from memory and disk; behind and catchUpPoint count their bytes", async () => {
     const { buffer } = open(folder());
     await fill(buffer, 1, 3000);
     expect(segments(buffer.numbers().dir).length).toBeGreaterThan(10);
@@ -269,7 +269,7 @@ describe("DiskBuffer", () => {
     expect(replay(buffer, 1).messages).toEqual(texts(1, 1000));
   });
 
-  test("after the machine restarted under --fsync never, a new run begins, the old one's segments removed", async () => {
+  test("after the machine restarted under --fsync never, a new run begins, the old segments removed", async () => {
     for (const [fsync, goesOn] of [
       ["never", false],
       ["1", false],

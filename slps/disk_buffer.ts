@@ -532,7 +532,8 @@ export class DiskBuffer implements ResumeStore {
       return { data: data.subarray(0, this.#tail.behind(seq) - this.#tail.behind(this.next)), next: this.next };
     }
     const found = this.#find(seq);
-    if (!found) return { data: new Uint8Array(0), next: seq }; // unreadable after all: now a gap, which the caller passes
+    // Unreadable after all: it is a gap now, which the caller passes.
+    if (!found) return { data: new Uint8Array(0), next: seq };
     const { piece, frame } = found;
     const end = Math.min(piece.next, this.#tail.first, this.next);
     const frames = [frame];

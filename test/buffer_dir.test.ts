@@ -78,7 +78,7 @@ const client = (s: ServerHandle, state: string, args: string[] = []) =>
 
 describe("the resume buffer on disk", () => {
   for (const signal of ["SIGKILL", "SIGTERM"] as const) {
-    test(`a client away across an slps restart (${signal}) resumes with no gap line and gets exactly what it missed`, async () => {
+    test(`a client away across an slps restart (${signal}) resumes without a gap, with all it missed`, async () => {
       const dir = bufferDir();
       const state = join(bed.dir, `state-${signal}.json`);
       const first = await server(dir);
