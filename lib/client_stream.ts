@@ -234,8 +234,15 @@ export class ClientStream {
         this.filtered++;
         continue;
       }
-      if (seq !== this.#clientNext) parts.push(encodeControl({ type: "start", seq }));
       const frame = this.#buffer.frame(seq);
+      if (frame.length === 0) {
+        // A file the buffer could not read after all: it made it a gap, which the top of the loop passes.
+        this.cursor = seq;
+        if (this.#buffer.gapAt(seq) === undefined) return;
+        end = seq;
+        continue;
+      }
+      if (seq !== this.#clientNext) parts.push(encodeControl({ type: "start", seq }));
       parts.push(frame);
       bytes += frame.length;
       this.sent++;
