@@ -51,16 +51,8 @@ import {
   UsageError,
 } from "../lib.ts";
 import { LockHeld, lockBeside, readRegularFile, removeLeftovers, replaceFile, syncFolder } from "../slpc/files.ts";
-import {
-  DiskBuffer,
-  diskError,
-  frameBytesOf,
-  INDEX_STEP,
-  MAX_SEGMENT_BYTES,
-  type Piece,
-  type Recovered,
-  type SegmentPiece,
-} from "./disk_buffer.ts";
+import { DiskBuffer, frameBytesOf, type Piece, type Recovered, type SegmentPiece } from "./disk_buffer.ts";
+import { diskError, INDEX_STEP, MAX_SEGMENT_BYTES } from "./segment_reader.ts";
 
 /** The resume buffer in memory is one Buffer, which Bun allocates up to 4 GiB: --buffer and --queue stay below. */
 export const MAX_BUFFER_GIB = 2;

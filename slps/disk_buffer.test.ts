@@ -22,7 +22,8 @@ import { ClientStream, Deframer, type FsyncPolicy, formatRunFile, UsageError } f
 import { removeDir, tempDir } from "../test/kit.ts";
 import { cannotChattr, cannotMount, immutable, readOnlyView, smallDisk } from "../test/mounts.ts";
 import { openBufferDir } from "./buffer_dir.ts";
-import { type DiskBuffer, MAX_SEGMENT_BYTES } from "./disk_buffer.ts";
+import type { DiskBuffer } from "./disk_buffer.ts";
+import { MAX_SEGMENT_BYTES } from "./segment_reader.ts";
 
 const required = process.env.SLP_REQUIRE_DAEMONS === "1";
 if (cannotMount && !required) console.warn(`disk buffer tests of a full and a read-only disk skipped: ${cannotMount}`);

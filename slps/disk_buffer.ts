@@ -12,7 +12,7 @@
 // messages in it, as a gap the clients are told of. Opening the folder and going on from what it
 // holds is slps/buffer_dir.ts.
 
-import { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import {
   type DiskNumbers,
@@ -23,28 +23,19 @@ import {
   RECORD_HEADER,
   ResumeBuffer,
   type ResumeStore,
-  readRecord,
   reason,
   recordSize,
   SEGMENT_FLAGS,
   SEGMENT_HEADER,
-  scanSegment,
   segmentName,
   writeRecord,
 } from "../lib.ts";
 import { syncFolder } from "../slpc/files.ts";
+import { diskError, INDEX_STEP, SegmentReader, Unreadable } from "./segment_reader.ts";
 
-/** A segment grows to 1/32 of --buffer, this much at most; no more of any segment is ever read. */
-export const MAX_SEGMENT_BYTES = 256 * 1024 ** 2;
-/** Bytes between two entries of a segment's index, at least: a frame is found by reading this much at most. */
-export const INDEX_STEP = 64 * 1024;
-/** Bytes of a segment read at once to serve replays and find frames. */
-const WINDOW_BYTES = 512 * 1024;
 /** Bytes of records written at once at most: a larger turn is written in several. */
 const BATCH_BYTES = 1024 * 1024;
-/** Segments read from at once without opening them again. */
-const OPEN_READERS = 4;
-const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
+const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
 const O_CLOEXEC = 0o2000000;
 
 /** A stretch of numbers the disk held: a segment file, or messages lost (a gap). */
@@ -153,12 +144,8 @@ export class DiskBuffer implements ResumeStore {
   #diskBytes = 0;
   #fsyncs = 0;
   #errors = 0;
-  /** Files open for reading, newest use last. */
-  #readers: { name: string; fd: number }[] = [];
-  /** The bytes last read from a segment. */
-  #window: { name: string; position: number; bytes: Buffer } | undefined;
-  /** Where a frame was last found: a replay asks for the next one there. */
-  #found: { name: string; ordinal: number; position: number } | undefined;
+  /** Reads frames back from the segments. */
+  readonly #reader: SegmentReader;
   /** Lines said once per kind, not once per attempt. */
   #said = new Set<string>();
   /** Whether slps may be told of sendable messages: not while it is still being built. */
@@ -168,6 +155,10 @@ export class DiskBuffer implements ResumeStore {
 
   constructor(recovered: Recovered, options: DiskBufferOptions) {
     this.#options = options;
+    this.#reader = new SegmentReader(
+      options.dir,
+      () => this.#writing && { ...this.#writing, name: this.#writing.piece.name },
+    );
     this.serverId = recovered.serverId;
     this.#pieces = recovered.pieces;
     this.next = this.#diskNext = recovered.next;
@@ -214,7 +205,7 @@ export class DiskBuffer implements ResumeStore {
       }
       closeSync(writing.fd);
     }
-    for (const reader of this.#readers.splice(0)) closeSync(reader.fd);
+    this.#reader.close();
     this.#options.unlock();
   }
 
@@ -485,7 +476,7 @@ export class DiskBuffer implements ResumeStore {
 
   #forget(piece: SegmentPiece): void {
     this.#diskBytes -= piece.size;
-    this.#closeReader(piece.name);
+    this.#reader.forget(piece.name);
     try {
       unlinkSync(join(this.#options.dir, piece.name));
     } catch (error) {
@@ -539,16 +530,16 @@ export class DiskBuffer implements ResumeStore {
     const frames = [frame];
     let bytes = frame.length;
     let next = seq + 1;
-    let position = this.#found!.position + RECORD_HEADER + frame.length;
+    let position = found.position + RECORD_HEADER + frame.length;
     while (next < end) {
-      const record = this.#recordAt(piece, position);
+      const record = this.#read(piece, () => this.#reader.recordAt(piece, position));
       if (!record || bytes + record.frame.length > maxBytes) break;
       frames.push(record.frame);
       bytes += record.frame.length;
       position += record.size;
       next++;
     }
-    this.#found = { name: piece.name, ordinal: next - piece.first, position };
+    if (next < piece.next) this.#reader.remember(piece, next - piece.first, position);
     return { data: frames.length === 1 ? frame : Buffer.concat(frames, bytes), next };
   }
 
@@ -590,7 +581,8 @@ export class DiskBuffer implements ResumeStore {
     if (seq >= this.next || seq >= this.#tail.first) return this.next;
     const piece = this.#pieceOf(seq);
     if (!piece || piece.kind === "gap" || !this.#scanned(piece)) return seq;
-    if (seq >= piece.next || this.#readerOf(piece) === undefined) return seq; // short, or gone: now a gap
+    // Short, or gone since: a gap now.
+    if (seq >= piece.next || this.#read(piece, () => this.#reader.open(piece)) === undefined) return seq;
     return Math.min(piece.next, this.next);
   }
 
@@ -632,98 +624,23 @@ export class DiskBuffer implements ResumeStore {
     if (piece.kind === "gap" || seq === piece.first) return piece.base;
     const found = this.#find(seq);
     if (!found) return this.#offsetOf(seq); // unreadable after all: the pieces changed
-    const ordinal = seq - found.piece.first;
-    const inFile = this.#found!.position - SEGMENT_HEADER - RECORD_HEADER * ordinal;
+    const inFile = found.position - SEGMENT_HEADER - RECORD_HEADER * (seq - found.piece.first);
     return found.piece.base + Math.min(inFile, frameBytesOf(found.piece));
   }
 
-  /** Frame `seq` from its segment, which must hold it; undefined when it cannot be read (it is then a gap). */
-  #find(seq: number): { piece: SegmentPiece; frame: Uint8Array } | undefined {
+  /** Frame `seq` from its segment; undefined when it cannot be read (it is then a gap). */
+  #find(seq: number): { piece: SegmentPiece; frame: Uint8Array; position: number } | undefined {
     const piece = this.#pieceOf(seq);
     if (piece?.kind !== "segment" || !this.#scanned(piece) || seq >= piece.next) return undefined;
-    const ordinal = seq - piece.first;
-    // From the index entry before it, or from where the last frame was found if that is nearer.
-    const entries = piece.ordinals!;
-    let low = 0;
-    let high = entries.length - 1;
-    while (low < high) {
-      const mid = (low + high + 1) >> 1;
-      if (entries[mid]! <= ordinal) low = mid;
-      else high = mid - 1;
-    }
-    let at = entries[low]!;
-    let position = piece.positions![low]!;
-    const found = this.#found;
-    if (found?.name === piece.name && found.ordinal <= ordinal && found.ordinal > at) {
-      at = found.ordinal;
-      position = found.position;
-    }
-    for (;;) {
-      const record = this.#recordAt(piece, position);
-      if (!record) return undefined;
-      if (at === ordinal) {
-        this.#found = { name: piece.name, ordinal, position };
-        return { piece, frame: record.frame };
-      }
-      position += record.size;
-      at++;
-    }
-  }
-
-  /** The record at `position` of a segment; undefined, and the rest of the segment a gap, when it is not one. */
-  #recordAt(piece: SegmentPiece, position: number): { frame: Uint8Array; size: number } | undefined {
-    const bytes = this.#bytesAt(piece, position, RECORD_HEADER + MAX_FRAME);
-    if (!bytes) return undefined;
-    const record = readRecord(bytes, 0);
-    if ("frame" in record) return record;
-    // The scan read it whole before: the file changed under slps since.
-    const why = "short" in record ? `cut short (${record.short})` : record.bad;
-    this.#lose(piece, `${why}, at byte ${position}`);
-    return undefined;
-  }
-
-  /** Bytes of a segment from `position`: at least `wanted` of them, or all up to its end. */
-  #bytesAt(piece: SegmentPiece, position: number, wanted: number): Buffer | undefined {
-    const window = this.#window;
-    const end = Math.min(position + wanted, piece.size);
-    if (window?.name === piece.name && window.position <= position && window.position + window.bytes.length >= end) {
-      return window.bytes.subarray(position - window.position);
-    }
-    const fd = this.#readerOf(piece);
-    if (fd === undefined) return undefined;
-    // A new Buffer each time: frames handed out as views of the last one stay as they are.
-    const bytes = Buffer.allocUnsafe(Math.max(end - position, Math.min(WINDOW_BYTES, piece.size - position)));
-    let length: number;
-    try {
-      length = readSync(fd, bytes, 0, bytes.length, position);
-    } catch (error) {
-      this.#errors++;
-      this.#lose(piece, `it cannot be read: ${diskError(error)}`);
-      return undefined;
-    }
-    this.#window = { name: piece.name, position, bytes: bytes.subarray(0, length) };
-    return this.#window.bytes;
+    const found = this.#read(piece, () => this.#reader.find(piece, seq - piece.first));
+    return found && { piece, ...found };
   }
 
   /** Reads a segment's records once, checking each, for its index; one that ends early ends there. */
   #scanned(piece: SegmentPiece): boolean {
     if (piece.ordinals) return true;
-    const fd = this.#readerOf(piece);
-    if (fd === undefined) return false;
-    const read = (position: number, length: number) => {
-      const bytes = Buffer.allocUnsafe(length);
-      return bytes.subarray(0, readSync(fd, bytes, 0, length, position));
-    };
-    let scan: ReturnType<typeof scanSegment>;
-    try {
-      const size = Math.min(piece.size, SEGMENT_HEADER + MAX_SEGMENT_BYTES);
-      const options = { from: SEGMENT_HEADER, size, step: INDEX_STEP, maxCount: piece.next - piece.first };
-      scan = scanSegment(read, options);
-    } catch (error) {
-      this.#errors++;
-      this.#lose(piece, `it cannot be read: ${diskError(error)}`);
-      return false;
-    }
+    const scan = this.#read(piece, () => this.#reader.scan(piece, piece.next - piece.first));
+    if (!scan) return false;
     piece.ordinals = scan.ordinals;
     piece.positions = scan.positions;
     if (scan.count < piece.next - piece.first) {
@@ -732,9 +649,16 @@ export class DiskBuffer implements ResumeStore {
     return scan.count > 0;
   }
 
-  /** A segment that can no longer be read: all of it is a gap. */
-  #lose(piece: SegmentPiece, why: string): void {
-    this.#cut(piece, piece.first, why);
+  /** What `read` gives; undefined when the segment cannot be read, which makes all of it a gap. */
+  #read<T>(piece: SegmentPiece, read: () => T): T | undefined {
+    try {
+      return read();
+    } catch (error) {
+      if (!(error instanceof Unreadable)) throw error;
+      this.#errors++;
+      this.#cut(piece, piece.first, error.message);
+      return undefined;
+    }
   }
 
   /** Ends a segment's piece at `at`: the numbers from there to its end become a gap naming it, said in one line. */
@@ -745,9 +669,9 @@ export class DiskBuffer implements ResumeStore {
     this.#options.log(`--buffer-dir ${this.#options.dir}: ${lost}; messages #${at} to #${piece.next - 1} are lost`);
     const index = this.#pieces.indexOf(piece);
     const gap: GapPiece = { kind: "gap", first: at, next: piece.next, base: this.#endOffset(index), reason: lost };
+    this.#reader.forget(piece.name);
     if (at === piece.first) {
       this.#pieces[index] = gap;
-      this.#closeReader(piece.name);
       this.#diskBytes -= piece.size;
       this.#removeQuietly(piece.name);
       this.#updateBytes();
@@ -755,46 +679,5 @@ export class DiskBuffer implements ResumeStore {
       piece.next = at;
       this.#pieces.splice(index + 1, 0, gap);
     }
-    if (this.#window?.name === piece.name) this.#window = undefined;
-    if (this.#found?.name === piece.name) this.#found = undefined;
   }
-
-  /** A file descriptor to read a segment by; undefined, and the segment a gap, when it cannot be opened. */
-  #readerOf(piece: SegmentPiece): number | undefined {
-    if (piece === this.#writing?.piece) return this.#writing.fd;
-    const readers = this.#readers;
-    const i = readers.findIndex((reader) => reader.name === piece.name);
-    if (i >= 0) {
-      const [reader] = readers.splice(i, 1);
-      readers.push(reader!);
-      return reader!.fd;
-    }
-    let fd: number;
-    try {
-      fd = openSync(join(this.#options.dir, piece.name), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    } catch (error) {
-      this.#errors++;
-      this.#lose(piece, `it cannot be opened: ${diskError(error)}`);
-      return undefined;
-    }
-    readers.push({ name: piece.name, fd });
-    if (readers.length > OPEN_READERS) closeSync(readers.shift()!.fd);
-    return fd;
-  }
-
-  #closeReader(name: string): void {
-    const i = this.#readers.findIndex((reader) => reader.name === name);
-    if (i >= 0) closeSync(this.#readers.splice(i, 1)[0]!.fd);
-  }
-}
-
-/**
- * A failed file operation in words, as `no space left on device (ENOSPC)`: without the path, which
- * the line names already, and without the system call, which the line says in its own words.
- */
-export function diskError(error: unknown): string {
-  const { code, message } = error as NodeJS.ErrnoException;
-  if (typeof code !== "string" || typeof message !== "string") return reason(error);
-  const words = message.replace(new RegExp(`^${code}: `), "").replace(/, \w+( '.*')?$/, "");
-  return `${words} (${code})`;
 }
