@@ -6,7 +6,7 @@
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { tempDir } from "./kit.ts";
+import { removeDir, tempDir } from "./kit.ts";
 
 function run(...cmd: string[]): void {
   const result = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
@@ -22,6 +22,8 @@ export const cannotMount: string | undefined = (() => {
     return undefined;
   } catch (error) {
     return (error as Error).message;
+  } finally {
+    removeDir(dir);
   }
 })();
 
@@ -51,6 +53,8 @@ export const cannotChattr: string | undefined = (() => {
     return undefined;
   } catch (error) {
     return (error as Error).message;
+  } finally {
+    removeDir(dir);
   }
 })();
 
