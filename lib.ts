@@ -5,6 +5,7 @@
 // This file is the index: import from it, or from the module itself.
 
 export * from "./lib/address.ts"; // HOST:PORT, and why a port could not be listened on
+export * from "./lib/buffer_files.ts"; // slps's --buffer-dir as bytes: records, segments, the run file, --fsync
 export * from "./lib/client_auth.ts"; // slps's checks of a client certificate after the handshake, and its name
 export * from "./lib/client_stream.ts"; // what slps still has to send one client
 export * from "./lib/crl.ts"; // revocation lists, read by slps itself for pinned certificates
@@ -26,7 +27,7 @@ export * from "./lib/protocol.ts"; // the control messages and the resume decisi
 export * from "./lib/proxy.ts"; // which proxy slpc dials a server through: --proxy, HTTPS_PROXY, NO_PROXY
 export * from "./lib/proxy_handshake.ts"; // the exchange that opens a tunnel: HTTP CONNECT or SOCKS5
 export * from "./lib/relp.ts"; // a RELP client session, sans I/O
-export * from "./lib/resume_buffer.ts"; // slps's ring of recent messages, every client's queue
+export * from "./lib/resume_buffer.ts"; // slps's ring of recent messages, every client's queue; ResumeStore
 export * from "./lib/server_numbers.ts"; // slps's numbers for SIGUSR1 and /metrics, from its state
 export * from "./lib/socket_drops.ts"; // a socket's own count of what the kernel dropped, through libc
 export * from "./lib/state_file.ts"; // slpc's --state file, a resume point per server

@@ -7,7 +7,6 @@
 // --issuer is set, was issued by exactly that CA: no client gets a byte before both hold. A
 // client that comes back after its address changed says where it stopped, and gets the rest.
 
-import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { lookup } from "node:dns/promises";
 import * as fs from "node:fs";
@@ -42,13 +41,13 @@ import {
 import { ParseCache } from "./lib/parse_cache.ts";
 import { type Phase, phaseDeadline } from "./lib/phases.ts";
 import { answerResume, type ControlMessage, parseControl, serverHello } from "./lib/protocol.ts";
-import { ResumeBuffer } from "./lib/resume_buffer.ts";
 import { type ClientState, serverMetrics, serverSnapshot } from "./lib/server_numbers.ts";
 import { socketDrops } from "./lib/socket_drops.ts";
 import { peerText } from "./lib/terminal_text.ts";
 import { expiryWarning, loadTlsFiles, TLS13_ONLY, type TlsFiles } from "./lib/tls.ts";
 import { UdpDropCounter } from "./lib/udp_drops.ts";
 import packageJson from "./package.json" with { type: "json" };
+import { BUFFER_DIR_OPTIONS, type BufferChoice, chooseBuffer, MAX_BUFFER_DIR_GIB } from "./slps/buffer_dir.ts";
 
 // ---- Constants. Defaults first: each has a flag and an environment variable, named after its key
 // in OPTIONS below: maxClients is --max-clients and SLPS_MAX_CLIENTS (see --help).
@@ -79,8 +78,6 @@ const CLIENT_MAX_MESSAGE = 1;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A heartbeat more often than this would look like a flood to slpc (over 50 a second). */
 const MIN_HEARTBEAT = 0.1;
-/** The resume buffer is one Buffer, which Bun allocates up to 4 GiB: --buffer and --queue stay below. */
-const MAX_BUFFER_GIB = 2;
 /** SO_RCVBUF takes an int, which the kernel doubles. */
 const MAX_UDP_BUFFER_GIB = 1;
 /**
@@ -124,8 +121,9 @@ const OPTIONS = {
     help: "TLS connections a minute from one address; more are closed at once" },
   queue: { default: QUEUE, arg: "BYTES", parse: parseQueue,
     help: `how far one client may fall behind, at least ${MAX_FRAME} bytes; past it its oldest messages are skipped` },
-  buffer: { default: BUFFER, arg: "BYTES", parse: parseBytesUpTo(MAX_BUFFER_GIB),
+  buffer: { default: BUFFER, arg: "BYTES", parse: parseBytesUpTo(MAX_BUFFER_DIR_GIB),
     help: "recent messages kept for clients that reconnect, also while none is connected; 0 turns resume off" },
+  ...BUFFER_DIR_OPTIONS,
   heartbeat: { default: HEARTBEAT, arg: "SECONDS",
     parse: parseSecondsFrom(MIN_HEARTBEAT, "slpc hangs up on a flood of over 50 heartbeats a second"),
     help: "a client that has been sent nothing for this long gets a heartbeat" },
@@ -139,7 +137,7 @@ const OPTIONS = {
 
 /** A queue that cannot hold one frame would skip every message: refused at start. */
 function parseQueue(text: string): number {
-  const bytes = parseBytes(text, MAX_BUFFER_GIB * 1024 ** 3);
+  const bytes = parseBytes(text, MAX_BUFFER_DIR_GIB * 1024 ** 3);
   if (bytes < MAX_FRAME) {
     throw new Error(`must be at least ${MAX_FRAME} bytes, the frame of a message of ${MAX_MESSAGE}`);
   }
@@ -149,6 +147,7 @@ function parseQueue(text: string): number {
 const log = logger("slps");
 let options: Values<typeof OPTIONS>;
 let tls: TlsFiles;
+let buffers: BufferChoice;
 try {
   const parsed = parseOptions("slps", OPTIONS, process.argv.slice(2), process.env);
   if (parsed === "help") {
@@ -166,12 +165,13 @@ try {
   await mustResolve("udp", options.udp, lookup);
   await mustResolve("listen", options.listen, lookup);
   if (options.metrics) await mustResolve("metrics", options.metrics, lookup);
+  buffers = chooseBuffer(options, log, () => scheduleFlush());
 } catch (error) {
   if (!(error instanceof UsageError)) throw error;
   log(error.message);
   process.exit(2);
 }
-const { udp: udpAddress, listen: listenAddress, queue: queueLimit } = options;
+const { udp: udpAddress, listen: listenAddress } = options;
 /** Who may receive logs, beyond a certificate that chains to --ca; the CRLs come with each listener. */
 const policy = { pins: options.pin, allow: options.allow, issuer: options.issuer, maxClients: options.maxClients };
 
@@ -193,10 +193,8 @@ const phaseLimits = {
 
 // ---- State: everything slps keeps between events, in one place. The sections below read and change it.
 
-/** This run's id: a client that sees another one knows the server restarted and lost its buffer. */
-const serverId = randomBytes(8).toString("hex");
-// What the buffer holds at most: --buffer, or --queue for a client that far behind; and one frame in arrival.
-const resumeBuffer = new ResumeBuffer(Math.max(options.buffer, options.queue) + 2 * MAX_FRAME);
+/** The run's id (a client that sees another knows its buffer is gone), the buffer, --queue as it follows from it. */
+const { serverId, store: resumeBuffer, queue: queueLimit } = buffers;
 const startedAt = Date.now();
 const counters = { received: 0, receivedBytes: 0, connections: 0, refused: 0 };
 /**
@@ -644,7 +642,8 @@ warnIfCrlMissing(tls);
 /** What SIGUSR1 prints and /metrics serves. */
 function numbers() {
   const state = { server: serverId, startedAt, now: Date.now(), counters, skipped, buffer: resumeBuffer, connections };
-  return serverSnapshot({ ...state, kernelDropped: kernelDrops.total(), bufferLimit: options.buffer });
+  const limits = { bufferLimit: options.buffer, disk: buffers.disk() };
+  return serverSnapshot({ ...state, ...limits, kernelDropped: kernelDrops.total() });
 }
 
 // ---- Signals: SIGHUP rereads the certificates, SIGUSR1 prints the numbers, SIGINT and SIGTERM stop.
@@ -685,6 +684,7 @@ function shutdown(signal: string): void {
   log(`${signal}: closing ${authorized()} clients and exiting`);
   udp.close();
   listener.stop(true);
+  buffers.close();
   process.exit(0);
 }
 

@@ -10,18 +10,21 @@
 //   5. one slpc following three slps at 10,000/s each: delivered share and latency per server;
 //   6. the last hop: slpc --forward tcp:// and relp:// into a real rsyslog, and --forward journal
 //      into a real journald, at 10,000/s (full run, or --smoke --last-hop);
-//   7. issue 13's goals, each with what this run measured for it (bench/goals.ts);
+//   7. the resume buffer on disk: the sweep's relay with slps's buffer in memory, then in a folder
+//      (--buffer-dir) under each --fsync policy, at 10,000 and 50,000/s (bench/buffer_dir.ts);
 //   8. the live view: slpc --web's CPU per message at 10,000/s with no viewer, one and ten
-//      (bench/web_view.ts; in the full run, or alone with --web-view).
-
+//      (bench/web_view.ts; in the full run, or alone with --web-view);
+//   9. issue 13's goals, each with what this run measured for it (bench/goals.ts).
 // Each section is a file of its own: 1 and 2 bench/sweep.ts, 3 and 4 bench/fanout.ts, 5
-// bench/many_servers.ts, 6 bench/last_hop.ts, 7 bench/goals.ts. What they share (the processes,
-// one measurement, CPU and memory from /proc) is bench/harness.ts, their tables bench/table.ts.
+// bench/many_servers.ts, 6 bench/last_hop.ts, 7 bench/buffer_dir.ts, 8 bench/web_view.ts, 9 bench/goals.ts.
+// What they share (the processes, one measurement, CPU and memory from /proc) is bench/harness.ts, their tables
+// bench/table.ts.
 // This file reads the flags, runs the sections in order and writes the results.
 //
 //   npm run bench                       the full run (a few minutes)
 //   npm run bench -- --compare rsyslog  the same, with rsyslog side by side
-//   npm run bench -- --smoke            a few seconds, to see that it works (no last hop, no live view)
+//   npm run bench -- --smoke            a few seconds, to see that it works (no last hop, disk or view)
+//   npm run bench -- --disk             the buffer on disk alone (section 7), with --smoke: at 10,000/s
 //   npm run bench -- --rates 10000,0 --fan-out 1,10 --fan-out-rate 10000 --idle 100
 //                                       choose what to measure (rate 0: flat out)
 //   npm run bench -- --web-view         the live view's section alone, printed, no files written
@@ -31,6 +34,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "../test/kit.ts";
+import { BUFFER_KINDS, type DiskReading, type DiskRow, diskTable, slpOnDisk } from "./buffer_dir.ts";
 import { chart } from "./chart.ts";
 import { CLOCK_NAME } from "./clock.ts";
 import { fanOut, fanOutTables, type IdleRow, idleClients, idleTable } from "./fanout.ts";
@@ -55,7 +59,7 @@ const flagValue = (flag: string) => {
   if (value === undefined || value.startsWith("--")) usage(`${flag} needs a value`);
   return value;
 };
-const switches = ["--smoke", "--last-hop", "--web-view"];
+const switches = ["--smoke", "--last-hop", "--disk", "--web-view"];
 const known = [...switches, "--compare", "--out", "--rates", "--fan-out", "--fan-out-rate", "--idle"];
 const unknown = argv.find(
   (word, i) => word.startsWith("--") && !known.includes(word) && !known.slice(switches.length).includes(argv[i - 1]!),
@@ -95,6 +99,9 @@ if (noJournal) {
   LAST_HOP.pop();
 }
 const LAST_HOP_RATE = 10_000;
+/** The buffer on disk, at the rates issue 19 names: in the full run, or alone with --disk (--smoke: 10,000 only). */
+const diskOnly = argv.includes("--disk");
+const DISK_RATES = smoke ? (diskOnly ? [10_000] : []) : [10_000, 50_000];
 /** One slpc following this many servers, each at this rate (issue 11's row). */
 const MANY_SERVERS = 3;
 const MANY_SERVERS_RATE = smoke ? 1_000 : 10_000;
@@ -102,9 +109,9 @@ const MANY_SERVERS_RATE = smoke ? 1_000 : 10_000;
 const FLOOR_RATES = [10_000, 0];
 /** The live view's section: viewers, at the rate the issue names; in the full run, or alone with --web-view. */
 const WEB_VIEWERS = [0, 1, 10];
-const webInRun = !smoke;
-
 const WEB_RATE = 10_000;
+const webOnly = argv.includes("--web-view");
+const webInRun = !smoke && !diskOnly;
 const SIZE = 200;
 
 if (compare) {
@@ -134,6 +141,7 @@ const results = {
   idle: [] as IdleRow[],
   lastHop: [] as Row[],
   manyServers: undefined as Row | undefined,
+  disk: [] as DiskRow[],
   webView: [] as Row[],
 };
 const progress = (row: Row) =>
@@ -142,7 +150,7 @@ const progress = (row: Row) =>
       `${percent(row.share)} delivered, p99 ${f(row.p99, 3)} ms, other load ${f(row.otherCores, 2)} cores`,
   );
 try {
-  if (argv.includes("--web-view")) {
+  if (webOnly) {
     for (const viewers of WEB_VIEWERS) {
       results.webView.push(await bench.measure(() => slpWithViewers(bench, viewers), WEB_RATE));
       progress(results.webView.at(-1)!);
@@ -154,6 +162,47 @@ try {
   console.error(
     `bench: ${SIZE}-byte messages for ${SECONDS} s at each rate; slpc with --forward-rate 0; clock ${CLOCK_NAME}`,
   );
+  if (!diskOnly) await otherSections();
+  for (const rate of DISK_RATES) {
+    for (const kind of BUFFER_KINDS) {
+      const reading: DiskReading = { fsyncs: 0, bytes: 0, errors: 0 };
+      const row = await bench.measure(() => slpOnDisk(bench, kind, reading), rate);
+      results.disk.push({ ...row, kind, fsyncs: reading.fsyncs, diskBytes: reading.bytes, diskErrors: reading.errors });
+      progress(row);
+    }
+  }
+  if (diskOnly) {
+    console.log(diskTable(results.disk, SECONDS));
+    console.error("bench: --disk measured the buffer on disk alone, and wrote no results files");
+  } else {
+    const sections = [
+      floorTable(results.floor),
+      sweepTable(results.sweep),
+      ...(compare ? [compareTable(results.sweep, RATES)] : []),
+      fanOutTables(results.fanOut, FAN_OUT_RATE, FAN_OUT),
+      idleTable(results.idle),
+      manyServersTable(results.manyServers!, MANY_SERVERS),
+      ...(results.lastHop.length > 0 ? [lastHopTable(results.lastHop)] : []),
+      ...(results.disk.length > 0 ? [diskTable(results.disk, SECONDS)] : []),
+      ...(results.webView.length > 0 ? [webViewTable(results.webView)] : []),
+      goalsTable(results),
+    ];
+    const heading = `Measured ${results.date} on ${results.machine}; ${SIZE}-byte messages, ${SECONDS} s at each rate`;
+    const text = `${heading}\n\n${sections.join("\n")}`;
+    console.log(text);
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(join(outDir, "results.md"), text);
+    writeFileSync(join(outDir, "results.svg"), chart(results.sweep, RATES));
+    console.error(`bench: wrote ${join(outDir, "results.json")}, results.md and results.svg`);
+  }
+} finally {
+  await bench.close();
+}
+process.exit(0);
+
+/** Sections 1 to 6 and 8, which --disk leaves out. */
+async function otherSections(): Promise<void> {
   for (const rate of FLOOR_RATES) {
     results.floor.push(await bench.measure(() => harnessFloor(bench), rate));
     progress(results.floor.at(-1)!);
@@ -182,27 +231,4 @@ try {
     results.webView.push(await bench.measure(() => slpWithViewers(bench, viewers), WEB_RATE));
     progress(results.webView.at(-1)!);
   }
-
-  const sections = [
-    floorTable(results.floor),
-    sweepTable(results.sweep),
-    ...(compare ? [compareTable(results.sweep, RATES)] : []),
-    fanOutTables(results.fanOut, FAN_OUT_RATE, FAN_OUT),
-    idleTable(results.idle),
-    manyServersTable(results.manyServers, MANY_SERVERS),
-    ...(results.lastHop.length > 0 ? [lastHopTable(results.lastHop)] : []),
-    ...(results.webView.length > 0 ? [webViewTable(results.webView)] : []),
-    goalsTable(results),
-  ];
-  const heading = `Measured ${results.date} on ${results.machine}; ${SIZE}-byte messages, ${SECONDS} s at each rate`;
-  const text = `${heading}\n\n${sections.join("\n")}`;
-  console.log(text);
-  mkdirSync(outDir, { recursive: true });
-  writeFileSync(join(outDir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(join(outDir, "results.md"), text);
-  writeFileSync(join(outDir, "results.svg"), chart(results.sweep, RATES));
-  console.error(`bench: wrote ${join(outDir, "results.json")}, results.md and results.svg`);
-} finally {
-  await bench.close();
 }
-process.exit(0);

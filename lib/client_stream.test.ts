@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { ClientStream, MAX_SCAN } from "./client_stream.ts";
 import { Deframer } from "./framing.ts";
-import { ResumeBuffer } from "./resume_buffer.ts";
+import { type Gap, ResumeBuffer } from "./resume_buffer.ts";
 
 const bytes = (text: string) => Buffer.from(text, "latin1");
 
@@ -259,5 +259,91 @@ describe("ClientStream", () => {
     expect(gap).toMatchObject({ type: "start", lost: null, reason: "client too slow: more than 64 bytes waiting" });
     expect(gap.seq).toBeGreaterThan(3 * MAX_SCAN - 64);
     expect(looked.length).toBeLessThanOrEqual(MAX_SCAN);
+  });
+
+  /**
+   * A buffer that lost messages `from` to `to - 1` (as a disk buffer loses a segment it cannot
+   * read), and holds the rest in pieces: each `piece` messages, so that heldUntil stops short.
+   */
+  class LosingBuffer extends ResumeBuffer {
+    constructor(
+      readonly from: number,
+      readonly to: number,
+      readonly piece = Number.MAX_SAFE_INTEGER,
+    ) {
+      super(1 << 20);
+    }
+    override heldUntil(seq: number): number {
+      if (seq >= this.from && seq < this.to) return seq;
+      const pieceEnd = seq - (seq % this.piece) + this.piece;
+      return Math.min(this.next, seq < this.from ? this.from : this.next, pieceEnd);
+    }
+    override gapAt(seq: number): Gap | undefined {
+      return seq >= this.from && seq < this.to ? { next: this.to, reason: "segment s-3.seg is unreadable" } : undefined;
+    }
+    override frame(seq: number): Uint8Array {
+      if (this.gapAt(seq)) throw new Error(`frame ${seq} asked for in the gap`);
+      return super.frame(seq);
+    }
+    override span(seq: number, maxBytes: number): { data: Uint8Array; next: number } {
+      const { data, next } = super.span(seq, maxBytes);
+      const end = Math.min(next, this.heldUntil(seq));
+      return { data: data.subarray(0, this.behind(seq) - this.behind(end)), next: end };
+    }
+  }
+
+  test("messages the buffer lost are passed with a start that counts them and gives the buffer's reason", () => {
+    const buffer = new LosingBuffer(3, 6);
+    for (let i = 1; i <= 7; i++) buffer.append(bytes(`m${i}`));
+    const stream = new ClientStream(buffer, 1 << 20, 0);
+    stream.start({ type: "start", seq: 2 });
+    const sink = socket(1 << 20);
+    stream.flush(sink.write, 1);
+    const { messages, controls } = deframe(Buffer.concat(sink.written));
+    expect(messages.map(String)).toEqual(["m2", "m6", "m7"]);
+    expect(controls.map((text) => JSON.parse(text))).toEqual([
+      { type: "start", seq: 2 },
+      { type: "start", seq: 6, lost: 3, reason: "segment s-3.seg is unreadable" },
+    ]);
+    expect(stream.idle).toBe(true);
+  });
+
+  test("with a filter, a gap is passed as lost (an unknown number: the filter might have left some out)", () => {
+    const buffer = new LosingBuffer(3, 6, 2);
+    for (let i = 1; i <= 9; i++) buffer.append(bytes(`m${i}`));
+    const stream = new ClientStream(buffer, 1 << 20, 0);
+    const looked: number[] = [];
+    stream.filterWith((seq) => {
+      looked.push(seq);
+      return seq % 2 === 0;
+    });
+    stream.start({ type: "start", seq: 1 });
+    const sink = socket(1 << 20);
+    stream.flush(sink.write, 1);
+    const { messages, controls } = deframe(Buffer.concat(sink.written));
+    expect(looked).toEqual([1, 2, 6, 7, 8, 9]);
+    expect(messages.map(String)).toEqual(["m2", "m6", "m8"]);
+    expect(controls.map((text) => JSON.parse(text))).toEqual([
+      { type: "start", seq: 1 },
+      { type: "start", seq: 2 },
+      { type: "start", seq: 6, lost: null, reason: "segment s-3.seg is unreadable" },
+      { type: "start", seq: 8 },
+    ]);
+  });
+
+  test("with a filter, a client too slow counts the messages of a gap it skips as lost, without parsing them", () => {
+    const buffer = new LosingBuffer(3, 6);
+    const stream = new ClientStream(buffer, 10, 0);
+    const looked: number[] = [];
+    stream.filterWith((seq) => {
+      looked.push(seq);
+      return false;
+    });
+    stream.start({ type: "start", seq: 1 });
+    for (let i = 1; i <= 9; i++) buffer.append(bytes(`m${i}`)); // 4 bytes each: 10 bytes hold the last two
+    stream.keepWithinLimit();
+    expect(stream.cursor).toBe(8);
+    expect(looked).toEqual([1, 2, 6, 7]);
+    expect(stream.dropped).toBe(3);
   });
 });

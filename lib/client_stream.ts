@@ -3,11 +3,11 @@
 
 import { encodeControl } from "./framing.ts";
 import type { ControlMessage } from "./protocol.ts";
-import type { ResumeBuffer } from "./resume_buffer.ts";
+import type { ResumeStore } from "./resume_buffer.ts";
 
 /**
  * Whether the message numbered `seq` passes a client's filter. Called only for numbers the
- * ResumeBuffer holds; a ParseCache makes one that parses each message once for all clients.
+ * buffer holds; a ParseCache makes one that parses each message once for all clients.
  */
 export type Selector = (seq: number) => boolean;
 
@@ -20,9 +20,11 @@ export const MAX_SCAN = 1024;
 
 /**
  * What one connected client still has to be sent: control frames, then data frames from its
- * cursor into the ResumeBuffer. Bun's `write` takes what fits and buffers nothing, so what it
- * did not take waits here until `drain`. A client that falls more than `limit` bytes behind
- * skips its oldest messages: they are counted, and it is told with a `start` frame.
+ * cursor into the buffer (a ResumeStore). Bun's `write` takes what fits and buffers nothing, so
+ * what it did not take waits here until `drain`. A client that falls more than `limit` bytes
+ * behind skips its oldest messages: they are counted, and it is told with a `start` frame. Where
+ * the buffer lost messages (a segment on disk it could not read), the client is told with a
+ * `start` whose reason is the buffer's.
  *
  * A client with a filter (`select`) is sent only the messages that pass it. Data frames carry no
  * number, so wherever the numbers jump over filtered ones a `start` without `lost` comes first;
@@ -42,7 +44,7 @@ export class ClientStream {
   blockedSince: number | undefined;
   /** When bytes were last handed to the socket. */
   lastWrite: number;
-  #buffer: ResumeBuffer;
+  #buffer: ResumeStore;
   #limit: number;
   #controls: Uint8Array[] = [];
   #select: Selector | undefined;
@@ -57,7 +59,7 @@ export class ClientStream {
   /** Bytes built for the socket that it has not taken yet. */
   #unwritten: Uint8Array | undefined;
 
-  constructor(buffer: ResumeBuffer, limit: number, now: number) {
+  constructor(buffer: ResumeStore, limit: number, now: number) {
     this.#buffer = buffer;
     this.#limit = limit;
     this.lastWrite = now;
@@ -112,10 +114,15 @@ export class ClientStream {
       // for seconds: the client is told an unknown number was lost instead.
       this.#unannouncedUncounted = true;
     } else if (this.#select !== undefined) {
-      for (let seq = from; seq < skipTo; seq++) {
-        if (!this.#select(seq)) {
-          lost--;
-          this.filtered++;
+      for (let seq = from; seq < skipTo; ) {
+        const end = Math.min(this.#buffer.heldUntil(seq), skipTo);
+        // Messages in a gap are lost, whatever the filter would have said of them.
+        if (end <= seq) seq = Math.min(Math.max(this.#buffer.gapAt(seq)?.next ?? 0, seq + 1), skipTo);
+        for (; seq < end; seq++) {
+          if (!this.#select(seq)) {
+            lost--;
+            this.filtered++;
+          }
         }
       }
     }
@@ -181,6 +188,7 @@ export class ClientStream {
       this.#unannouncedUncounted = false;
       this.#clientNext = this.cursor;
     }
+    if (this.cursor !== undefined && this.#buffer.heldUntil(this.cursor) <= this.cursor) this.#skipGaps(parts);
     if (this.#select !== undefined) this.#selected(parts, maxWrite);
     else if (this.cursor !== undefined && this.cursor < this.#buffer.next) {
       const { data, next } = this.#buffer.span(this.cursor, maxWrite);
@@ -193,19 +201,48 @@ export class ClientStream {
     return parts.length <= 1 ? parts[0] : Buffer.concat(parts);
   }
 
+  /**
+   * Moves the cursor past the gaps it stands in, telling the client what was lost and why. The
+   * count is unknown to a filtering client: the filter might have left some of them out.
+   */
+  #skipGaps(parts: Uint8Array[]): void {
+    for (;;) {
+      const gap = this.cursor! < this.#buffer.next ? this.#buffer.gapAt(this.cursor!) : undefined;
+      if (gap === undefined) return;
+      const lost = this.#select === undefined ? gap.next - this.cursor! : null;
+      parts.push(encodeControl({ type: "start", seq: gap.next, lost, reason: gap.reason }));
+      this.cursor = this.#clientNext = gap.next;
+    }
+  }
+
   /** Adds the frames from the cursor on that pass the filter, up to about `maxWrite` bytes. */
   #selected(parts: Uint8Array[], maxWrite: number): void {
     const select = this.#select!;
     let bytes = 0;
+    let end = this.cursor === undefined ? 0 : this.#buffer.heldUntil(this.cursor);
     while (this.cursor !== undefined && this.cursor < this.#buffer.next && bytes < maxWrite && this.#scanBudget > 0) {
+      if (this.cursor >= end) {
+        // The end of what the buffer holds in one piece: a gap to pass, or the next piece on disk.
+        this.#skipGaps(parts);
+        end = this.#buffer.heldUntil(this.cursor);
+        if (end <= this.cursor) return;
+        continue;
+      }
       this.#scanBudget--;
       const seq = this.cursor++;
       if (!select(seq)) {
         this.filtered++;
         continue;
       }
-      if (seq !== this.#clientNext) parts.push(encodeControl({ type: "start", seq }));
       const frame = this.#buffer.frame(seq);
+      if (frame.length === 0) {
+        // A file the buffer could not read after all: it made it a gap, which the top of the loop passes.
+        this.cursor = seq;
+        if (this.#buffer.gapAt(seq) === undefined) return;
+        end = seq;
+        continue;
+      }
+      if (seq !== this.#clientNext) parts.push(encodeControl({ type: "start", seq }));
       parts.push(frame);
       bytes += frame.length;
       this.sent++;

@@ -3,7 +3,7 @@
 
 import type { Selector } from "./client_stream.ts";
 import { FILTER_LIMITS, type Filter, type FilterFields, matches } from "./filter.ts";
-import type { ResumeBuffer } from "./resume_buffer.ts";
+import type { ResumeStore } from "./resume_buffer.ts";
 import { parseSyslog } from "./syslog_message.ts";
 
 /**
@@ -18,7 +18,7 @@ interface Entry extends FilterFields {
 }
 
 /**
- * The filter fields of recent messages of a ResumeBuffer, by sequence number. Message `seq` lives
+ * The filter fields of recent messages of a buffer (a ResumeStore), by sequence number. Message `seq` lives
  * in slot `seq % slots` until a message that maps to the same slot is asked for: a client far
  * behind parses again what it asks for, and costs no more than without a cache.
  *
@@ -39,10 +39,10 @@ interface Entry extends FilterFields {
  * ```
  */
 export class ParseCache {
-  #buffer: ResumeBuffer;
+  #buffer: ResumeStore;
   #slots: (Entry | undefined)[];
 
-  constructor(buffer: ResumeBuffer, slots: number = PARSE_CACHE_SLOTS) {
+  constructor(buffer: ResumeStore, slots: number = PARSE_CACHE_SLOTS) {
     this.#buffer = buffer;
     this.#slots = new Array(slots).fill(undefined);
   }

@@ -73,4 +73,20 @@ describe("ResumeBuffer", () => {
     expect(buffer.frame(5000).toString()).toBe("4 5000");
     expect(buffer.frame(buffer.first).toString()).toBe(`4 ${buffer.first}`);
   });
+
+  test("a ring that goes on from a run on disk numbers from there, and counts positions from there", () => {
+    const buffer = new ResumeBuffer(1 << 20, 1001, 50_000);
+    expect([buffer.first, buffer.next, buffer.total]).toEqual([1001, 1001, 50_000]);
+    expect(buffer.append(bytes("abc"))).toBe(1001);
+    expect([buffer.total, buffer.behind(1001), buffer.catchUpPoint(5)]).toEqual([50_005, 5, 1001]);
+  });
+
+  test("in memory everything from first to next is held, and stored as soon as it is appended", () => {
+    const buffer = new ResumeBuffer(1 << 20);
+    buffer.append(bytes("a"));
+    expect([buffer.heldUntil(1), buffer.gapAt(1)]).toEqual([2, undefined]);
+    const stored: number[] = [];
+    buffer.whenStored(1, () => stored.push(1));
+    expect(stored).toEqual([1]);
+  });
 });

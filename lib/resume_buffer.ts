@@ -6,6 +6,57 @@ import { MAX_FRAME } from "./framing.ts";
 /** What a frame's place in the index costs: its position and offset, each a number in an array. */
 export const FRAME_INDEX_BYTES = 16;
 
+/** Messages a buffer lost from the middle of what it holds (a segment on disk it could not read), and why. */
+export interface Gap {
+  /** The number after the last one lost. */
+  next: number;
+  /** Why, for the `start` that tells a client, such as the segment file that could not be read. */
+  reason: string;
+}
+
+/**
+ * Where slps keeps the messages it numbered: what ClientStream, ParseCache and the numbers read.
+ * ResumeBuffer keeps them in memory; slps/disk_buffer.ts on disk (--buffer-dir), with a tail of
+ * them in memory. Frames are asked for only from `first` to `next`, and only where `heldUntil`
+ * says the buffer holds them.
+ */
+export interface ResumeStore {
+  /** Sequence number of the oldest frame held (equal to `next` when empty). */
+  readonly first: number;
+  /** Sequence number after the newest frame a client may be sent. */
+  readonly next: number;
+  /** Bytes held: in memory, or on disk. */
+  readonly bytes: number;
+  /** Bytes of frames up to `next`, counted from any start: the difference of two positions is bytes. */
+  readonly total: number;
+  /** Takes a message and returns its number; it may be sent once `next` passes it. */
+  append(message: Uint8Array): number;
+  /** Forgets the oldest frames while they cost over `limit` bytes, but none from `keepFrom` on. */
+  trim(limit: number, keepFrom?: number): void;
+  /** Frame `seq`, valid until the next append. */
+  frame(seq: number): Uint8Array;
+  /** Message `seq` without its frame's length, valid until the next append. */
+  message(seq: number): Uint8Array;
+  /** Frames from `seq` on, up to `maxBytes` (at least one) and `heldUntil(seq)`, as one view; the number after them. */
+  span(seq: number, maxBytes: number): { data: Uint8Array; next: number };
+  /** How many bytes lie between frame `seq` and the end of frame `next - 1`. */
+  behind(seq: number): number;
+  /** The oldest sequence number whose frames, from it to `next`, fit in `bytes`. */
+  catchUpPoint(bytes: number): number;
+  /**
+   * Where the frames held without a break from `seq` on end: `next`, or where a gap begins (see
+   * gapAt). More than `seq` unless `seq` is in a gap or at `next`.
+   */
+  heldUntil(seq: number): number;
+  /** The gap `seq` lies in, if it lies in one. */
+  gapAt(seq: number): Gap | undefined;
+  /**
+   * Calls `done` once message `seq` is as safe as slps makes it: at once in memory; on disk once
+   * written, and synced if --fsync says so. An acknowledged input (RELP) acknowledges from here.
+   */
+  whenStored(seq: number, done: () => void): void;
+}
+
 /**
  * The most recent data frames, numbered from 1, bounded by bytes. It serves replays to clients
  * that come back, and is also every connected client's queue: each client is a cursor into it.
@@ -15,15 +66,15 @@ export const FRAME_INDEX_BYTES = 16;
  * tens of thousands of messages a second, a Buffer per message kept for minutes is what the
  * garbage collector would spend its time on.
  */
-export class ResumeBuffer {
+export class ResumeBuffer implements ResumeStore {
   /** Sequence number of the oldest frame held (equal to `next` when empty). */
-  first = 1;
+  first: number;
   /** Sequence number the next frame will get. */
-  next = 1;
+  next: number;
   /** Bytes held. */
   bytes = 0;
   /** Bytes ever appended: a frame's offset in this count tells how far behind a cursor is. */
-  total = 0;
+  total: number;
   #ring: Buffer;
   /** Per frame held, from index #head on: where it starts in the ring, and `total` before it. */
   #positions: number[] = [];
@@ -32,9 +83,15 @@ export class ResumeBuffer {
   /** Where in the ring the next frame goes. */
   #tail = 0;
 
-  /** @param capacity bytes of ring: what is held at most, plus room for the frame being added */
-  constructor(capacity: number) {
+  /**
+   * @param capacity bytes of ring: what is held at most, plus room for the frame being added
+   * @param first the number of the first frame: a run that continues from disk goes on from there
+   * @param total where `total` starts, so that positions go on from those of frames held elsewhere
+   */
+  constructor(capacity: number, first = 1, total = 0) {
     this.#ring = Buffer.allocUnsafe(Math.max(capacity, 2 * MAX_FRAME));
+    this.first = this.next = first;
+    this.total = total;
   }
 
   /** Frames `message` into the ring; forgets the oldest frames it would overwrite. Returns its number. */
@@ -115,6 +172,20 @@ export class ResumeBuffer {
       else low = mid + 1;
     }
     return low;
+  }
+
+  /** Everything from `first` to `next` is held: memory has no gaps. */
+  heldUntil(_seq: number): number {
+    return this.next;
+  }
+
+  gapAt(_seq: number): Gap | undefined {
+    return undefined;
+  }
+
+  /** In memory, a message is as safe as slps makes it as soon as it is appended. */
+  whenStored(_seq: number, done: () => void): void {
+    done();
   }
 
   #index(seq: number): number {

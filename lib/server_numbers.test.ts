@@ -56,7 +56,7 @@ describe("server numbers", () => {
       refused: 1,
       skipped: { empty: 1, oversize: 0 },
       kernelDropped: 7,
-      buffer: { messages: 3, bytes: 29, limit: 1 << 20, first: 1, next: 4 },
+      buffer: { messages: 3, bytes: 29, limit: 1 << 20, first: 1, next: 4, disk: null },
       phases: { handshaking: 1, resuming: 1, streaming: 1, closing: 0 },
       clients: [
         {
@@ -107,5 +107,30 @@ describe("server numbers", () => {
     const numbers = serverSnapshot(state({ kernelDropped: null }));
     expect(numbers.kernelDropped).toBeNull();
     expect(prometheusText(serverMetrics(numbers))).not.toContain("slps_kernel_dropped_datagrams_total");
+  });
+
+  test("with --buffer-dir, SIGUSR1 shows buffer.disk and /metrics its numbers; without, neither", () => {
+    const disk = {
+      dir: "/var/lib/slps",
+      fsync: "always",
+      bytes: 4096,
+      segments: 2,
+      fsyncs: 9,
+      errors: 1,
+      memoryOnly: true,
+    };
+    const numbers = serverSnapshot(state({ disk }));
+    expect(numbers.buffer.disk).toEqual(disk);
+    const text = prometheusText(serverMetrics(numbers));
+    for (const line of [
+      "slps_buffer_disk_bytes 4096",
+      "slps_buffer_disk_segments 2",
+      "slps_buffer_fsyncs_total 9",
+      "slps_buffer_disk_errors_total 1",
+      "slps_buffer_memory_only 1",
+    ]) {
+      expect(text).toContain(`\n${line}\n`);
+    }
+    expect(prometheusText(serverMetrics(serverSnapshot(state())))).not.toContain("slps_buffer_disk");
   });
 });

@@ -4,7 +4,7 @@
 import type { ClientStream } from "./client_stream.ts";
 import { describeFilter, type Filter } from "./filter.ts";
 import type { Metric } from "./metrics.ts";
-import type { ResumeBuffer } from "./resume_buffer.ts";
+import type { ResumeStore } from "./resume_buffer.ts";
 
 /** One authorized client, as slps keeps it. */
 export interface ClientState {
@@ -19,6 +19,21 @@ export interface ClientState {
   delivered?: number;
 }
 
+/** The resume buffer on disk (--buffer-dir), as its numbers show it. */
+export interface DiskNumbers {
+  dir: string;
+  /** --fsync. */
+  fsync: string;
+  /** Bytes of the segment files. */
+  bytes: number;
+  segments: number;
+  fsyncs: number;
+  /** Writes, syncs, opens and reads that failed. */
+  errors: number;
+  /** True while the disk fails and messages are kept in memory only. */
+  memoryOnly: boolean;
+}
+
 /** What slps keeps, as far as its numbers show it. */
 export interface ServerState {
   server: string;
@@ -29,9 +44,11 @@ export interface ServerState {
   skipped: { empty: number; oversize: number };
   /** What the kernel dropped at the UDP socket, or null where it cannot be read. */
   kernelDropped: number | null;
-  buffer: ResumeBuffer;
+  buffer: ResumeStore;
   /** --buffer. */
   bufferLimit: number;
+  /** With --buffer-dir. */
+  disk?: DiskNumbers;
   /** The connections in each phase of their life; those resuming or streaming are authorized clients. */
   connections: {
     handshaking: ReadonlySet<unknown>;
@@ -57,6 +74,7 @@ export function serverSnapshot(state: ServerState) {
       limit: state.bufferLimit,
       first: buffer.first,
       next: buffer.next,
+      disk: state.disk ?? null,
     },
     phases: {
       handshaking: connections.handshaking.size,
@@ -140,6 +158,7 @@ export function serverMetrics(now: Snapshot): Metric[] {
     one("slps_buffer_messages", "Messages held in the resume buffer.", "gauge", now.buffer.messages),
     one("slps_buffer_bytes", "Bytes held in the resume buffer.", "gauge", now.buffer.bytes),
     one("slps_buffer_limit_bytes", "The resume buffer's limit (--buffer).", "gauge", now.buffer.limit),
+    ...diskMetrics(now.buffer.disk),
     perClient("slps_client_sent_messages_total", "Messages sent to a client.", "counter", (c) => c.sent),
     perClient("slps_client_sent_bytes_total", "Bytes of messages sent to a client.", "counter", (c) => c.sentBytes),
     perClient(
@@ -161,6 +180,34 @@ export function serverMetrics(now: Snapshot): Metric[] {
       "gauge",
       (c) => c.delivered!,
       now.clients.filter((c) => c.delivered !== null),
+    ),
+  ];
+}
+
+/** The disk's metrics, with --buffer-dir; none without, where zeros would say a disk that is not there is empty. */
+function diskMetrics(disk: DiskNumbers | null): Metric[] {
+  if (disk === null) return [];
+  const one = (name: string, help: string, type: Metric["type"], value: number): Metric => ({
+    name,
+    help,
+    type,
+    samples: [{ labels: {}, value }],
+  });
+  return [
+    one("slps_buffer_disk_bytes", "Bytes of the resume buffer's segment files (--buffer-dir).", "gauge", disk.bytes),
+    one("slps_buffer_disk_segments", "Segment files of the resume buffer.", "gauge", disk.segments),
+    one("slps_buffer_fsyncs_total", "Syncs of the resume buffer's segment files (--fsync).", "counter", disk.fsyncs),
+    one(
+      "slps_buffer_disk_errors_total",
+      "Writes, syncs and reads in --buffer-dir that failed.",
+      "counter",
+      disk.errors,
+    ),
+    one(
+      "slps_buffer_memory_only",
+      "1 while --buffer-dir fails and the newest messages are kept in memory only.",
+      "gauge",
+      disk.memoryOnly ? 1 : 0,
     ),
   ];
 }
