@@ -137,7 +137,7 @@ class OtherLoad {
 }
 
 /** Sends a line to a child that answers with one line on stdout, and returns the answer. */
-function asker(child: Child) {
+export function asker(child: Child) {
   // Lines written before the first question (the fan-out client's "ready") answer none.
   let seen = child.stdout.toString().split("\n").length - 1;
   return async (question: string, what: string, ms = 20_000): Promise<string> => {
@@ -185,6 +185,9 @@ export interface BenchOptions {
   size: number;
   /** A run of a few seconds: shorter waits for a count to settle and for memory to show. */
   smoke: boolean;
+  /** Flags for Bun before slps.ts and slpc.ts (bench/profile.ts preloads its probe), and their environment. */
+  bunFlags?: string[];
+  env?: Record<string, string>;
 }
 
 /** One run of the bench: its certificates, in a folder of its own, and the processes it started. */
@@ -234,9 +237,7 @@ export class Bench {
   async startSlps(extra: string[] = []): Promise<{ slps: Child; udpPort: number; tlsPort: number }> {
     const udpPort = await freePort("udp");
     const tlsPort = await freePort();
-    const slps = this.spawn([
-      BUN,
-      "slps.ts",
+    const slps = this.#spawnProgram("slps.ts", [
       ...flags({
         udp: `127.0.0.1:${udpPort}`,
         listen: `127.0.0.1:${tlsPort}`,
@@ -257,10 +258,8 @@ export class Bench {
    * slpc following each of `servers`, with the bench's client certificate, handing on to `forward`
    * with no --forward-rate; returned once every server has started slpc's stream.
    */
-  async startSlpc(servers: { slps: Child; tlsPort: number }[], forward: string): Promise<Child> {
-    const slpc = this.spawn([
-      BUN,
-      "slpc.ts",
+  async startSlpc(servers: { slps: Child; tlsPort: number }[], forward: string, extra: string[] = []): Promise<Child> {
+    const slpc = this.#spawnProgram("slpc.ts", [
       ...servers.flatMap(({ tlsPort }) => ["--server", `localhost:${tlsPort}`]),
       ...flags({
         ca: join(this.certs, "ca.pem"),
@@ -269,11 +268,17 @@ export class Bench {
         forward,
         "forward-rate": "0",
       }),
+      ...extra,
     ]);
     for (const { slps } of servers) {
       await until("slpc's stream to start", () => / starts at #/.test(slps.stderr), 30_000);
     }
     return slpc;
+  }
+
+  /** slps.ts or slpc.ts with `args`, run by this Bun with the bench's flags for it. */
+  #spawnProgram(program: string, args: string[]): Child {
+    return this.spawn([BUN, ...(this.options.bunFlags ?? []), program, ...args], "ignore", this.options.env);
   }
 
   /** An rsyslogd with its work folder `rsyslog-NAME` and `config` after its global() line. */
