@@ -19,6 +19,7 @@ import {
   udpListening,
   until,
 } from "../test/kit.ts";
+import { type Memory, PeakMemory } from "./memory.ts";
 import type { TallyReport } from "./tally.ts";
 
 // ---- What is measured: a relay or a server, and the process that receives what it delivers
@@ -75,8 +76,8 @@ export interface Row {
   lostInside: number;
   /** CPU of the processes under test per message delivered (per message in, for fan-out), µs. */
   cpuUsPerMessage: number;
-  /** Peak RSS (VmHWM) and CPU seconds of each process under test. */
-  processes: Record<string, { rssMB: number; cpuSeconds: number }>;
+  /** CPU, wake-ups and memory of each process under test. */
+  processes: Record<string, ProcessNumbers>;
   receiverCpuSeconds: number;
   senderCpuSeconds: number;
   /** How late the load generator's 99th percentile message left against its schedule, µs. */
@@ -87,7 +88,25 @@ export interface Row {
   streams: Stream[];
 }
 
+/**
+ * One process under test over one measurement: its CPU seconds, how often it slept and woke, and
+ * its memory at its peak (sampled every 250 ms; bench/memory.ts says what each figure counts).
+ */
+export interface ProcessNumbers extends Memory {
+  cpuSeconds: number;
+  /** Times its main thread went to sleep waiting and was woken (voluntary context switches). */
+  wakeups: number;
+  /** Peak VmRSS as the kernel kept it (VmHWM): file-backed pages included. */
+  rssMB: number;
+}
+
 // ---- Measuring processes and the machine
+
+/** Voluntary context switches of a process's main thread: each is one sleep in epoll and one wake-up. */
+export function wakeups(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)![1]);
+}
 
 export function statusMB(pid: number, field: "VmRSS" | "VmHWM"): number {
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
@@ -301,9 +320,11 @@ export class Bench {
     const { processes, receiver } = setup;
     const ask = asker(receiver);
     const otherLoad = new OtherLoad(() => [process.pid, ...[...this.#children].map((child) => child.pid)]);
+    const memory = new PeakMemory(Object.values(processes).map((child) => child.pid));
     try {
       const measured = [...Object.values(processes), receiver];
       const cpuBefore = measured.map((child) => cpuSeconds(child.pid));
+      const wakeupsBefore = measured.map((child) => wakeups(child.pid));
       const dropsBefore = setup.dropPorts.map(([port]) => udpDrops(port));
       const ports = setup.udpPorts ?? [setup.udpPort];
       const tag = (i: number) => (setup.udpPorts ? [`s${i + 1}`] : []);
@@ -333,12 +354,14 @@ export class Bench {
         await sleep(settleMs);
       }
       const cpu = measured.map((child, i) => cpuSeconds(child.pid) - cpuBefore[i]!);
+      const woke = measured.map((child, i) => wakeups(child.pid) - wakeupsBefore[i]!);
+      const peaks = memory.stop();
       const otherCores = otherLoad.stop();
       const drops = setup.dropPorts.map(([port], i) => udpDrops(port) - dropsBefore[i]!);
       const processRows = Object.fromEntries(
-        Object.entries(processes).map(([role, child], i) => [
+        Object.entries(processes).map(([role, child], i): [string, ProcessNumbers] => [
           role,
-          { rssMB: statusMB(child.pid, "VmHWM"), cpuSeconds: cpu[i]! },
+          { ...peaks.get(child.pid)!, rssMB: statusMB(child.pid, "VmHWM"), cpuSeconds: cpu[i]!, wakeups: woke[i]! },
         ]),
       );
       const skippedByRelay = (await setup.skipped?.()) ?? 0;
@@ -381,6 +404,7 @@ export class Bench {
       };
     } finally {
       otherLoad.stop();
+      memory.stop();
       await this.stopAll([...Object.values(processes), receiver]);
       await setup.cleanup?.();
     }

@@ -4,7 +4,7 @@
 // with --strace its system calls by name (strace -c -f, in a second run of its own, since strace
 // slows the process it watches: it then batches more than it would, so its counts are a floor).
 //
-//   bun bench/profile.ts [--rates 1000,10000,50000] [--messages 30000] [--strace]
+//   bun bench/profile.ts [--rates 1000,10000,50000] [--messages 30000] [--strace | --plain]
 //                        [--slps "FLAGS"] [--slpc "FLAGS"]
 //
 // Each rate: UDP in -> slps -> TLS -> slpc -> UDP out into the bench's sink, `--messages` messages
@@ -22,6 +22,8 @@ const value = (flag: string) => (argv.includes(flag) ? argv[argv.indexOf(flag) +
 const RATES = (value("--rates") ?? "1000,10000,50000").split(",").map(Number);
 const MESSAGES = Number(value("--messages") ?? 30_000);
 const STRACE = argv.includes("--strace");
+/** CPU and wake-ups only: no probe. */
+const PLAIN = argv.includes("--plain");
 const EXTRA = { slps: value("--slps")?.split(" ").filter(Boolean) ?? [], slpc: value("--slpc")?.split(" ") ?? [] };
 if (RATES.some((rate) => !(rate > 0)) || !(MESSAGES > 0)) {
   console.error(
@@ -213,8 +215,8 @@ for (const rate of RATES) {
   const plain = await measure(rate, "plain");
   // JSC still collects now and then on a timer of its own, which hides what it freed: the probe
   // runs short windows, again until each program had one without a collection.
-  const probed = await measure(rate, "probe", PROBE_MESSAGES);
-  for (let again = 0; again < 3 && probed.programs.some((p) => p.allocated === undefined); again++) {
+  const probed = PLAIN ? plain : await measure(rate, "probe", PROBE_MESSAGES);
+  for (let again = 0; !PLAIN && again < 3 && probed.programs.some((p) => p.allocated === undefined); again++) {
     const next = await measure(rate, "probe", PROBE_MESSAGES);
     for (const [i, p] of probed.programs.entries())
       if (p.allocated === undefined) probed.programs[i] = next.programs[i]!;

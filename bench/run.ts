@@ -10,15 +10,17 @@
 //   5. one slpc following three slps at 10,000/s each: delivered share and latency per server;
 //   6. the last hop: slpc --forward tcp:// and relp:// into a real rsyslog, and --forward journal
 //      into a real journald, at 10,000/s (full run, or --smoke --last-hop);
-//   7. issue 13's goals, each with what this run measured for it (bench/goals.ts).
+//   7. slps's --batch-window at each rate: the wait it adds beside the CPU and wake-ups it saves;
+//   8. issue 24's goals, each with what this run measured for it (bench/goals.ts).
 // Each section is a file of its own: 1 and 2 bench/sweep.ts, 3 and 4 bench/fanout.ts, 5
-// bench/many_servers.ts, 6 bench/last_hop.ts, 7 bench/goals.ts. What they share (the processes,
+// bench/many_servers.ts, 6 bench/last_hop.ts, 7 bench/windows.ts, 8 bench/goals.ts. What they share (the processes,
 // one measurement, CPU and memory from /proc) is bench/harness.ts, their tables bench/table.ts.
 // This file reads the flags, runs the sections in order and writes the results.
 //
 //   npm run bench                       the full run (a few minutes)
 //   npm run bench -- --compare rsyslog  the same, with rsyslog side by side
 //   npm run bench -- --smoke            a few seconds, to see that it works (no last hop)
+//   npm run bench -- --windows          the batch window's section alone (its rates: --rates)
 //   npm run bench -- --rates 10000,0 --fan-out 1,10 --fan-out-rate 10000 --idle 100
 //                                       choose what to measure (rate 0: flat out)
 //
@@ -36,6 +38,7 @@ import { journalUnavailable, type LastHop, lastHopTable, slpInto } from "./last_
 import { manyServersTable, slpFollowing } from "./many_servers.ts";
 import { compareTable, floorTable, harnessFloor, rsyslogRelay, slpRelay, sweepTable } from "./sweep.ts";
 import { f, offeredText, percent } from "./table.ts";
+import { type WindowRow, windowsTable, withWindow } from "./windows.ts";
 
 // ---- Options
 
@@ -50,9 +53,10 @@ const flagValue = (flag: string) => {
   if (value === undefined || value.startsWith("--")) usage(`${flag} needs a value`);
   return value;
 };
-const known = ["--smoke", "--last-hop", "--compare", "--out", "--rates", "--fan-out", "--fan-out-rate", "--idle"];
+const switches = ["--smoke", "--last-hop", "--windows"];
+const known = [...switches, "--compare", "--out", "--rates", "--fan-out", "--fan-out-rate", "--idle"];
 const unknown = argv.find(
-  (word, i) => word.startsWith("--") && !known.includes(word) && !known.slice(2).includes(argv[i - 1]!),
+  (word, i) => word.startsWith("--") && !known.includes(word) && !known.slice(switches.length).includes(argv[i - 1]!),
 );
 if (unknown) usage(`unknown flag ${unknown} (flags: ${known.join(", ")})`);
 /** A comma-separated list of whole numbers, at least `min` each. */
@@ -73,6 +77,8 @@ function countOf(flag: string, fallback: number, min: number): number {
 }
 
 const smoke = argv.includes("--smoke");
+/** Only the batch window's section. */
+const windowsOnly = argv.includes("--windows");
 const compare = flagValue("--compare");
 if (compare !== undefined && compare !== "rsyslog") usage(`--compare ${compare}: only rsyslog is known`);
 const outDir = flagValue("--out") ?? join(ROOT, "bench");
@@ -81,6 +87,9 @@ const FAN_OUT = listOf("--fan-out", smoke ? [1, 2] : [1, 10, 50, 100], 1);
 const FAN_OUT_RATE = countOf("--fan-out-rate", smoke ? 1_000 : 10_000, 1);
 const IDLE_CLIENTS = countOf("--idle", smoke ? 20 : 1_000, 1);
 const SECONDS = smoke ? 1 : 3;
+/** slps's --batch-window values measured at each of WINDOW_RATES. */
+const WINDOWS = smoke ? [0, 0.5] : [0, 0.1, 0.25, 0.5, 1];
+const WINDOW_RATES = listOf("--rates", smoke ? [10_000] : [1_000, 10_000, 50_000, 0], 0);
 /** The last hop into a real rsyslog over TCP and RELP, and into journald: in the full run, or with --last-hop. */
 const LAST_HOP: LastHop[] = smoke && !argv.includes("--last-hop") ? [] : ["tcp", "relp", "journal"];
 const noJournal = LAST_HOP.length > 0 ? journalUnavailable() : undefined;
@@ -122,6 +131,7 @@ const results = {
   fanOut: [] as Row[],
   idle: [] as IdleRow[],
   lastHop: [] as Row[],
+  windows: [] as WindowRow[],
   manyServers: undefined as Row | undefined,
 };
 const progress = (row: Row) =>
@@ -129,10 +139,18 @@ const progress = (row: Row) =>
     `bench: ${row.relay}${row.clients > 1 ? ` x${row.clients}` : ""} at ${offeredText(row.offered)}/s: ` +
       `${percent(row.share)} delivered, p99 ${f(row.p99, 3)} ms, other load ${f(row.otherCores, 2)} cores`,
   );
-try {
-  console.error(
-    `bench: ${SIZE}-byte messages for ${SECONDS} s at each rate; slpc with --forward-rate 0; clock ${CLOCK_NAME}`,
-  );
+/** Each window at each of WINDOW_RATES, window 0 first at each rate: the others' changes are against it. */
+async function measureWindows(): Promise<void> {
+  for (const rate of WINDOW_RATES) {
+    for (const window of WINDOWS) {
+      results.windows.push(await withWindow(bench, window, rate));
+      progress(results.windows.at(-1)!);
+    }
+  }
+}
+
+/** Every section but the windows', in order. */
+async function measureAll(): Promise<string[]> {
   for (const rate of FLOOR_RATES) {
     results.floor.push(await bench.measure(() => harnessFloor(bench), rate));
     progress(results.floor.at(-1)!);
@@ -151,31 +169,46 @@ try {
     }
   }
   for (const server of ["slps", "floor"] as const) results.idle.push(await idleClients(bench, server, IDLE_CLIENTS));
-  results.manyServers = await bench.measure(() => slpFollowing(bench, MANY_SERVERS), MANY_SERVERS_RATE);
-  progress(results.manyServers);
+  const manyServers = await bench.measure(() => slpFollowing(bench, MANY_SERVERS), MANY_SERVERS_RATE);
+  results.manyServers = manyServers;
+  progress(manyServers);
   for (const transport of LAST_HOP) {
     results.lastHop.push(await bench.measure(() => slpInto(bench, transport), LAST_HOP_RATE));
     progress(results.lastHop.at(-1)!);
   }
-
-  const sections = [
+  await measureWindows();
+  return [
     floorTable(results.floor),
     sweepTable(results.sweep),
     ...(compare ? [compareTable(results.sweep, RATES)] : []),
     fanOutTables(results.fanOut, FAN_OUT_RATE, FAN_OUT),
     idleTable(results.idle),
-    manyServersTable(results.manyServers, MANY_SERVERS),
+    manyServersTable(manyServers, MANY_SERVERS),
     ...(results.lastHop.length > 0 ? [lastHopTable(results.lastHop)] : []),
+    windowsTable(results.windows),
     goalsTable(results),
   ];
-  const heading = `Measured ${results.date} on ${results.machine}; ${SIZE}-byte messages, ${SECONDS} s at each rate`;
-  const text = `${heading}\n\n${sections.join("\n")}`;
-  console.log(text);
-  mkdirSync(outDir, { recursive: true });
-  writeFileSync(join(outDir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(join(outDir, "results.md"), text);
-  writeFileSync(join(outDir, "results.svg"), chart(results.sweep, RATES));
-  console.error(`bench: wrote ${join(outDir, "results.json")}, results.md and results.svg`);
+}
+
+try {
+  console.error(
+    `bench: ${SIZE}-byte messages for ${SECONDS} s at each rate; slpc with --forward-rate 0; clock ${CLOCK_NAME}`,
+  );
+  if (windowsOnly) {
+    // A section alone writes no results: they would stand for a whole run.
+    await measureWindows();
+    console.log(windowsTable(results.windows));
+  } else {
+    const sections = await measureAll();
+    const heading = `Measured ${results.date} on ${results.machine}; ${SIZE}-byte messages, ${SECONDS} s at each rate`;
+    const text = `${heading}\n\n${sections.join("\n")}`;
+    console.log(text);
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(join(outDir, "results.md"), text);
+    writeFileSync(join(outDir, "results.svg"), chart(results.sweep, RATES));
+    console.error(`bench: wrote ${join(outDir, "results.json")}, results.md and results.svg`);
+  }
 } finally {
   await bench.close();
 }

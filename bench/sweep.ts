@@ -13,9 +13,10 @@ export async function harnessFloor(bench: Bench): Promise<Setup> {
   return { name: "harness", udpPort: port, processes: {}, receiver: sink, streams: 1, dropPorts: [[port, 1]] };
 }
 
-export async function slpRelay(bench: Bench): Promise<Setup> {
+/** slps and slpc between the load and the sink; `slpsFlags` are added to slps's (bench/windows.ts's window). */
+export async function slpRelay(bench: Bench, slpsFlags: string[] = []): Promise<Setup> {
   const { sink, port } = await bench.startSink();
-  const { slps, udpPort, tlsPort } = await bench.startSlps();
+  const { slps, udpPort, tlsPort } = await bench.startSlps(slpsFlags);
   const slpc = await bench.startSlpc([{ slps, tlsPort }], `127.0.0.1:${port}`);
   return {
     name: "slp",
