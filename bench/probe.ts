@@ -1,8 +1,9 @@
 // Preloaded into slps or slpc by bench/profile.ts (`bun --preload bench/probe.ts slps.ts ...`):
 // counts the timers the program arms, and on SIGUSR2 writes one line to stderr,
-// `probe {"armed": {...}, "live": {...}, "afterGc": {...}}`: the timers armed so far by kind, and
-// the objects on the JavaScript heap by type as they stand (`live`, which holds every object
-// allocated since the last collection, dead or not) and after a full collection (`afterGc`).
+// `probe {"armed": {...}, "live": {...}, "afterGc": {...}, "heapBytes": N}`: the timers armed so
+// far by kind, the objects on the JavaScript heap by type as they stand (`live`, which holds every
+// object allocated since the last collection, dead or not) and after a full collection
+// (`afterGc`), and then the heap's bytes, with the native memory JSC knows its objects hold.
 // Run with collections off meanwhile (bench/profile.ts's PROBE_ENV), one probe's `live` less the
 // one before's `afterGc` is every object allocated in between.
 
@@ -28,6 +29,7 @@ process.nextTick = (...args: Parameters<typeof nextTick>) => {
 process.on("SIGUSR2", () => {
   const live = heapStats().objectTypeCounts;
   Bun.gc(true);
-  const afterGc = heapStats().objectTypeCounts;
-  process.stderr.write(`probe ${JSON.stringify({ armed, live, afterGc })}\n`);
+  const stats = heapStats();
+  const [afterGc, heapBytes] = [stats.objectTypeCounts, stats.heapSize + stats.extraMemorySize];
+  process.stderr.write(`probe ${JSON.stringify({ armed, live, afterGc, heapBytes })}\n`);
 });
