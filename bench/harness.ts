@@ -19,7 +19,7 @@ import {
   udpListening,
   until,
 } from "../test/kit.ts";
-import { type Memory, PeakMemory } from "./memory.ts";
+import { type Memory, memoryOf, PeakMemory } from "./memory.ts";
 import type { TallyReport } from "./tally.ts";
 
 // ---- What is measured: a relay or a server, and the process that receives what it delivers
@@ -40,6 +40,8 @@ export interface Setup {
   dropPorts: [port: number, streams: number][];
   /** Messages the relay dropped on purpose and counted, when the receiver cannot tell. */
   skipped?(): Promise<number>;
+  /** Bytes the relay's resume buffer holds, read once the load is through (slps's `buffer.bytes`). */
+  held?(): Promise<number>;
   /** Removes what the setup leaves besides its processes (a daemon's files); run after the row, even when it fails. */
   cleanup?(): Promise<void>;
   /** How long the receiver's count must stand still to be final, at least: longer than the relay's own pauses. */
@@ -74,6 +76,8 @@ export interface Row {
   skipped: number;
   /** Lost neither in the kernel nor counted: the goal is none. */
   lostInside: number;
+  /** What the relay's resume buffer held at the end, MB, where it says (slps). */
+  heldMB?: number;
   /** CPU of the processes under test per message delivered (per message in, for fan-out), µs. */
   cpuUsPerMessage: number;
   /** CPU, wake-ups and memory of each process under test. */
@@ -94,18 +98,29 @@ export interface Row {
  */
 export interface ProcessNumbers extends Memory {
   cpuSeconds: number;
-  /** Times its main thread went to sleep waiting and was woken (voluntary context switches). */
+  /** Times its threads went to sleep waiting and were woken (voluntary context switches, all threads). */
   wakeups: number;
   /** Peak VmRSS as the kernel kept it (VmHWM): file-backed pages included. */
   rssMB: number;
+  /** Private memory (RssAnon) when the load began, MB: what the process held idle. */
+  startAnonMB: number;
 }
 
 // ---- Measuring processes and the machine
 
-/** Voluntary context switches of a process's main thread: each is one sleep in epoll and one wake-up. */
+/**
+ * Voluntary context switches of all of a process's threads: each is one sleep (in epoll, for an
+ * event loop) and one wake-up. All threads, since rsyslog's work is in threads other than its main.
+ */
 export function wakeups(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)![1]);
+  let total = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const status = readFileSync(`/proc/${pid}/task/${task}/status`, "utf8");
+      total += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)![1]);
+    } catch {} // a thread that ended meanwhile
+  }
+  return total;
 }
 
 export function statusMB(pid: number, field: "VmRSS" | "VmHWM"): number {
@@ -183,17 +198,26 @@ const flags = (values: Record<string, string>) =>
 
 /** Counts slps's skipped messages from its SIGUSR1 counters. */
 export function slpsSkipped(slps: Child) {
+  const numbers = slpsNumbers(slps);
+  return async () =>
+    ((await numbers()).clients as { dropped: number }[]).reduce((sum, client) => sum + client.dropped, 0);
+}
+
+/** Bytes slps's resume buffer holds, from its SIGUSR1 counters. */
+export function slpsHeld(slps: Child) {
+  const numbers = slpsNumbers(slps);
+  return async () => (await numbers()).buffer.bytes as number;
+}
+
+/** slps's SIGUSR1 counters, each time asked. */
+function slpsNumbers(slps: Child) {
   return async () => {
     const from = slps.stderr.length;
     slps.kill("SIGUSR1");
-    await until("slps's counters", () => slps.stderr.slice(from).includes("{"));
-    const counters = JSON.parse(
-      slps.stderr
-        .slice(from)
-        .split("\n")
-        .find((line) => line.startsWith("{"))!,
-    );
-    return (counters.clients as { dropped: number }[]).reduce((sum, client) => sum + client.dropped, 0);
+    // The whole line: stderr may come in pieces.
+    const line = () => /^\{.*\}$/m.exec(slps.stderr.slice(from))?.[0];
+    await until("slps's counters", () => line() !== undefined);
+    return JSON.parse(line()!);
   };
 }
 
@@ -321,6 +345,7 @@ export class Bench {
     const ask = asker(receiver);
     const otherLoad = new OtherLoad(() => [process.pid, ...[...this.#children].map((child) => child.pid)]);
     const memory = new PeakMemory(Object.values(processes).map((child) => child.pid));
+    const startMemory = new Map(Object.values(processes).map((child) => [child.pid, memoryOf(child.pid)]));
     try {
       const measured = [...Object.values(processes), receiver];
       const cpuBefore = measured.map((child) => cpuSeconds(child.pid));
@@ -361,10 +386,17 @@ export class Bench {
       const processRows = Object.fromEntries(
         Object.entries(processes).map(([role, child], i): [string, ProcessNumbers] => [
           role,
-          { ...peaks.get(child.pid)!, rssMB: statusMB(child.pid, "VmHWM"), cpuSeconds: cpu[i]!, wakeups: woke[i]! },
+          {
+            ...peaks.get(child.pid)!,
+            rssMB: statusMB(child.pid, "VmHWM"),
+            startAnonMB: startMemory.get(child.pid)!.anonMB,
+            cpuSeconds: cpu[i]!,
+            wakeups: woke[i]!,
+          },
         ]),
       );
       const skippedByRelay = (await setup.skipped?.()) ?? 0;
+      const held = await setup.held?.();
       type Report = { pooled: { p50: number; p99: number; max: number }; streams: Stream[] };
       const { pooled, streams }: Report = JSON.parse(
         await ask(`report ${sentEach.map((each) => each.sent).join(",")}`, "the receiver's report"),
@@ -394,6 +426,7 @@ export class Bench {
         kernelDrops: drops.reduce((total, n) => total + n, 0),
         skipped,
         lostInside: Math.max(0, missing - lostInKernel - skipped),
+        ...(held === undefined ? {} : { heldMB: held / 1024 / 1024 }),
         cpuUsPerMessage: delivered ? (relayCpu / delivered) * 1e6 : 0,
         processes: processRows,
         receiverCpuSeconds: cpu.at(-1)!,
