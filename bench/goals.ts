@@ -78,7 +78,7 @@ const wakeupsText = (row: GoalRow) =>
     .map((p) => f(row.delivered ? p.wakeups / row.delivered : 0, 2))
     .join(" / ");
 
-/** The highest delivered rate a relay carried losing at most MAX_LOSS, with its memory; none if every rate lost more. */
+/** The highest delivered rate a relay carried losing at most MAX_LOSS, with its memory; none if all lost more. */
 function highestCarried(rows: GoalRow[]): { rate: number; anonMB: number[] } | undefined {
   const carried = rows.filter((row) => row.share >= 1 - MAX_LOSS).sort((a, b) => b.rate - a.rate);
   const best = carried[0];
