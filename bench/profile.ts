@@ -24,10 +24,13 @@ const MESSAGES = Number(value("--messages") ?? 30_000);
 const STRACE = argv.includes("--strace");
 /** CPU and wake-ups only: no probe. */
 const PLAIN = argv.includes("--plain");
-const EXTRA = { slps: value("--slps")?.split(" ").filter(Boolean) ?? [], slpc: value("--slpc")?.split(" ") ?? [] };
+const EXTRA = {
+  slps: value("--slps")?.split(" ").filter(Boolean) ?? [],
+  slpc: value("--slpc")?.split(" ").filter(Boolean) ?? [],
+};
 if (RATES.some((rate) => !(rate > 0)) || !(MESSAGES > 0)) {
   console.error(
-    "usage: bun bench/profile.ts [--rates R,R,...] [--messages N] [--strace] [--slps FLAGS] [--slpc FLAGS]",
+    "usage: bun bench/profile.ts [--rates R,R,...] [--messages N] [--strace | --plain] [--slps FLAGS] [--slpc FLAGS]",
   );
   process.exit(2);
 }
