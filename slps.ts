@@ -71,6 +71,7 @@ const HEARTBEAT = "15"; // seconds of silence after which a client gets a heartb
 const STALL = "60"; // seconds a client may take no bytes at all while some wait for it
 const METRICS = ""; // HOST:PORT to serve Prometheus metrics on at /metrics; empty: off
 const HANDSHAKE_TIMEOUT = "10"; // seconds a connection may take to finish its TLS handshake and resume
+const BATCH_WINDOW = "0.5"; // ms: while messages keep coming, what arrives within this goes to a client in one write
 
 /** Clients send control messages only; a data frame of any size from one is refused once read. */
 const CLIENT_MAX_MESSAGE = 1;
@@ -78,6 +79,8 @@ const CLIENT_MAX_MESSAGE = 1;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A heartbeat more often than this would look like a flood to slpc (over 50 a second). */
 const MIN_HEARTBEAT = 0.1;
+/** The longest --batch-window: a longer wait would be a delay, not a batch. */
+const MAX_BATCH_WINDOW_MS = 100;
 /** SO_RCVBUF takes an int, which the kernel doubles. */
 const MAX_UDP_BUFFER_GIB = 1;
 /**
@@ -133,6 +136,9 @@ const OPTIONS = {
     help: "serve counters in Prometheus text format at http://HOST:PORT/metrics (off by default)" },
   handshakeTimeout: { default: HANDSHAKE_TIMEOUT, arg: "SECONDS", parse: parseSeconds,
     help: "a connection that has not sent its resume request by then is closed; a refused one after min(this, 2 s)" },
+  batchWindow: { default: BATCH_WINDOW, arg: "MS", parse: parseBatchWindow,
+    help: "while messages keep coming, what arrives within this many milliseconds goes to a client in one write; " +
+      "the first after a quiet spell goes at once. 0: a write each event-loop turn" },
 } satisfies Options;
 
 /** A queue that cannot hold one frame would skip every message: refused at start. */
@@ -142,6 +148,14 @@ function parseQueue(text: string): number {
     throw new Error(`must be at least ${MAX_FRAME} bytes, the frame of a message of ${MAX_MESSAGE}`);
   }
   return bytes;
+}
+
+/** Milliseconds, 0 or more, at most MAX_BATCH_WINDOW_MS. */
+function parseBatchWindow(text: string): number {
+  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) > MAX_BATCH_WINDOW_MS) {
+    throw new Error(`expected milliseconds from 0 to ${MAX_BATCH_WINDOW_MS}, like 0.5`);
+  }
+  return Number(text);
 }
 
 const log = logger("slps");
@@ -250,9 +264,14 @@ const authorized = () => connections.resuming.size + connections.streaming.size;
 const handshakesBySource = new HandshakeLimiter(options.handshakeRate, 60_000);
 const floodRefusals = { pending: 0, rate: 0, full: 0, reset: 0 };
 
-// Frames are written once per event-loop turn, so a burst of datagrams becomes a few large
-// TLS writes instead of one small write per message.
-let flushScheduled = false;
+// Frames are written at the end of an event-loop turn, so that a burst of datagrams becomes a few
+// large TLS writes instead of one small write per message; and while messages keep coming, at most
+// once per --batch-window, so that each write, and each wake-up of the client, carries more.
+/** A flush of every client is due at the end of this turn. */
+let flushThisTurn = false;
+/** A flush waits for the window to pass (or for a datagram that comes after it has). */
+let flushTimer: Timer | undefined;
+let lastFlushAt = Number.NEGATIVE_INFINITY;
 let announceScheduled = false;
 
 // ---- A connection's life: the handlers Bun calls, in the order it calls them; then the phases and
@@ -487,13 +506,30 @@ function receive(message: Uint8Array): void {
   scheduleFlush();
 }
 
+/**
+ * Flushes every client at the end of this turn, unless the last flush was less than
+ * --batch-window ago: then when it has passed. Bun's timers wait a millisecond at the least, so
+ * a window shorter than that ends with the first datagram that arrives after it, or with the timer.
+ */
 function scheduleFlush(): void {
-  if (flushScheduled || connections.streaming.size === 0) return;
-  flushScheduled = true;
-  setImmediate(() => {
-    flushScheduled = false;
-    for (const socket of connections.streaming) flush(socket);
-  });
+  if (flushThisTurn || connections.streaming.size === 0) return;
+  const wait = lastFlushAt + options.batchWindow - performance.now();
+  if (wait > 0) {
+    flushTimer ??= setTimeout(flushAll, wait);
+    return;
+  }
+  clearTimeout(flushTimer);
+  flushTimer = undefined;
+  flushThisTurn = true;
+  setImmediate(flushAll);
+}
+
+function flushAll(): void {
+  clearTimeout(flushTimer);
+  flushTimer = undefined;
+  flushThisTurn = false;
+  lastFlushAt = performance.now();
+  for (const socket of connections.streaming) flush(socket);
 }
 
 // Once a second: report refusals and skipped messages (a flood or a stalled client would

@@ -1,17 +1,22 @@
 // Memory of slps and slpc as built with each `bun build --compile` option worth trying (issue 13):
 // idle, and at its peak under a steady load through the relay. Usage:
 //
-//   bun bench/footprint.ts [RATE] [SECONDS]      (default 10000 messages/s for 3 s)
+//   bun bench/footprint.ts [RATE] [SECONDS] [N]  (default 10000 messages/s for 3 s; the first N builds, all)
 //
 // Each variant is built into a temporary folder, run on loopback with throwaway certificates,
-// and measured from /proc: VmRSS once both are connected and idle, VmHWM (the peak) after the
-// load. The script itself (`bun slps.ts`) is the baseline. Prints a Markdown table.
+// and measured from /proc once both are connected and idle, and at its peak under the load
+// (sampled every 250 ms): private memory (RssAnon), file-backed pages (RssFile, the executable's
+// above all), USS and VmRSS, each labelled (bench/memory.ts says what each counts). The script
+// itself (`bun slps.ts`) is the baseline. Prints a Markdown table.
 
-import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { BUN, Child, freePort, ROOT, removeDir, sleep, tempDir, until } from "../test/kit.ts";
+import { type Memory, memoryOf, PeakMemory } from "./memory.ts";
 
-const [RATE, SECONDS] = [Number(process.argv[2] ?? 10_000), Number(process.argv[3] ?? 3)];
+const [RATE, SECONDS, BUILDS] = [10_000, 3, Number.POSITIVE_INFINITY].map((fallback, i) =>
+  Number(process.argv[i + 2] ?? fallback),
+) as [number, number, number];
 
 /** Each variant: the build flags, or none for the script run by bun itself. */
 const VARIANTS: [name: string, flags: string[] | undefined][] = [
@@ -26,11 +31,6 @@ const VARIANTS: [name: string, flags: string[] | undefined][] = [
     ["--minify", "--bytecode", "--format=esm", "--compile-exec-argv=--smol"],
   ],
 ];
-
-const megabytes = (pid: number, field: "VmRSS" | "VmHWM") => {
-  const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(match![1]) / 1024;
-};
 
 const dir = tempDir("slp-footprint-");
 const certs = join(dir, "certs");
@@ -81,7 +81,8 @@ async function measure(name: string, flags: string[] | undefined) {
   try {
     await until("slps to start the client's stream", () => / starts at #/.test(slps.stderr), 20_000);
     await sleep(1000);
-    const idle = [megabytes(slps.pid, "VmRSS"), megabytes(slpc.pid, "VmRSS")];
+    const idle = [memoryOf(slps.pid), memoryOf(slpc.pid)];
+    const peaks = new PeakMemory([slps.pid, slpc.pid]);
     // Not spawnSync: the sink reads in this process, and a blocked event loop would drop the load.
     const load = Bun.spawn([BUN, join(ROOT, "bench/load.ts"), String(udpPort), String(RATE), String(SECONDS)], {
       stdout: "pipe",
@@ -92,7 +93,8 @@ async function measure(name: string, flags: string[] | undefined) {
       () => received >= sent,
       10_000,
     ).catch(() => {});
-    const peak = [megabytes(slps.pid, "VmHWM"), megabytes(slpc.pid, "VmHWM")];
+    const peaked = peaks.stop();
+    const peak = [peaked.get(slps.pid)!, peaked.get(slpc.pid)!];
     const size = flags ? (statSync(slpsCmd[0]!).size + statSync(slpcCmd[0]!).size) / 2 / 1024 / 1024 : undefined;
     return { name, size, idle, peak, delivered: received / sent };
   } finally {
@@ -104,17 +106,26 @@ async function measure(name: string, flags: string[] | undefined) {
 }
 
 const f = (n: number) => n.toFixed(1);
-console.log(`Memory in MB, slps / slpc: idle once connected, and the peak (VmHWM) after ${RATE}/s for ${SECONDS} s.\n`);
-console.log("| build | binary MB (mean) | idle RSS | peak RSS under load | delivered |");
-console.log("|---|---|---|---|---|");
+/** One figure of slps's and slpc's memory, "slps / slpc". */
+const both = (pair: Memory[], figure: keyof Memory) => pair.map((memory) => f(memory[figure])).join(" / ");
+console.log(
+  `Memory in MB, slps / slpc: idle once connected, and at its peak under ${RATE}/s for ${SECONDS} s. Private is ` +
+    "RssAnon, what each process alone holds; file is RssFile, pages mapped from files (the executable's, " +
+    "shared and reclaimable); VmRSS is both; USS adds to private the file pages no other process maps.\n",
+);
+console.log(
+  "| build | binary MB (mean) | idle private | idle file | idle USS | idle VmRSS | peak private | peak file | " +
+    "peak USS | peak VmRSS | delivered |",
+);
+console.log("|---|---|---|---|---|---|---|---|---|---|---|");
 try {
-  for (const [name, flags] of VARIANTS) {
+  for (const [name, flags] of VARIANTS.slice(0, BUILDS)) {
     const row = await measure(name, flags);
     const size = row.size === undefined ? "" : f(row.size);
     const delivered = `${(row.delivered * 100).toFixed(2)}%`;
-    console.log(
-      `| ${name} | ${size} | ${row.idle.map(f).join(" / ")} | ${row.peak.map(f).join(" / ")} | ${delivered} |`,
-    );
+    const figures = (pair: Memory[]) =>
+      (["anonMB", "fileMB", "ussMB", "vmRssMB"] as const).map((figure) => both(pair, figure)).join(" | ");
+    console.log(`| ${name} | ${size} | ${figures(row.idle)} | ${figures(row.peak)} | ${delivered} |`);
   }
 } finally {
   removeDir(dir);

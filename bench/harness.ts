@@ -19,6 +19,7 @@ import {
   udpListening,
   until,
 } from "../test/kit.ts";
+import { type Memory, memoryOf, PeakMemory } from "./memory.ts";
 import type { TallyReport } from "./tally.ts";
 
 // ---- What is measured: a relay or a server, and the process that receives what it delivers
@@ -39,6 +40,8 @@ export interface Setup {
   dropPorts: [port: number, streams: number][];
   /** Messages the relay dropped on purpose and counted, when the receiver cannot tell. */
   skipped?(): Promise<number>;
+  /** Bytes the relay's resume buffer holds, read once the load is through (slps's `buffer.bytes`). */
+  held?(): Promise<number>;
   /** Removes what the setup leaves besides its processes (a daemon's files); run after the row, even when it fails. */
   cleanup?(): Promise<void>;
   /** How long the receiver's count must stand still to be final, at least: longer than the relay's own pauses. */
@@ -73,10 +76,12 @@ export interface Row {
   skipped: number;
   /** Lost neither in the kernel nor counted: the goal is none. */
   lostInside: number;
+  /** What the relay's resume buffer held at the end, MB, where it says (slps). */
+  heldMB?: number;
   /** CPU of the processes under test per message delivered (per message in, for fan-out), µs. */
   cpuUsPerMessage: number;
-  /** Peak RSS (VmHWM) and CPU seconds of each process under test. */
-  processes: Record<string, { rssMB: number; cpuSeconds: number }>;
+  /** CPU, wake-ups and memory of each process under test. */
+  processes: Record<string, ProcessNumbers>;
   receiverCpuSeconds: number;
   senderCpuSeconds: number;
   /** How late the load generator's 99th percentile message left against its schedule, µs. */
@@ -87,7 +92,36 @@ export interface Row {
   streams: Stream[];
 }
 
+/**
+ * One process under test over one measurement: its CPU seconds, how often it slept and woke, and
+ * its memory at its peak (sampled every 250 ms; bench/memory.ts says what each figure counts).
+ */
+export interface ProcessNumbers extends Memory {
+  cpuSeconds: number;
+  /** Times its threads went to sleep waiting and were woken (voluntary context switches, all threads). */
+  wakeups: number;
+  /** Peak VmRSS as the kernel kept it (VmHWM): file-backed pages included. */
+  rssMB: number;
+  /** Private memory (RssAnon) when the load began, MB: what the process held idle. */
+  startAnonMB: number;
+}
+
 // ---- Measuring processes and the machine
+
+/**
+ * Voluntary context switches of all of a process's threads: each is one sleep (in epoll, for an
+ * event loop) and one wake-up. All threads, since rsyslog's work is in threads other than its main.
+ */
+export function wakeups(pid: number): number {
+  let total = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const status = readFileSync(`/proc/${pid}/task/${task}/status`, "utf8");
+      total += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)![1]);
+    } catch {} // a thread that ended meanwhile
+  }
+  return total;
+}
 
 export function statusMB(pid: number, field: "VmRSS" | "VmHWM"): number {
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
@@ -137,7 +171,7 @@ class OtherLoad {
 }
 
 /** Sends a line to a child that answers with one line on stdout, and returns the answer. */
-function asker(child: Child) {
+export function asker(child: Child) {
   // Lines written before the first question (the fan-out client's "ready") answer none.
   let seen = child.stdout.toString().split("\n").length - 1;
   return async (question: string, what: string, ms = 20_000): Promise<string> => {
@@ -164,17 +198,26 @@ const flags = (values: Record<string, string>) =>
 
 /** Counts slps's skipped messages from its SIGUSR1 counters. */
 export function slpsSkipped(slps: Child) {
+  const numbers = slpsNumbers(slps);
+  return async () =>
+    ((await numbers()).clients as { dropped: number }[]).reduce((sum, client) => sum + client.dropped, 0);
+}
+
+/** Bytes slps's resume buffer holds, from its SIGUSR1 counters. */
+export function slpsHeld(slps: Child) {
+  const numbers = slpsNumbers(slps);
+  return async () => (await numbers()).buffer.bytes as number;
+}
+
+/** slps's SIGUSR1 counters, each time asked. */
+function slpsNumbers(slps: Child) {
   return async () => {
     const from = slps.stderr.length;
     slps.kill("SIGUSR1");
-    await until("slps's counters", () => slps.stderr.slice(from).includes("{"));
-    const counters = JSON.parse(
-      slps.stderr
-        .slice(from)
-        .split("\n")
-        .find((line) => line.startsWith("{"))!,
-    );
-    return (counters.clients as { dropped: number }[]).reduce((sum, client) => sum + client.dropped, 0);
+    // The whole line: stderr may come in pieces.
+    const line = () => /^\{.*\}$/m.exec(slps.stderr.slice(from))?.[0];
+    await until("slps's counters", () => line() !== undefined);
+    return JSON.parse(line()!);
   };
 }
 
@@ -185,6 +228,9 @@ export interface BenchOptions {
   size: number;
   /** A run of a few seconds: shorter waits for a count to settle and for memory to show. */
   smoke: boolean;
+  /** Flags for Bun before slps.ts and slpc.ts (bench/profile.ts preloads its probe), and their environment. */
+  bunFlags?: string[];
+  env?: Record<string, string>;
 }
 
 /** One run of the bench: its certificates, in a folder of its own, and the processes it started. */
@@ -234,9 +280,7 @@ export class Bench {
   async startSlps(extra: string[] = []): Promise<{ slps: Child; udpPort: number; tlsPort: number }> {
     const udpPort = await freePort("udp");
     const tlsPort = await freePort();
-    const slps = this.spawn([
-      BUN,
-      "slps.ts",
+    const slps = this.#spawnProgram("slps.ts", [
       ...flags({
         udp: `127.0.0.1:${udpPort}`,
         listen: `127.0.0.1:${tlsPort}`,
@@ -258,9 +302,7 @@ export class Bench {
    * with no --forward-rate, and `extra` flags; returned once every server has started slpc's stream.
    */
   async startSlpc(servers: { slps: Child; tlsPort: number }[], forward: string, extra: string[] = []): Promise<Child> {
-    const slpc = this.spawn([
-      BUN,
-      "slpc.ts",
+    const slpc = this.#spawnProgram("slpc.ts", [
       ...servers.flatMap(({ tlsPort }) => ["--server", `localhost:${tlsPort}`]),
       ...flags({
         ca: join(this.certs, "ca.pem"),
@@ -276,6 +318,11 @@ export class Bench {
       await until("slpc's stream to start", () => / starts at #/.test(slps.stderr), 30_000);
     }
     return slpc;
+  }
+
+  /** slps.ts or slpc.ts with `args`, run by this Bun with the bench's flags for it. */
+  #spawnProgram(program: string, args: string[]): Child {
+    return this.spawn([BUN, ...(this.options.bunFlags ?? []), program, ...args], "ignore", this.options.env);
   }
 
   /** An rsyslogd with its work folder `rsyslog-NAME` and `config` after its global() line. */
@@ -298,9 +345,12 @@ export class Bench {
     const { processes, receiver } = setup;
     const ask = asker(receiver);
     const otherLoad = new OtherLoad(() => [process.pid, ...[...this.#children].map((child) => child.pid)]);
+    const memory = new PeakMemory(Object.values(processes).map((child) => child.pid));
+    const startMemory = new Map(Object.values(processes).map((child) => [child.pid, memoryOf(child.pid)]));
     try {
       const measured = [...Object.values(processes), receiver];
       const cpuBefore = measured.map((child) => cpuSeconds(child.pid));
+      const wakeupsBefore = measured.map((child) => wakeups(child.pid));
       const dropsBefore = setup.dropPorts.map(([port]) => udpDrops(port));
       const ports = setup.udpPorts ?? [setup.udpPort];
       const tag = (i: number) => (setup.udpPorts ? [`s${i + 1}`] : []);
@@ -330,15 +380,24 @@ export class Bench {
         await sleep(settleMs);
       }
       const cpu = measured.map((child, i) => cpuSeconds(child.pid) - cpuBefore[i]!);
+      const woke = measured.map((child, i) => wakeups(child.pid) - wakeupsBefore[i]!);
+      const peaks = memory.stop();
       const otherCores = otherLoad.stop();
       const drops = setup.dropPorts.map(([port], i) => udpDrops(port) - dropsBefore[i]!);
       const processRows = Object.fromEntries(
-        Object.entries(processes).map(([role, child], i) => [
+        Object.entries(processes).map(([role, child], i): [string, ProcessNumbers] => [
           role,
-          { rssMB: statusMB(child.pid, "VmHWM"), cpuSeconds: cpu[i]! },
+          {
+            ...peaks.get(child.pid)!,
+            rssMB: statusMB(child.pid, "VmHWM"),
+            startAnonMB: startMemory.get(child.pid)!.anonMB,
+            cpuSeconds: cpu[i]!,
+            wakeups: woke[i]!,
+          },
         ]),
       );
       const skippedByRelay = (await setup.skipped?.()) ?? 0;
+      const held = await setup.held?.();
       type Report = { pooled: { p50: number; p99: number; max: number }; streams: Stream[] };
       const { pooled, streams }: Report = JSON.parse(
         await ask(`report ${sentEach.map((each) => each.sent).join(",")}`, "the receiver's report"),
@@ -368,6 +427,7 @@ export class Bench {
         kernelDrops: drops.reduce((total, n) => total + n, 0),
         skipped,
         lostInside: Math.max(0, missing - lostInKernel - skipped),
+        ...(held === undefined ? {} : { heldMB: held / 1024 / 1024 }),
         cpuUsPerMessage: delivered ? (relayCpu / delivered) * 1e6 : 0,
         processes: processRows,
         receiverCpuSeconds: cpu.at(-1)!,
@@ -378,6 +438,7 @@ export class Bench {
       };
     } finally {
       otherLoad.stop();
+      memory.stop();
       await this.stopAll([...Object.values(processes), receiver]);
       await setup.cleanup?.();
     }

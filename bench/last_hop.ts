@@ -143,7 +143,8 @@ export function lastHopTable(rows: Row[]): string {
     [
       ...relayColumns,
       ["CPU µs/msg", (row) => f(row.cpuUsPerMessage, 1)],
-      ["RSS MB", (row) => each(row, (p) => f(p.rssMB, 1))],
+      ["private MB (RssAnon)", (row) => each(row, (p) => f(p.anonMB, 1))],
+      ["VmRSS MB", (row) => each(row, (p) => f(p.rssMB, 1))],
     ],
     rows,
   );

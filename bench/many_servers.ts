@@ -29,7 +29,8 @@ export function manyServersTable(row: Row, servers: number): string {
   const slpc = row.processes.slpc!;
   const note =
     `Each server gets ${f(row.offered)} messages/s from a load generator of its own; slpc forwards all to one ` +
-    `sink, with --forward-rate 0. slpc: ${f(slpc.cpuSeconds, 2)} CPU s, ${f(slpc.rssMB, 1)} MB RSS; ` +
+    `sink, with --forward-rate 0. slpc: ${f(slpc.cpuSeconds, 2)} CPU s, ${f(slpc.anonMB, 1)} MB private ` +
+    `(RssAnon), ${f(slpc.rssMB, 1)} MB VmRSS; ` +
     `${f(row.cpuUsPerMessage, 1)} µs of CPU per message, all ${servers + 1} processes; other load ` +
     `${f(row.otherCores, 2)} cores.`;
   return table(

@@ -14,9 +14,11 @@
 //      (--buffer-dir) under each --fsync policy, at 10,000 and 50,000/s (bench/buffer_dir.ts);
 //   8. the live view: slpc --web's CPU per message at 10,000/s with no viewer, one and ten
 //      (bench/web_view.ts; in the full run, or alone with --web-view);
-//   9. issue 13's goals, each with what this run measured for it (bench/goals.ts).
+//   9. slps's --batch-window at each rate: the wait it adds beside the CPU and wake-ups it saves;
+//  10. issue 24's goals, each with what this run measured for it (bench/goals.ts).
 // Each section is a file of its own: 1 and 2 bench/sweep.ts, 3 and 4 bench/fanout.ts, 5
-// bench/many_servers.ts, 6 bench/last_hop.ts, 7 bench/buffer_dir.ts, 8 bench/web_view.ts, 9 bench/goals.ts.
+// bench/many_servers.ts, 6 bench/last_hop.ts, 7 bench/buffer_dir.ts, 8 bench/web_view.ts, 9 bench/windows.ts,
+// 10 bench/goals.ts.
 // What they share (the processes, one measurement, CPU and memory from /proc) is bench/harness.ts, their tables
 // bench/table.ts.
 // This file reads the flags, runs the sections in order and writes the results.
@@ -28,6 +30,7 @@
 //   npm run bench -- --rates 10000,0 --fan-out 1,10 --fan-out-rate 10000 --idle 100
 //                                       choose what to measure (rate 0: flat out)
 //   npm run bench -- --web-view         the live view's section alone, printed, no files written
+//   npm run bench -- --windows          the batch window's section alone (its rates: --rates)
 //
 // Prints the tables and writes bench/results.json, results.md and results.svg (or to --out DIR).
 
@@ -45,6 +48,7 @@ import { manyServersTable, slpFollowing } from "./many_servers.ts";
 import { compareTable, floorTable, harnessFloor, rsyslogRelay, slpRelay, sweepTable } from "./sweep.ts";
 import { f, offeredText, percent } from "./table.ts";
 import { slpWithViewers, webViewTable } from "./web_view.ts";
+import { type WindowRow, windowsTable, withWindow } from "./windows.ts";
 
 // ---- Options
 
@@ -59,7 +63,7 @@ const flagValue = (flag: string) => {
   if (value === undefined || value.startsWith("--")) usage(`${flag} needs a value`);
   return value;
 };
-const switches = ["--smoke", "--last-hop", "--disk", "--web-view"];
+const switches = ["--smoke", "--last-hop", "--disk", "--web-view", "--windows"];
 const known = [...switches, "--compare", "--out", "--rates", "--fan-out", "--fan-out-rate", "--idle"];
 const unknown = argv.find(
   (word, i) => word.startsWith("--") && !known.includes(word) && !known.slice(switches.length).includes(argv[i - 1]!),
@@ -112,6 +116,10 @@ const WEB_VIEWERS = [0, 1, 10];
 const WEB_RATE = 10_000;
 const webOnly = argv.includes("--web-view");
 const webInRun = !smoke && !diskOnly;
+/** slps's --batch-window values measured at each of WINDOW_RATES; in the full run, or alone with --windows. */
+const windowsOnly = argv.includes("--windows");
+const WINDOWS = smoke ? [0, 0.5] : [0, 0.1, 0.25, 0.5, 1];
+const WINDOW_RATES = listOf("--rates", smoke ? [10_000] : [1_000, 10_000, 50_000, 0], 0);
 const SIZE = 200;
 
 if (compare) {
@@ -143,6 +151,7 @@ const results = {
   manyServers: undefined as Row | undefined,
   disk: [] as DiskRow[],
   webView: [] as Row[],
+  windows: [] as WindowRow[],
 };
 const progress = (row: Row) =>
   console.error(
@@ -156,6 +165,13 @@ try {
       progress(results.webView.at(-1)!);
     }
     console.log(webViewTable(results.webView));
+    await bench.close();
+    process.exit(0);
+  }
+  if (windowsOnly) {
+    // A section alone writes no results: they would stand for a whole run.
+    await measureWindows();
+    console.log(windowsTable(results.windows));
     await bench.close();
     process.exit(0);
   }
@@ -185,6 +201,7 @@ try {
       ...(results.lastHop.length > 0 ? [lastHopTable(results.lastHop)] : []),
       ...(results.disk.length > 0 ? [diskTable(results.disk, SECONDS)] : []),
       ...(results.webView.length > 0 ? [webViewTable(results.webView)] : []),
+      ...(results.windows.length > 0 ? [windowsTable(results.windows)] : []),
       goalsTable(results),
     ];
     const heading = `Measured ${results.date} on ${results.machine}; ${SIZE}-byte messages, ${SECONDS} s at each rate`;
@@ -201,7 +218,7 @@ try {
 }
 process.exit(0);
 
-/** Sections 1 to 6 and 8, which --disk leaves out. */
+/** Every section but the disk's, in order: --disk leaves them out. */
 async function otherSections(): Promise<void> {
   for (const rate of FLOOR_RATES) {
     results.floor.push(await bench.measure(() => harnessFloor(bench), rate));
@@ -230,5 +247,16 @@ async function otherSections(): Promise<void> {
   for (const viewers of webInRun ? WEB_VIEWERS : []) {
     results.webView.push(await bench.measure(() => slpWithViewers(bench, viewers), WEB_RATE));
     progress(results.webView.at(-1)!);
+  }
+  await measureWindows();
+}
+
+/** Each window at each of WINDOW_RATES, window 0 first at each rate: the others' changes are against it. */
+async function measureWindows(): Promise<void> {
+  for (const rate of WINDOW_RATES) {
+    for (const window of WINDOWS) {
+      results.windows.push(await withWindow(bench, window, rate));
+      progress(results.windows.at(-1)!);
+    }
   }
 }

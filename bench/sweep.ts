@@ -4,7 +4,7 @@
 
 import { freePort, sleep, tcpListening, udpListening, until } from "../test/kit.ts";
 import { CLOCK_NAME } from "./clock.ts";
-import { type Bench, type Row, type Setup, slpsSkipped } from "./harness.ts";
+import { type Bench, type Row, type Setup, slpsHeld, slpsSkipped } from "./harness.ts";
 import { type Column, each, f, offeredText, type Pair, percent, table, versus } from "./table.ts";
 
 /** The load straight into the sink: what the harness itself costs. */
@@ -13,9 +13,10 @@ export async function harnessFloor(bench: Bench): Promise<Setup> {
   return { name: "harness", udpPort: port, processes: {}, receiver: sink, streams: 1, dropPorts: [[port, 1]] };
 }
 
-export async function slpRelay(bench: Bench): Promise<Setup> {
+/** slps and slpc between the load and the sink; `slpsFlags` are added to slps's (bench/windows.ts's window). */
+export async function slpRelay(bench: Bench, slpsFlags: string[] = []): Promise<Setup> {
   const { sink, port } = await bench.startSink();
-  const { slps, udpPort, tlsPort } = await bench.startSlps();
+  const { slps, udpPort, tlsPort } = await bench.startSlps(slpsFlags);
   const slpc = await bench.startSlpc([{ slps, tlsPort }], `127.0.0.1:${port}`);
   return {
     name: "slp",
@@ -28,6 +29,7 @@ export async function slpRelay(bench: Bench): Promise<Setup> {
       [port, 1],
     ],
     skipped: slpsSkipped(slps),
+    held: slpsHeld(slps),
   };
 }
 
@@ -110,8 +112,11 @@ export const relayColumns: Column<Row>[] = [
 
 export function sweepTable(rows: Row[]): string {
   const note =
-    "RSS is the peak (VmHWM) and CPU the seconds used, of slps / slpc or of rsyslogd server / home; " +
-    "CPU per message is both processes' CPU over the messages delivered.";
+    "Memory and CPU are of slps / slpc or of rsyslogd server / home. Private memory is the peak of RssAnon " +
+    "(sampled every 250 ms): what each process alone holds. VmRSS is the peak of every resident page, counting " +
+    "the pages of the executable mapped from its file (most of a Bun process's), which are shared and which the " +
+    "kernel can drop. Held is what slps's resume buffer holds at the end. CPU per message is both processes' CPU " +
+    "over the messages delivered.";
   return table(
     "Sweep: UDP in -> relay -> mutual TLS -> relay -> UDP out",
     note,
@@ -120,7 +125,9 @@ export function sweepTable(rows: Row[]): string {
       ["skipped (counted)", (row) => f(row.skipped)],
       ["lost uncounted", (row) => f(row.lostInside)],
       ["CPU µs/msg", (row) => f(row.cpuUsPerMessage, 1)],
-      ["RSS MB", (row) => each(row, (p) => f(p.rssMB, 1))],
+      ["private MB (RssAnon)", (row) => each(row, (p) => f(p.anonMB, 1))],
+      ["VmRSS MB", (row) => each(row, (p) => f(p.rssMB, 1))],
+      ["held MB", (row) => (row.heldMB === undefined ? "" : f(row.heldMB, 1))],
       ["CPU s", (row) => each(row, (p) => f(p.cpuSeconds, 2))],
       ["other load (cores)", (row) => f(row.otherCores, 2)],
     ],
@@ -128,7 +135,7 @@ export function sweepTable(rows: Row[]): string {
   );
 }
 
-const totalRss = (row: Row) => Object.values(row.processes).reduce((sum, p) => sum + p.rssMB, 0);
+const totalPrivate = (row: Row) => Object.values(row.processes).reduce((sum, p) => sum + p.anonMB, 0);
 
 /** slp beside rsyslog at each of `rates`, as ratios. */
 export function compareTable(rows: Row[], rates: number[]): string {
@@ -141,7 +148,7 @@ export function compareTable(rows: Row[], rates: number[]): string {
       ["delivered slp / rsyslog", ([slp, rsyslog]) => `${percent(slp.share)} / ${percent(rsyslog.share)}`],
       ...versus<Row>("p99 ms slp / rsyslog", "p99 ratio", (row) => row.p99, 2),
       ...versus<Row>("CPU µs/msg slp / rsyslog", "CPU ratio", (row) => row.cpuUsPerMessage, 1),
-      ...versus("RSS MB slp / rsyslog", "RSS ratio", totalRss, 1),
+      ...versus("private MB slp / rsyslog (RssAnon, both processes)", "private ratio", totalPrivate, 1),
     ],
     rates.map((rate): Pair<Row> => [at("slp", rate), at("rsyslog", rate)]),
   );

@@ -9,10 +9,8 @@ export const offeredText = (rate: number) => (rate === 0 ? "flat out" : f(rate))
 export const percent = (share: number) => `${f(share * 100, 2)}%`;
 const ratio = (a: number, b: number) => (b ? `${f(a / b, 2)}x` : "-");
 
-/** What a row holds of each process under test. */
-type Processes = { processes: Record<string, { rssMB: number; cpuSeconds: number }> };
 /** One value of each process under test, "a / b / c". */
-export const each = (row: Processes, value: (p: { rssMB: number; cpuSeconds: number }) => string) =>
+export const each = <P>(row: { processes: Record<string, P> }, value: (p: P) => string) =>
   Object.values(row.processes).map(value).join(" / ");
 
 /** A column: its heading, and its cell for a row. */

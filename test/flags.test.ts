@@ -153,3 +153,33 @@ describe("every value a flag accepts works", () => {
     expect(out.messages[0]!.equals(largest)).toBe(true);
   });
 });
+
+describe("slps --batch-window", () => {
+  for (const value of ["-1", "abc", "100.5", "1e3", "0.5ms", NINES]) {
+    test(`--batch-window ${value.slice(0, 10)} is refused at start with one line and exit 2`, async () => {
+      const s = await slpsWith(["--batch-window", value]);
+      expect(await s.exit(10_000)).toBe(2);
+      expect(s.stderr).toBe(`slps: --batch-window "${value}": expected milliseconds from 0 to 100, like 0.5\n`);
+    });
+  }
+
+  test("SLPS_BATCH_WINDOW over 100 is refused at start with one line and exit 2", async () => {
+    const s = track(new Child([BUN, "slps.ts"], { SLPS_BATCH_WINDOW: "200" }));
+    expect(await s.exit(10_000)).toBe(2);
+    expect(s.stderr).toBe('slps: SLPS_BATCH_WINDOW "200": expected milliseconds from 0 to 100, like 0.5\n');
+  });
+
+  for (const value of ["0", "0.25", "100"]) {
+    test(`--batch-window ${value}: a burst and a message after it reach a client whole and in order`, async () => {
+      const s = await server(["--batch-window", value]);
+      const out = await sink();
+      await client(s, { forwardPort: out.port });
+      const burst = Array.from({ length: 50 }, (_, i) => Buffer.from(`<13>burst ${i}`));
+      await sendUdp(s.udpPort, burst);
+      await sleep(30);
+      await sendUdp(s.udpPort, [Buffer.from("<13>after")]);
+      await until("every message", () => out.messages.length === 51);
+      expect(out.messages.map(String)).toEqual([...burst.map(String), "<13>after"]);
+    });
+  }
+});

@@ -70,15 +70,18 @@ export class RelpOutput<S> extends Output<S> {
     return `${this.name} did not acknowledge ${within}; --state records only what it acknowledged`;
   }
 
+  /** What may go now, in one write: a system call for the lot, not one a message. */
   protected sendWaiting(): void {
+    const frames: Uint8Array[] = [];
     while (this.#link.socket && this.#session.phase === "open" && !this.full) {
       const next = this.ledger.next(1)[0];
-      if (!next || this.allowed(1) === 0) return;
+      if (!next || this.allowed(1) === 0) break;
       const frame = this.#session.send(next.message, null);
-      if (!frame) return;
+      if (!frame) break;
       this.ledger.give(1);
-      this.#link.write(frame);
+      frames.push(frame);
     }
+    if (frames.length > 0) this.#link.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
   }
 
   #received(chunk: Uint8Array): void {

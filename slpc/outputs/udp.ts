@@ -101,7 +101,12 @@ export class UdpOutput<S> extends Output<S> {
     this.changed();
   }
 
-  /** Datagrams that went unanswered for UDP_SILENCE_MS are confirmed; a timer comes back for the rest. */
+  /**
+   * Datagrams that went unanswered for UDP_SILENCE_MS are confirmed; a timer comes back for the
+   * rest, when the newest of them is due. While sends go on, each send confirms what is due by
+   * then; the timer only takes the last of them. Timed for the oldest, it fired once per send
+   * (at 1,000 messages a second, 0.9 timers and 0.6 more wake-ups a message: bench/profile.ts).
+   */
   #settle(): void {
     const now = performance.now();
     let count = 0;
@@ -113,7 +118,7 @@ export class UdpOutput<S> extends Output<S> {
       this.changed();
     }
     if (this.#sends.length > 0 && !this.#settleTimer) {
-      const wait = Math.max(1, UDP_SILENCE_MS - (now - this.#sends.at(0)!.at));
+      const wait = Math.max(1, UDP_SILENCE_MS - (now - this.#sends.at(this.#sends.length - 1)!.at));
       this.#settleTimer = setTimeout(() => {
         this.#settleTimer = undefined;
         this.#settle();
