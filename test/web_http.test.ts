@@ -464,6 +464,28 @@ describe("the flags", () => {
   });
 });
 
+describe("the address slpc prints", () => {
+  test("opens the view however --web spelled its address: the Host a browser sends for it is the view's", async () => {
+    const s = await server();
+    // Each spelling names a loopback address; a browser writes it the one way URLs do (127.0.0.1, [::1]).
+    for (const [listen, connect] of [
+      ["127.1", "127.0.0.1"],
+      ["[0:0:0:0:0:0:0:1]", "::1"],
+      ["[::ffff:127.0.0.1]", "127.0.0.1"],
+    ]) {
+      const port = await freePort();
+      const slpc = bed.slpc(s.tlsPort, ["--stdout", "--web", `${listen}:${port}`]);
+      await slpc.waitFor(/--web: the live view is at/);
+      const printed = new URL(/--web: the live view is at (\S+)/.exec(slpc.stderr)![1]!);
+      const token = printed.searchParams.get("token");
+      const request = get(port, "/page.css", { Host: printed.host, Authorization: `Bearer ${token}` });
+      const answer = await rawOn(connect!, port, request);
+      expect([listen, printed.host, answer.split("\r\n")[0]]).toEqual([listen, printed.host, "HTTP/1.1 200 OK"]);
+      slpc.kill();
+    }
+  });
+});
+
 /** A request to `hostname` (an IPv6 address too), and the response's text. */
 async function rawOn(hostname: string, port: number, request: string): Promise<string> {
   let text = "";
