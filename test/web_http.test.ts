@@ -391,6 +391,8 @@ describe("the flags", () => {
       [["--web", web, "--web-viewers", "0"], '--web-viewers "0": must be 1 to 1000'],
       [["--web", web, "--web-viewers", "1001"], '--web-viewers "1001": must be 1 to 1000'],
       [["--web", web, "--web-host", "a b"], "--web-host \"a b\": 'a b' is not a host name or address"],
+      // Its last label is digits: an address or nothing to a browser, so no Host ever names it.
+      [["--web", web, "--web-host", "logs.1"], "--web-host \"logs.1\": 'logs.1' is not a host name or address"],
       [
         ["--web", web, "--web-host", "logs:443"],
         "--web-host \"logs:443\": 'logs:443' is not a host name or address (no port",
