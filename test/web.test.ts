@@ -537,6 +537,43 @@ describe("who can read the stream", () => {
   );
 });
 
+describe("large hostile messages", () => {
+  browserTest("the page's rows are bounded in characters as well as in number: 64 KiB messages", async () => {
+    const s = await bed.server(["--heartbeat", "1", "--udp-buffer", "8MiB"]);
+    const view = await startView(bed, [s], undefined, ["--web-history", "256MiB"]);
+    const { page, context } = await openView(view);
+    const cdp = await context.newCDPSession(page);
+    // Long strings live outside V8's heap (backingStorageSize), and the EventSource's in Blink's.
+    const held = async () => {
+      const usage = (await cdp.send("Runtime.getHeapUsage")) as Record<string, number>;
+      return usage.usedSize! + (usage.embedderHeapUsedSize ?? 0) + (usage.backingStorageSize ?? 0);
+    };
+    // 60,000 control characters, each \u0001 in the JSON: 360 KB a message, and 400 of them are
+    // 144 MB, though far fewer than the 5,000 rows the page keeps.
+    const TOTAL = 400;
+    const big = (n: number) => Buffer.concat([Buffer.from(`<13>msg big ${n} at=0 `), Buffer.alloc(60_000, 1)]);
+    for (let n = 1; n <= TOTAL; n += 20) {
+      await sendUdp(
+        s.udpPort,
+        oneToN(20).map((k) => big(n + k - 1)),
+      );
+      await sleep(100);
+    }
+    const last = `msg big ${TOTAL} `;
+    await rowsUntil(page, "the last message", (messages) => messages.some((m) => m.startsWith(last)), 30_000);
+    await cdp.send("HeapProfiler.collectGarbage");
+    const used = await held();
+    const lines = Number(/· ([\d,]+) lines/.exec((await page.textContent("#status")) ?? "")?.[1]?.replace(/,/g, ""));
+    console.log(
+      `web.test: ${TOTAL} messages of 360 KB of JSON: ${lines} lines kept, ${(used / 1e6).toFixed(1)} MB held`,
+    );
+    // 16 Mi characters of rows: 46 of these.
+    expect(lines).toBeGreaterThan(40);
+    expect(lines).toBeLessThan(50);
+    expect(used).toBeLessThan(128e6);
+  });
+});
+
 describe("10,000 messages a second for 10 s", () => {
   browserTest(
     "the page answers a click within 200 ms, its memory stays bounded, and --forward gets every message once",

@@ -78,6 +78,26 @@ describe("Host, Origin and Sec-Fetch-Site", () => {
     expect(hostAllowed(six, "::1:8514")).toBe(false);
   });
 
+  test("each spelling of the address is the address, as a URL writes it; a name is never taken for one", () => {
+    for (const [listen, host] of [
+      ["127.1", "127.0.0.1:8514"],
+      ["127.0.0.1", "127.1:8514"],
+      ["127.0.0.1", "2130706433:8514"],
+      ["0:0:0:0:0:0:0:1", "[::1]:8514"],
+      ["::1", "[0:0::1]:8514"],
+      ["::ffff:127.0.0.1", "[::ffff:7f00:1]:8514"],
+      ["LOCALHOST", "localhost:8514"],
+    ])
+      expect([listen, host, hostAllowed({ ...access, listen: { host: listen!, port: 8514 } }, host)]).toEqual([
+        listen,
+        host,
+        true,
+      ]);
+    // A last label of digits makes an address or nothing: evil.1 is no host at all, and no name becomes 127.0.0.1.
+    for (const host of ["evil.1:8514", "evil.127.0.0.1:8514", "localhost.:8514", "0x7f.evil:8514"])
+      expect([host, hostAllowed(access, host)]).toEqual([host, false]);
+  });
+
   test("a request from another origin is refused: another port, another name, a sandbox, another site", () => {
     const ok = "Host: 127.0.0.1:8514";
     expect(refusal(access, head(ok))).toBeUndefined();

@@ -36,7 +36,7 @@ export interface Access {
   token: string;
   /** --web: the address the view listens on, which a Host header may name with its port. */
   listen: Address;
-  /** --web-host: names a Host header may carry, with any port or none, lower case. */
+  /** --web-host: names a Host header may carry, with any port or none, as `canonicalHost` writes them. */
   names: readonly string[];
 }
 
@@ -48,16 +48,29 @@ export function tokenCookie(access: Access): string {
   return `${cookieName(access)}=${access.token}; HttpOnly; SameSite=Strict; Path=/`;
 }
 
-/** `name` and `port` of a Host header or of an origin's authority (`[::1]:8514`, `web`), or undefined. */
-function authority(text: string): { name: string; port?: number } | undefined {
-  const match = /^(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::(\d{1,5}))?$/.exec(text.toLowerCase());
-  if (!match) return undefined;
-  return { name: match[1]!, port: match[2] === undefined ? undefined : Number(match[2]) };
+/**
+ * A host name or address as URLs write it (IPv6 in brackets), or undefined when no URL can hold it.
+ * A browser sends the Host of the address it was given in this form: `127.1` as `127.0.0.1`,
+ * `[0:0::1]` as `[::1]`, capitals in lower case; so every spelling of one address compares equal.
+ */
+export function canonicalHost(name: string): string | undefined {
+  try {
+    return new URL(`http://${name}/`).hostname || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
-/** How the listening address appears in a Host header: IPv6 in brackets. */
-const hostName = (address: Address) =>
-  address.host.includes(":") ? `[${address.host.toLowerCase()}]` : address.host.toLowerCase();
+/** `name` (canonical) and `port` of a Host header or of an origin's authority (`[::1]:8514`, `web`), or undefined. */
+function authority(text: string): { name: string; port?: number } | undefined {
+  const match = /^(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::(\d{1,5}))?$/.exec(text.toLowerCase());
+  const name = match && canonicalHost(match[1]!);
+  if (!name) return undefined;
+  return { name, port: match[2] === undefined ? undefined : Number(match[2]) };
+}
+
+/** How the listening address appears in a Host header. */
+const hostName = (address: Address) => canonicalHost(address.host.includes(":") ? `[${address.host}]` : address.host);
 
 /**
  * Whether a Host header (or an origin's authority, whose port `defaultPort` stands in for when it

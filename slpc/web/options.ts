@@ -18,7 +18,7 @@ import {
   reason,
   UsageError,
 } from "../../lib.ts";
-import { type Access, makeToken, tokenFromFile } from "./access.ts";
+import { type Access, canonicalHost, makeToken, tokenFromFile } from "./access.ts";
 
 const WEB = ""; // HOST:PORT to serve the live view on, over HTTP; empty: off
 const WEB_TOKEN_FILE = ""; // the view's token, from this file; empty: a random one, printed at start
@@ -72,12 +72,14 @@ export interface WebSettings {
 function parseWebHosts(text: string): string[] {
   const names = parseList(text).map((name) => name.toLowerCase());
   if (names.length > MAX_NAMES) throw new Error(`${names.length} names; at most ${MAX_NAMES}`);
-  for (const name of names) {
-    if (isIP(name) === 6) continue;
-    if (!/^[a-z0-9._-]{1,253}$/.test(name) && !/^\[[0-9a-f:.]+\]$/.test(name))
+  return names.map((name) => {
+    const written = isIP(name) === 6 ? `[${name}]` : name;
+    const canonical = /^[a-z0-9._-]{1,253}$|^\[[0-9a-f:.]+\]$/.test(written) ? canonicalHost(written) : undefined;
+    if (canonical === undefined)
       throw new Error(`'${name.slice(0, 60)}' is not a host name or address (no port: any port is taken)`);
-  }
-  return names.map((name) => (isIP(name) === 6 ? `[${name}]` : name));
+    // As a browser writes it in Host: 127.1 is 127.0.0.1.
+    return canonical;
+  });
 }
 
 function parseWebHistory(text: string): number {
@@ -86,8 +88,10 @@ function parseWebHistory(text: string): number {
   return bytes;
 }
 
-const isLoopback = (address: string) => /^127\./.test(address) || address === "::1" || /^::ffff:127\./i.test(address);
-const isUnspecified = (address: string) => address === "0.0.0.0" || address === "::" || /^\[?::\]?$/.test(address);
+/** An address as URLs write it, so that each spelling of one is known: 0:0:0:0:0:0:0:1 is [::1]. */
+const canonical = (address: string) => canonicalHost(isIP(address) === 6 ? `[${address}]` : address) ?? address;
+const isLoopback = (address: string) => /^(127\.|\[::1\]$|\[::ffff:7f)/.test(canonical(address));
+const isUnspecified = (address: string) => /^(0\.0\.0\.0|\[::\])$/.test(canonical(address));
 
 /**
  * The view's settings, or undefined without --web; a UsageError for a combination that cannot

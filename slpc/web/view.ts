@@ -5,9 +5,9 @@
 //
 // HTTP is spoken by hand on a plain TCP listener (slpc/web/http.ts), so that every cost a viewer
 // controls has a bound this file can name: one request head of 8 KiB per connection, within
-// REQUEST_MS; a few connections waiting at once, and so many a minute from one address; at most
-// --web-viewers streams, each holding one unsent write and its place in the history, cut when
-// its socket takes nothing for STALL_MS.
+// REQUEST_MS; a few connections waiting at once (the oldest makes room), and so many a minute
+// from one address; at most --web-viewers streams, each holding one unsent write and its place in
+// the history, cut when its socket takes nothing for STALL_MS.
 
 import type { Socket, TCPSocketListener } from "bun";
 import { bindFailure, formatAddress, HandshakeLimiter, reason } from "../../lib.ts";
@@ -29,7 +29,11 @@ const CLOSE_MS = 2000;
 const STALL_MS = 10_000;
 /** A viewer that hears nothing for this long gets a comment line, so that proxies keep the stream open. */
 const KEEPALIVE_MS = 15_000;
-/** Connections that have not been answered yet, at once: one more is closed at once. */
+/**
+ * Connections that have not been answered yet, at once: one more closes the oldest that has not
+ * sent its request (or has had its answer), so that 32 connections sending nothing, renewed as
+ * each times out, do not keep every browser out; when none of those is left, the new one is closed.
+ */
 const MAX_WAITING = 32;
 /** Connections a minute from one address: a page and its reconnects take a few. */
 const CONNECTIONS_PER_MINUTE = 600;
@@ -195,21 +199,37 @@ export class WebView {
   #open(socket: Socket<Peer>): void {
     const now = performance.now();
     const address = socket.remoteAddress ?? "";
-    const waiting = this.#peers.size - this.viewers;
-    if (waiting >= MAX_WAITING || this.#rate.allow(address, now) !== "allowed") {
+    if (this.#rate.allow(address, now) !== "allowed") {
       this.#refuseConnection(now);
       return void socket.terminate();
+    }
+    if (this.#peers.size - this.viewers >= MAX_WAITING) {
+      const idle = this.#oldestIdle();
+      this.#refuseConnection(now);
+      if (!idle) return void socket.terminate();
+      this.#peers.delete(idle);
+      idle.terminate();
     }
     const name = address.includes(":") ? `[${address}]:${socket.remotePort}` : `${address}:${socket.remotePort}`;
     socket.data = { name, phase: "request", since: now, reader: new HeadReader(), tookAt: now, extra: 0, sentAt: now };
     this.#peers.add(socket);
   }
 
+  /** The connection that waits the longest without a request, or after its answer: undefined if none does. */
+  #oldestIdle(): Socket<Peer> | undefined {
+    let oldest: Socket<Peer> | undefined;
+    for (const socket of this.#peers) {
+      const { phase, since } = socket.data;
+      if ((phase === "request" || phase === "closing") && (!oldest || since < oldest.data.since)) oldest = socket;
+    }
+    return oldest;
+  }
+
   /** Connections closed before their request, summed into one line a minute at most. */
   #refuseConnection(now: number): void {
     this.#refused.count++;
     if (now - this.#refused.saidAt < REFUSED_LINE_MS) return;
-    const why = `over ${CONNECTIONS_PER_MINUTE} a minute from one address, or ${MAX_WAITING} waiting at once`;
+    const why = `over ${CONNECTIONS_PER_MINUTE} a minute from one address, or the oldest of ${MAX_WAITING} waiting`;
     this.#log(`--web: closed ${this.#refused.count} connections before their request: ${why}`);
     this.#refused = { count: 0, saidAt: now };
   }

@@ -13,6 +13,12 @@
 
 /** Rows the page keeps: the newest, the older ones dropped. */
 const MAX_ROWS = 5000;
+/**
+ * Characters of their JSON the rows kept hold at most: the newest rows within it are kept. Any
+ * host that logs writes a message of 64 KiB, its JSON up to six times that, and 5,000 of them
+ * would be gigabytes; 5,000 rows of a few hundred bytes are well within it.
+ */
+const MAX_ROW_CHARS = 16 * 1024 * 1024;
 const ROW_HEIGHT = 20;
 const FILTERS = ["q", "severity", "host", "program", "server"];
 /** Typing in a filter waits this long for the next key before the view is asked again. */
@@ -57,6 +63,8 @@ let rows = [];
 /** Rows that came and are not shown yet: until the next frame, or while paused until Resume. */
 /** @type {Row[]} */
 let waiting = [];
+/** The characters of the rows in `waiting`, as rowSize counts them. */
+let waitingChars = 0;
 let paused = false;
 let arrivedWhilePaused = 0;
 /** The id of the last event received: where a new stream for the same filter resumes. */
@@ -242,14 +250,30 @@ function schedule() {
   if (frame === 0) frame = requestAnimationFrame(draw);
 }
 
-/** @param {Row[]} list */
-const newest = (list) => (list.length > MAX_ROWS ? list.slice(-MAX_ROWS) : list);
+/** @param {Row} row */
+const rowSize = (row) => (isMessage(row) ? row.data.length : row.gap.length);
+
+/**
+ * The newest rows of `list`: MAX_ROWS at most, and MAX_ROW_CHARS of text (but the newest row always).
+ * @param {Row[]} list
+ */
+function newest(list) {
+  let start = list.length;
+  let chars = 0;
+  while (start > 0 && list.length - start < MAX_ROWS) {
+    chars += rowSize(/** @type {Row} */ (list[start - 1]));
+    if (chars > MAX_ROW_CHARS && start < list.length) break;
+    start--;
+  }
+  return start === 0 ? list : list.slice(start);
+}
 
 function draw() {
   frame = 0;
   if (!paused && waiting.length > 0) {
     rows = newest(rows.concat(waiting));
     waiting = [];
+    waitingChars = 0;
   }
   spacer.style.height = `${rows.length * ROW_HEIGHT}px`;
   if (!paused) scroller.scrollTop = scroller.scrollHeight;
@@ -428,8 +452,12 @@ async function explain(url) {
 /** @param {Row} row */
 function arrive(row) {
   waiting.push(row);
-  // A hidden tab draws no frames: what waits is bounded all the same.
-  if (waiting.length >= 2 * MAX_ROWS) waiting = waiting.slice(-MAX_ROWS);
+  waitingChars += rowSize(row);
+  // A hidden tab draws no frames: what waits is bounded all the same, in rows and in characters.
+  if (waiting.length >= 2 * MAX_ROWS || waitingChars >= 2 * MAX_ROW_CHARS) {
+    waiting = newest(waiting);
+    waitingChars = waiting.reduce((sum, each) => sum + rowSize(each), 0);
+  }
   if (paused) arrivedWhilePaused++;
   schedule();
 }
@@ -440,6 +468,7 @@ function refilter() {
   history.replaceState(null, "", query.size > 0 ? `?${query}` : "/");
   rows = [];
   waiting = [];
+  waitingChars = 0;
   lastEventId = "";
   arrivedWhilePaused = 0;
   connect();
