@@ -3,7 +3,14 @@
 
 import { describe, expect, test } from "bun:test";
 import { MAX_UNIX_PATH } from "./forward_address.ts";
-import { formatInputAddress, parseInputAddress, parseInputList, refuseShared } from "./input_address.ts";
+import {
+  chooseInputs,
+  formatInputAddress,
+  parseInputAddress,
+  parseInputList,
+  refuseShared,
+  resolveInputs,
+} from "./input_address.ts";
 
 const forms = "udp://HOST:PORT, tcp://HOST:PORT, relp://HOST:PORT, unix:/PATH or HOST:PORT";
 
@@ -76,5 +83,47 @@ describe("parseInputList", () => {
     expect(() => refuseShared(inputs, ["127.0.0.1", "127.0.0.1"])).toThrow(
       "tcp://localhost:514 and relp://127.0.0.1:514 are the same address",
     );
+  });
+});
+
+describe("chooseInputs and resolveInputs", () => {
+  const udp = { host: "127.0.0.1", port: 514 };
+  const relp = parseInputAddress("relp://127.0.0.1:2514");
+  const none = { udp: false, udpBuffer: false };
+  const shown = (chosen: ReturnType<typeof chooseInputs>) =>
+    chosen.map(({ address, flag }) => `--${flag} ${formatInputAddress(address)}`);
+
+  test("without --input, --udp's input alone, as before; --input alone replaces it; --udp given joins it", () => {
+    expect(shown(chooseInputs(udp, undefined, none))).toEqual(["--udp udp://127.0.0.1:514"]);
+    expect(shown(chooseInputs(udp, [relp], none))).toEqual(["--input relp://127.0.0.1:2514"]);
+    expect(shown(chooseInputs(udp, [relp], { ...none, udp: true }))).toEqual([
+      "--udp udp://127.0.0.1:514",
+      "--input relp://127.0.0.1:2514",
+    ]);
+  });
+
+  test("--udp-buffer without a UDP input to size is refused, not ignored", () => {
+    expect(() => chooseInputs(udp, [relp], { udp: false, udpBuffer: true })).toThrow(
+      "--udp-buffer sizes a UDP input's buffer, and there is none: add one with --input or --udp",
+    );
+    expect(chooseInputs(udp, [parseInputAddress("udp://[::1]:514")], { udp: false, udpBuffer: true })).toHaveLength(1);
+  });
+
+  test("a host that does not resolve is named with its flag; two names of one address are refused", async () => {
+    const lookup = async (host: string) => {
+      if (host === "nosuch.invalid") throw new Error("getaddrinfo ENOTFOUND");
+      return { address: host === "localhost" ? "127.0.0.1" : host };
+    };
+    const bad = [{ address: parseInputAddress("tcp://nosuch.invalid:514"), flag: "input" as const }];
+    await expect(resolveInputs(bad, lookup)).rejects.toThrow(
+      "--input tcp://nosuch.invalid:514: cannot resolve nosuch.invalid: getaddrinfo ENOTFOUND",
+    );
+    const badUdp = [{ address: parseInputAddress("nosuch.invalid:514"), flag: "udp" as const }];
+    await expect(resolveInputs(badUdp, lookup)).rejects.toThrow("--udp nosuch.invalid:514: cannot resolve");
+    const twice = chooseInputs(udp, [parseInputAddress("udp://localhost:514")], { ...none, udp: true });
+    await expect(resolveInputs(twice, lookup)).rejects.toThrow(
+      "--input: udp://127.0.0.1:514 and udp://localhost:514 are the same address",
+    );
+    await resolveInputs(chooseInputs(udp, [relp, parseInputAddress("unix:/run/x.sock")], none), lookup);
   });
 });

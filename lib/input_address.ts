@@ -5,10 +5,11 @@
 import { type Address, addressKey, formatAddress, parseHostPort } from "./address.ts";
 import { unixPath } from "./forward_address.ts";
 import { reason } from "./log.ts";
+import { UsageError } from "./options.ts";
 
-export type InputAddress =
-  | { kind: "udp" | "tcp" | "relp"; host: string; port: number }
-  | { kind: "unix"; path: string };
+/** An input on a network address: `kind` is the protocol it speaks there. */
+type HostInput<K extends "udp" | "tcp" | "relp"> = { kind: K; host: string; port: number };
+export type InputAddress = HostInput<"udp"> | HostInput<"tcp"> | HostInput<"relp"> | { kind: "unix"; path: string };
 
 const FORMS = "udp://HOST:PORT, tcp://HOST:PORT, relp://HOST:PORT, unix:/PATH or HOST:PORT";
 
@@ -30,7 +31,7 @@ export function parseInputAddress(text: string): InputAddress {
   }
   const rest = scheme ? text.slice(scheme[0].length) : text;
   try {
-    return { kind, ...parseHostPort(rest) };
+    return { kind, ...parseHostPort(rest) } as InputAddress;
   } catch (error) {
     const message = reason(error);
     if (!scheme && message === "expected HOST:PORT") throw new Error(`expected ${FORMS}`);
@@ -90,4 +91,64 @@ export function refuseShared(inputs: readonly InputAddress[], hosts: readonly (s
     }
     seen.set(key, input);
   });
+}
+
+/** An input, and the flag that named it: `udp` for --udp, `input` for --input. */
+export interface NamedInput {
+  address: InputAddress;
+  flag: "udp" | "input";
+}
+
+/**
+ * The inputs slps opens: those of --input, and --udp's when --udp was given or --input was not,
+ * so that slps without --input receives over UDP as it always has. Throws when --udp-buffer was
+ * given and no UDP input is there to use it.
+ *
+ * @example
+ * chooseInputs({ host: "127.0.0.1", port: 514 }, undefined, { udp: false, udpBuffer: false }); // --udp's input
+ * chooseInputs({ host: "127.0.0.1", port: 514 }, [relp], { udp: false, udpBuffer: false }); // relp alone
+ */
+export function chooseInputs(
+  udp: Address,
+  inputs: InputAddress[] | undefined,
+  given: { udp: boolean; udpBuffer: boolean },
+): NamedInput[] {
+  const chosen: NamedInput[] = inputs?.map((address) => ({ address, flag: "input" })) ?? [];
+  if (given.udp || inputs === undefined) chosen.unshift({ address: { kind: "udp", ...udp }, flag: "udp" });
+  if (given.udpBuffer && !chosen.some(({ address }) => address.kind === "udp")) {
+    throw new UsageError("--udp-buffer sizes a UDP input's buffer, and there is none: add one with --input or --udp");
+  }
+  return chosen;
+}
+
+/**
+ * Looks up each input's host with `lookup` (node:dns's), and refuses two inputs that would share
+ * a socket once their names are resolved. Throws a UsageError naming the flag: a typo is one line
+ * at start, not a socket that fails later.
+ */
+export async function resolveInputs(
+  inputs: readonly NamedInput[],
+  lookup: (host: string) => Promise<{ address: string }>,
+): Promise<void> {
+  const hosts: (string | undefined)[] = [];
+  for (const { address, flag } of inputs) {
+    if (address.kind === "unix") {
+      hosts.push(undefined);
+      continue;
+    }
+    try {
+      hosts.push((await lookup(address.host)).address);
+    } catch (error) {
+      const shown = flag === "udp" ? formatAddress(address) : formatInputAddress(address);
+      throw new UsageError(`--${flag} ${shown}: cannot resolve ${address.host}: ${reason(error)}`);
+    }
+  }
+  try {
+    refuseShared(
+      inputs.map(({ address }) => address),
+      hosts,
+    );
+  } catch (error) {
+    throw new UsageError(`--input: ${reason(error)}`);
+  }
 }

@@ -29,7 +29,7 @@ const OPEN = `1 open ${OFFERS.length} ${OFFERS}\n`;
 describe("RelpServerSession", () => {
   test("open, messages and close as librelp sends them, however the bytes are cut", () => {
     const bytes = Buffer.from(`${OPEN}2 syslog 6 <13>hi\n3 syslog 13 <13>two\nlines\n4 close 0\n`);
-    const expected = [
+    const expected: ReturnType<typeof shown> = [
       { command: "open", txnr: 1, offers: OFFERS },
       { command: "syslog", txnr: 2, message: "<13>hi" },
       { command: "syslog", txnr: 3, message: "<13>two\nlines" },
