@@ -10,12 +10,14 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Socket } from "bun";
-import { MAX_MESSAGE, MAX_RELP_DATA, RelpSession } from "../lib.ts";
+import { MAX_FRAME, MAX_MESSAGE, MAX_RELP_DATA, RelpSession } from "../lib.ts";
 import { BUN, Child, freePort, rssAnon, type ServerHandle, sleep, snapshotOf, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(60_000);
 
 const bed = testBed();
+/** Room for the runtime's garbage (the chunks Bun reads into until the collector runs), as in datagrams.test.ts. */
+const RUNTIME_SLACK = 96 * 2 ** 20;
 const { server, client, sink, track } = bed;
 
 /** Whether this machine has the IPv6 loopback address ::1. */
@@ -225,7 +227,7 @@ describe("every --input form", () => {
     });
   }
 
-  test("a socket slps cannot have is one line naming it and exit 1: a port in use, a folder, a file, a live reader", async () => {
+  test("a socket slps cannot have is one line, exit 1: a port in use, no folder, a file, a live reader", async () => {
     const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     bed.defer(() => taken.stop(true));
     const file = join(bed.dir, "not-a-socket");
@@ -260,5 +262,355 @@ describe("every --input form", () => {
     const s = await server(["--input", `unix:${path}`]);
     expect(Bun.spawnSync(["logger", "-u", path, "-d", "--socket-errors=on", "after"]).exitCode).toBe(0);
     await untilAsync("the message", async () => (await inputNumbers(s, `unix:${path}`)).received === 1);
+  });
+});
+
+/** slps with one input of `kind` (and its usual UDP one) on a free port or a path of the test's own. */
+async function withInput(kind: "tcp" | "relp" | "unix", args: string[] = []) {
+  const input =
+    kind === "unix"
+      ? `unix:${join(bed.dir, `${kind}-${await freePort()}.sock`)}`
+      : `${kind}://127.0.0.1:${await freePort()}`;
+  const s = await server(["--input", input, ...args]);
+  const port = kind === "unix" ? 0 : Number(input.split(":").at(-1));
+  return { s, input, port, path: input.slice("unix:".length) };
+}
+
+/** What a client printed, one message a line (slpc --stdout). */
+const printed = (slpc: Child) => slpc.stdout.toString().split("\n").slice(0, -1);
+
+/** The lines slps said matching `pattern`. */
+const said = (s: Child, pattern: RegExp) => s.stderr.split("\n").filter((line) => pattern.test(line));
+
+describe("tcp://, from a raw socket", () => {
+  test("octet-counted and LF-framed messages mixed, cut anywhere, arrive whole, once, in order", async () => {
+    const { s, port } = await withInput("tcp");
+    const slpc = await client(s);
+    const counted = (text: string) => `${Buffer.byteLength(text)} ${text}`;
+    const texts = [
+      "<13>counted, with a\nline break",
+      "<14>a line",
+      "<15>another line",
+      "<16>counted again",
+      "<17>last",
+    ];
+    const stream = Buffer.from(`${counted(texts[0]!)}${texts[1]}\n${texts[2]}\n${counted(texts[3]!)}${texts[4]}\n`);
+    const peer = await rawTcp(port);
+    for (let at = 0; at < stream.length; at += 3) {
+      peer.socket.write(stream.subarray(at, at + 3));
+      await sleep(2);
+    }
+    await until("five messages", () => printed(slpc).length >= 5);
+    expect(printed(slpc)).toEqual(texts.map((text) => text.replace("\n", "\\n")));
+  });
+
+  test("a message over 65,507 bytes is read through, skipped, counted, said once a second", async () => {
+    const { s, input, port } = await withInput("tcp");
+    const slpc = await client(s);
+    const long = "x".repeat(MAX_MESSAGE + 1);
+    const peer = await rawTcp(port);
+    const burst = `${long.length} ${long}<13>after counted\n${long}\n<13>after a line\n`;
+    for (let i = 0; i < 3; i++) await peer.writeAll(Buffer.from(burst));
+    await until("the six short ones", () => printed(slpc).length >= 6);
+    expect(printed(slpc)).toEqual(Array(3).fill(["<13>after counted", "<13>after a line"]).flat());
+    expect((await inputNumbers(s, input)).skipped).toEqual({ empty: 0, oversize: 6 });
+    await s.waitFor(/skipped 6 frames over 65507 bytes, too long for a frame \(6 in all\)/);
+    await sleep(1500);
+    expect(said(s, /skipped \d+ frames over/)).toHaveLength(1);
+  });
+
+  test("a frame in neither form closes the connection with one line; what came before it arrives", async () => {
+    const { s, port } = await withInput("tcp");
+    const slpc = await client(s);
+    const peer = await rawTcp(port);
+    peer.socket.write("6 <13>ok12x <13>never\n");
+    await until("the connection closed", () => peer.closed);
+    await s.waitFor(
+      /input tcp:\/\/127\.0\.0\.1:\d+: closed a connection: 127\.0\.0\.1:\d+: an octet count followed by byte 0x78/,
+    );
+    await until("the message before it", () => printed(slpc).length === 1);
+    expect(printed(slpc)).toEqual(["<13>ok"]);
+  });
+
+  test("at the end of a connection a line without its LF is a message; a counted frame cut short is said", async () => {
+    const { s, port } = await withInput("tcp");
+    const slpc = await client(s);
+    const line = await rawTcp(port);
+    line.socket.write("<13>no LF at the end");
+    line.socket.end();
+    await until("the line", () => printed(slpc).length === 1);
+    const counted = await rawTcp(port);
+    counted.socket.write("20 <13>short");
+    counted.socket.end();
+    await s.waitFor(
+      /lost a message: 127\.0\.0\.1:\d+: the connection ended inside an octet-counted frame, after 9 of its 20 bytes/,
+    );
+    expect(printed(slpc)).toEqual(["<13>no LF at the end"]);
+  });
+});
+
+describe("relp://, from a RELP client of the test's own", () => {
+  test("each message is acknowledged once, in order, and delivered once, in order", async () => {
+    const { s, port } = await withInput("relp");
+    const slpc = await client(s);
+    const peer = await relpClient(port);
+    const messages = numbered(1000, "relp");
+    for (let sent = 0; sent < messages.length; ) {
+      sent += peer.send(messages.slice(sent), sent);
+      await sleep(1);
+    }
+    await until("1,000 acknowledgements", () => peer.acknowledged.length === 1000);
+    expect(peer.acknowledged).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    await until("1,000 messages", () => printed(slpc).length === 1000);
+    expect(printed(slpc)).toEqual(messages.map(String));
+  });
+
+  test("open is answered with slps's offers; close is answered and the connection closed", async () => {
+    const { port } = await withInput("relp");
+    const peer = await rawTcp(port);
+    const offers = "relp_version=0\nrelp_software=x\ncommands=syslog";
+    peer.socket.write(`1 open ${offers.length} ${offers}\n2 close 0\n`);
+    await until("the connection closed", () => peer.closed);
+    expect(peer.received.toString()).toMatch(
+      /^1 rsp \d+ 200 OK\nrelp_version=0\nrelp_software=slps,[\d.]+\ncommands=syslog\n2 rsp 0\n$/,
+    );
+  });
+
+  test("SIGTERM tells each RELP client serverclose before slps exits", async () => {
+    const { s, port } = await withInput("relp");
+    const peer = await relpClient(port);
+    s.kill("SIGTERM");
+    expect(await s.exit()).toBe(0);
+    await until("the serverclose", () => peer.raw.endsWith("0 serverclose 0\n"));
+    expect(peer.events).toContain("closed: the daemon closed the RELP session");
+  });
+
+  test.each([
+    ["a frame that is not RELP", "GET / HTTP/1.1\r\n\r\n", /malformed RELP header "GET/],
+    ["a txnr out of turn", "7 open 14 relp_version=0\n", /RELP txnr 7 where 1 was due/],
+    ["syslog before open", "1 syslog 6 <13>hi\n", /RELP syslog before open/],
+  ])("%s: one line, and the connection is closed", async (_what, bytes, why) => {
+    const { s, port } = await withInput("relp");
+    const peer = await rawTcp(port);
+    peer.socket.write(bytes);
+    await until("the connection closed", () => peer.closed);
+    await s.waitFor(new RegExp(`closed a connection: 127\\.0\\.0\\.1:\\d+: ${why.source}`));
+    expect(peer.received.toString()).toBe("");
+  });
+
+  test("an open without the syslog command is refused in librelp's words", async () => {
+    const { s, port } = await withInput("relp");
+    const peer = await rawTcp(port);
+    const offers = "relp_version=0\ncommands=other";
+    peer.socket.write(`1 open ${offers.length} ${offers}\n`);
+    await until("the connection closed", () => peer.closed);
+    expect(peer.received.toString()).toBe("1 rsp 44 500 required command not supported by client\n");
+    await s.waitFor(/refused a RELP session: 127\.0\.0\.1:\d+: the client does not offer syslog/);
+  });
+
+  test("a message over 65,507 bytes is acknowledged, skipped, counted; one over 128 KiB ends the session", async () => {
+    const { s, input, port } = await withInput("relp");
+    const slpc = await client(s);
+    const peer = await relpClient(port);
+    peer.send([Buffer.alloc(MAX_MESSAGE + 1, 0x78), Buffer.from("<13>after"), Buffer.alloc(MAX_RELP_DATA, 0x79)]);
+    await until("three acknowledgements", () => peer.acknowledged.length === 3);
+    await until("the short one", () => printed(slpc).length === 1);
+    expect(printed(slpc)).toEqual(["<13>after"]);
+    expect((await inputNumbers(s, input)).skipped).toEqual({ empty: 0, oversize: 2 });
+    await s.waitFor(/skipped 2 messages over 65507 bytes/);
+    peer.socket.write(`5 syslog ${MAX_RELP_DATA + 1} `);
+    await until("the connection closed", () => peer.closed);
+    await s.waitFor(new RegExp(`RELP frame of ${MAX_RELP_DATA + 1} bytes, over ${MAX_RELP_DATA}`));
+  });
+});
+
+describe("unix:, with logger", () => {
+  test("logger's datagrams arrive whole, each once, in order, a line break and all", async () => {
+    const { s, path } = await withInput("unix");
+    const slpc = await client(s);
+    const lines = Array.from({ length: 2000 }, (_, i) => `unix ${String(i).padStart(5, "0")}`);
+    const logger = Bun.spawnSync(["logger", "-u", path, "-d", "--socket-errors=on", "-t", "t"], {
+      stdin: Buffer.from(`${lines.join("\n")}\n`),
+    });
+    expect(logger.exitCode).toBe(0);
+    await until("2,000 messages", () => printed(slpc).length >= 2000);
+    expect(printed(slpc).map((line) => line.slice(line.indexOf("unix ")))).toEqual(lines);
+  });
+});
+
+describe("backpressure: with no client, an acknowledged input takes what --buffer holds and no more", () => {
+  /** Room for what nobody was sent: a message of the longest size must fit beside it. */
+  const BUFFER = 128 * 1024;
+  const COUNT = 5000;
+  const messages = numbered(COUNT, "held");
+
+  /** Waits until slps's count for `input` stops moving for a second; returns it. */
+  async function settled(s: ServerHandle, input: string): Promise<number> {
+    let received = -1;
+    for (let since = performance.now(); performance.now() - since < 1500; await sleep(100)) {
+      const now = (await inputNumbers(s, input)).received;
+      if (now !== received) [received, since] = [now, performance.now()];
+    }
+    return received;
+  }
+
+  /**
+   * What a client that comes with --replay gets: all, once, in order; and meanwhile slps held what
+   * --buffer holds, forgot nothing, and stopped where the longest message would not have fitted.
+   */
+  async function thenAll(s: ServerHandle, held: number, text: (line: string) => string = (line) => line) {
+    const { buffer } = await snapshotOf(s);
+    expect(held).toBeGreaterThan(0);
+    expect(held).toBeLessThan(COUNT);
+    expect(buffer.first).toBe(1);
+    const holds = buffer.bytes + 16 * buffer.messages;
+    expect(holds).toBeLessThanOrEqual(BUFFER);
+    expect(holds + MAX_FRAME + 16).toBeGreaterThan(BUFFER);
+    const slpc = await client(s, { args: ["--replay"] });
+    await until(
+      () => `${COUNT} messages (have ${printed(slpc).length})`,
+      () => printed(slpc).length >= COUNT,
+      30_000,
+    );
+    await sleep(300);
+    expect(printed(slpc).map(text)).toEqual(messages.map(String));
+  }
+
+  // --input-timeout 1: a connection not read while slps holds back is not cut for the frame it left half read.
+  const args = ["--buffer", String(BUFFER), "--input-timeout", "1"];
+
+  test("tcp://: the sender's socket fills and waits", async () => {
+    const { s, input, port } = await withInput("tcp", args);
+    const peer = await rawTcp(port);
+    const bytes = Buffer.concat(messages.map((m) => Buffer.from(`${m.length} ${m}`)));
+    const writing = peer.writeAll(bytes, 60_000);
+    const held = await settled(s, input);
+    await sleep(1500);
+    expect(said(s, /closed a connection/)).toEqual([]);
+    expect(peer.closed).toBe(false);
+    await thenAll(s, held);
+    expect(await writing).toBe(true);
+  });
+
+  test("relp://: acknowledged only as far as held; the rest once a client takes them", async () => {
+    const { s, input, port } = await withInput("relp", args);
+    const peer = await relpClient(port);
+    let sent = 0;
+    const sending = setInterval(() => void (sent += peer.send(messages.slice(sent), sent)), 5);
+    bed.defer(() => clearInterval(sending));
+    const held = await settled(s, input);
+    await sleep(1500);
+    expect(said(s, /closed a connection/)).toEqual([]);
+    expect(peer.acknowledged.length).toBe(held);
+    expect(sent - held).toBeLessThanOrEqual(128); // the window waits unacknowledged
+    expect(peer.closed).toBe(false);
+    await thenAll(s, held);
+    await until("every acknowledgement", () => peer.acknowledged.length === COUNT);
+    expect(peer.acknowledged).toEqual(Array.from({ length: COUNT }, (_, i) => i));
+  });
+
+  test("unix:: logger blocks in its send until slps reads again", async () => {
+    const { s, input, path } = await withInput("unix", args);
+    const logger = Bun.spawn(["logger", "-u", path, "-d", "--socket-errors=on", "--prio-prefix"], {
+      stdin: Buffer.from(`${messages.join("\n")}\n`),
+    });
+    bed.defer(() => logger.kill());
+    const held = await settled(s, input);
+    expect(logger.exitCode).toBeNull(); // blocked in send(2): the kernel holds it, nothing is dropped
+    // logger puts its header after the PRI: `<13>Dec  3 08:00:00 root: held 00000`.
+    await thenAll(s, held, (line) => `<13>${line.slice(line.indexOf("held "))}`);
+    expect(await logger.exited).toBe(0);
+  });
+});
+
+describe("the bound on each cost a peer of a tcp:// or relp:// input controls", () => {
+  test("connections: --input-connections at once; more are closed at once, counted, said once a second", async () => {
+    const { s, input, port } = await withInput("tcp", ["--input-connections", "4"]);
+    const slpc = await client(s);
+    const peers: Awaited<ReturnType<typeof rawTcp>>[] = [];
+    let failed = 0; // a connection slps closes at once may fail before Bun calls it made
+    for (let i = 0; i < 50; i++)
+      await rawTcp(port).then(
+        (peer) => peers.push(peer),
+        () => failed++,
+      );
+    await until("46 of them closed", () => failed + peers.filter((peer) => peer.closed).length === 46);
+    const open = peers.filter((peer) => !peer.closed);
+    expect(open).toHaveLength(4);
+    for (const [i, peer] of open.entries()) peer.socket.write(`<13>still served ${i}\n`);
+    await until("the four messages", () => printed(slpc).length === 4);
+    expect(await inputNumbers(s, input)).toMatchObject({ connections: 4, refusedConnections: 46 });
+    await sleep(1500);
+    // One line a second at most for the whole flood, with the count.
+    const lines = said(s, /refused a connection/);
+    expect(lines.length).toBeGreaterThanOrEqual(1);
+    expect(lines.length).toBeLessThanOrEqual(3);
+    expect(lines[0]).toMatch(/4 open already \(--input-connections\)/);
+  });
+
+  test("a frame begun and not finished within --input-timeout closes the connection; an idle one stays", async () => {
+    const tcp = await withInput("tcp", ["--input-timeout", "1"]);
+    const idle = await rawTcp(tcp.port);
+    const partial = await rawTcp(tcp.port);
+    partial.socket.write("100 <13>the rest never comes");
+    // One byte every half second is no progress: the frame must end within the timeout of its start.
+    const dribble = setInterval(() => partial.socket.write("x"), 500);
+    bed.defer(() => clearInterval(dribble));
+    await until("the partial one closed", () => partial.closed, 5000);
+    await tcp.s.waitFor(/closed a connection: 127\.0\.0\.1:\d+: the rest of a frame did not come within 1 s/);
+    expect(idle.closed).toBe(false);
+    const relp = await withInput("relp", ["--input-timeout", "1"]);
+    const silent = await rawTcp(relp.port);
+    await until("the RELP peer that never opens closed", () => silent.closed, 5000);
+    await relp.s.waitFor(/closed a connection: 127\.0\.0\.1:\d+: RELP's open did not come within 1 s/);
+  });
+
+  test("bytes: a frame that says it is 999,999,999 bytes long, and an endless line, cost no memory", async () => {
+    const { s, input, port } = await withInput("tcp");
+    const before = rssAnon(s.pid);
+    const counted = await rawTcp(port);
+    const line = await rawTcp(port);
+    counted.socket.write("999999999 ");
+    const chunk = Buffer.alloc(1024 * 1024, 0x61);
+    for (let i = 0; i < 256; i++) {
+      expect(await counted.writeAll(chunk, 10_000)).toBe(true);
+      expect(await line.writeAll(chunk, 10_000)).toBe(true);
+    }
+    line.socket.end();
+    await untilAsync("the endless line skipped", async () => (await inputNumbers(s, input)).skipped.oversize === 1);
+    // 512 MiB went in; what slps holds of them is a message at most, beside the runtime's garbage.
+    expect(rssAnon(s.pid) - before).toBeLessThan(RUNTIME_SLACK);
+  });
+
+  test("answers: a RELP peer that never reads them is not read either; it costs 64 KiB of them at most", async () => {
+    // More answers than the kernels' buffers on loopback hold (several MiB): 20 bytes each.
+    const COUNT_ANSWERS = 500_000;
+    const { s, input, port } = await withInput("relp");
+    const slpc = await client(s);
+    const peer = await rawTcp(port);
+    const offers = "relp_version=0\ncommands=syslog";
+    peer.socket.write(`1 open ${offers.length} ${offers}\n`);
+    await until("the open answered", () => peer.received.length > 0);
+    peer.socket.pause(); // reads nothing more: slps's answers pile up in its kernel, then in slps
+    const frames = Array.from(
+      { length: COUNT_ANSWERS },
+      (_, i) => `${i + 2} syslog 11 <13>m${String(i).padStart(6, "0")}\n`,
+    );
+    const writing = peer.writeAll(Buffer.from(frames.join("")), 60_000);
+    let held = -1;
+    for (let since = performance.now(); performance.now() - since < 1500; await sleep(100)) {
+      const now = (await inputNumbers(s, input)).received;
+      if (now !== held) [held, since] = [now, performance.now()];
+    }
+    // The kernels hold some answers, slps 64 KiB more (about 3,000); then it reads no more.
+    expect(held).toBeLessThan(COUNT_ANSWERS);
+    expect(printed(slpc).length).toBe(held);
+    peer.socket.resume();
+    await until("all of them", () => printed(slpc).length === COUNT_ANSWERS, 30_000);
+    expect(await writing).toBe(true);
+    await until(
+      "every answer",
+      () => (peer.received.toString().match(/ rsp 6 200 OK\n/g)?.length ?? 0) === COUNT_ANSWERS,
+    );
   });
 });
