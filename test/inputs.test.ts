@@ -9,7 +9,6 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Socket } from "bun";
 import { MAX_FRAME, MAX_MESSAGE, MAX_RELP_DATA, RelpSession } from "../lib.ts";
 import { BUN, Child, freePort, rssAnon, type ServerHandle, sleep, snapshotOf, testBed, until } from "./kit.ts";
 
@@ -44,8 +43,12 @@ async function rawTcp(port: number, host = "127.0.0.1") {
     hostname: host,
     port,
     socket: {
-      data: (_socket, chunk) => void (state.received = Buffer.concat([state.received, chunk])),
-      close: () => void (state.closed = true),
+      data(_socket, chunk) {
+        state.received = Buffer.concat([state.received, chunk]);
+      },
+      close() {
+        state.closed = true;
+      },
       error: () => {},
     },
   });
@@ -78,7 +81,9 @@ async function relpClient(port: number, window = 128) {
           else state.events.push(event.type === "opened" ? "opened" : `${event.type}: ${event.reason}`);
         }
       },
-      close: () => void (state.closed = true),
+      close() {
+        state.closed = true;
+      },
       error: () => {},
     },
   });
@@ -496,7 +501,9 @@ describe("backpressure: with no client, an acknowledged input takes what --buffe
     const { s, input, port } = await withInput("relp", args);
     const peer = await relpClient(port);
     let sent = 0;
-    const sending = setInterval(() => void (sent += peer.send(messages.slice(sent), sent)), 5);
+    const sending = setInterval(() => {
+      sent += peer.send(messages.slice(sent), sent);
+    }, 5);
     bed.defer(() => clearInterval(sending));
     const held = await settled(s, input);
     await sleep(1500);
