@@ -9,7 +9,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { MAX_FRAME, MAX_MESSAGE, MAX_RELP_DATA, RelpSession } from "../lib.ts";
+import { MAX_FRAME, MAX_MESSAGE, MAX_RELP_DATA, RelpSession, UnixDatagramSender } from "../lib.ts";
 import { BUN, Child, freePort, rssAnon, type ServerHandle, sleep, snapshotOf, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(60_000);
@@ -430,7 +430,7 @@ describe("relp://, from a RELP client of the test's own", () => {
 });
 
 describe("unix:, with logger", () => {
-  test("logger's datagrams arrive whole, each once, in order, a line break and all", async () => {
+  test("logger's datagrams arrive whole, each once, in order", async () => {
     const { s, path } = await withInput("unix");
     const slpc = await client(s);
     const lines = Array.from({ length: 2000 }, (_, i) => `unix ${String(i).padStart(5, "0")}`);
@@ -440,6 +440,21 @@ describe("unix:, with logger", () => {
     expect(logger.exitCode).toBe(0);
     await until("2,000 messages", () => printed(slpc).length >= 2000);
     expect(printed(slpc).map((line) => line.slice(line.indexOf("unix ")))).toEqual(lines);
+  });
+
+  test("an empty datagram and one over 65,507 bytes are skipped, counted, said once a second", async () => {
+    const { s, input, path } = await withInput("unix");
+    const slpc = await client(s);
+    const sender = new UnixDatagramSender(path);
+    bed.defer(() => sender.close());
+    for (const datagram of [new Uint8Array(0), Buffer.alloc(MAX_MESSAGE + 1, 0x78), Buffer.from("<13>after")]) {
+      expect(sender.send(datagram)).toBe("sent");
+    }
+    await until("the short one", () => printed(slpc).length === 1);
+    expect(printed(slpc)).toEqual(["<13>after"]);
+    expect((await inputNumbers(s, input)).skipped).toEqual({ empty: 1, oversize: 1 });
+    await s.waitFor(/skipped 1 empty datagrams: an empty message cannot be relayed \(1 in all\)/);
+    await s.waitFor(/skipped 1 datagrams over 65507 bytes, too long for a frame \(1 in all\)/);
   });
 });
 
