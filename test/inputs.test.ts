@@ -58,7 +58,7 @@ async function rawTcp(port: number, host = "127.0.0.1") {
     for (let at = 0, idle = performance.now(); at < bytes.length; ) {
       const wrote = socket.write(bytes.subarray(at));
       if (wrote > 0) [at, idle] = [at + wrote, performance.now()];
-      else if (performance.now() - idle > ms) return false;
+      else if (state.closed || performance.now() - idle > ms) return false;
       else await sleep(5);
     }
     return true;
@@ -568,6 +568,34 @@ describe("the bound on each cost a peer of a tcp:// or relp:// input controls", 
     expect(lines.length).toBeGreaterThanOrEqual(1);
     expect(lines.length).toBeLessThanOrEqual(3);
     expect(lines[0]).toMatch(/4 open already \(--input-connections\)/);
+  });
+
+  test("a connection reset while slps holds what it read keeps its slot till that is handed on", async () => {
+    const { s, input, port } = await withInput("tcp", ["--input-connections", "2", "--buffer", String(128 * 1024)]);
+    // Each sends more than --buffer takes with no client, and resets the connection: slps keeps what
+    // it read, and the slot with it, or a peer that sends and leaves could make it hold without end.
+    const sent = (n: number) => numbered(3000, `leaver${n}`).map(String);
+    let served = 0;
+    for (let n = 0; n < 5; n++) {
+      const peer = await rawTcp(port).catch(() => undefined);
+      if (!peer) continue;
+      await peer.writeAll(Buffer.from(`${sent(n).join("\n")}\n`), 3000);
+      await sleep(300);
+      if (!peer.closed) served++;
+      peer.socket.terminate();
+    }
+    await sleep(1500);
+    expect(served).toBe(2);
+    expect(await inputNumbers(s, input)).toMatchObject({ connections: 2 });
+    expect((await inputNumbers(s, input)).refusedConnections).toBeGreaterThanOrEqual(3);
+    const slpc = await client(s, { args: ["--replay"] });
+    await untilAsync("the slots given back", async () => (await inputNumbers(s, input)).connections === 0);
+    // What each served peer sent before the reset arrives in order, as far as slps had read it.
+    for (const n of [0, 1]) {
+      const got = printed(slpc).filter((line) => line.startsWith(`<13>leaver${n} `));
+      expect(got.length).toBeGreaterThan(0);
+      expect(got).toEqual(sent(n).slice(0, got.length));
+    }
   });
 
   test("a frame begun and not finished within --input-timeout closes the connection; an idle one stays", async () => {

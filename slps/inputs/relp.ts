@@ -101,6 +101,11 @@ class RelpConnection implements Session {
     return this.#read;
   }
 
+  /** Nothing, once closed: what was not acknowledged the daemon sends again. */
+  get holding(): boolean {
+    return this.#requests.waiting;
+  }
+
   ended(): void {
     this.#requests.drop();
   }

@@ -26,6 +26,8 @@ export interface Session {
   readonly frames: number;
   /** The connection closed, by either side. */
   ended(): void;
+  /** Messages read and not handed on yet (no room in the buffer): a closed connection keeps its place till then. */
+  readonly holding: boolean;
   /** The socket took all that was written to it. */
   drained(): void;
   /** slps stops: the last word before the connection closes, where the protocol has one. */
@@ -159,7 +161,8 @@ export abstract class StreamInput extends Input {
   override housekeeping(now: number): void {
     const timeout = this.#options.timeoutMs;
     for (const link of this.#links) {
-      if (link.owedSince === undefined || now - link.owedSince < timeout) continue;
+      if (link.closed && !link.session.holding) this.#links.delete(link);
+      if (link.closed || link.owedSince === undefined || now - link.owedSince < timeout) continue;
       this.cut(link, `${link.session.owing} did not come within ${timeout / 1000} s (--input-timeout)`);
     }
     super.housekeeping(now);
@@ -196,15 +199,21 @@ export abstract class StreamInput extends Input {
   }
 
   #read(link: Link | undefined, chunk: Uint8Array): void {
-    if (!link || !this.#links.has(link)) return;
+    if (!link || link.closed || !this.#links.has(link)) return;
     const error = link.session.read(chunk);
     if (error !== undefined) return this.cut(link, error);
     link.owed();
   }
 
+  /**
+   * A connection that closed while it held messages keeps its place among the connections until
+   * they are handed on (housekeeping lets it go): so what closed connections hold is bounded by
+   * --input-connections too, however often a peer connects, sends and leaves.
+   */
   #closed(link: Link | undefined): void {
-    if (!link || !this.#links.delete(link)) return;
+    if (!link || link.closed || !this.#links.has(link)) return;
     link.closed = true;
     link.session.ended();
+    if (!link.session.holding) this.#links.delete(link);
   }
 }

@@ -35,6 +35,9 @@ export class TcpInput extends StreamInput {
       get frames() {
         return read;
       },
+      get holding() {
+        return frames.waiting;
+      },
       ended: () => {
         // What was read stays in line for the intake: over TCP the daemon counts it as sent.
         const last = deframer.end();
