@@ -97,17 +97,20 @@ export interface Daemon {
  * `port`, over `opts.output` (UDP unless told); role "home" listens on `port` for slpc and writes
  * the fields to a file. At home, `opts.input` picks the transport and its snippet from deploy/
  * (UDP unless told; "unix" reads `socket` instead of a port), and `opts.harness` adds
- * configuration lines before it. Starting a daemon again in the same folder restarts it: same
- * port or socket, same file, and on the server side the same queue on disk.
+ * configuration lines before it; `opts.edit` changes the server's snippet. Starting a daemon
+ * again in the same folder restarts it: same port or socket, same file, and on the server side
+ * the same queue on disk.
  */
 export async function startDaemon(
   kind: DaemonKind,
   role: "server" | "home",
   dir: string,
   port: number,
-  opts: { input?: HomeInput; harness?: string[]; output?: ServerOutput } = {},
+  opts: { input?: HomeInput; harness?: string[]; output?: ServerOutput; edit?: (snippet: string) => string } = {},
 ): Promise<Daemon> {
   const input = opts.input ?? "udp";
+  /** The server's snippet as a test changed it, where it needs another value than the docs show. */
+  const edited = (text: string) => (opts.edit ? opts.edit(text) : text);
   const homeSnippet = (daemon: DaemonKind) => snippet(`${daemon}-home${input === "udp" ? "" : `-${input}`}.conf`, port);
   const installed = findDaemon(kind);
   if (typeof installed === "string") throw new Error(installed);
@@ -126,7 +129,7 @@ export async function startDaemon(
             `input(type="imuxsock" Socket="${socket}" RateLimit.Interval="0")`,
             // A socket for programs that log RFC 5424: the regular parsers read its structured data.
             `input(type="imuxsock" Socket="${socket5424}" RateLimit.Interval="0" UseSpecialParser="off")`,
-            serverSnippet(kind, opts.output ?? "udp", port, dir),
+            edited(serverSnippet(kind, opts.output ?? "udp", port, dir)),
           ]
         : [
             // Another name than the server's and this machine's, so a host name it stamped itself would show.
@@ -152,7 +155,7 @@ export async function startDaemon(
             `  unix-dgram("${socket}" host-override("${SERVER_HOST}"));`,
             `  unix-dgram("${socket5424}" host-override("${SERVER_HOST}") flags(syslog-protocol));`,
             `};`,
-            serverSnippet(kind, opts.output ?? "udp", port, dir),
+            edited(serverSnippet(kind, opts.output ?? "udp", port, dir)),
           ]
         : [
             "@version: 3.38",
