@@ -6,7 +6,7 @@
 // the connections.
 
 import type { Socket, TCPSocketListener } from "bun";
-import { formatAddress, peerText } from "../../lib.ts";
+import { Fifo, formatAddress, peerText } from "../../lib.ts";
 import { Input, type InputNumbers, type InputOptions } from "./input.ts";
 
 export interface StreamOptions extends InputOptions {
@@ -44,9 +44,10 @@ export class Link {
   #framesThen = 0;
   readonly #socket: Socket<Link>;
   #reading = true;
-  /** Bytes written that the socket did not take yet, in order: Bun's write buffers nothing. */
-  #outbox: Uint8Array[] = [];
-  #unsent = 0;
+  /** What was written and the socket did not take whole yet, in order: Bun's write buffers nothing. */
+  readonly #outbox = new Fifo<Uint8Array>((bytes) => bytes.length);
+  /** Bytes of the oldest in the outbox that the socket took already. */
+  #taken = 0;
   #ending = false;
   /** Closed, by either side: nothing more is written or read. */
   closed = false;
@@ -58,7 +59,7 @@ export class Link {
 
   /** Bytes written and not yet taken by the socket. */
   get unsent(): number {
-    return this.#unsent;
+    return this.#outbox.weight - this.#taken;
   }
 
   /** Goes on reading, or stops: then the kernel holds what the peer sends, and then the peer waits. */
@@ -80,26 +81,21 @@ export class Link {
 
   write(bytes: Uint8Array): void {
     if (this.closed) return;
-    if (this.#outbox.length === 0) {
-      const taken = Math.max(0, this.#socket.write(bytes));
-      if (taken === bytes.length) return;
-      bytes = bytes.subarray(taken);
-    }
     this.#outbox.push(bytes);
-    this.#unsent += bytes.length;
+    if (this.#outbox.length === 1) this.flush();
   }
 
-  /** The socket has room again: writes what waits; true once nothing does. */
+  /** Writes what waits, as far as the socket takes it; true once nothing does. */
   flush(): boolean {
-    while (this.#outbox.length > 0) {
-      const bytes = this.#outbox[0]!;
-      const taken = Math.max(0, this.#socket.write(bytes));
-      this.#unsent -= taken;
-      if (taken < bytes.length) {
-        this.#outbox[0] = bytes.subarray(taken);
+    for (let bytes = this.#outbox.at(0); bytes; bytes = this.#outbox.at(0)) {
+      const rest = bytes.subarray(this.#taken);
+      const taken = Math.max(0, this.#socket.write(rest));
+      if (taken < rest.length) {
+        this.#taken += taken;
         return false;
       }
       this.#outbox.shift();
+      this.#taken = 0;
     }
     if (this.#ending) this.#socket.end();
     return true;
