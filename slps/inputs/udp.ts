@@ -5,7 +5,7 @@
 
 import { createSocket, type Socket } from "node:dgram";
 import * as fs from "node:fs";
-import { formatAddress, reason, socketDrops, UdpDropCounter } from "../../lib.ts";
+import { reason, socketDrops, UdpDropCounter } from "../../lib.ts";
 import { Input, type InputNumbers, type InputOptions } from "./input.ts";
 
 export class UdpInput extends Input {
@@ -41,7 +41,7 @@ export class UdpInput extends Input {
     });
     this.#socket = socket;
     socket.on("message", (message) => this.take(message));
-    socket.on("error", (error) => this.log(`udp ${formatAddress({ host, port })}: ${reason(error)}`));
+    socket.on("error", (error) => this.log(reason(error)));
     // The kernel reports twice what it grants, and caps the grant at net.core.rmem_max.
     this.#granted = socket.getRecvBufferSize() / 2;
     const asked = this.#bufferBytes;
