@@ -15,6 +15,7 @@ export * from "./lib/filter.ts"; // the filters a client chooses and slps applie
 export * from "./lib/format.ts"; // slpc's output formats: raw (--stdout), JSON, pretty
 export * from "./lib/forward_address.ts"; // the address --forward takes
 export * from "./lib/framing.ts"; // octet-counted frames and the deframer
+export * from "./lib/input_address.ts"; // the addresses slps's --input takes
 export * from "./lib/journal_entry.ts"; // a syslog message as an entry of journald's native protocol
 export * from "./lib/ledger.ts"; // where each message slpc received stands, and each server's resume point
 export * from "./lib/limits.ts"; // the handshake limiter, the token bucket, backoff
@@ -27,11 +28,13 @@ export * from "./lib/protocol.ts"; // the control messages and the resume decisi
 export * from "./lib/proxy.ts"; // which proxy slpc dials a server through: --proxy, HTTPS_PROXY, NO_PROXY
 export * from "./lib/proxy_handshake.ts"; // the exchange that opens a tunnel: HTTP CONNECT or SOCKS5
 export * from "./lib/relp.ts"; // a RELP client session, sans I/O
+export * from "./lib/relp_server.ts"; // the server's side of a RELP session, sans I/O, for slps's relp:// input
 export * from "./lib/resume_buffer.ts"; // slps's ring of recent messages, every client's queue; ResumeStore
 export * from "./lib/server_numbers.ts"; // slps's numbers for SIGUSR1 and /metrics, from its state
 export * from "./lib/socket_drops.ts"; // a socket's own count of what the kernel dropped, through libc
 export * from "./lib/state_file.ts"; // slpc's --state file, a resume point per server
 export * from "./lib/syslog_message.ts"; // a syslog message's header, RFC 5424 or 3164
+export * from "./lib/syslog_tcp_framing.ts"; // syslog over TCP as daemons send it: octet-counted or LF-framed
 export * from "./lib/terminal_text.ts"; // a message's text made safe and measured for a terminal
 export * from "./lib/tls.ts"; // the TLS profile, and the certificate files, checked before a socket opens
 export * from "./lib/udp_drops.ts"; // the kernel's count of datagrams dropped at one UDP socket

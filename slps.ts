@@ -1,13 +1,12 @@
-// slps: the server half of slp. It receives what the local syslog daemon forwards over UDP,
-// numbers each message and keeps the recent ones, and streams them to each connected,
-// authorized client over mutual TLS 1.3.
+// slps: the server half of slp. It receives what the local syslog daemon forwards to its inputs
+// (UDP, TCP, RELP, a unix socket), numbers each message and keeps the recent ones, and streams them
+// to each connected, authorized client over mutual TLS 1.3.
 //
 // The client dials in because the machine that wants the logs sits behind a dynamic address
 // and cannot be dialled. A client is authorized when its certificate chains to --ca and, if
 // --issuer is set, was issued by exactly that CA: no client gets a byte before both hold. A
 // client that comes back after its address changed says where it stopped, and gets the rest.
 
-import { createSocket } from "node:dgram";
 import { lookup } from "node:dns/promises";
 import * as fs from "node:fs";
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
@@ -18,6 +17,7 @@ import { crlExpiryWarnings, missingCrlWarning, type RevocationList, readCrl } fr
 import { parseDN } from "./lib/dn.ts";
 import { describeFilter } from "./lib/filter.ts";
 import { Deframer, encodeControl, MAX_FRAME, MAX_MESSAGE } from "./lib/framing.ts";
+import { chooseInputs, type NamedInput, parseInputList, resolveInputs } from "./lib/input_address.ts";
 import { HandshakeLimiter, MAX_HANDSHAKE_SOURCES, TokenBucket } from "./lib/limits.ts";
 import { logger, reason } from "./lib/log.ts";
 import { prometheusText } from "./lib/metrics.ts";
@@ -25,6 +25,7 @@ import {
   helpText,
   type Options,
   optional,
+  originOf,
   parseBytes,
   parseBytesUpTo,
   parseCount,
@@ -41,18 +42,23 @@ import {
 import { ParseCache } from "./lib/parse_cache.ts";
 import { type Phase, phaseDeadline } from "./lib/phases.ts";
 import { answerResume, type ControlMessage, parseControl, serverHello } from "./lib/protocol.ts";
+import { FRAME_INDEX_BYTES } from "./lib/resume_buffer.ts";
 import { type ClientState, serverMetrics, serverSnapshot } from "./lib/server_numbers.ts";
-import { socketDrops } from "./lib/socket_drops.ts";
 import { peerText } from "./lib/terminal_text.ts";
 import { expiryWarning, loadTlsFiles, TLS13_ONLY, type TlsFiles } from "./lib/tls.ts";
-import { UdpDropCounter } from "./lib/udp_drops.ts";
 import packageJson from "./package.json" with { type: "json" };
 import { BUFFER_DIR_OPTIONS, type BufferChoice, chooseBuffer, MAX_BUFFER_DIR_GIB } from "./slps/buffer_dir.ts";
+import type { Input } from "./slps/inputs/input.ts";
+import { openInputs } from "./slps/inputs/open.ts";
+import type { Intake } from "./slps/intake.ts";
 
 // ---- Constants. Defaults first: each has a flag and an environment variable, named after its key
 // in OPTIONS below: maxClients is --max-clients and SLPS_MAX_CLIENTS (see --help).
 
-const UDP = "127.0.0.1:514"; // where the local syslog daemon forwards to
+const UDP = "127.0.0.1:514"; // where the local syslog daemon forwards to, unless --input says otherwise
+const INPUT = ""; // if set, comma-separated: udp://, tcp://, relp:// HOST:PORT, unix:PATH
+const INPUT_CONNECTIONS = "16"; // connections at once to one tcp or relp input
+const INPUT_TIMEOUT = "30"; // seconds a tcp or relp peer may take to finish a frame begun, or RELP's open
 const LISTEN = "0.0.0.0:6514"; // the TLS port clients dial
 const CERT = "certs/server.pem";
 const KEY = "certs/server.key";
@@ -100,7 +106,13 @@ const ANNOUNCE_MS = 100;
 // biome-ignore format: a table, one option a row (its help on a second line when it is long)
 const OPTIONS = {
   udp: { default: UDP, arg: "HOST:PORT", parse: parseHostPort,
-    help: "UDP address the local syslog daemon forwards to; one datagram is one message" },
+    help: "UDP address the local syslog daemon forwards to, one datagram a message; not opened for --input alone" },
+  input: { default: INPUT, arg: "URL", parse: optional(parseInputList), repeatable: true,
+    help: "where the daemon forwards to: udp://HOST:PORT, tcp://HOST:PORT (RFC 6587), relp://HOST:PORT, unix:/PATH" },
+  inputConnections: { default: INPUT_CONNECTIONS, arg: "N", parse: parseCount(1),
+    help: "connections at once to one tcp or relp input; one more is closed at once" },
+  inputTimeout: { default: INPUT_TIMEOUT, arg: "SECONDS", parse: parseSeconds,
+    help: "a tcp or relp connection that begins a frame (or RELP's open) and does not finish it by then is closed" },
   udpBuffer: { default: UDP_BUFFER, arg: "BYTES", parse: parseBytesUpTo(MAX_UDP_BUFFER_GIB),
     help: "kernel receive buffer of the UDP socket, so bursts are not dropped (capped by net.core.rmem_max)" },
   listen: { default: LISTEN, arg: "HOST:PORT", parse: parseHostPort,
@@ -162,6 +174,7 @@ const log = logger("slps");
 let options: Values<typeof OPTIONS>;
 let tls: TlsFiles;
 let buffers: BufferChoice;
+let inputAddresses: NamedInput[];
 try {
   const parsed = parseOptions("slps", OPTIONS, process.argv.slice(2), process.env);
   if (parsed === "help") {
@@ -176,7 +189,9 @@ try {
   }
   options = parsed;
   tls = loadFiles();
-  await mustResolve("udp", options.udp, lookup);
+  const given = (key: string) => originOf(options, key) !== undefined;
+  inputAddresses = chooseInputs(options.udp, options.input, { udp: given("udp"), udpBuffer: given("udpBuffer") });
+  await resolveInputs(inputAddresses, lookup);
   await mustResolve("listen", options.listen, lookup);
   if (options.metrics) await mustResolve("metrics", options.metrics, lookup);
   buffers = chooseBuffer(options, log, () => scheduleFlush());
@@ -185,7 +200,7 @@ try {
   log(error.message);
   process.exit(2);
 }
-const { udp: udpAddress, listen: listenAddress } = options;
+const { listen: listenAddress } = options;
 /** Who may receive logs, beyond a certificate that chains to --ca; the CRLs come with each listener. */
 const policy = { pins: options.pin, allow: options.allow, issuer: options.issuer, maxClients: options.maxClients };
 
@@ -210,15 +225,7 @@ const phaseLimits = {
 /** The run's id (a client that sees another knows its buffer is gone), the buffer, --queue as it follows from it. */
 const { serverId, store: resumeBuffer, queue: queueLimit } = buffers;
 const startedAt = Date.now();
-const counters = { received: 0, receivedBytes: 0, connections: 0, refused: 0 };
-/**
- * Datagrams no client could take, so none is relayed: an empty one would be the frame `0 `, and
- * one over MAX_MESSAGE (only UDP over IPv6 delivers them, up to 65,527 bytes) a frame over the
- * limit; either would make slpc refuse the stream and reconnect to the same frame for ever.
- */
-const skipped = { empty: 0, oversize: 0 };
-/** `skipped` as the last log line about them said it: the difference is what is new. */
-const skippedReported = { empty: 0, oversize: 0 };
+const counters = { connections: 0, refused: 0 };
 /**
  * What the clients' filters read of each message, parsed once for all of them in a fixed number of
  * slots. Nothing is parsed while no client filters, so the path of a message to clients without
@@ -361,6 +368,8 @@ function clientHandlers(crls: RevocationList[]): SocketHandler<Client> {
 function enter(socket: Socket<Client>, phase: Phase | "closed", why?: string): void {
   const client = socket.data;
   if (client.phase === "closed") return;
+  // What a client that leaves was sent stays sent (see hasRoom).
+  if (client.phase === "streaming") sentBeforeLeaving = Math.max(sentBeforeLeaving, client.stream.cursor!);
   connections[client.phase].delete(socket);
   clearTimeout(client.deadline);
   client.phase = phase;
@@ -373,6 +382,7 @@ function enter(socket: Socket<Client>, phase: Phase | "closed", why?: string): v
     return;
   }
   connections[phase].add(socket);
+  if (phase === "streaming") setImmediate(wakeIfRoom);
   const now = performance.now();
   const ms = Math.min(Math.max(0, deadlineOf(client, phase, now)), MAX_TIMER_MS);
   client.deadline = setTimeout(() => overstayed(socket, phase), ms);
@@ -484,18 +494,43 @@ function scheduleAnnounce(): void {
   }, ANNOUNCE_MS);
 }
 
-// ---- Messages: each datagram from the syslog daemon goes into the resume buffer, and from there to
-// every streaming client.
+// ---- Messages: each message an input takes goes into the resume buffer, and from there to every
+// streaming client.
 
-function receive(message: Uint8Array): void {
-  if (message.length === 0 || message.length > MAX_MESSAGE) {
-    const kind = message.length === 0 ? "empty" : "oversize";
-    skipped[kind]++;
-    return;
-  }
-  counters.received++;
-  counters.receivedBytes += message.length;
-  resumeBuffer.append(message);
+/** Where every input hands its messages (slps/intake.ts). */
+const intake: Intake = {
+  receive,
+  whenStored: (seq, done) => resumeBuffer.whenStored(seq, done),
+  hasRoom,
+  onRoom: (callback) => void roomWaiters.push(callback),
+};
+
+/** Inputs that wait for room in the buffer, each called once when it comes. */
+const roomWaiters: (() => void)[] = [];
+/** The first message that no client which has left was sent; those streaming say it with their cursors. */
+let sentBeforeLeaving = 1;
+
+/**
+ * Whether a message taken now forgets none that no client was sent: the daemon's backpressure. A
+ * streaming client keeps all it was not sent (the trim keeps from its cursor, and past --queue it is
+ * told what it missed); with none, what nobody was sent and a message of the longest size fit --buffer.
+ */
+function hasRoom(): boolean {
+  if (connections.streaming.size > 0) return true;
+  const from = Math.max(sentBeforeLeaving, resumeBuffer.first);
+  const unsent = resumeBuffer.behind(from) + FRAME_INDEX_BYTES * (resumeBuffer.next - from);
+  return unsent + MAX_FRAME + FRAME_INDEX_BYTES <= options.buffer;
+}
+
+function wakeIfRoom(): void {
+  if (roomWaiters.length > 0 && hasRoom()) for (const callback of roomWaiters.splice(0)) callback();
+}
+
+/** An empty message, or one over MAX_MESSAGE, is skipped: as the frame `0 ` or one over the limit, slpc
+ * would refuse the stream, and reconnect to the same frame for ever. */
+function receive(message: Uint8Array): number | undefined {
+  if (message.length === 0 || message.length > MAX_MESSAGE) return undefined;
+  const seq = resumeBuffer.append(message);
   let keepFrom = resumeBuffer.next;
   for (const socket of connections.streaming) {
     const { stream } = socket.data;
@@ -504,6 +539,7 @@ function receive(message: Uint8Array): void {
   }
   resumeBuffer.trim(options.buffer, keepFrom);
   scheduleFlush();
+  return seq;
 }
 
 /**
@@ -544,12 +580,7 @@ function housekeeping(): void {
     log(`refused ${full} connections: the --handshake-rate table is full (${MAX_HANDSHAKE_SOURCES} addresses)`);
   if (reset > 0) log(`closed ${reset} connections that were reset before they could be served`);
   floodRefusals.pending = floodRefusals.rate = floodRefusals.full = floodRefusals.reset = 0;
-  const [empty, oversize] = [skipped.empty - skippedReported.empty, skipped.oversize - skippedReported.oversize];
-  if (empty > 0) log(`skipped ${empty} empty datagrams: an empty message cannot be relayed (${skipped.empty} in all)`);
-  if (oversize > 0) {
-    log(`skipped ${oversize} datagrams over ${MAX_MESSAGE} bytes, too long for a frame (${skipped.oversize} in all)`);
-  }
-  Object.assign(skippedReported, skipped);
+  for (const input of inputs) input.housekeeping(now);
   for (const socket of connections.streaming) {
     const client = socket.data;
     const dropped = client.stream.takeDropped();
@@ -568,7 +599,7 @@ function housekeeping(): void {
 }
 setInterval(housekeeping, Math.min(1000, options.heartbeat * 500)).unref();
 
-// ---- Sockets: the TLS listener, the UDP socket, and the metrics server if asked for.
+// ---- Sockets: the TLS listener, the inputs, and the metrics server if asked for.
 
 /** The TLS listener with the given certificates; SIGHUP replaces it, while its connections stay. */
 function listen(files: TlsFiles): TCPSocketListener<Client> {
@@ -599,41 +630,15 @@ try {
   process.exit(1);
 }
 
-// node:dgram rather than Bun.udpSocket for this socket: only it sets SO_RCVBUF, and a syslog
-// daemon forwards bursts faster than any event loop drains a default 208 KiB buffer (measured:
-// 936 of 10,000 messages from rsyslog lost with it, none with 8 MiB).
-const udp = createSocket({ type: udpAddress.host.includes(":") ? "udp6" : "udp4", recvBufferSize: options.udpBuffer });
+let inputs: Input[] = []; // housekeeping may run before they are open
 try {
-  await new Promise<void>((resolve, reject) => {
-    udp.once("error", reject);
-    udp.bind(udpAddress.port, udpAddress.host, () => {
-      udp.off("error", reject);
-      resolve();
-    });
-  });
+  const { udpBuffer, inputConnections: maxConnections, inputTimeout } = options;
+  const settings = { intake, log, udpBuffer, maxConnections, timeoutMs: inputTimeout * 1000, entry: import.meta.url };
+  inputs = await openInputs(inputAddresses, settings);
 } catch (error) {
-  log(bindFailure("udp", udpAddress, error));
+  log(reason(error));
   process.exit(1);
 }
-udp.on("message", receive);
-udp.on("error", (error) => log(`udp ${formatAddress(udpAddress)}: ${reason(error)}`));
-// The kernel reports twice what it grants, and caps the grant at net.core.rmem_max.
-const granted = udp.getRecvBufferSize() / 2;
-if (granted < options.udpBuffer) {
-  const raise = `raise net.core.rmem_max to ${options.udpBuffer} (sysctl -w net.core.rmem_max=${options.udpBuffer})`;
-  log(`warning: the UDP receive buffer is ${granted} bytes, not --udp-buffer ${options.udpBuffer}: ${raise}`);
-}
-
-// The kernel drops a datagram that finds the socket's receive buffer full, and counts it where
-// nobody looks: slps asks for that count once a second, so that no loss is silent.
-const kernelDrops = new UdpDropCounter({ ...fs, socketDrops }, udp.address().port, udpAddress.host.includes(":"), log);
-setInterval(() => {
-  const { dropped, total } = kernelDrops.takeNew();
-  if (dropped === 0) return;
-  const full = `its receive buffer of ${granted} bytes was full`;
-  const fix = "raise --udp-buffer, and net.core.rmem_max with it (sysctl -w net.core.rmem_max=BYTES)";
-  log(`the kernel dropped ${dropped} datagrams at the UDP socket (${total} in all): ${full}; ${fix}`);
-}, 1000).unref();
 
 if (options.metrics) {
   try {
@@ -654,7 +659,8 @@ if (options.metrics) {
 }
 
 const served = formatAddress({ host: listenAddress.host, port: listener.port });
-log(`server id ${serverId}: receiving syslog on udp ${formatAddress(udpAddress)}, serving clients on tls ${served}`);
+const receiving = inputs.map((input) => input.name.replace("://", " ").replace(":/", " /")).join(", ");
+log(`server id ${serverId}: receiving syslog on ${receiving}, serving clients on tls ${served}`);
 
 // ---- For operators: expiry and CRL warnings, and the numbers SIGUSR1 prints and /metrics serves.
 
@@ -677,9 +683,9 @@ warnIfCrlMissing(tls);
 
 /** What SIGUSR1 prints and /metrics serves. */
 function numbers() {
-  const state = { server: serverId, startedAt, now: Date.now(), counters, skipped, buffer: resumeBuffer, connections };
-  const limits = { bufferLimit: options.buffer, disk: buffers.disk() };
-  return serverSnapshot({ ...state, ...limits, kernelDropped: kernelDrops.total() });
+  const state = { server: serverId, startedAt, now: Date.now(), counters, buffer: resumeBuffer, connections };
+  const inputNumbers = inputs.map((input) => input.numbers());
+  return serverSnapshot({ ...state, inputs: inputNumbers, bufferLimit: options.buffer, disk: buffers.disk() });
 }
 
 // ---- Signals: SIGHUP rereads the certificates, SIGUSR1 prints the numbers, SIGINT and SIGTERM stop.
@@ -718,7 +724,7 @@ function reload(): void {
 
 function shutdown(signal: string): void {
   log(`${signal}: closing ${authorized()} clients and exiting`);
-  udp.close();
+  for (const input of inputs) input.close();
   listener.stop(true);
   buffers.close();
   process.exit(0);

@@ -32,10 +32,10 @@ export function formatAddress({ host, port }: Address): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** Why a listening socket could not be opened, in the words an operator needs. */
-export function bindFailure(flag: string, address: Address, error: unknown): string {
+/** Why a listening socket could not be opened, in the words an operator needs; `shown` names it as the flag did. */
+export function bindFailure(flag: string, address: Address, error: unknown, shown = formatAddress(address)): string {
   const code = (error as NodeJS.ErrnoException).code;
-  const where = `cannot listen on ${formatAddress(address)} (--${flag})`;
+  const where = `cannot listen on ${shown} (--${flag})`;
   if (code === "EADDRINUSE") return `${where}: the address is already in use; pick another with --${flag}`;
   if (code === "EACCES" && address.port < 1024)
     return `${where}: ports under 1024 need root or CAP_NET_BIND_SERVICE; pick a port from 1024 up with --${flag}`;

@@ -61,7 +61,8 @@ function hostPort(text: string, prefix: string): { host: string; port: number } 
   }
 }
 
-function unixPath(text: string, scheme: "unix" | "journal"): string {
+/** The path of `unix:PATH` (also `unix:///PATH`), checked: absolute, no NUL, short enough for a socket address. */
+export function unixPath(text: string, scheme: "unix" | "journal"): string {
   // unix:///dev/log is the URL spelling (Docker's, for one); unix://dev/log would name a host.
   const path = text.startsWith("///") ? text.slice(2) : text;
   if (!path.startsWith("/") || path.startsWith("//")) {

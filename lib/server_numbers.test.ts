@@ -5,9 +5,24 @@ import { prometheusText } from "./metrics.ts";
 import { ResumeBuffer } from "./resume_buffer.ts";
 import { type ServerState, serverMetrics, serverSnapshot } from "./server_numbers.ts";
 
+const udp = {
+  input: "udp://127.0.0.1:514",
+  kind: "udp" as const,
+  received: 2,
+  receivedBytes: 14,
+  skipped: { empty: 1, oversize: 0 },
+};
+const relp = {
+  input: "relp://127.0.0.1:2514",
+  kind: "relp" as const,
+  received: 1,
+  receivedBytes: 6,
+  skipped: { empty: 0, oversize: 0 },
+};
+
 /**
- * A server that received three messages, with one client that was sent them all, one still resuming,
- * and one connection in its handshake.
+ * A server that received three messages, two over UDP and one over RELP, with one client that was
+ * sent them all, one still resuming, and one connection in its handshake.
  */
 function state(changes: Partial<ServerState> = {}): ServerState {
   const buffer = new ResumeBuffer(1 << 20);
@@ -29,9 +44,11 @@ function state(changes: Partial<ServerState> = {}): ServerState {
     server: "5f2c9a7e01b4d3c8",
     startedAt: 1_000_000,
     now: 1_086_400,
-    counters: { received: 3, receivedBytes: 20, connections: 4, refused: 1 },
-    skipped: { empty: 1, oversize: 0 },
-    kernelDropped: 7,
+    counters: { connections: 4, refused: 1 },
+    inputs: [
+      { ...udp, kernelDropped: 7 },
+      { ...relp, connections: 1, refusedConnections: 2 },
+    ],
     buffer,
     bufferLimit: 1 << 20,
     connections: {
@@ -45,7 +62,7 @@ function state(changes: Partial<ServerState> = {}): ServerState {
 }
 
 describe("server numbers", () => {
-  test("the SIGUSR1 line: counters, the buffer, the phases and each authorized client", () => {
+  test("the SIGUSR1 line: the inputs' counts, each and summed; the buffer, the phases, each client", () => {
     expect(serverSnapshot(state())).toEqual({
       program: "slps",
       server: "5f2c9a7e01b4d3c8",
@@ -56,6 +73,10 @@ describe("server numbers", () => {
       refused: 1,
       skipped: { empty: 1, oversize: 0 },
       kernelDropped: 7,
+      inputs: [
+        { ...udp, kernelDropped: 7 },
+        { ...relp, connections: 1, refusedConnections: 2 },
+      ],
       buffer: { messages: 3, bytes: 29, limit: 1 << 20, first: 1, next: 4, disk: null },
       phases: { handshaking: 1, resuming: 1, streaming: 1, closing: 0 },
       clients: [
@@ -92,6 +113,10 @@ describe("server numbers", () => {
     expect(text).toContain("\nslps_received_messages_total 3\n");
     expect(text).toContain('\nslps_skipped_datagrams_total{reason="empty"} 1\n');
     expect(text).toContain("\nslps_kernel_dropped_datagrams_total 7\n");
+    expect(text).toContain('\nslps_input_received_messages_total{kind="relp",input="relp://127.0.0.1:2514"} 1\n');
+    expect(text).toContain('\nslps_input_received_messages_total{kind="udp",input="udp://127.0.0.1:514"} 2\n');
+    expect(text).toContain('\nslps_input_connections{kind="relp",input="relp://127.0.0.1:2514"} 1\n');
+    expect(text).not.toContain('slps_input_connections{kind="udp"');
     expect(text).toContain('\nslps_open_connections{phase="handshaking"} 1\n');
     expect(text).toContain(
       '\nslps_client_dropped_messages_total{subject="/O=Example/CN=home",address="192.0.2.7:5000"} 5\n',
@@ -104,7 +129,14 @@ describe("server numbers", () => {
   });
 
   test("where the kernel's drops cannot be read, SIGUSR1 says null and /metrics leaves the metric out", () => {
-    const numbers = serverSnapshot(state({ kernelDropped: null }));
+    const numbers = serverSnapshot(
+      state({
+        inputs: [
+          { ...udp, kernelDropped: 7 },
+          { ...udp, kernelDropped: null },
+        ],
+      }),
+    );
     expect(numbers.kernelDropped).toBeNull();
     expect(prometheusText(serverMetrics(numbers))).not.toContain("slps_kernel_dropped_datagrams_total");
   });
@@ -132,5 +164,9 @@ describe("server numbers", () => {
       expect(text).toContain(`\n${line}\n`);
     }
     expect(prometheusText(serverMetrics(serverSnapshot(state())))).not.toContain("slps_buffer_disk");
+  });
+
+  test("without a UDP input nothing can be dropped at one: the kernel's count is 0", () => {
+    expect(serverSnapshot(state({ inputs: [relp] })).kernelDropped).toBe(0);
   });
 });

@@ -34,16 +34,30 @@ export interface DiskNumbers {
   memoryOnly: boolean;
 }
 
+/** One input's numbers (slps/inputs/): what it received and skipped, and what its kind counts besides. */
+export interface InputNumbers {
+  /** The input as --input writes it. */
+  input: string;
+  kind: "udp" | "tcp" | "relp" | "unix";
+  received: number;
+  receivedBytes: number;
+  skipped: { empty: number; oversize: number };
+  /** tcp and relp: connections open now, and those refused for --input-connections since start. */
+  connections?: number;
+  refusedConnections?: number;
+  /** udp: what the kernel dropped at its socket, or null where it cannot be read. */
+  kernelDropped?: number | null;
+}
+
 /** What slps keeps, as far as its numbers show it. */
 export interface ServerState {
   server: string;
   /** Milliseconds since the epoch, at start and now. */
   startedAt: number;
   now: number;
-  counters: { received: number; receivedBytes: number; connections: number; refused: number };
-  skipped: { empty: number; oversize: number };
-  /** What the kernel dropped at the UDP socket, or null where it cannot be read. */
-  kernelDropped: number | null;
+  counters: { connections: number; refused: number };
+  /** Each input's numbers: the totals of all of them are summed from these. */
+  inputs: InputNumbers[];
   buffer: ResumeStore;
   /** --buffer. */
   bufferLimit: number;
@@ -60,14 +74,20 @@ export interface ServerState {
 
 /** The numbers SIGUSR1 prints, one JSON line (docs/operations.md shows one). */
 export function serverSnapshot(state: ServerState) {
-  const { buffer, connections } = state;
+  const { buffer, connections, inputs } = state;
+  const sum = (count: (input: InputNumbers) => number) => inputs.reduce((total, input) => total + count(input), 0);
+  // The kernel's drops at every UDP input; unknown if one of them cannot tell.
+  const drops = inputs.filter((input) => input.kind === "udp").map((input) => input.kernelDropped ?? null);
   return {
     program: "slps",
     server: state.server,
     uptime: Math.round((state.now - state.startedAt) / 1000),
+    received: sum((input) => input.received),
+    receivedBytes: sum((input) => input.receivedBytes),
     ...state.counters,
-    skipped: { ...state.skipped },
-    kernelDropped: state.kernelDropped,
+    skipped: { empty: sum((input) => input.skipped.empty), oversize: sum((input) => input.skipped.oversize) },
+    kernelDropped: drops.includes(null) ? null : sum((input) => input.kernelDropped ?? 0),
+    inputs: inputs.map((input) => ({ ...input, skipped: { ...input.skipped } })),
     buffer: {
       messages: buffer.next - buffer.first,
       bytes: buffer.bytes,
@@ -120,14 +140,35 @@ export function serverMetrics(now: Snapshot): Metric[] {
     type,
     samples: clients.map((c) => ({ labels: { subject: c.subject ?? "", address: c.address }, value: value(c) })),
   });
+  const perInput = (name: string, help: string, value: (input: InputNumbers) => number): Metric => ({
+    name,
+    help,
+    type: "counter",
+    samples: now.inputs.map((input) => ({ labels: { kind: input.kind, input: input.input }, value: value(input) })),
+  });
   const kernelDropped = now.kernelDropped;
   return [
-    one("slps_received_messages_total", "Messages received over UDP.", "counter", now.received),
-    one("slps_received_bytes_total", "Bytes of messages received over UDP.", "counter", now.receivedBytes),
+    one("slps_received_messages_total", "Messages received, by all inputs.", "counter", now.received),
+    one("slps_received_bytes_total", "Bytes of messages received, by all inputs.", "counter", now.receivedBytes),
+    perInput("slps_input_received_messages_total", "Messages received by one input.", (input) => input.received),
+    perInput("slps_input_received_bytes_total", "Bytes of messages received by one input.", (i) => i.receivedBytes),
+    perInput(
+      "slps_input_skipped_messages_total",
+      "Messages an input skipped: empty, or over 65,507 bytes.",
+      (input) => input.skipped.empty + input.skipped.oversize,
+    ),
+    {
+      name: "slps_input_connections",
+      help: "Connections open now to a tcp or relp input.",
+      type: "gauge",
+      samples: now.inputs
+        .filter((input) => input.connections !== undefined)
+        .map((input) => ({ labels: { kind: input.kind, input: input.input }, value: input.connections! })),
+    },
     one("slps_connections_total", "TLS connections accepted.", "counter", now.connections),
     {
       name: "slps_skipped_datagrams_total",
-      help: "Datagrams not relayed: empty, or over 65,507 bytes (oversize).",
+      help: "Messages not relayed, of all inputs: empty, or over 65,507 bytes (oversize).",
       type: "counter",
       samples: (["empty", "oversize"] as const).map((kind) => ({ labels: { reason: kind }, value: now.skipped[kind] })),
     },

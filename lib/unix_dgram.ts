@@ -1,7 +1,8 @@
-// Senders of datagrams to a local socket such as /dev/log or journald's, through libc (bun:ffi).
-// Neither Bun nor Node can do it: node:dgram knows udp4 and udp6 only, Bun.udpSocket wants a
-// port, and Bun.connect / node:net open a stream socket, which a datagram socket refuses
-// (ECONNREFUSED). So this module holds sockets, the one exception among lib/'s modules.
+// Senders of datagrams to a local socket such as /dev/log or journald's, and the socket slps's
+// unix: input reads, through libc (bun:ffi). Neither Bun nor Node can do it: node:dgram knows udp4
+// and udp6 only, Bun.udpSocket wants a port, and Bun.connect / node:net open a stream socket, which
+// a datagram socket refuses (ECONNREFUSED). So this module holds sockets, the one exception among
+// lib/'s modules.
 //
 // A local datagram socket does not drop: when the reader's queue is full the kernel answers
 // EAGAIN, which `send` reports as "full", so the caller keeps the message and tries again later.
@@ -11,12 +12,14 @@
 // when there is room again (poll), and that the reader went away, taking what it had not read.
 
 import { ptr as addressOf, CString, dlopen, FFIType, read } from "bun:ffi";
+import { lstatSync, unlinkSync } from "node:fs";
 import { MAX_UNIX_PATH } from "./forward_address.ts";
 
 const AF_UNIX = 1;
 const SOCK_DGRAM = 2;
 const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
+const MSG_TRUNC = 0x20;
 const MSG_DONTWAIT = 0x40;
 const MSG_NOSIGNAL = 0x4000;
 const SOL_SOCKET = 1;
@@ -47,6 +50,7 @@ const ERRNO_NAMES: Record<number, string> = {
   32: "EPIPE",
   38: "ENOSYS",
   88: "ENOTSOCK",
+  98: "EADDRINUSE",
   90: "EMSGSIZE",
   91: "EPROTOTYPE",
   104: "ECONNRESET",
@@ -64,6 +68,8 @@ function openLibc() {
   return dlopen("libc.so.6", {
     socket: { args: [i32, i32, i32], returns: i32 },
     connect: { args: [i32, ptr, u32], returns: i32 },
+    bind: { args: [i32, ptr, u32], returns: i32 },
+    recv: { args: [i32, ptr, u64, i32], returns: i64 },
     setsockopt: { args: [i32, i32, i32, ptr, u32], returns: i32 },
     send: { args: [i32, ptr, u64, i32], returns: i64 },
     sendto: { args: [i32, ptr, u64, i32, ptr, u32], returns: i64 },
@@ -307,5 +313,57 @@ export class UnixDatagramConnection {
   #open(): number {
     if (this.#fd < 0) throw new Error(`${this.path}: not connected`);
     return this.#fd;
+  }
+}
+
+/**
+ * A datagram socket bound at `path`, as a syslog daemon binds /dev/log: its descriptor, for
+ * `receiveDatagram`. A socket left at `path` by a reader that is gone (a crash, a SIGKILL) is
+ * replaced; one a live reader holds is not, nor anything that is not a socket. Throws with `code`:
+ * EADDRINUSE, EEXIST (not a socket), ENOENT (no such folder), EACCES.
+ */
+export function bindUnixDatagram(path: string): number {
+  libc ??= openLibc();
+  const address = socketAddress(path);
+  const existing = lstatSync(path, { throwIfNoEntry: false });
+  if (existing && !existing.isSocket()) {
+    throw Object.assign(new Error(`${path}: not a socket; slps replaces only a socket of its own`), { code: "EEXIST" });
+  }
+  if (existing) {
+    const probe = new UnixDatagramConnection(path);
+    try {
+      probe.connect();
+      throw Object.assign(new Error(`${path}: another program reads this socket`), { code: "EADDRINUSE" });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ECONNREFUSED") throw error;
+      unlinkSync(path); // nobody reads it: left by a reader that is gone
+    } finally {
+      probe.close();
+    }
+  }
+  const fd = libc.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw lastError("socket");
+  if (libc.bind(fd, address, address.length) < 0) {
+    const error = lastError(path);
+    libc.close(fd);
+    throw error;
+  }
+  return fd;
+}
+
+/**
+ * Reads one datagram from socket `fd` into `into`: its length, which is more than `into` holds when
+ * it was cut to fit (MSG_TRUNC); or undefined when none waits and `wait` is false. With `wait`, it
+ * blocks the thread until one comes: call it from a Worker. Throws for a socket that cannot be read.
+ */
+export function receiveDatagram(fd: number, into: Uint8Array, wait: boolean): number | undefined {
+  libc ??= openLibc();
+  const flags = MSG_TRUNC | (wait ? 0 : MSG_DONTWAIT);
+  for (;;) {
+    const length = Number(libc.recv(fd, into, into.length, flags));
+    if (length >= 0) return length;
+    const error = lastError("recv");
+    if (error.errno === EAGAIN) return undefined;
+    if (error.errno !== EINTR) throw error;
   }
 }

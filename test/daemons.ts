@@ -13,6 +13,13 @@ export type DaemonKind = "rsyslog" | "syslog-ng";
 /** How the home daemon takes what slpc forwards: `--forward`'s transports. */
 export type HomeInput = "udp" | "tcp" | "relp" | "unix";
 
+/**
+ * How the server's daemon sends to slps: over UDP (deploy/*-server.conf), RELP (rsyslog's omrelp,
+ * deploy/rsyslog-server-relp.conf), or TCP (syslog-ng's syslog() driver, octet-counted,
+ * deploy/syslog-ng-server-tcp.conf; "tcp-lf" is the same with its network() driver, LF-framed).
+ */
+export type ServerOutput = "udp" | "relp" | "tcp" | "tcp-lf";
+
 interface Installed {
   cmd: string[];
   env: Record<string, string>;
@@ -43,12 +50,26 @@ export function findDaemon(kind: DaemonKind): Installed | string {
   return `${kind} is not installed (bash .ci/install-daemons installs it)`;
 }
 
-/** A snippet from deploy/ with its port (514, or 2514 for RELP) moved to `port`, as the docs show it otherwise. */
-export function snippet(name: string, port: number): string {
+/**
+ * A snippet from deploy/ with its port (514, or 2514 for RELP) moved to `port`, and a disk
+ * buffer's folder into `dir`, as the docs show it otherwise.
+ */
+export function snippet(name: string, port: number, dir?: string): string {
   const text = readFileSync(join(ROOT, "deploy", name), "utf8");
   const moved = text.replace(/port\("?2?514"?\)/g, `port(${port})`).replace(/port="2?514"/g, `port="${port}"`);
   if (moved === text) throw new Error(`deploy/${name} names no port 514 or 2514`);
-  return moved;
+  return dir === undefined ? moved : moved.replace(/dir\("[^"]*"\)/g, `dir("${dir}")`);
+}
+
+/** The server's snippet for `output`, as the test runs it. */
+function serverSnippet(kind: DaemonKind, output: ServerOutput, port: number, dir: string): string {
+  if (output === "udp") return snippet(`${kind}-server.conf`, port);
+  if (kind === "rsyslog" && output === "relp") return snippet("rsyslog-server-relp.conf", port);
+  if (kind === "syslog-ng" && output !== "relp") {
+    const text = snippet("syslog-ng-server-tcp.conf", port, dir);
+    return output === "tcp" ? text : text.replace('syslog("127.0.0.1"', 'network("127.0.0.1"');
+  }
+  throw new Error(`no snippet for ${kind} sending over ${output}`);
 }
 
 /** The host name the server-side daemon stamps on its messages: not this machine's, so it shows if it is kept. */
@@ -73,19 +94,23 @@ export interface Daemon {
 
 /**
  * Starts a daemon in `dir`: role "server" reads a local log socket and forwards to slps at
- * `port`; role "home" listens on `port` for slpc and writes the fields to a file. At home,
- * `home.input` picks the transport and its snippet from deploy/ (UDP unless told; "unix" reads
- * `socket` instead of a port), and `home.harness` adds configuration lines before it. Starting
- * a daemon again in the same folder restarts it: same port or socket, same file.
+ * `port`, over `opts.output` (UDP unless told); role "home" listens on `port` for slpc and writes
+ * the fields to a file. At home, `opts.input` picks the transport and its snippet from deploy/
+ * (UDP unless told; "unix" reads `socket` instead of a port), and `opts.harness` adds
+ * configuration lines before it; `opts.edit` changes the server's snippet. Starting a daemon
+ * again in the same folder restarts it: same port or socket, same file, and on the server side
+ * the same queue on disk.
  */
 export async function startDaemon(
   kind: DaemonKind,
   role: "server" | "home",
   dir: string,
   port: number,
-  home: { input?: HomeInput; harness?: string[] } = {},
+  opts: { input?: HomeInput; harness?: string[]; output?: ServerOutput; edit?: (snippet: string) => string } = {},
 ): Promise<Daemon> {
-  const input = home.input ?? "udp";
+  const input = opts.input ?? "udp";
+  /** The server's snippet as a test changed it, where it needs another value than the docs show. */
+  const edited = (text: string) => (opts.edit ? opts.edit(text) : text);
   const homeSnippet = (daemon: DaemonKind) => snippet(`${daemon}-home${input === "udp" ? "" : `-${input}`}.conf`, port);
   const installed = findDaemon(kind);
   if (typeof installed === "string") throw new Error(installed);
@@ -104,13 +129,13 @@ export async function startDaemon(
             `input(type="imuxsock" Socket="${socket}" RateLimit.Interval="0")`,
             // A socket for programs that log RFC 5424: the regular parsers read its structured data.
             `input(type="imuxsock" Socket="${socket5424}" RateLimit.Interval="0" UseSpecialParser="off")`,
-            snippet("rsyslog-server.conf", port),
+            edited(serverSnippet(kind, opts.output ?? "udp", port, dir)),
           ]
         : [
             // Another name than the server's and this machine's, so a host name it stamped itself would show.
             `global(workDirectory="${dir}" localHostname="home-machine")`,
             RSYSLOG_FIELDS,
-            ...(home.harness ?? []),
+            ...(opts.harness ?? []),
             ...(input === "unix"
               ? // Debian's `module(load="imuxsock")`, the reader of /dev/log, with the socket at a path of
                 // the test's own.
@@ -130,13 +155,13 @@ export async function startDaemon(
             `  unix-dgram("${socket}" host-override("${SERVER_HOST}"));`,
             `  unix-dgram("${socket5424}" host-override("${SERVER_HOST}") flags(syslog-protocol));`,
             `};`,
-            snippet("syslog-ng-server.conf", port),
+            edited(serverSnippet(kind, opts.output ?? "udp", port, dir)),
           ]
         : [
             "@version: 3.38",
             `options { use-dns(no); };`,
             `destination d_syslog { file("${file}" ${SYSLOG_NG_FIELDS}); };`,
-            ...(home.harness ?? []),
+            ...(opts.harness ?? []),
             ...(input === "unix"
               ? // What the system() source makes of /dev/log, at a path of the test's own.
                 [`source s_local { unix-dgram("${socket}"); };`, `log { source(s_local); destination(d_syslog); };`]

@@ -113,6 +113,8 @@ test("the setup guide shows the daemon snippets that these tests use", () => {
     "rsyslog-home-tcp.conf",
     "syslog-ng-home-tcp.conf",
     "rsyslog-home-relp.conf",
+    "rsyslog-server-relp.conf",
+    "syslog-ng-server-tcp.conf",
   ];
   const missing = snippets.filter((name) => !guide.includes(readFileSync(join(ROOT, "deploy", name), "utf8")));
   expect(missing).toEqual([]);

@@ -1,0 +1,165 @@
+// What every input of slps shares: its address and counts, how it hands a message to the intake
+// and counts it, and the lines it says at most once a second, so that no sender can flood the
+// log. The inputs that can make their sender wait (tcp, relp, unix) keep what they read while the
+// intake has no room in a Handoff, and stop reading meanwhile. Each kind's file holds only what
+// differs: its socket, its framing, and what it answers.
+
+import { Fifo, formatInputAddress, type InputAddress, type InputNumbers, MAX_MESSAGE } from "../../lib.ts";
+import type { Intake } from "../intake.ts";
+
+export type { InputNumbers };
+
+export interface InputOptions {
+  intake: Intake;
+  log: (line: string) => void;
+}
+
+export abstract class Input {
+  readonly address: InputAddress;
+  readonly #counts = { received: 0, receivedBytes: 0, skipped: { empty: 0, oversize: 0 } };
+  /** `skipped` as the last line about it said it: the difference is what is new. */
+  readonly #skippedSaid = { empty: 0, oversize: 0 };
+  /** Events said at most once a second, by what happened: how many since the last line, and the latest's detail. */
+  readonly #events = new Map<string, { count: number; detail: string }>();
+  protected readonly intake: Intake;
+  readonly #log: (line: string) => void;
+
+  constructor(address: InputAddress, options: InputOptions) {
+    this.address = address;
+    this.intake = options.intake;
+    this.#log = options.log;
+  }
+
+  /** The input as --input writes it. */
+  get name(): string {
+    return formatInputAddress(this.address);
+  }
+
+  /** What a message is called on this input, in log lines. */
+  protected abstract get unit(): string;
+
+  /** Opens the socket; throws when it cannot, for the caller to say why and exit. */
+  abstract open(): Promise<void>;
+
+  /** slps stops: says goodbye where the protocol has a word for it, and lets go of the socket. */
+  abstract close(): void;
+
+  /** Once a second: deadlines, and the lines about what happened since the last call. */
+  housekeeping(_now: number): void {
+    const { skipped } = this.#counts;
+    const [empty, oversize] = [skipped.empty - this.#skippedSaid.empty, skipped.oversize - this.#skippedSaid.oversize];
+    const unit = this.unit;
+    if (empty > 0)
+      this.log(`skipped ${empty} empty ${unit}: an empty message cannot be relayed (${skipped.empty} in all)`);
+    if (oversize > 0) {
+      this.log(
+        `skipped ${oversize} ${unit} over ${MAX_MESSAGE} bytes, too long for a frame (${skipped.oversize} in all)`,
+      );
+    }
+    Object.assign(this.#skippedSaid, skipped);
+    for (const [what, { count, detail }] of this.#events) {
+      this.log(count === 1 ? `${what}: ${detail}` : `${what} ${count} times, the last: ${detail}`);
+    }
+    this.#events.clear();
+  }
+
+  numbers(): InputNumbers {
+    const { received, receivedBytes, skipped } = this.#counts;
+    return { input: this.name, kind: this.address.kind, received, receivedBytes, skipped: { ...skipped } };
+  }
+
+  /** Hands one message to the intake and counts it; its sequence number, or undefined when it was skipped. */
+  protected take(message: Uint8Array): number | undefined {
+    const seq = this.intake.receive(message);
+    if (seq === undefined) {
+      this.#counts.skipped[message.length === 0 ? "empty" : "oversize"]++;
+    } else {
+      this.#counts.received++;
+      this.#counts.receivedBytes += message.length;
+    }
+    return seq;
+  }
+
+  /** A message over MAX_MESSAGE that was read through, never held: counted as skipped. */
+  protected skipOversize(): void {
+    this.#counts.skipped.oversize++;
+  }
+
+  /** Says `detail` in the next second's lines, under `what`; more of the same `what` are counted, not said. */
+  protected note(what: string, detail: string): void {
+    const event = this.#events.get(what);
+    if (event) [event.count, event.detail] = [event.count + 1, detail];
+    else this.#events.set(what, { count: 1, detail });
+  }
+
+  protected log(line: string): void {
+    this.#log(`input ${this.name}: ${line}`);
+  }
+}
+
+/**
+ * What one sender's input read and has not handed on yet, in order: an item that needs room waits
+ * while the intake has none, and the ones behind it with it. `changed` is called when it starts or
+ * stops waiting, so that the input stops or goes on reading.
+ *
+ * @example
+ * const frames = new Handoff(intake, (frame) => input.take(frame), () => true, () => socket.pause());
+ * frames.offer(deframer.push(chunk)); // handed on now, or as soon as the intake has room
+ */
+export class Handoff<T> {
+  readonly #queue = new Fifo<T>();
+  readonly #intake: Intake;
+  readonly #hand: (item: T) => void;
+  readonly #needsRoom: (item: T) => boolean;
+  readonly #changed: () => void;
+  /** Asked the intake to call when it has room, and not called yet. */
+  #asked = false;
+  #dropped = false;
+
+  constructor(intake: Intake, hand: (item: T) => void, needsRoom: (item: T) => boolean, changed: () => void) {
+    this.#intake = intake;
+    this.#hand = hand;
+    this.#needsRoom = needsRoom;
+    this.#changed = changed;
+  }
+
+  /** Items wait for room in the intake. */
+  get waiting(): boolean {
+    return this.#queue.length > 0;
+  }
+
+  /** Hands on `items` after those already waiting: at once where the intake has room. */
+  offer(items: Iterable<T>): void {
+    if (this.#dropped) return;
+    const wasWaiting = this.waiting;
+    for (const item of items) this.#queue.push(item);
+    if (!wasWaiting) this.#run();
+  }
+
+  /** Forgets what waits, and takes nothing more: its sender will send it again. */
+  drop(): void {
+    this.#dropped = true;
+    this.#queue.shiftMany(this.#queue.length);
+  }
+
+  #run(): void {
+    while (this.#queue.length > 0 && !this.#dropped) {
+      const item = this.#queue.at(0)!;
+      if (this.#needsRoom(item) && !this.#intake.hasRoom()) return this.#waitForRoom();
+      this.#queue.shift();
+      this.#hand(item);
+    }
+    this.#changed();
+  }
+
+  #waitForRoom(): void {
+    if (!this.#asked) {
+      this.#asked = true;
+      this.#intake.onRoom(() => {
+        this.#asked = false;
+        this.#run();
+      });
+    }
+    this.#changed();
+  }
+}
