@@ -42,7 +42,6 @@ import {
 import { ParseCache } from "./lib/parse_cache.ts";
 import { type Phase, phaseDeadline } from "./lib/phases.ts";
 import { answerResume, type ControlMessage, parseControl, serverHello } from "./lib/protocol.ts";
-import { FRAME_INDEX_BYTES } from "./lib/resume_buffer.ts";
 import { type ClientState, serverMetrics, serverSnapshot } from "./lib/server_numbers.ts";
 import { peerText } from "./lib/terminal_text.ts";
 import { expiryWarning, loadTlsFiles, TLS13_ONLY, type TlsFiles } from "./lib/tls.ts";
@@ -50,7 +49,7 @@ import packageJson from "./package.json" with { type: "json" };
 import { BUFFER_DIR_OPTIONS, type BufferChoice, chooseBuffer, MAX_BUFFER_DIR_GIB } from "./slps/buffer_dir.ts";
 import type { Input } from "./slps/inputs/input.ts";
 import { openInputs } from "./slps/inputs/open.ts";
-import type { Intake } from "./slps/intake.ts";
+import { BufferIntake } from "./slps/intake.ts";
 
 // ---- Constants. Defaults first: each has a flag and an environment variable, named after its key
 // in OPTIONS below: maxClients is --max-clients and SLPS_MAX_CLIENTS (see --help).
@@ -368,8 +367,7 @@ function clientHandlers(crls: RevocationList[]): SocketHandler<Client> {
 function enter(socket: Socket<Client>, phase: Phase | "closed", why?: string): void {
   const client = socket.data;
   if (client.phase === "closed") return;
-  // What a client that leaves was sent stays sent (see hasRoom).
-  if (client.phase === "streaming") sentBeforeLeaving = Math.max(sentBeforeLeaving, client.stream.cursor!);
+  if (client.phase === "streaming") intake.clientLeaves(client.stream);
   connections[client.phase].delete(socket);
   clearTimeout(client.deadline);
   client.phase = phase;
@@ -382,7 +380,7 @@ function enter(socket: Socket<Client>, phase: Phase | "closed", why?: string): v
     return;
   }
   connections[phase].add(socket);
-  if (phase === "streaming") setImmediate(wakeIfRoom);
+  if (phase === "streaming") setImmediate(() => intake.clientStreams());
   const now = performance.now();
   const ms = Math.min(Math.max(0, deadlineOf(client, phase, now)), MAX_TIMER_MS);
   client.deadline = setTimeout(() => overstayed(socket, phase), ms);
@@ -497,50 +495,8 @@ function scheduleAnnounce(): void {
 // ---- Messages: each message an input takes goes into the resume buffer, and from there to every
 // streaming client.
 
-/** Where every input hands its messages (slps/intake.ts). */
-const intake: Intake = {
-  receive,
-  whenStored: (seq, done) => resumeBuffer.whenStored(seq, done),
-  hasRoom,
-  onRoom: (callback) => void roomWaiters.push(callback),
-};
-
-/** Inputs that wait for room in the buffer, each called once when it comes. */
-const roomWaiters: (() => void)[] = [];
-/** The first message that no client which has left was sent; those streaming say it with their cursors. */
-let sentBeforeLeaving = 1;
-
-/**
- * Whether a message taken now forgets none that no client was sent: the daemon's backpressure. A
- * streaming client keeps all it was not sent (the trim keeps from its cursor, and past --queue it is
- * told what it missed); with none, what nobody was sent and a message of the longest size fit --buffer.
- */
-function hasRoom(): boolean {
-  if (connections.streaming.size > 0) return true;
-  const from = Math.max(sentBeforeLeaving, resumeBuffer.first);
-  const unsent = resumeBuffer.behind(from) + FRAME_INDEX_BYTES * (resumeBuffer.next - from);
-  return unsent + MAX_FRAME + FRAME_INDEX_BYTES <= options.buffer;
-}
-
-function wakeIfRoom(): void {
-  if (roomWaiters.length > 0 && hasRoom()) for (const callback of roomWaiters.splice(0)) callback();
-}
-
-/** An empty message, or one over MAX_MESSAGE, is skipped: as the frame `0 ` or one over the limit, slpc
- * would refuse the stream, and reconnect to the same frame for ever. */
-function receive(message: Uint8Array): number | undefined {
-  if (message.length === 0 || message.length > MAX_MESSAGE) return undefined;
-  const seq = resumeBuffer.append(message);
-  let keepFrom = resumeBuffer.next;
-  for (const socket of connections.streaming) {
-    const { stream } = socket.data;
-    stream.keepWithinLimit();
-    keepFrom = Math.min(keepFrom, stream.cursor!);
-  }
-  resumeBuffer.trim(options.buffer, keepFrom);
-  scheduleFlush();
-  return seq;
-}
+/** Where every input hands its messages: the resume buffer, and from there every streaming client. */
+const intake = new BufferIntake(resumeBuffer, options.buffer, connections.streaming, scheduleFlush);
 
 /**
  * Flushes every client at the end of this turn, unless the last flush was less than
@@ -658,10 +614,6 @@ if (options.metrics) {
   }
 }
 
-const served = formatAddress({ host: listenAddress.host, port: listener.port });
-const receiving = inputs.map((input) => input.name.replace("://", " ").replace(":/", " /")).join(", ");
-log(`server id ${serverId}: receiving syslog on ${receiving}, serving clients on tls ${served}`);
-
 // ---- For operators: expiry and CRL warnings, and the numbers SIGUSR1 prints and /metrics serves.
 
 /** Our certificate, and the CRLs, which refuse every client under their CA once they run out. */
@@ -734,3 +686,8 @@ process.on("SIGHUP", reload);
 process.on("SIGUSR1", () => process.stderr.write(`${JSON.stringify(numbers())}\n`));
 process.on("SIGINT", () => shutdown("SIGINT"));
 process.on("SIGTERM", () => shutdown("SIGTERM"));
+
+// Said last, once the signals have their handlers: whoever signals slps on this line finds them.
+const served = formatAddress({ host: listenAddress.host, port: listener.port });
+const receiving = inputs.map((input) => input.name.replace("://", " ").replace(":/", " /")).join(", ");
+log(`server id ${serverId}: receiving syslog on ${receiving}, serving clients on tls ${served}`);
