@@ -33,6 +33,8 @@ import {
 import { syncFolder } from "../slpc/files.ts";
 import { diskError, INDEX_STEP, SegmentReader, Unreadable } from "./segment_reader.ts";
 
+/** Offsets of frames on disk kept at most: a client's cursor each, for as many clients as slps serves. */
+const KNOWN_OFFSETS = 4096;
 /** Bytes of records written at once at most: a larger turn is written in several. */
 const BATCH_BYTES = 1024 * 1024;
 const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
@@ -146,6 +148,11 @@ export class DiskBuffer implements ResumeStore {
   #errors = 0;
   /** Reads frames back from the segments. */
   readonly #reader: SegmentReader;
+  /**
+   * `total` before frames on disk where clients' cursors stand: how far behind each client is is
+   * asked after every message that arrives, and finding the frame again would read its segment.
+   */
+  readonly #knownOffsets = new Map<number, number>();
   /** Lines said once per kind, not once per attempt. */
   #said = new Set<string>();
   /** Whether slps may be told of sendable messages: not while it is still being built. */
@@ -466,6 +473,7 @@ export class DiskBuffer implements ResumeStore {
       if (oldest.kind === "segment") {
         if (oldest === this.#writing?.piece || oldest.next > keepFrom) break;
         this.#forget(oldest);
+        this.#knownOffsets.clear();
       }
       // A gap in front stays until then: a client resuming before it is told why, not that the buffer overflowed.
       this.#pieces.shift();
@@ -539,7 +547,10 @@ export class DiskBuffer implements ResumeStore {
       position += record.size;
       next++;
     }
-    if (next < piece.next) this.#reader.remember(piece, next - piece.first, position);
+    if (next < piece.next) {
+      this.#reader.remember(piece, next - piece.first, position);
+      this.#knowOffset(next, piece.base + position - SEGMENT_HEADER - RECORD_HEADER * (next - piece.first));
+    }
     return { data: frames.length === 1 ? frame : Buffer.concat(frames, bytes), next };
   }
 
@@ -622,10 +633,18 @@ export class DiskBuffer implements ResumeStore {
     const piece = this.#pieceOf(seq);
     if (!piece) return this.#tail.total - this.#tail.behind(this.#tail.first); // lost while the disk failed
     if (piece.kind === "gap" || seq === piece.first) return piece.base;
+    const known = this.#knownOffsets.get(seq);
+    if (known !== undefined) return known;
     const found = this.#find(seq);
     if (!found) return this.#offsetOf(seq); // unreadable after all: the pieces changed
     const inFile = found.position - SEGMENT_HEADER - RECORD_HEADER * (seq - found.piece.first);
-    return found.piece.base + Math.min(inFile, frameBytesOf(found.piece));
+    return this.#knowOffset(seq, found.piece.base + Math.min(inFile, frameBytesOf(found.piece)));
+  }
+
+  #knowOffset(seq: number, offset: number): number {
+    if (this.#knownOffsets.size >= KNOWN_OFFSETS) this.#knownOffsets.clear();
+    this.#knownOffsets.set(seq, offset);
+    return offset;
   }
 
   /** Frame `seq` from its segment; undefined when it cannot be read (it is then a gap). */
@@ -670,6 +689,7 @@ export class DiskBuffer implements ResumeStore {
     const index = this.#pieces.indexOf(piece);
     const gap: GapPiece = { kind: "gap", first: at, next: piece.next, base: this.#endOffset(index), reason: lost };
     this.#reader.forget(piece.name);
+    this.#knownOffsets.clear(); // those in the gap are its base now
     if (at === piece.first) {
       this.#pieces[index] = gap;
       this.#diskBytes -= piece.size;
