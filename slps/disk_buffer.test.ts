@@ -219,6 +219,25 @@ describe("DiskBuffer", () => {
     expect(replay(second.buffer, 1).messages).toEqual(texts(1, 1100));
   });
 
+  test("a newest segment begun but not written is removed; one begun past where the records end means a new run", async () => {
+    for (const [begun, goesOn] of [
+      [101, true],
+      [150, false],
+    ] as const) {
+      const dir = folder();
+      const first = open(dir);
+      await fill(first.buffer, 1, 100);
+      const id = first.buffer.serverId;
+      first.buffer.close();
+      // Numbers up to 149 may have been given out in memory alone: going on from #101 would give them away again.
+      writeFileSync(join(dir, `slps-${String(begun).padStart(16, "0")}.seg`), "");
+      const second = open(dir);
+      expect([second.buffer.serverId === id, second.buffer.next]).toEqual(goesOn ? [true, 101] : [false, 1]);
+      expect(segments(dir)).toEqual(["slps-0000000000000001.seg"]); // the old run's, or the new one's
+      second.buffer.close();
+    }
+  });
+
   test("garbage in a segment in the middle costs the rest of it: one line, and a gap that names it", async () => {
     const dir = folder();
     const first = open(dir);

@@ -10,6 +10,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readSync,
   rmSync,
   statSync,
   truncateSync,
@@ -270,6 +271,41 @@ describe("bad files in --buffer-dir: one line each, and delivery goes on", () =>
     expect(lines).toHaveLength(2);
     await deliveryGoesOn(s);
   });
+
+  for (const [kind, header] of [
+    ["nothing", 0],
+    ["half its header", 20],
+  ] as const) {
+    test(`a newest segment slps died beginning (${kind} written): one line, and the run goes on`, async () => {
+      const dir = bufferDir();
+      const first = await server(dir);
+      const c = await bed.client(first, { args: ["--dead-after", "2"] });
+      await feed(first, named("one", 100));
+      await stored(first, 100);
+      first.kill("SIGKILL");
+      await first.exit();
+      // What a SIGKILL or a power cut between creating the next segment and writing its header leaves.
+      const begun = "slps-0000000000000101.seg";
+      const fd = openSync(join(dir, segments(dir)[0]!), "r");
+      const bytes = Buffer.alloc(header);
+      readSync(fd, bytes, 0, header, 0);
+      closeSync(fd);
+      writeFileSync(join(dir, begun), bytes);
+      const second = await server(dir, [], first);
+      const lines = second.stderr.split("\n").filter((line) => line.includes("--buffer-dir"));
+      expect(lines).toEqual([
+        `slps: --buffer-dir ${dir}: segment ${begun} is not used: ${header} bytes of a header of 40`,
+        expect.stringMatching(/: run [0-9a-f]{16} goes on from #101: 100 messages in 1 segments$/),
+      ]);
+      await feed(second, named("two", 100));
+      await until(
+        () => `200 printed:\n${c.stderr}`,
+        () => printed(c).length === 200,
+      );
+      expect(printed(c)).toEqual([...texts(named("one", 100)), ...texts(named("two", 100))]);
+      expect(c.stderr).not.toContain("gap");
+    });
+  }
 
   test("garbage in a segment: a client replaying across it gets a gap line naming the segment", async () => {
     const dir = bufferDir();
