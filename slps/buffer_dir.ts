@@ -180,15 +180,19 @@ export function openBufferDir(dir: string, options: OpenOptions): DiskBuffer {
     recovered = { serverId: newServerId(), pieces: [], next: 1, total: 0 };
   }
   const runFile = join(dir, "run");
-  let runWritten = false;
-  const writeRun = (clean: boolean) => {
+  let oldRemoved = false;
+  /** The folder locked, before anything is written there; throws when it cannot be. */
+  const takeFolder = () => {
     lock ??= lockBeside(join(dir, "slps"));
+    // A run that began in memory: the segments of the one before it are no use to anyone.
+    if (failure !== undefined && !oldRemoved) removeSegments(dir, (header) => header?.run !== recovered.serverId);
+    oldRemoved = failure !== undefined;
+  };
+  const writeRun = (clean: boolean) => {
+    takeFolder();
     const run: RunFile = { server: recovered.serverId, boot, fsync: String(options.fsync), clean };
     replaceFile(runFile, Buffer.from(formatRunFile(run)));
     syncFolder(dir);
-    // A run that began in memory: the segments of the one before it are no use to anyone.
-    if (!runWritten && failure !== undefined) removeSegments(dir, (header) => header?.run !== run.server);
-    runWritten = true;
   };
   if (failure === undefined) {
     try {
@@ -228,6 +232,7 @@ export function openBufferDir(dir: string, options: OpenOptions): DiskBuffer {
     segmentBytes,
     log,
     onStored: options.onStored,
+    takeFolder,
     writeRun,
     dropRun,
     unlock,

@@ -400,6 +400,37 @@ describe("DiskBuffer", () => {
   );
 
   test.skipIf(cannotMount !== undefined && !required)(
+    "while the disk is taken again, the run file comes back only once what memory held is on disk",
+    async () => {
+      const disk = smallDisk(folder(), 4 * 1024 * 1024);
+      cleanups.push(disk.unmount);
+      const filler = join(disk.dir, "filler");
+      writeFileSync(filler, Buffer.alloc(3584 * 1024));
+      const run = join(disk.dir, "run");
+      // Each time messages become sendable: the most ever given out, and whether a SIGKILL now would give any
+      // of them a second time (the run file says go on, from fewer than were given out).
+      let givenOut = 0;
+      const again: string[] = [];
+      const sizes = { tailBytes: 4 << 20, segmentBytes: 256 * 1024, retryMs: 100 };
+      const onStored = () => {
+        givenOut = Math.max(givenOut, buffer.next);
+        if (buffer.next < givenOut && existsSync(run)) again.push(`#${buffer.next} to #${givenOut - 1}`);
+      };
+      const options = { limit: 4 << 20, queue: 4 << 20, fsync: "never" as const, log: () => {}, onStored, sizes };
+      const buffer: DiskBuffer = openBufferDir(disk.dir, options);
+      cleanups.push(() => buffer.close());
+      await fill(buffer, 1, 6000);
+      expect(buffer.numbers().memoryOnly).toBe(true);
+      rmSync(filler);
+      for (let i = 0; i < 50 && buffer.numbers().memoryOnly; i++) await sleep(20);
+      expect(buffer.numbers().memoryOnly).toBe(false);
+      expect(again).toEqual([]);
+      expect(existsSync(run)).toBe(true);
+      expect(replay(buffer, 1).messages).toEqual(texts(1, 6000));
+    },
+  );
+
+  test.skipIf(cannotMount !== undefined && !required)(
     "memory holds only its tail while the disk is full: what it had to forget is a gap that says so",
     async () => {
       const disk = smallDisk(folder(), 1024 * 1024);

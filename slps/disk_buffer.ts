@@ -85,6 +85,8 @@ export interface DiskBufferOptions {
   log: (line: string) => void;
   /** Called when messages became sendable (written, and synced if --fsync says so), to send them. */
   onStored: () => void;
+  /** Locks the folder, if it is not yet, before anything is written there: throws when it cannot. */
+  takeFolder: () => void;
   /** Writes the run file (slps/buffer_dir.ts): throws when it cannot. */
   writeRun: (clean: boolean) => void;
   /** Removes the run file, so that a restart while the disk fails starts a new run: best effort. */
@@ -434,20 +436,27 @@ export class DiskBuffer implements ResumeStore {
     this.#retryTimer.unref();
   }
 
-  /** Tries the disk again: the run file, a new segment, and what memory still holds that the disk does not. */
+  /**
+   * Tries the disk again: a new segment, what memory still holds that the disk does not, and then
+   * the run file. Not before: a restart between them would go on from what the disk holds, and
+   * give numbers that clients were sent from memory to other messages.
+   */
   #retry(): void {
     const from = Math.max(this.#diskNext, this.#tail.first);
+    const lostFrom = this.#diskNext;
     try {
-      this.#options.writeRun(false);
+      this.#options.takeFolder();
     } catch {
       return; // still failing: the line said so when it began
     }
-    const lostFrom = this.#diskNext;
     this.#retrying = true;
     try {
       this.#beginSegment(from);
       for (let seq = from; seq < this.#tail.next && this.#writing; seq++) this.#addRecord(seq, this.#tail.message(seq));
       this.#flush();
+      if (this.#writing) this.#options.writeRun(false);
+    } catch (error) {
+      this.#fail(error, "write the run file"); // still failing: the line said so when it began
     } finally {
       this.#retrying = false;
     }
