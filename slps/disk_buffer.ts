@@ -556,7 +556,8 @@ export class DiskBuffer implements ResumeStore {
       position += record.size;
       next++;
     }
-    if (next < piece.next) {
+    // Unless a record that could not be read made the segment a gap meanwhile.
+    if (next < piece.next && this.#pieceOf(next) === piece) {
       this.#reader.remember(piece, next - piece.first, position);
       this.#knowOffset(next, piece.base + position - SEGMENT_HEADER - RECORD_HEADER * (next - piece.first));
     }
