@@ -219,7 +219,7 @@ describe("DiskBuffer", () => {
     expect(replay(second.buffer, 1).messages).toEqual(texts(1, 1100));
   });
 
-  test("a newest segment begun but not written is removed; one begun past where the records end means a new run", async () => {
+  test("a newest segment begun, not written, is removed; one begun past the last record means a new run", async () => {
     for (const [begun, goesOn] of [
       [101, true],
       [150, false],

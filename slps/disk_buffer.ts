@@ -2,8 +2,8 @@
 // checksummed records (lib/buffer_files.ts), the recent ones also in a ring in memory (the tail),
 // from which live clients are served as without a disk. Older frames are read back from the
 // segments when a client replays them. Memory holds the tail, a sparse index of each segment
-// read so far (a position every 64 KiB), and one window of a segment being read: it does not grow
-// with the messages on disk.
+// read so far (a position every 64 KiB), one window of a segment being read, and where 4,096
+// clients' cursors stand at most: it does not grow with the messages on disk.
 //
 // A message may be sent to clients once it is as safe as --fsync makes it: written, and with
 // `always` synced. Records are written once per event-loop turn, all of the turn's in one write.
