@@ -180,15 +180,19 @@ export function openBufferDir(dir: string, options: OpenOptions): DiskBuffer {
     recovered = { serverId: newServerId(), pieces: [], next: 1, total: 0 };
   }
   const runFile = join(dir, "run");
-  let runWritten = false;
-  const writeRun = (clean: boolean) => {
+  let oldRemoved = false;
+  /** The folder locked, before anything is written there; throws when it cannot be. */
+  const takeFolder = () => {
     lock ??= lockBeside(join(dir, "slps"));
+    // A run that began in memory: the segments of the one before it are no use to anyone.
+    if (failure !== undefined && !oldRemoved) removeSegments(dir, (header) => header?.run !== recovered.serverId);
+    oldRemoved = failure !== undefined;
+  };
+  const writeRun = (clean: boolean) => {
+    takeFolder();
     const run: RunFile = { server: recovered.serverId, boot, fsync: String(options.fsync), clean };
     replaceFile(runFile, Buffer.from(formatRunFile(run)));
     syncFolder(dir);
-    // A run that began in memory: the segments of the one before it are no use to anyone.
-    if (!runWritten && failure !== undefined) removeSegments(dir, (header) => header?.run !== run.server);
-    runWritten = true;
   };
   if (failure === undefined) {
     try {
@@ -228,6 +232,7 @@ export function openBufferDir(dir: string, options: OpenOptions): DiskBuffer {
     segmentBytes,
     log,
     onStored: options.onStored,
+    takeFolder,
     writeRun,
     dropRun,
     unlock,
@@ -251,6 +256,8 @@ interface Found {
   size: number;
   header?: SegmentHeader;
   bad?: string;
+  /** Its header is cut short: slps was beginning it, and wrote no record in it. */
+  begun?: boolean;
 }
 
 /** The segment files in `dir`, oldest first: the newest MAX_SEGMENT_FILES, if there are more. */
@@ -286,16 +293,20 @@ function readHeader(dir: string, name: string): Found {
   } catch (error) {
     return { name, first, size: 0, bad: diskError(error) };
   }
+  let size = 0;
   try {
     const stats = fstatSync(fd);
     if (!stats.isFile()) return { name, first, size: 0, bad: "not a regular file" };
+    size = stats.size;
     const bytes = Buffer.alloc(SEGMENT_HEADER);
     const length = readSync(fd, bytes, 0, SEGMENT_HEADER, 0);
+    if (length < SEGMENT_HEADER)
+      return { name, first, size, bad: `${length} bytes of a header of ${SEGMENT_HEADER}`, begun: true };
     const header = decodeSegmentHeader(bytes.subarray(0, length));
-    if (header.first !== first) return { name, first, size: stats.size, bad: `its header says #${header.first}` };
-    return { name, first, size: stats.size, header };
+    if (header.first !== first) return { name, first, size, bad: `its header says #${header.first}` };
+    return { name, first, size, header };
   } catch (error) {
-    return { name, first, size: 0, bad: diskError(error) };
+    return { name, first, size, bad: diskError(error) };
   } finally {
     closeSync(fd);
   }
@@ -354,14 +365,20 @@ function recover(dir: string, boot: string, segmentBytes: number, log: (line: st
   }
   const ours = found.filter((segment) => segment.header?.run === run.server);
   const newest = ours.at(-1);
-  if (newest === undefined || found.at(-1)!.first > newest.first) {
-    return fresh(`run ${run.server}: its newest segment is missing or unreadable`);
-  }
+  // A newest file shorter than a header was being begun when slps died: it held no record, and the run goes on
+  // if the one before it ends where it was to begin.
+  const begun = found.at(-1)!.begun ? found.at(-1) : undefined;
+  const unusable = () => fresh(`run ${run.server}: its newest segment is missing or unreadable`);
+  if (newest === undefined || (found.at(-1)!.first > newest.first && begun === undefined)) return unusable();
   // The newest: its records checked, a torn tail cut off, and written on if there is room.
   const scanned = scanNewest(dir, newest, say);
   if (scanned === undefined) return fresh(`run ${run.server}: its newest segment ${newest.name} cannot be read`);
   const { scan, fd } = scanned;
   const next = newest.first + scan.count;
+  if (begun !== undefined && begun.first !== next) {
+    if (fd !== undefined) closeSync(fd);
+    return unusable();
+  }
   const pieces: Piece[] = [];
   let base = 0;
   for (let i = 0; i < ours.length; i++) {

@@ -219,6 +219,25 @@ describe("DiskBuffer", () => {
     expect(replay(second.buffer, 1).messages).toEqual(texts(1, 1100));
   });
 
+  test("a newest segment begun, not written, is removed; one begun past the last record means a new run", async () => {
+    for (const [begun, goesOn] of [
+      [101, true],
+      [150, false],
+    ] as const) {
+      const dir = folder();
+      const first = open(dir);
+      await fill(first.buffer, 1, 100);
+      const id = first.buffer.serverId;
+      first.buffer.close();
+      // Numbers up to 149 may have been given out in memory alone: going on from #101 would give them away again.
+      writeFileSync(join(dir, `slps-${String(begun).padStart(16, "0")}.seg`), "");
+      const second = open(dir);
+      expect([second.buffer.serverId === id, second.buffer.next]).toEqual(goesOn ? [true, 101] : [false, 1]);
+      expect(segments(dir)).toEqual(["slps-0000000000000001.seg"]); // the old run's, or the new one's
+      second.buffer.close();
+    }
+  });
+
   test("garbage in a segment in the middle costs the rest of it: one line, and a gap that names it", async () => {
     const dir = folder();
     const first = open(dir);
@@ -377,6 +396,37 @@ describe("DiskBuffer", () => {
       expect(lines.at(-1)).toMatch(new RegExp(`^--buffer-dir ${disk.dir}: the disk takes messages again, from #\\d+$`));
       expect(existsSync(join(disk.dir, "run"))).toBe(true);
       expect(replay(buffer, 1).messages).toEqual(texts(1, 2001));
+    },
+  );
+
+  test.skipIf(cannotMount !== undefined && !required)(
+    "while the disk is taken again, the run file comes back only once what memory held is on disk",
+    async () => {
+      const disk = smallDisk(folder(), 4 * 1024 * 1024);
+      cleanups.push(disk.unmount);
+      const filler = join(disk.dir, "filler");
+      writeFileSync(filler, Buffer.alloc(3584 * 1024));
+      const run = join(disk.dir, "run");
+      // Each time messages become sendable: the most ever given out, and whether a SIGKILL now would give any
+      // of them a second time (the run file says go on, from fewer than were given out).
+      let givenOut = 0;
+      const again: string[] = [];
+      const sizes = { tailBytes: 4 << 20, segmentBytes: 256 * 1024, retryMs: 100 };
+      const onStored = () => {
+        givenOut = Math.max(givenOut, buffer.next);
+        if (buffer.next < givenOut && existsSync(run)) again.push(`#${buffer.next} to #${givenOut - 1}`);
+      };
+      const options = { limit: 4 << 20, queue: 4 << 20, fsync: "never" as const, log: () => {}, onStored, sizes };
+      const buffer: DiskBuffer = openBufferDir(disk.dir, options);
+      cleanups.push(() => buffer.close());
+      await fill(buffer, 1, 6000);
+      expect(buffer.numbers().memoryOnly).toBe(true);
+      rmSync(filler);
+      for (let i = 0; i < 50 && buffer.numbers().memoryOnly; i++) await sleep(20);
+      expect(buffer.numbers().memoryOnly).toBe(false);
+      expect(again).toEqual([]);
+      expect(existsSync(run)).toBe(true);
+      expect(replay(buffer, 1).messages).toEqual(texts(1, 6000));
     },
   );
 

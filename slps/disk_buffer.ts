@@ -2,8 +2,8 @@
 // checksummed records (lib/buffer_files.ts), the recent ones also in a ring in memory (the tail),
 // from which live clients are served as without a disk. Older frames are read back from the
 // segments when a client replays them. Memory holds the tail, a sparse index of each segment
-// read so far (a position every 64 KiB), and one window of a segment being read: it does not grow
-// with the messages on disk.
+// read so far (a position every 64 KiB), one window of a segment being read, and where 4,096
+// clients' cursors stand at most: it does not grow with the messages on disk.
 //
 // A message may be sent to clients once it is as safe as --fsync makes it: written, and with
 // `always` synced. Records are written once per event-loop turn, all of the turn's in one write.
@@ -33,6 +33,8 @@ import {
 import { syncFolder } from "../slpc/files.ts";
 import { diskError, INDEX_STEP, SegmentReader, Unreadable } from "./segment_reader.ts";
 
+/** Offsets of frames on disk kept at most: a client's cursor each, for as many clients as slps serves. */
+const KNOWN_OFFSETS = 4096;
 /** Bytes of records written at once at most: a larger turn is written in several. */
 const BATCH_BYTES = 1024 * 1024;
 const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
@@ -83,6 +85,8 @@ export interface DiskBufferOptions {
   log: (line: string) => void;
   /** Called when messages became sendable (written, and synced if --fsync says so), to send them. */
   onStored: () => void;
+  /** Locks the folder, if it is not yet, before anything is written there: throws when it cannot. */
+  takeFolder: () => void;
   /** Writes the run file (slps/buffer_dir.ts): throws when it cannot. */
   writeRun: (clean: boolean) => void;
   /** Removes the run file, so that a restart while the disk fails starts a new run: best effort. */
@@ -146,6 +150,11 @@ export class DiskBuffer implements ResumeStore {
   #errors = 0;
   /** Reads frames back from the segments. */
   readonly #reader: SegmentReader;
+  /**
+   * `total` before frames on disk where clients' cursors stand: how far behind each client is is
+   * asked after every message that arrives, and finding the frame again would read its segment.
+   */
+  readonly #knownOffsets = new Map<number, number>();
   /** Lines said once per kind, not once per attempt. */
   #said = new Set<string>();
   /** Whether slps may be told of sendable messages: not while it is still being built. */
@@ -427,20 +436,27 @@ export class DiskBuffer implements ResumeStore {
     this.#retryTimer.unref();
   }
 
-  /** Tries the disk again: the run file, a new segment, and what memory still holds that the disk does not. */
+  /**
+   * Tries the disk again: a new segment, what memory still holds that the disk does not, and then
+   * the run file. Not before: a restart between them would go on from what the disk holds, and
+   * give numbers that clients were sent from memory to other messages.
+   */
   #retry(): void {
     const from = Math.max(this.#diskNext, this.#tail.first);
+    const lostFrom = this.#diskNext;
     try {
-      this.#options.writeRun(false);
+      this.#options.takeFolder();
     } catch {
       return; // still failing: the line said so when it began
     }
-    const lostFrom = this.#diskNext;
     this.#retrying = true;
     try {
       this.#beginSegment(from);
       for (let seq = from; seq < this.#tail.next && this.#writing; seq++) this.#addRecord(seq, this.#tail.message(seq));
       this.#flush();
+      if (this.#writing) this.#options.writeRun(false);
+    } catch (error) {
+      this.#fail(error, "write the run file"); // still failing: the line said so when it began
     } finally {
       this.#retrying = false;
     }
@@ -466,6 +482,7 @@ export class DiskBuffer implements ResumeStore {
       if (oldest.kind === "segment") {
         if (oldest === this.#writing?.piece || oldest.next > keepFrom) break;
         this.#forget(oldest);
+        this.#knownOffsets.clear();
       }
       // A gap in front stays until then: a client resuming before it is told why, not that the buffer overflowed.
       this.#pieces.shift();
@@ -539,7 +556,11 @@ export class DiskBuffer implements ResumeStore {
       position += record.size;
       next++;
     }
-    if (next < piece.next) this.#reader.remember(piece, next - piece.first, position);
+    // Unless a record that could not be read made the segment a gap meanwhile.
+    if (next < piece.next && this.#pieceOf(next) === piece) {
+      this.#reader.remember(piece, next - piece.first, position);
+      this.#knowOffset(next, piece.base + position - SEGMENT_HEADER - RECORD_HEADER * (next - piece.first));
+    }
     return { data: frames.length === 1 ? frame : Buffer.concat(frames, bytes), next };
   }
 
@@ -622,10 +643,18 @@ export class DiskBuffer implements ResumeStore {
     const piece = this.#pieceOf(seq);
     if (!piece) return this.#tail.total - this.#tail.behind(this.#tail.first); // lost while the disk failed
     if (piece.kind === "gap" || seq === piece.first) return piece.base;
+    const known = this.#knownOffsets.get(seq);
+    if (known !== undefined) return known;
     const found = this.#find(seq);
     if (!found) return this.#offsetOf(seq); // unreadable after all: the pieces changed
     const inFile = found.position - SEGMENT_HEADER - RECORD_HEADER * (seq - found.piece.first);
-    return found.piece.base + Math.min(inFile, frameBytesOf(found.piece));
+    return this.#knowOffset(seq, found.piece.base + Math.min(inFile, frameBytesOf(found.piece)));
+  }
+
+  #knowOffset(seq: number, offset: number): number {
+    if (this.#knownOffsets.size >= KNOWN_OFFSETS) this.#knownOffsets.clear();
+    this.#knownOffsets.set(seq, offset);
+    return offset;
   }
 
   /** Frame `seq` from its segment; undefined when it cannot be read (it is then a gap). */
@@ -670,6 +699,7 @@ export class DiskBuffer implements ResumeStore {
     const index = this.#pieces.indexOf(piece);
     const gap: GapPiece = { kind: "gap", first: at, next: piece.next, base: this.#endOffset(index), reason: lost };
     this.#reader.forget(piece.name);
+    this.#knownOffsets.clear(); // those in the gap are its base now
     if (at === piece.first) {
       this.#pieces[index] = gap;
       this.#diskBytes -= piece.size;

@@ -9,6 +9,8 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
+  readFileSync,
+  readSync,
   rmSync,
   statSync,
   truncateSync,
@@ -17,7 +19,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
-import { BUN, Child, feed, type ServerHandle, sleep, snapshotOf, testBed, until } from "./kit.ts";
+import { BUN, Child, feed, protocolClient, type ServerHandle, sleep, snapshotOf, testBed, until } from "./kit.ts";
 import { cannotMount, readOnlyView, smallDisk } from "./mounts.ts";
 
 setDefaultTimeout(60_000);
@@ -64,6 +66,9 @@ async function stored(s: ServerHandle, last: number): Promise<void> {
   }
   throw new Error(`slps did not store up to #${last}:\n${s.stderr}`);
 }
+
+/** Bytes a process read by read(2) and pread(2) so far, from the page cache or the disk. */
+const bytesRead = (pid: number) => Number(/^rchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, "latin1"))![1]);
 
 /** slps with the test's certificates on loopback and `args`, not waited for: for what is refused at start. */
 const slpsWith = (args: string[]) => {
@@ -171,6 +176,29 @@ describe("the resume buffer on disk", () => {
     expect(printed(replay)).toEqual(texts(named("fill", 12_000, 1, 1000).slice(numbers.buffer.first - 1)));
   });
 
+  test("clients replaying from disk cost no read of the disk for each message that arrives", async () => {
+    const dir = bufferDir();
+    const s = await server(dir, ["--buffer", "64MiB", "--fsync", "never"]);
+    // 60 MB: beyond the 16 MiB held in memory too, and beyond what a socket takes before it is full.
+    await feed(s, named("old", 60_000, 1, 1000));
+    await stored(s, 55_000); // UDP on a busy machine may drop a few
+    const id = /server id ([0-9a-f]{16})/.exec(s.stderr)![1]!;
+    const creds = { ...bed.pki.cert("client"), ca: bed.pki.ca };
+    // Two clients far behind, each in a segment of its own (2 MiB), that stop reading once their socket is full.
+    for (const last of [0, 20_000]) {
+      const resume = { type: "resume", version: 1, server: id, last } as const;
+      const stalled = await protocolClient(s.tlsPort, creds, { resume });
+      bed.defer(stalled.close);
+    }
+    await sleep(1000);
+    const before = bytesRead(s.pid);
+    const next = (await snapshotOf(s)).buffer.next;
+    await feed(s, named("new", 2000, 1, 200));
+    await stored(s, next + 1800);
+    // Each new message asks how far behind each client is: that is known, not read again (it was 1.5 GB).
+    expect(bytesRead(s.pid) - before).toBeLessThan(16 * 1024 * 1024);
+  });
+
   test("a second slps on the same folder exits 2 with one line naming the holder", async () => {
     const dir = bufferDir();
     const first = await server(dir);
@@ -243,6 +271,41 @@ describe("bad files in --buffer-dir: one line each, and delivery goes on", () =>
     expect(lines).toHaveLength(2);
     await deliveryGoesOn(s);
   });
+
+  for (const [kind, header] of [
+    ["nothing", 0],
+    ["half its header", 20],
+  ] as const) {
+    test(`a newest segment slps died beginning (${kind} written): one line, and the run goes on`, async () => {
+      const dir = bufferDir();
+      const first = await server(dir);
+      const c = await bed.client(first, { args: ["--dead-after", "2"] });
+      await feed(first, named("one", 100));
+      await stored(first, 100);
+      first.kill("SIGKILL");
+      await first.exit();
+      // What a SIGKILL or a power cut between creating the next segment and writing its header leaves.
+      const begun = "slps-0000000000000101.seg";
+      const fd = openSync(join(dir, segments(dir)[0]!), "r");
+      const bytes = Buffer.alloc(header);
+      readSync(fd, bytes, 0, header, 0);
+      closeSync(fd);
+      writeFileSync(join(dir, begun), bytes);
+      const second = await server(dir, [], first);
+      const lines = second.stderr.split("\n").filter((line) => line.includes("--buffer-dir"));
+      expect(lines).toEqual([
+        `slps: --buffer-dir ${dir}: segment ${begun} is not used: ${header} bytes of a header of 40`,
+        expect.stringMatching(/: run [0-9a-f]{16} goes on from #101: 100 messages in 1 segments$/),
+      ]);
+      await feed(second, named("two", 100));
+      await until(
+        () => `200 printed:\n${c.stderr}`,
+        () => printed(c).length === 200,
+      );
+      expect(printed(c)).toEqual([...texts(named("one", 100)), ...texts(named("two", 100))]);
+      expect(c.stderr).not.toContain("gap");
+    });
+  }
 
   test("garbage in a segment: a client replaying across it gets a gap line naming the segment", async () => {
     const dir = bufferDir();
