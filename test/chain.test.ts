@@ -252,7 +252,8 @@ const filed = (file: string) => (existsSync(file) ? readFileSync(file, "latin1")
 describe.skipIf(missingDaemon("rsyslog", "omrelp.so") !== undefined && !required)(
   "the whole chain acknowledged",
   () => {
-    test(`rsyslog -> RELP -> slps (disk) -> slpc (--state) -> RELP -> rsyslog, random SIGKILLs for ${CHAOS_SECONDS} s: none lost`, async () => {
+    const chain = "rsyslog -> RELP -> slps (disk) -> slpc (--state) -> RELP -> rsyslog";
+    test(`${chain}, random SIGKILLs for ${CHAOS_SECONDS} s: none lost, duplicates within the docs`, async () => {
       const missing = missingDaemon("rsyslog", "omrelp.so") ?? missingDaemon("rsyslog", "imrelp.so");
       if (missing) throw new Error(missing);
       const homeDir = folder("home");
