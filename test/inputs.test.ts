@@ -10,6 +10,7 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MAX_FRAME, MAX_MESSAGE, MAX_RELP_DATA, RelpSession, UnixDatagramSender } from "../lib.ts";
+import { RelpInput } from "../slps/inputs/relp.ts";
 import { BUN, Child, freePort, rssAnon, type ServerHandle, sleep, snapshotOf, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(60_000);
@@ -662,5 +663,33 @@ describe("the bound on each cost a peer of a tcp:// or relp:// input controls", 
       "every answer",
       () => (peer.received.toString().match(/ rsp 6 200 OK\n/g)?.length ?? 0) === COUNT_ANSWERS,
     );
+  });
+});
+
+describe("what a connection that waits for room leaves behind once it is gone", () => {
+  test("relp://: peers that connect, send and leave while slps holds back leave one waiter, however many", async () => {
+    // An intake of the test's own that never has room, so that what waits for it can be counted.
+    const waiters: (() => void)[] = [];
+    const intake = {
+      receive: () => undefined,
+      whenStored() {},
+      hasRoom: () => false,
+      onRoom: (w: () => void) => void waiters.push(w),
+    };
+    const port = await freePort();
+    const options = { intake, log() {}, maxConnections: 4, timeoutMs: 30_000, software: "test" };
+    const input = new RelpInput({ kind: "relp", host: "127.0.0.1", port }, options);
+    await input.open();
+    bed.defer(() => input.close());
+    const offers = "relp_version=0\ncommands=syslog";
+    for (let i = 0; i < 100; i++) {
+      const peer = await rawTcp(port);
+      peer.socket.write(`1 open ${offers.length} ${offers}\n2 syslog 6 <13>hi\n`);
+      await until("the open answered", () => peer.received.length > 0);
+      await sleep(20);
+      peer.socket.terminate();
+      await until("the connection gone", () => input.numbers().connections === 0);
+    }
+    expect(waiters.length).toBeLessThanOrEqual(1);
   });
 });

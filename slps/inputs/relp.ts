@@ -14,7 +14,7 @@ import {
   relpAnswer,
 } from "../../lib.ts";
 import type { Intake } from "../intake.ts";
-import { Handoff } from "./input.ts";
+import { Handoff, type RoomLine } from "./input.ts";
 import { type Link, type Session, StreamInput, type StreamOptions } from "./stream.ts";
 
 /**
@@ -44,6 +44,7 @@ export class RelpInput extends StreamInput {
     return new RelpConnection(link, {
       software: this.#software,
       intake: this.intake,
+      room: this.room,
       take: (message) => this.take(message),
       skipOversize: () => this.skipOversize(),
       refused: (why) => this.note("refused a RELP session", `${link.remote}: ${why}`),
@@ -55,6 +56,8 @@ export class RelpInput extends StreamInput {
 interface ConnectionOptions {
   software: string;
   intake: Intake;
+  /** Where a connection waits for room in the intake. */
+  room: RoomLine;
   /** Hands a message on and counts it: its sequence number, or undefined when it was skipped. */
   take(message: Uint8Array): number | undefined;
   /** Counts a message over MAX_MESSAGE that was read through. */
@@ -77,7 +80,7 @@ class RelpConnection implements Session {
     this.#link = link;
     this.#input = input;
     this.#requests = new Handoff<RelpRequest>(
-      input.intake,
+      input.room,
       (request) => this.#hand(request),
       (request) => "message" in request,
       () => this.#flow(),

@@ -16,7 +16,7 @@ export class TcpInput extends StreamInput {
   protected session(link: Link): Session {
     const deframer = new SyslogTcpDeframer();
     const frames = new Handoff<TcpFrame>(
-      this.intake,
+      this.room,
       (frame) => ("message" in frame ? this.take(frame.message) : this.skipOversize()),
       () => true,
       () => link.reading(!frames.waiting),
