@@ -532,6 +532,40 @@ describe("backpressure: with no client, an acknowledged input takes what --buffe
     expect(peer.acknowledged).toEqual(Array.from({ length: COUNT }, (_, i) => i));
   });
 
+  test("tcp://: what a connection read waits as its bytes, not an object a frame each", async () => {
+    const { s, input, port } = await withInput("tcp", args);
+    const filler = await rawTcp(port);
+    void filler.writeAll(Buffer.concat(messages.map((m) => Buffer.from(`${m}\n`))), 60_000);
+    await settled(s, input);
+    const before = rssAnon(s.pid);
+    // Each of 15 more connections is read once before slps stops reading it: a chunk of empty lines.
+    const lines = Buffer.alloc(4 * 2 ** 20, 0x0a);
+    const peers = await Promise.all(Array.from({ length: 15 }, () => rawTcp(port)));
+    await Promise.all(peers.map((peer) => peer.writeAll(lines, 1000)));
+    await sleep(1000);
+    expect(peers.filter((peer) => peer.closed)).toEqual([]);
+    // Held as objects, a frame each, this was 219 MiB; as bytes, 15 reads of 64 KiB.
+    expect(rssAnon(s.pid) - before).toBeLessThan(RUNTIME_SLACK);
+  });
+
+  test("tcp://: a frame in neither form read while slps held back closes the connection when room comes", async () => {
+    const { s, input, port } = await withInput("tcp", args);
+    const filler = await rawTcp(port);
+    void filler.writeAll(Buffer.concat(messages.map((m) => Buffer.from(`${m}\n`))), 60_000);
+    await settled(s, input);
+    const late = await rawTcp(port);
+    await late.writeAll(Buffer.from("<13>late\n0 <13>bad\n"));
+    await sleep(500);
+    expect(late.closed).toBe(false);
+    const slpc = await client(s, { args: ["--replay"] });
+    await until("the late connection closed", () => late.closed);
+    await until("the late message", () => printed(slpc).includes("<13>late"));
+    await sleep(1500);
+    expect(said(s, /closed a connection/)).toEqual([
+      expect.stringMatching(/closed a connection: 127\.0\.0\.1:\d+: an octet count starts with 0$/),
+    ]);
+  });
+
   test("unix:: logger blocks in its send until slps reads again", async () => {
     const { s, input, path } = await withInput("unix", args);
     const logger = Bun.spawn(["logger", "-u", path, "-d", "--socket-errors=on", "--prio-prefix"], {

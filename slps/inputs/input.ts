@@ -138,15 +138,21 @@ export class RoomLine {
 
 /**
  * What one sender's input read and has not handed on yet, in order: an item that needs room waits
- * while the intake has none, and the ones behind it with it. `changed` is called when it starts or
- * stops waiting, so that the input stops or goes on reading.
+ * while the intake has none, and the ones behind it with it. Items are taken from what is offered
+ * only as they are handed on, so that a deframer's lazy frames wait as the bytes they are read from,
+ * not as an object each (an empty line is one byte). `changed` is called when it starts or stops
+ * waiting, so that the input stops or goes on reading.
  *
  * @example
  * const frames = new Handoff(room, (frame) => input.take(frame), () => true, () => socket.pause());
- * frames.offer(deframer.push(chunk)); // handed on now, or as soon as the intake has room
+ * frames.offer(deframer.frames(chunk)); // handed on now, or as soon as the intake has room
  */
 export class Handoff<T> {
-  readonly #queue = new Fifo<T>();
+  /** What was offered, each read as far as it was handed on. */
+  readonly #sources = new Fifo<Iterator<T>>();
+  /** The next item, taken from its source and not handed on yet, while `#hasNext`. */
+  #next: T | undefined;
+  #hasNext = false;
   readonly #room: RoomLine;
   readonly #hand: (item: T) => void;
   readonly #needsRoom: (item: T) => boolean;
@@ -164,33 +170,44 @@ export class Handoff<T> {
 
   /** Items wait for room in the intake. */
   get waiting(): boolean {
-    return this.#queue.length > 0;
+    return this.#hasNext || this.#sources.length > 0;
   }
 
   /** Hands on `items` after those already waiting: at once where the intake has room. */
   offer(items: Iterable<T>): void {
     if (this.#dropped) return;
     const wasWaiting = this.waiting;
-    for (const item of items) this.#queue.push(item);
+    this.#sources.push(items[Symbol.iterator]());
     if (!wasWaiting) this.#run();
   }
 
   /** Forgets what waits, and takes nothing more: its sender will send it again. */
   drop(): void {
     this.#dropped = true;
-    this.#queue.shiftMany(this.#queue.length);
+    this.#sources.shiftMany(this.#sources.length);
+    [this.#next, this.#hasNext] = [undefined, false];
     this.#leaveLine?.();
     this.#leaveLine = undefined;
   }
 
   #run(): void {
-    while (this.#queue.length > 0 && !this.#dropped) {
-      const item = this.#queue.at(0)!;
+    while (!this.#dropped && this.#peek()) {
+      const item = this.#next as T;
       if (this.#needsRoom(item) && !this.#room.hasRoom()) return this.#waitForRoom();
-      this.#queue.shift();
+      [this.#next, this.#hasNext] = [undefined, false];
       this.#hand(item);
     }
     this.#changed();
+  }
+
+  /** Takes the next item from its source, unless taken already; false when there is none. */
+  #peek(): boolean {
+    while (!this.#hasNext && this.#sources.length > 0) {
+      const result = this.#sources.at(0)!.next();
+      if (result.done) this.#sources.shift();
+      else [this.#next, this.#hasNext] = [result.value, true];
+    }
+    return this.#hasNext;
   }
 
   #waitForRoom(): void {

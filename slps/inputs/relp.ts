@@ -48,6 +48,7 @@ export class RelpInput extends StreamInput {
       take: (message) => this.take(message),
       skipOversize: () => this.skipOversize(),
       refused: (why) => this.note("refused a RELP session", `${link.remote}: ${why}`),
+      cut: (why) => this.cut(link, why),
     });
   }
 }
@@ -64,6 +65,8 @@ interface ConnectionOptions {
   skipOversize(): void;
   /** Says why a session was refused at its open. */
   refused(why: string): void;
+  /** Closes the connection at once, and says why. */
+  cut(why: string): void;
 }
 
 /** One RELP connection: its requests handed on in order, and its answers written in the same order. */
@@ -75,6 +78,7 @@ class RelpConnection implements Session {
   readonly #answers = new Fifo<Answer>();
   #read = 0;
   #closing = false;
+  #failed = false;
 
   constructor(link: Link, input: ConnectionOptions) {
     this.#link = link;
@@ -87,11 +91,8 @@ class RelpConnection implements Session {
     );
   }
 
-  read(chunk: Uint8Array): string | undefined {
-    const requests = this.#session.push(chunk);
-    this.#read += requests.length;
-    this.#requests.offer(requests);
-    return this.#session.error;
+  read(chunk: Uint8Array): undefined {
+    this.#requests.offer(this.#session.requests(chunk));
   }
 
   get owing(): string | undefined {
@@ -122,6 +123,7 @@ class RelpConnection implements Session {
   }
 
   #hand(request: RelpRequest): void {
+    this.#read++;
     const { txnr } = request;
     if (request.command === "open") {
       const { text, refused } = openAnswer(request.offers, this.#input.software);
@@ -162,6 +164,12 @@ class RelpConnection implements Session {
 
   /** Reads on while the intake has room and the daemon takes its answers. */
   #flow(): void {
-    this.#link.reading(!this.#requests.waiting && this.#link.unsent < MAX_UNSENT_ANSWERS);
+    // Requests are read as they are handed on: a malformed one may be found only once there is room.
+    const error = this.#session.error;
+    if (error === undefined) this.#link.reading(!this.#requests.waiting && this.#link.unsent < MAX_UNSENT_ANSWERS);
+    else if (!this.#failed) {
+      this.#failed = true;
+      this.#input.cut(error);
+    }
   }
 }
