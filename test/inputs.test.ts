@@ -212,6 +212,16 @@ describe("every --input form", () => {
       "--input: tcp://localhost:5514 and tcp://127.0.0.1:5514 are the same address",
     ],
     [
+      "an IPv4 address and its IPv6-mapped spelling",
+      ["--input", "tcp://127.0.0.1:5514,relp://[::ffff:127.0.0.1]:5514"],
+      "tcp://127.0.0.1:5514 and relp://[::ffff:127.0.0.1]:5514 are the same address",
+    ],
+    [
+      "an address and the wildcard after it, on one port",
+      ["--input", "udp://127.0.0.1:5514", "--input", "udp://0.0.0.0:5514"],
+      "udp://127.0.0.1:5514 and udp://0.0.0.0:5514 cannot both listen: 0.0.0.0 takes port 5514 on every IPv4",
+    ],
+    [
       "--udp and --input on one port",
       ["--udp", "127.0.0.1:5514", "--input", "udp://127.0.0.1:5514"],
       "--input: udp://127.0.0.1:5514 is named twice",
