@@ -91,7 +91,7 @@ class RelpConnection implements Session {
     );
   }
 
-  read(chunk: Uint8Array): undefined {
+  read(chunk: Uint8Array): void {
     this.#requests.offer(this.#session.requests(chunk));
   }
 

@@ -35,10 +35,7 @@ export class TcpInput extends StreamInput {
       },
     );
     return {
-      read: (chunk) => {
-        frames.offer(deframer.frames(chunk));
-        return undefined;
-      },
+      read: (chunk) => frames.offer(deframer.frames(chunk)),
       get owing() {
         return deframer.midFrame ? "the rest of a frame" : undefined;
       },
