@@ -86,6 +86,29 @@ describe("parseInputList", () => {
   });
 });
 
+describe("refuseShared", () => {
+  test.each([
+    ["tcp://127.0.0.1:514,relp://[::ffff:127.0.0.1]:514", "are the same address"],
+    ["tcp://[::FFFF:7F00:1]:514,tcp://[0:0:0:0:0:ffff:127.0.0.1]:514", "are the same address"],
+    ["tcp://[::1]:514,tcp://[0::1]:514", "are the same address"],
+    ["tcp://127.0.0.1:514,tcp://0.0.0.0:514", "cannot both listen: 0.0.0.0 takes port 514 on every IPv4 address"],
+    ["udp://[::]:514,udp://127.0.0.1:514", "cannot both listen: :: takes port 514 on every address"],
+    ["relp://[::1]:514,tcp://[::]:514", "cannot both listen: :: takes port 514 on every address"],
+  ])("%j is refused: %s", (text, why) => {
+    const inputs = parseInputList(text.replace(/,.*/, "")).concat(parseInputList(text.replace(/.*,/, "")));
+    expect(() => refuseShared(inputs)).toThrow(why);
+  });
+
+  test.each([
+    "tcp://0.0.0.0:514,udp://0.0.0.0:514",
+    "tcp://0.0.0.0:514,tcp://[::1]:514",
+    "tcp://0.0.0.0:514,tcp://127.0.0.1:515",
+    "tcp://127.0.0.1:514,tcp://127.0.0.2:514",
+  ])("%j may be", (text) => {
+    expect(() => parseInputList(text)).not.toThrow();
+  });
+});
+
 describe("chooseInputs and resolveInputs", () => {
   const udp = { host: "127.0.0.1", port: 514 };
   const relp = parseInputAddress("relp://127.0.0.1:2514");

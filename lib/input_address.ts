@@ -47,11 +47,12 @@ export function formatInputAddress(input: InputAddress): string {
 
 /**
  * What two inputs must not share: UDP has its ports, TCP's are shared by tcp:// and relp://, a
- * unix socket is its path. `host` may be the address a name resolved to.
+ * unix socket is its path. `host` may be the address a name resolved to; an IP address is written
+ * as the kernel compares it (::ffff:127.0.0.1 is 127.0.0.1, 0::1 is ::1).
  */
 export function inputKey(input: InputAddress, host?: string): string {
   if (input.kind === "unix") return `unix:${input.path}`;
-  const address: Address = { host: host ?? input.host, port: input.port };
+  const address: Address = { host: boundHost(host ?? input.host), port: input.port };
   return `${input.kind === "udp" ? "udp" : "tcp"} ${addressKey(address)}`;
 }
 
@@ -79,18 +80,48 @@ export function parseInputList(text: string): InputAddress[] {
   return inputs;
 }
 
+/** An IP address as one spelling (an IPv4 address mapped into IPv6 as itself); a name as it is. */
+function boundHost(host: string): string {
+  if (!host.includes(":")) return host;
+  let canonical: string;
+  try {
+    canonical = new URL(`http://[${host}]/`).hostname.slice(1, -1);
+  } catch {
+    return host;
+  }
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (!mapped) return canonical;
+  const [high, low] = [Number.parseInt(mapped[1]!, 16), Number.parseInt(mapped[2]!, 16)];
+  return [high >> 8, high & 255, low >> 8, low & 255].join(".");
+}
+
 /** Throws when two inputs would share a socket, naming both; `hosts` are what each host resolved to. */
 export function refuseShared(inputs: readonly InputAddress[], hosts: readonly (string | undefined)[] = []): void {
-  const seen = new Map<string, InputAddress>();
   inputs.forEach((input, index) => {
-    const key = inputKey(input, hosts[index]);
-    const earlier = seen.get(key);
-    if (earlier) {
-      const [one, other] = [formatInputAddress(earlier), formatInputAddress(input)];
-      throw new Error(one === other ? `${one} is named twice` : `${one} and ${other} are the same address`);
+    for (let earlier = 0; earlier < index; earlier++) {
+      const why = clash(inputs[earlier]!, hosts[earlier], input, hosts[index]);
+      if (why) throw new Error(why);
     }
-    seen.set(key, input);
   });
+}
+
+/** Why inputs `a` and `b` (whose hosts resolved to `hostA`, `hostB`) cannot both listen; undefined if they can. */
+function clash(a: InputAddress, hostA: string | undefined, b: InputAddress, hostB: string | undefined) {
+  const [one, other] = [formatInputAddress(a), formatInputAddress(b)];
+  const [keyA, keyB] = [inputKey(a, hostA), inputKey(b, hostB)];
+  if (keyA === keyB) return one === other ? `${one} is named twice` : `${one} and ${other} are the same address`;
+  if (a.kind === "unix" || b.kind === "unix" || a.port !== b.port || (a.kind === "udp") !== (b.kind === "udp")) return;
+  // A wildcard takes the port on the addresses it covers: the IPv4 one on every IPv4 address, the
+  // IPv6 one on every address, as Linux binds it (net.ipv6.bindv6only 0).
+  const [boundA, boundB] = [boundHost(hostA ?? a.host), boundHost(hostB ?? b.host)];
+  for (const [wide, narrow] of [
+    [boundA, boundB],
+    [boundB, boundA],
+  ]) {
+    const where =
+      wide === "::" ? "every address" : wide === "0.0.0.0" && !narrow!.includes(":") && "every IPv4 address";
+    if (where) return `${one} and ${other} cannot both listen: ${wide} takes port ${a.port} on ${where}`;
+  }
 }
 
 /** An input, and the flag that named it: `udp` for --udp, `input` for --input. */

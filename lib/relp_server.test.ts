@@ -109,6 +109,17 @@ describe("RelpServerSession", () => {
     }
   });
 
+  test("requests() reads a chunk only as far as its requests are asked for", () => {
+    const session = new RelpServerSession();
+    const requests = session.requests(Buffer.from(`${OPEN}2 syslog 6 <13>hi\n2 syslog 6 <13>hi\n`));
+    expect(requests.next().value).toMatchObject({ command: "open", txnr: 1 });
+    expect(session.midFrame).toBe(false);
+    expect(shown([requests.next().value as RelpRequest])).toEqual([{ command: "syslog", txnr: 2, message: "<13>hi" }]);
+    expect(session.error).toBeUndefined(); // the repeated txnr after it is not read yet
+    expect(requests.next().done).toBe(true);
+    expect(session.error).toBe("RELP txnr 2 where 3 was due");
+  });
+
   test("after close nothing more is read", () => {
     const { requests } = read(Buffer.from(`${OPEN}2 close 0\n3 syslog 1 x\n`));
     expect(requests.map((request) => request.command)).toEqual(["open", "close"]);

@@ -76,7 +76,14 @@ export class RelpServerSession {
 
   /** Reads the client's next bytes; returns the requests they complete, in order. */
   push(chunk: Uint8Array): RelpRequest[] {
-    const requests: RelpRequest[] = [];
+    return [...this.requests(chunk)];
+  }
+
+  /**
+   * The requests `chunk` completes, read as they are asked for: what waits to be asked costs the
+   * chunk's bytes, not an object a request. Read each to its end before the next chunk.
+   */
+  *requests(chunk: Uint8Array): Generator<RelpRequest, void, undefined> {
     let i = 0;
     while (i < chunk.length && this.error === undefined && !this.closed) {
       if (this.#frame === undefined) {
@@ -88,10 +95,9 @@ export class RelpServerSession {
         i += take;
       } else {
         if (chunk[i++] !== LF) this.error = `RELP frame ${this.#frame.txnr} does not end in LF`;
-        else requests.push(...this.#request());
+        else yield this.#request();
       }
     }
-    return requests;
   }
 
   /** Reads header bytes from `i`; returns where it stopped. A header is short: it is read as text. */
@@ -140,20 +146,20 @@ export class RelpServerSession {
     return undefined;
   }
 
-  #request(): RelpRequest[] {
+  #request(): RelpRequest {
     const { txnr, command, length } = this.#frame!;
     const data = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts);
     const over = this.#over;
     [this.#frame, this.#parts, this.#over] = [undefined, [], false];
     if (command === "open") {
       this.#opened = true;
-      return [{ command, txnr, offers: Buffer.from(data).toString("latin1") }];
+      return { command, txnr, offers: Buffer.from(data).toString("latin1") };
     }
     if (command === "close") {
       this.closed = true;
-      return [{ command, txnr }];
+      return { command, txnr };
     }
-    return [over ? { command: "syslog", txnr, oversize: length } : { command: "syslog", txnr, message: data }];
+    return over ? { command: "syslog", txnr, oversize: length } : { command: "syslog", txnr, message: data };
   }
 }
 

@@ -29,6 +29,17 @@ describe("SyslogTcpDeframer", () => {
     }
   });
 
+  test("frames() reads a chunk only as far as its frames are asked for, and the next chunk after it", () => {
+    const deframer = new SyslogTcpDeframer();
+    const first = deframer.frames(Buffer.from("<13>a\n5 <13>b0 bad"));
+    expect(shown([first.next().value as TcpFrame])).toEqual(["<13>a"]);
+    expect(deframer.midFrame).toBe(false); // the counted frame after it is not read yet
+    expect(shown([first.next().value as TcpFrame])).toEqual(["<13>b"]);
+    expect(deframer.error).toBeUndefined();
+    expect(first.next().done).toBe(true);
+    expect(deframer.error).toBe("an octet count starts with 0");
+  });
+
   test("an empty line is an empty message, which the intake skips and counts", () => {
     expect(read(Buffer.from("\n\n<13>x\n")).frames).toEqual(["", "", "<13>x"]);
   });

@@ -58,7 +58,14 @@ export class SyslogTcpDeframer {
 
   /** Reads the next bytes; returns the frames they complete, in order. Messages may be views of `chunk`. */
   push(chunk: Uint8Array): TcpFrame[] {
-    const frames: TcpFrame[] = [];
+    return [...this.frames(chunk)];
+  }
+
+  /**
+   * The frames `chunk` completes, read as they are asked for: what waits to be asked costs the
+   * chunk's bytes, not an object a frame. Read each to its end before the next chunk, and before `end`.
+   */
+  *frames(chunk: Uint8Array): Generator<TcpFrame, void, undefined> {
     let i = 0;
     while (i < chunk.length && this.error === undefined) {
       if (this.#mode === "start") {
@@ -78,16 +85,15 @@ export class SyslogTcpDeframer {
         this.#keep(chunk.subarray(i, i + take));
         this.#count -= take;
         i += take;
-        if (this.#count === 0) frames.push(this.#frame());
+        if (this.#count === 0) yield this.#frame();
       } else {
         const lf = chunk.indexOf(LF, i);
         const end = lf === -1 ? chunk.length : lf;
         this.#keep(chunk.subarray(i, end));
         i = lf === -1 ? end : lf + 1;
-        if (lf !== -1) frames.push(this.#frame());
+        if (lf !== -1) yield this.#frame();
       }
     }
-    return frames;
   }
 
   /**

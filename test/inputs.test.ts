@@ -10,6 +10,7 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MAX_FRAME, MAX_MESSAGE, MAX_RELP_DATA, RelpSession, UnixDatagramSender } from "../lib.ts";
+import { RelpInput } from "../slps/inputs/relp.ts";
 import { BUN, Child, freePort, rssAnon, type ServerHandle, sleep, snapshotOf, testBed, until } from "./kit.ts";
 
 setDefaultTimeout(60_000);
@@ -209,6 +210,16 @@ describe("every --input form", () => {
       "two names of one address",
       ["--input", "tcp://localhost:5514,tcp://127.0.0.1:5514"],
       "--input: tcp://localhost:5514 and tcp://127.0.0.1:5514 are the same address",
+    ],
+    [
+      "an IPv4 address and its IPv6-mapped spelling",
+      ["--input", "tcp://127.0.0.1:5514,relp://[::ffff:127.0.0.1]:5514"],
+      "tcp://127.0.0.1:5514 and relp://[::ffff:127.0.0.1]:5514 are the same address",
+    ],
+    [
+      "an address and the wildcard after it, on one port",
+      ["--input", "udp://127.0.0.1:5514", "--input", "udp://0.0.0.0:5514"],
+      "udp://127.0.0.1:5514 and udp://0.0.0.0:5514 cannot both listen: 0.0.0.0 takes port 5514 on every IPv4",
     ],
     [
       "--udp and --input on one port",
@@ -531,6 +542,40 @@ describe("backpressure: with no client, an acknowledged input takes what --buffe
     expect(peer.acknowledged).toEqual(Array.from({ length: COUNT }, (_, i) => i));
   });
 
+  test("tcp://: what a connection read waits as its bytes, not an object a frame each", async () => {
+    const { s, input, port } = await withInput("tcp", args);
+    const filler = await rawTcp(port);
+    void filler.writeAll(Buffer.concat(messages.map((m) => Buffer.from(`${m}\n`))), 60_000);
+    await settled(s, input);
+    const before = rssAnon(s.pid);
+    // Each of 15 more connections is read once before slps stops reading it: a chunk of empty lines.
+    const lines = Buffer.alloc(4 * 2 ** 20, 0x0a);
+    const peers = await Promise.all(Array.from({ length: 15 }, () => rawTcp(port)));
+    await Promise.all(peers.map((peer) => peer.writeAll(lines, 1000)));
+    await sleep(1000);
+    expect(peers.filter((peer) => peer.closed)).toEqual([]);
+    // Held as objects, a frame each, this was 219 MiB; as bytes, 15 reads of 64 KiB.
+    expect(rssAnon(s.pid) - before).toBeLessThan(RUNTIME_SLACK);
+  });
+
+  test("tcp://: a frame in neither form read while slps held back closes the connection when room comes", async () => {
+    const { s, input, port } = await withInput("tcp", args);
+    const filler = await rawTcp(port);
+    void filler.writeAll(Buffer.concat(messages.map((m) => Buffer.from(`${m}\n`))), 60_000);
+    await settled(s, input);
+    const late = await rawTcp(port);
+    await late.writeAll(Buffer.from("<13>late\n0 <13>bad\n"));
+    await sleep(500);
+    expect(late.closed).toBe(false);
+    const slpc = await client(s, { args: ["--replay"] });
+    await until("the late connection closed", () => late.closed);
+    await until("the late message", () => printed(slpc).includes("<13>late"));
+    await sleep(1500);
+    expect(said(s, /closed a connection/)).toEqual([
+      expect.stringMatching(/closed a connection: 127\.0\.0\.1:\d+: an octet count starts with 0$/),
+    ]);
+  });
+
   test("unix:: logger blocks in its send until slps reads again", async () => {
     const { s, input, path } = await withInput("unix", args);
     const logger = Bun.spawn(["logger", "-u", path, "-d", "--socket-errors=on", "--prio-prefix"], {
@@ -662,5 +707,33 @@ describe("the bound on each cost a peer of a tcp:// or relp:// input controls", 
       "every answer",
       () => (peer.received.toString().match(/ rsp 6 200 OK\n/g)?.length ?? 0) === COUNT_ANSWERS,
     );
+  });
+});
+
+describe("what a connection that waits for room leaves behind once it is gone", () => {
+  test("relp://: peers that connect, send and leave while slps holds back leave one waiter, however many", async () => {
+    // An intake of the test's own that never has room, so that what waits for it can be counted.
+    const waiters: (() => void)[] = [];
+    const intake = {
+      receive: () => undefined,
+      whenStored() {},
+      hasRoom: () => false,
+      onRoom: (w: () => void) => void waiters.push(w),
+    };
+    const port = await freePort();
+    const options = { intake, log() {}, maxConnections: 4, timeoutMs: 30_000, software: "test" };
+    const input = new RelpInput({ kind: "relp", host: "127.0.0.1", port }, options);
+    await input.open();
+    bed.defer(() => input.close());
+    const offers = "relp_version=0\ncommands=syslog";
+    for (let i = 0; i < 100; i++) {
+      const peer = await rawTcp(port);
+      peer.socket.write(`1 open ${offers.length} ${offers}\n2 syslog 6 <13>hi\n`);
+      await until("the open answered", () => peer.received.length > 0);
+      await sleep(20);
+      peer.socket.terminate();
+      await until("the connection gone", () => input.numbers().connections === 0);
+    }
+    expect(waiters.length).toBeLessThanOrEqual(1);
   });
 });

@@ -22,11 +22,14 @@ export abstract class Input {
   /** Events said at most once a second, by what happened: how many since the last line, and the latest's detail. */
   readonly #events = new Map<string, { count: number; detail: string }>();
   protected readonly intake: Intake;
+  /** Where this input's connections wait for room in the intake. */
+  protected readonly room: RoomLine;
   readonly #log: (line: string) => void;
 
   constructor(address: InputAddress, options: InputOptions) {
     this.address = address;
     this.intake = options.intake;
+    this.room = new RoomLine(options.intake);
     this.#log = options.log;
   }
 
@@ -98,26 +101,68 @@ export abstract class Input {
 }
 
 /**
+ * An input's connections that wait for room in the intake, which is asked once for all of them:
+ * one that closes leaves the line, so that connections a peer opens and closes while slps holds
+ * back cost nothing once gone, however many there were.
+ */
+export class RoomLine {
+  readonly #intake: Intake;
+  readonly #waiting = new Set<() => void>();
+  #asked = false;
+
+  constructor(intake: Intake) {
+    this.#intake = intake;
+  }
+
+  hasRoom(): boolean {
+    return this.#intake.hasRoom();
+  }
+
+  /** Calls `callback` once when the intake has room; returns what takes it out of the line before. */
+  onRoom(callback: () => void): () => void {
+    this.#waiting.add(callback);
+    if (!this.#asked) {
+      this.#asked = true;
+      this.#intake.onRoom(() => this.#wake());
+    }
+    return () => this.#waiting.delete(callback);
+  }
+
+  #wake(): void {
+    this.#asked = false;
+    const waiting = [...this.#waiting];
+    this.#waiting.clear();
+    for (const callback of waiting) callback();
+  }
+}
+
+/**
  * What one sender's input read and has not handed on yet, in order: an item that needs room waits
- * while the intake has none, and the ones behind it with it. `changed` is called when it starts or
- * stops waiting, so that the input stops or goes on reading.
+ * while the intake has none, and the ones behind it with it. Items are taken from what is offered
+ * only as they are handed on, so that a deframer's lazy frames wait as the bytes they are read from,
+ * not as an object each (an empty line is one byte). `changed` is called when it starts or stops
+ * waiting, so that the input stops or goes on reading.
  *
  * @example
- * const frames = new Handoff(intake, (frame) => input.take(frame), () => true, () => socket.pause());
- * frames.offer(deframer.push(chunk)); // handed on now, or as soon as the intake has room
+ * const frames = new Handoff(room, (frame) => input.take(frame), () => true, () => socket.pause());
+ * frames.offer(deframer.frames(chunk)); // handed on now, or as soon as the intake has room
  */
 export class Handoff<T> {
-  readonly #queue = new Fifo<T>();
-  readonly #intake: Intake;
+  /** What was offered, each read as far as it was handed on. */
+  readonly #sources = new Fifo<Iterator<T>>();
+  /** The next item, taken from its source and not handed on yet, while `#hasNext`. */
+  #next: T | undefined;
+  #hasNext = false;
+  readonly #room: RoomLine;
   readonly #hand: (item: T) => void;
   readonly #needsRoom: (item: T) => boolean;
   readonly #changed: () => void;
-  /** Asked the intake to call when it has room, and not called yet. */
-  #asked = false;
+  /** Takes this out of the room's line, while it waits there. */
+  #leaveLine: (() => void) | undefined;
   #dropped = false;
 
-  constructor(intake: Intake, hand: (item: T) => void, needsRoom: (item: T) => boolean, changed: () => void) {
-    this.#intake = intake;
+  constructor(room: RoomLine, hand: (item: T) => void, needsRoom: (item: T) => boolean, changed: () => void) {
+    this.#room = room;
     this.#hand = hand;
     this.#needsRoom = needsRoom;
     this.#changed = changed;
@@ -125,41 +170,51 @@ export class Handoff<T> {
 
   /** Items wait for room in the intake. */
   get waiting(): boolean {
-    return this.#queue.length > 0;
+    return this.#hasNext || this.#sources.length > 0;
   }
 
   /** Hands on `items` after those already waiting: at once where the intake has room. */
   offer(items: Iterable<T>): void {
     if (this.#dropped) return;
     const wasWaiting = this.waiting;
-    for (const item of items) this.#queue.push(item);
+    this.#sources.push(items[Symbol.iterator]());
     if (!wasWaiting) this.#run();
   }
 
   /** Forgets what waits, and takes nothing more: its sender will send it again. */
   drop(): void {
     this.#dropped = true;
-    this.#queue.shiftMany(this.#queue.length);
+    this.#sources.shiftMany(this.#sources.length);
+    [this.#next, this.#hasNext] = [undefined, false];
+    this.#leaveLine?.();
+    this.#leaveLine = undefined;
   }
 
   #run(): void {
-    while (this.#queue.length > 0 && !this.#dropped) {
-      const item = this.#queue.at(0)!;
-      if (this.#needsRoom(item) && !this.#intake.hasRoom()) return this.#waitForRoom();
-      this.#queue.shift();
+    while (!this.#dropped && this.#peek()) {
+      const item = this.#next as T;
+      if (this.#needsRoom(item) && !this.#room.hasRoom()) return this.#waitForRoom();
+      [this.#next, this.#hasNext] = [undefined, false];
       this.#hand(item);
     }
     this.#changed();
   }
 
-  #waitForRoom(): void {
-    if (!this.#asked) {
-      this.#asked = true;
-      this.#intake.onRoom(() => {
-        this.#asked = false;
-        this.#run();
-      });
+  /** Takes the next item from its source, unless taken already; false when there is none. */
+  #peek(): boolean {
+    while (!this.#hasNext && this.#sources.length > 0) {
+      const result = this.#sources.at(0)!.next();
+      if (result.done) this.#sources.shift();
+      else [this.#next, this.#hasNext] = [result.value, true];
     }
+    return this.#hasNext;
+  }
+
+  #waitForRoom(): void {
+    this.#leaveLine ??= this.#room.onRoom(() => {
+      this.#leaveLine = undefined;
+      this.#run();
+    });
     this.#changed();
   }
 }

@@ -14,7 +14,7 @@ import {
   relpAnswer,
 } from "../../lib.ts";
 import type { Intake } from "../intake.ts";
-import { Handoff } from "./input.ts";
+import { Handoff, type RoomLine } from "./input.ts";
 import { type Link, type Session, StreamInput, type StreamOptions } from "./stream.ts";
 
 /**
@@ -44,9 +44,11 @@ export class RelpInput extends StreamInput {
     return new RelpConnection(link, {
       software: this.#software,
       intake: this.intake,
+      room: this.room,
       take: (message) => this.take(message),
       skipOversize: () => this.skipOversize(),
       refused: (why) => this.note("refused a RELP session", `${link.remote}: ${why}`),
+      cut: (why) => this.cut(link, why),
     });
   }
 }
@@ -55,12 +57,16 @@ export class RelpInput extends StreamInput {
 interface ConnectionOptions {
   software: string;
   intake: Intake;
+  /** Where a connection waits for room in the intake. */
+  room: RoomLine;
   /** Hands a message on and counts it: its sequence number, or undefined when it was skipped. */
   take(message: Uint8Array): number | undefined;
   /** Counts a message over MAX_MESSAGE that was read through. */
   skipOversize(): void;
   /** Says why a session was refused at its open. */
   refused(why: string): void;
+  /** Closes the connection at once, and says why. */
+  cut(why: string): void;
 }
 
 /** One RELP connection: its requests handed on in order, and its answers written in the same order. */
@@ -72,23 +78,21 @@ class RelpConnection implements Session {
   readonly #answers = new Fifo<Answer>();
   #read = 0;
   #closing = false;
+  #failed = false;
 
   constructor(link: Link, input: ConnectionOptions) {
     this.#link = link;
     this.#input = input;
     this.#requests = new Handoff<RelpRequest>(
-      input.intake,
+      input.room,
       (request) => this.#hand(request),
       (request) => "message" in request,
       () => this.#flow(),
     );
   }
 
-  read(chunk: Uint8Array): string | undefined {
-    const requests = this.#session.push(chunk);
-    this.#read += requests.length;
-    this.#requests.offer(requests);
-    return this.#session.error;
+  read(chunk: Uint8Array): void {
+    this.#requests.offer(this.#session.requests(chunk));
   }
 
   get owing(): string | undefined {
@@ -119,6 +123,7 @@ class RelpConnection implements Session {
   }
 
   #hand(request: RelpRequest): void {
+    this.#read++;
     const { txnr } = request;
     if (request.command === "open") {
       const { text, refused } = openAnswer(request.offers, this.#input.software);
@@ -159,6 +164,12 @@ class RelpConnection implements Session {
 
   /** Reads on while the intake has room and the daemon takes its answers. */
   #flow(): void {
-    this.#link.reading(!this.#requests.waiting && this.#link.unsent < MAX_UNSENT_ANSWERS);
+    // Requests are read as they are handed on: a malformed one may be found only once there is room.
+    const error = this.#session.error;
+    if (error === undefined) this.#link.reading(!this.#requests.waiting && this.#link.unsent < MAX_UNSENT_ANSWERS);
+    else if (!this.#failed) {
+      this.#failed = true;
+      this.#input.cut(error);
+    }
   }
 }

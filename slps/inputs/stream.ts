@@ -18,8 +18,11 @@ export interface StreamOptions extends InputOptions {
 
 /** What one connection speaks: what differs between tcp:// and relp://. */
 export interface Session {
-  /** Reads the peer's bytes; returns why the connection cannot go on, if it cannot. */
-  read(chunk: Uint8Array): string | undefined;
+  /**
+   * Reads the peer's bytes, as room in the intake comes: one that finds they cannot be read on
+   * (a malformed frame) cuts the connection itself, then or later.
+   */
+  read(chunk: Uint8Array): void;
   /** What the peer owes, begun and not finished ("the rest of a frame", "RELP's open"): the deadline runs. */
   readonly owing: string | undefined;
   /** Frames read whole so far: each one restarts the deadline, which is for one frame, not a stream of them. */
@@ -196,8 +199,7 @@ export abstract class StreamInput extends Input {
 
   #read(link: Link | undefined, chunk: Uint8Array): void {
     if (!link || link.closed || !this.#links.has(link)) return;
-    const error = link.session.read(chunk);
-    if (error !== undefined) return this.cut(link, error);
+    link.session.read(chunk);
     link.owed();
   }
 

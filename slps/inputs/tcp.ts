@@ -15,20 +15,27 @@ export class TcpInput extends StreamInput {
 
   protected session(link: Link): Session {
     const deframer = new SyslogTcpDeframer();
-    const frames = new Handoff<TcpFrame>(
-      this.intake,
-      (frame) => ("message" in frame ? this.take(frame.message) : this.skipOversize()),
-      () => true,
-      () => link.reading(!frames.waiting),
-    );
     let read = 0;
-    return {
-      read: (chunk) => {
-        const whole = deframer.push(chunk);
-        read += whole.length;
-        frames.offer(whole);
-        return deframer.error;
+    let failed = false;
+    const frames = new Handoff<TcpFrame>(
+      this.room,
+      (frame) => {
+        read++;
+        if ("message" in frame) this.take(frame.message);
+        else this.skipOversize();
       },
+      () => true,
+      () => {
+        // Frames are read as they are handed on: a frame in neither form may be found only once there is room.
+        if (deframer.error === undefined) link.reading(!frames.waiting);
+        else if (!failed) {
+          failed = true;
+          this.cut(link, deframer.error);
+        }
+      },
+    );
+    return {
+      read: (chunk) => frames.offer(deframer.frames(chunk)),
       get owing() {
         return deframer.midFrame ? "the rest of a frame" : undefined;
       },
@@ -39,13 +46,20 @@ export class TcpInput extends StreamInput {
         return frames.waiting;
       },
       ended: () => {
-        // What was read stays in line for the intake: over TCP the daemon counts it as sent.
-        const last = deframer.end();
-        if (typeof last === "string") this.note("lost a message", `${link.remote}: ${last}`);
-        else if (last) frames.offer([last]);
+        // What was read stays in line for the intake, over TCP the daemon counts it as sent; the end
+        // of the stream is read after it.
+        const note = (why: string) => this.note("lost a message", `${link.remote}: ${why}`);
+        frames.offer(lastFrame(deframer, note));
       },
       drained: () => {},
       farewell: () => {},
     };
   }
+}
+
+/** The frame the end of the stream completes, if any, once what came before it is read. */
+function* lastFrame(deframer: SyslogTcpDeframer, lost: (why: string) => void): Generator<TcpFrame> {
+  const last = deframer.end();
+  if (typeof last === "string") lost(last);
+  else if (last) yield last;
 }

@@ -30,7 +30,7 @@ export class UnixInput extends Input {
     this.#path = address.path;
     this.#reader = options.reader;
     this.#datagrams = new Handoff<Datagram>(
-      this.intake,
+      this.room,
       (datagram) => this.#hand(datagram),
       () => true,
       () => {},
