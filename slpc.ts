@@ -381,9 +381,6 @@ const otherPoints: ResumePoints = new Map([...stored].filter(([key]) => !upstrea
 
 const output = await openOutput();
 
-/** --web: the live view, beside the output; it sees each message as it comes, and changes nothing of its way. */
-const web = setup.web && WebView.open(setup.web, log);
-
 /** The output --stdout, --format or --forward chose; a socket the system does not give is exit 2. */
 async function openOutput(): Promise<Output<Upstream>> {
   // Paces the sends to --forward; stdout takes what it takes.
@@ -562,5 +559,12 @@ function stop(code: number): void {
 
 process.on("SIGINT", () => shutdown("SIGINT"));
 process.on("SIGTERM", () => shutdown("SIGTERM"));
+
+/**
+ * --web: the live view, beside the output; it sees each message as it comes, and changes nothing of
+ * its way. Opened once the signals have their handlers: whoever signals slpc on the line that says
+ * where the view is finds them.
+ */
+const web = setup.web && WebView.open(setup.web, log);
 
 for (const u of upstreams) u.connect();

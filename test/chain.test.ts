@@ -13,7 +13,17 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type DaemonKind, findDaemon, linesOf, type ServerOutput, startDaemon } from "./daemons.ts";
-import { type Child, freePort, type ServerHandle, sleep, startClient, startServer, testBed, until } from "./kit.ts";
+import {
+  type Child,
+  freePort,
+  runs,
+  type ServerHandle,
+  sleep,
+  startClient,
+  startServer,
+  testBed,
+  until,
+} from "./kit.ts";
 
 const CHAOS_SECONDS = Number(process.env.SLP_CHAIN_SECONDS ?? 75);
 const RATE = 1000;
@@ -47,18 +57,6 @@ function arrivals(text: string, logged: number) {
   const duplicated = [...counts.values()].reduce((sum, n) => sum + n - 1, 0);
   const most = Math.max(0, ...counts.values());
   return { counts, missing, duplicated, most };
-}
-
-/** Numbers as runs, `3-7, 12`, for the record lines. */
-function runs(numbers: number[]): string {
-  const parts: string[] = [];
-  for (let i = 0; i < numbers.length; ) {
-    let j = i;
-    while (j + 1 < numbers.length && numbers[j + 1] === numbers[j]! + 1) j++;
-    parts.push(i === j ? `${numbers[i]}` : `${numbers[i]}-${numbers[j]}`);
-    i = j + 1;
-  }
-  return parts.join(", ") || "none";
 }
 
 /**

@@ -11,7 +11,17 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type DaemonKind, findDaemon, type ServerOutput, startDaemon } from "./daemons.ts";
-import { type Child, freePort, type ServerHandle, sleep, snapshotOf, startServer, testBed, until } from "./kit.ts";
+import {
+  type Child,
+  freePort,
+  runs,
+  type ServerHandle,
+  sleep,
+  snapshotOf,
+  startServer,
+  testBed,
+  until,
+} from "./kit.ts";
 
 setDefaultTimeout(120_000);
 
@@ -30,18 +40,6 @@ function arrivals(stdout: Buffer, count = COUNT) {
   const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !counts.has(i));
   const duplicated = order.length - counts.size;
   return { order, counts, missing, duplicated };
-}
-
-/** Numbers as runs, `3-7, 12`, for the record lines. */
-function runs(numbers: number[]): string {
-  const parts: string[] = [];
-  for (let i = 0; i < numbers.length; ) {
-    let j = i;
-    while (j + 1 < numbers.length && numbers[j + 1] === numbers[j]! + 1) j++;
-    parts.push(i === j ? `${numbers[i]}` : `${numbers[i]}-${numbers[j]}`);
-    i = j + 1;
-  }
-  return parts.join(", ") || "none";
 }
 
 /** Why `kind` cannot send over `output` here, or undefined. */

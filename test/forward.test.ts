@@ -17,7 +17,7 @@ import type { Socket } from "bun";
 import { Ledger, MAX_MESSAGE, RelpSession } from "../lib.ts";
 import { RelpOutput } from "../slpc/outputs/relp.ts";
 import { type DaemonKind, findDaemon, type HomeInput, SERVER_HOST, startDaemon } from "./daemons.ts";
-import { Child, freePort, ROOT, type ServerHandle, sendUdp, sleep, testBed, udpDrops, until } from "./kit.ts";
+import { Child, freePort, ROOT, runs, type ServerHandle, sendUdp, sleep, testBed, udpDrops, until } from "./kit.ts";
 
 setDefaultTimeout(120_000);
 
@@ -66,18 +66,6 @@ function arrivals(file: string) {
   const missing = Array.from({ length: COUNT }, (_, i) => i).filter((i) => !counts.has(i));
   const duplicated = [...counts.values()].reduce((sum, n) => sum + n - 1, 0);
   return { counts, broken, missing, duplicated };
-}
-
-/** Numbers as runs, `3-7, 12`, for the record lines. */
-function runs(numbers: number[]): string {
-  const parts: string[] = [];
-  for (let i = 0; i < numbers.length; ) {
-    let j = i;
-    while (j + 1 < numbers.length && numbers[j + 1] === numbers[j]! + 1) j++;
-    parts.push(i === j ? `${numbers[i]}` : `${numbers[i]}-${numbers[j]}`);
-    i = j + 1;
-  }
-  return parts.join(", ") || "none";
 }
 
 /** Waits until the file has stopped growing for a second: the daemon has filed all it is going to. */

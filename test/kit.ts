@@ -754,3 +754,15 @@ export function testBed(extraCertificates: (dir: string) => void = () => {}) {
   };
   return bed;
 }
+
+/** Numbers as runs, `3-7, 12`, for the record lines. */
+export function runs(numbers: number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < numbers.length; ) {
+    let j = i;
+    while (j + 1 < numbers.length && numbers[j + 1] === numbers[j]! + 1) j++;
+    parts.push(i === j ? `${numbers[i]}` : `${numbers[i]}-${numbers[j]}`);
+    i = j + 1;
+  }
+  return parts.join(", ") || "none";
+}
