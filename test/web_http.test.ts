@@ -308,7 +308,7 @@ describe("the stream", () => {
     expect(lines.map(sameBut)).toEqual([printed[0]!, printed[2]!].map(sameBut));
   });
 
-  test("a viewer that stops reading delays nothing: --forward gets every message; it skips, then is cut", async () => {
+  test("a viewer that stops reading delays nothing: --forward gets every message; the viewer is cut", async () => {
     const s = await server();
     const sink = await timedSink(bed);
     const view = await startView(bed, [s], sink.port, ["--web-history", "1MiB"]);
@@ -329,10 +329,9 @@ describe("the stream", () => {
     expect(numbers).toEqual(oneToN(sender.sent));
     const delays = sink.arrived.map(({ text, at }) => at - Number(/at=([\d.]+)/.exec(text)![1]));
     expect(Math.max(...delays)).toBeLessThan(1000);
-    await view.slpc.waitFor(
-      /--web: viewer 127\.0\.0\.1:\d+ took nothing for 10 s: cut; it was too slow for \d+ messages/,
-      20_000,
-    );
+    // Whether it was also told it skipped depends on how much the kernel's socket buffers took before
+    // it stopped: once in a CI run none was skipped by the time it was cut.
+    await view.slpc.waitFor(/--web: viewer 127\.0\.0\.1:\d+ took nothing for 10 s: cut/, 20_000);
     expect(sink.drops()).toBe(0);
   });
 });
